@@ -1,0 +1,825 @@
+/* config.c: the configuration tables and the YAML loader.
+ *
+ * Every key is declared once in config_keys[] below with its type, default,
+ * limits and description. The same table validates YAML files, writes the
+ * default configuration back out as YAML and generates the Markdown reference
+ * in README.md, so the three cannot drift apart.
+ *
+ * A file is a tree of YAML mappings whose leaves are the dotted keys of the
+ * table: "gateway.tls.cert" is written
+ *
+ *     gateway:
+ *       tls:
+ *         cert: /etc/edged/cert.pem
+ *
+ * Unknown keys, duplicate keys and bad values are errors naming the file, the
+ * line and the key. The walk only descends into mappings that the table
+ * declares as sections, so its depth is bounded by the table, whatever the
+ * file contains; libyaml's own loader is not recursive (0.2.5).
+ */
+#define G_LOG_DOMAIN "core"
+
+#include "edge-core.h"
+
+#include <errno.h>
+#include <yaml.h>
+
+G_DEFINE_QUARK (edge-config-error-quark, edge_config_error)
+
+typedef enum {
+  KEY_STRING,
+  KEY_PATH,   /* string; relative values resolved against the file's directory */
+  KEY_LISTEN, /* HOST:PORT */
+  KEY_ENUM,
+  KEY_BOOL,
+  KEY_INT,
+  KEY_SIZE,     /* bytes, with optional KiB/MiB/GiB suffix */
+  KEY_DURATION, /* milliseconds, with ms/s/m/h suffix */
+} KeyType;
+
+typedef struct {
+  const char *key;
+  KeyType type;
+  gsize offset;
+  const char *default_value; /* as written in YAML */
+  gint64 min, max;           /* KEY_INT, KEY_SIZE, KEY_DURATION */
+  const char *const *choices; /* KEY_ENUM, NULL-terminated */
+  const char *description;
+} ConfigKey;
+
+static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
+
+#define MiB (1024 * 1024)
+#define OFF(field) G_STRUCT_OFFSET (EdgeConfig, field)
+
+static const ConfigKey config_keys[] = {
+  { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
+    "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
+    "one daemon per directory. Relative to the config file's directory (to the current "
+    "directory for the embedded default)." },
+  { "log.level", KEY_ENUM, OFF (log_level), "info", 0, 0, log_levels,
+    "Lowest level of message written to stderr: error, warning, info or debug." },
+  { "gateway.listen", KEY_LISTEN, OFF (gateway_listen), "127.0.0.1:8080", 0, 0, NULL,
+    "HOST:PORT the HTTP/WebSocket gateway listens on ([::1]:8080 for IPv6, port 0 picks a "
+    "free port)." },
+  { "gateway.tls.cert", KEY_PATH, OFF (gateway_tls_cert), "", 0, 0, NULL,
+    "PEM certificate (chain) file; with gateway.tls.key, the gateway speaks HTTPS only." },
+  { "gateway.tls.key", KEY_PATH, OFF (gateway_tls_key), "", 0, 0, NULL,
+    "PEM private key file for gateway.tls.cert." },
+  { "gateway.max_body_bytes", KEY_SIZE, OFF (gateway_max_body_bytes), "16MiB", 1024,
+    1024LL * MiB, NULL,
+    "Largest request body accepted; a larger declared Content-Length is refused with 413 "
+    "before any of the body is read." },
+  { "gateway.max_connections", KEY_INT, OFF (gateway_max_connections), "1024", 1, 65536, NULL,
+    "Open client connections at most; connections past it are closed at once." },
+  { "gateway.access_log", KEY_BOOL, OFF (gateway_access_log), "true", 0, 0, NULL,
+    "Log one line per request (method, path, status, bytes, duration) at info level." },
+  { "gateway.web_root", KEY_PATH, OFF (gateway_web_root), "", 0, 0, NULL,
+    "Serve the web UI from this directory instead of the copy built into edged." },
+  { "gateway.websocket.max_buffered_bytes", KEY_SIZE, OFF (gateway_ws_max_buffered_bytes),
+    "8MiB", 64 * 1024, 1024LL * MiB, NULL,
+    "Bytes queued for one WebSocket client at most; sends past it are dropped (live video "
+    "skips to the next keyframe)." },
+  { "gateway.websocket.max_message_bytes", KEY_SIZE, OFF (gateway_ws_max_message_bytes),
+    "1MiB", 125, 64LL * MiB, NULL,
+    "Largest message a WebSocket client may send; a larger one closes the connection with "
+    "code 1009." },
+  { "gateway.websocket.stall_timeout", KEY_DURATION, OFF (gateway_ws_stall_timeout_ms), "15s",
+    1000, 3600 * 1000, NULL,
+    "A client whose queue stays full this long is disconnected (close code 1008)." },
+  { "keys.master_key_file", KEY_PATH, OFF (keys_master_key_file), "", 0, 0, NULL,
+    "Master key file (mode 0600, created on first start). Default: DATA_DIR/master.key. "
+    "Losing it makes encrypted data unreadable: back it up apart from the data." },
+};
+
+static const ConfigKey *
+config_key_lookup (const char *key)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++)
+    if (g_str_equal (config_keys[i].key, key))
+      return &config_keys[i];
+  return NULL;
+}
+
+/* TRUE when @prefix names a section: some key starts with "prefix.". */
+static gboolean
+config_is_section (const char *prefix)
+{
+  gsize n = strlen (prefix);
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++)
+    if (strncmp (config_keys[i].key, prefix, n) == 0 && config_keys[i].key[n] == '.')
+      return TRUE;
+  return FALSE;
+}
+
+/* --- value parsers: pure, each returns FALSE with a message naming what it expected --- */
+
+static gboolean
+parse_int_with_units (const char *text, const char *const *units, const gint64 *factors,
+                      gint64 *ret_value)
+{
+  const char *p = text;
+  char *end = NULL;
+  guint64 number;
+  gint64 factor = 1;
+
+  while (g_ascii_isspace (*p))
+    p++;
+  if (!g_ascii_isdigit (*p))
+    return FALSE;
+  errno = 0;
+  number = g_ascii_strtoull (p, &end, 10);
+  if (errno != 0 || end == p)
+    return FALSE;
+  while (g_ascii_isspace (*end))
+    end++;
+  if (*end != '\0') {
+    gboolean found = FALSE;
+    for (gsize i = 0; units[i] != NULL; i++) {
+      if (g_ascii_strcasecmp (end, units[i]) == 0) {
+        factor = factors[i];
+        found = TRUE;
+        break;
+      }
+    }
+    if (!found)
+      return FALSE;
+  }
+  if (number > (guint64) (G_MAXINT64 / factor))
+    return FALSE;
+  *ret_value = (gint64) number * factor;
+  return TRUE;
+}
+
+static gboolean
+parse_size (const char *text, gint64 *ret_value)
+{
+  static const char *const units[] = { "B", "K", "KB", "KiB", "M", "MB", "MiB", "G", "GB", "GiB",
+                                       NULL };
+  static const gint64 factors[] = { 1, 1 << 10, 1 << 10, 1 << 10, 1 << 20, 1 << 20, 1 << 20,
+                                    1 << 30, 1 << 30, 1 << 30 };
+  return parse_int_with_units (text, units, factors, ret_value);
+}
+
+static gboolean
+parse_duration (const char *text, gint64 *ret_value)
+{
+  static const char *const units[] = { "ms", "s", "m", "min", "h", NULL };
+  static const gint64 factors[] = { 1, 1000, 60000, 60000, 3600000 };
+  gint64 value;
+
+  /* A bare number is ambiguous for a duration: ask for the unit. */
+  if (g_ascii_string_to_signed (text, 10, 0, G_MAXINT64, &value, NULL))
+    return FALSE;
+  return parse_int_with_units (text, units, factors, ret_value);
+}
+
+static gboolean
+parse_bool (const char *text, gboolean *ret_value)
+{
+  static const char *const yes[] = { "true", "yes", "on", NULL };
+  static const char *const no[] = { "false", "no", "off", NULL };
+  for (gsize i = 0; yes[i]; i++)
+    if (g_ascii_strcasecmp (text, yes[i]) == 0) {
+      *ret_value = TRUE;
+      return TRUE;
+    }
+  for (gsize i = 0; no[i]; i++)
+    if (g_ascii_strcasecmp (text, no[i]) == 0) {
+      *ret_value = FALSE;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+gboolean
+edge_config_parse_listen (const char *listen, char **ret_host, guint16 *ret_port, GError **error)
+{
+  const char *colon;
+  g_autofree char *host = NULL;
+  guint64 port;
+
+  if (listen[0] == '[') {
+    const char *close = strchr (listen, ']');
+    if (close == NULL || close[1] != ':')
+      goto bad;
+    host = g_strndup (listen + 1, close - listen - 1);
+    colon = close + 1;
+    if (!g_hostname_is_ip_address (host) || strchr (host, ':') == NULL)
+      goto bad;
+  } else {
+    colon = strrchr (listen, ':');
+    if (colon == NULL || colon == listen)
+      goto bad;
+    host = g_strndup (listen, colon - listen);
+    if (strchr (host, ':') != NULL) /* an IPv6 address needs brackets */
+      goto bad;
+    for (const char *p = host; *p; p++)
+      if (!g_ascii_isalnum (*p) && *p != '.' && *p != '-')
+        goto bad;
+  }
+  if (!g_ascii_string_to_unsigned (colon + 1, 10, 0, 65535, &port, NULL))
+    goto bad;
+
+  if (ret_host)
+    *ret_host = g_steal_pointer (&host);
+  if (ret_port)
+    *ret_port = (guint16) port;
+  return TRUE;
+
+bad:
+  g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+               "expected HOST:PORT, got \"%s\"", listen);
+  return FALSE;
+}
+
+/* 16777216 -> "16MiB": the form a user writes in the file. */
+static char *
+format_size (gint64 v)
+{
+  if (v != 0 && v % (1 << 30) == 0)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "GiB", v >> 30);
+  if (v != 0 && v % (1 << 20) == 0)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "MiB", v >> 20);
+  if (v != 0 && v % (1 << 10) == 0)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "KiB", v >> 10);
+  return g_strdup_printf ("%" G_GINT64_FORMAT, v);
+}
+
+static char *
+describe_range (const ConfigKey *k)
+{
+  switch (k->type) {
+  case KEY_SIZE: {
+    g_autofree char *lo = format_size (k->min);
+    g_autofree char *hi = format_size (k->max);
+    return g_strdup_printf ("a size from %s to %s (e.g. 16MiB)", lo, hi);
+  }
+  case KEY_DURATION:
+    return g_strdup_printf ("a duration from %" G_GINT64_FORMAT "ms to %" G_GINT64_FORMAT "s",
+                            k->min, k->max / 1000);
+  default:
+    return g_strdup_printf ("an integer from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT, k->min,
+                            k->max);
+  }
+}
+
+/* Stores @text, already known to be a scalar, into @config for @k.
+ * On failure @error holds "expected ..., got ..." without position. */
+static gboolean
+config_set_value (EdgeConfig *config, const ConfigKey *k, const char *text, const char *base_dir,
+                  GError **error)
+{
+  guint8 *field = (guint8 *) config + k->offset;
+  gint64 number = 0;
+  gboolean flag = FALSE;
+
+  switch (k->type) {
+  case KEY_STRING:
+  case KEY_PATH: {
+    char **slot = (char **) field;
+    char *value;
+    if (k->type == KEY_PATH && text[0] != '\0' && !g_path_is_absolute (text) && base_dir)
+      value = g_build_filename (base_dir, text, NULL);
+    else
+      value = g_strdup (text);
+    g_free (*slot);
+    *slot = value;
+    return TRUE;
+  }
+  case KEY_LISTEN:
+    if (!edge_config_parse_listen (text, NULL, NULL, error))
+      return FALSE;
+    g_free (*(char **) field);
+    *(char **) field = g_strdup (text);
+    return TRUE;
+  case KEY_ENUM:
+    for (gsize i = 0; k->choices[i]; i++) {
+      if (g_str_equal (k->choices[i], text)) {
+        g_free (*(char **) field);
+        *(char **) field = g_strdup (text);
+        return TRUE;
+      }
+    }
+    {
+      g_autofree char *list = g_strjoinv (", ", (char **) k->choices);
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "expected one of %s, got \"%s\"", list, text);
+    }
+    return FALSE;
+  case KEY_BOOL:
+    if (!parse_bool (text, &flag)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "expected true or false, got \"%s\"", text);
+      return FALSE;
+    }
+    *(gboolean *) field = flag;
+    return TRUE;
+  case KEY_INT:
+  case KEY_SIZE:
+  case KEY_DURATION: {
+    gboolean ok;
+    if (k->type == KEY_INT)
+      ok = g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, &number, NULL);
+    else if (k->type == KEY_SIZE)
+      ok = parse_size (text, &number);
+    else
+      ok = parse_duration (text, &number);
+    if (!ok || number < k->min || number > k->max) {
+      g_autofree char *range = describe_range (k);
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID, "expected %s, got \"%s\"",
+                   range, text);
+      return FALSE;
+    }
+    *(gint64 *) field = number;
+    return TRUE;
+  }
+  }
+  g_assert_not_reached ();
+}
+
+EdgeConfig *
+edge_config_new_default (void)
+{
+  EdgeConfig *config = g_new0 (EdgeConfig, 1);
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
+    const ConfigKey *k = &config_keys[i];
+    g_autoptr (GError) error = NULL;
+    if (k->type == KEY_STRING || k->type == KEY_PATH || k->type == KEY_LISTEN ||
+        k->type == KEY_ENUM)
+      *(char **) ((guint8 *) config + k->offset) = g_strdup ("");
+    if (!config_set_value (config, k, k->default_value, NULL, &error))
+      g_error ("config table: default of %s is invalid: %s", k->key, error->message);
+  }
+  return config;
+}
+
+void
+edge_config_free (EdgeConfig *config)
+{
+  if (config == NULL)
+    return;
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
+    const ConfigKey *k = &config_keys[i];
+    if (k->type == KEY_STRING || k->type == KEY_PATH || k->type == KEY_LISTEN ||
+        k->type == KEY_ENUM)
+      g_free (*(char **) ((guint8 *) config + k->offset));
+  }
+  g_free (config);
+}
+
+/* --- the YAML walk --- */
+
+typedef struct {
+  yaml_document_t *doc;
+  const char *name;
+  const char *base_dir;
+  EdgeConfig *config;
+} Loader;
+
+static guint
+node_line (const yaml_node_t *node)
+{
+  return (guint) node->start_mark.line + 1;
+}
+
+static const char *
+node_kind (const yaml_node_t *node)
+{
+  switch (node->type) {
+  case YAML_MAPPING_NODE:
+    return "a mapping";
+  case YAML_SEQUENCE_NODE:
+    return "a list";
+  default:
+    return "a scalar";
+  }
+}
+
+/* The known key (or section) closest to @key, for "did you mean" hints;
+ * NULL if none is close. (transfer full) */
+static char *
+closest_key (const char *key)
+{
+  char *best = NULL;
+  guint best_distance = 3; /* suggest only near misses */
+  gsize n = strlen (key);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
+    /* Compare with the table key cut to as many dots as @key has. */
+    const char *candidate = config_keys[i].key;
+    guint dots = 0;
+    for (const char *p = key; *p; p++)
+      dots += *p == '.';
+    const char *end = candidate;
+    for (guint d = 0; *end; end++)
+      if (*end == '.' && d++ == dots)
+        break;
+    gsize m = end - candidate;
+    if (n > 64 || m > 64)
+      continue;
+    /* Levenshtein distance, two rows. */
+    guint prev[65], cur[65];
+    for (gsize j = 0; j <= m; j++)
+      prev[j] = j;
+    for (gsize a = 1; a <= n; a++) {
+      cur[0] = a;
+      for (gsize j = 1; j <= m; j++) {
+        guint cost = key[a - 1] == candidate[j - 1] ? 0 : 1;
+        cur[j] = MIN (MIN (prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
+      }
+      memcpy (prev, cur, sizeof (guint) * (m + 1));
+    }
+    if (prev[m] > 0 && prev[m] < best_distance) {
+      best_distance = prev[m];
+      g_free (best);
+      best = g_strndup (candidate, m);
+    }
+  }
+  return best;
+}
+
+static gboolean
+load_mapping (Loader *loader, yaml_node_t *mapping, const char *prefix, GError **error)
+{
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (yaml_node_pair_t *pair = mapping->data.mapping.pairs.start;
+       pair < mapping->data.mapping.pairs.top; pair++) {
+    yaml_node_t *key_node = yaml_document_get_node (loader->doc, pair->key);
+    yaml_node_t *value = yaml_document_get_node (loader->doc, pair->value);
+    g_autofree char *key = NULL;
+    const ConfigKey *k;
+
+    if (key_node == NULL || value == NULL)
+      continue;
+    if (key_node->type != YAML_SCALAR_NODE) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                   "%s:%u: expected a key name, got %s", loader->name, node_line (key_node),
+                   node_kind (key_node));
+      return FALSE;
+    }
+    const char *name = (const char *) key_node->data.scalar.value;
+    key = prefix[0] ? g_strconcat (prefix, ".", name, NULL) : g_strdup (name);
+
+    if (g_hash_table_contains (seen, name)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                   "%s:%u: %s: duplicate key", loader->name, node_line (key_node), key);
+      return FALSE;
+    }
+    g_hash_table_add (seen, (gpointer) name);
+
+    k = config_key_lookup (key);
+    if (k != NULL) {
+      g_autoptr (GError) value_error = NULL;
+      if (value->type != YAML_SCALAR_NODE) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                     "%s:%u: %s: expected a single value, got %s", loader->name,
+                     node_line (value), key, node_kind (value));
+        return FALSE;
+      }
+      const char *text = (const char *) value->data.scalar.value;
+      /* A plain "~" or "null" means "leave the default". */
+      if (value->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+          (g_str_equal (text, "~") || g_str_equal (text, "null") || text[0] == '\0'))
+        continue;
+      if (!config_set_value (loader->config, k, text, loader->base_dir, &value_error)) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID, "%s:%u: %s: %s",
+                     loader->name, node_line (value), key, value_error->message);
+        return FALSE;
+      }
+    } else if (config_is_section (key)) {
+      if (value->type == YAML_SCALAR_NODE && value->data.scalar.length == 0)
+        continue; /* "tls:" with nothing under it */
+      if (value->type != YAML_MAPPING_NODE) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                     "%s:%u: %s: expected a mapping of settings, got %s", loader->name,
+                     node_line (value), key, node_kind (value));
+        return FALSE;
+      }
+      if (!load_mapping (loader, value, key, error))
+        return FALSE;
+    } else {
+      g_autofree char *hint = closest_key (key);
+      g_autofree char *suffix =
+          hint ? g_strdup_printf (" (did you mean \"%s\"?)", hint) : g_strdup ("");
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_UNKNOWN_KEY,
+                   "%s:%u: %s: unknown key%s", loader->name, node_line (key_node), key, suffix);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
+edge_config_validate (const EdgeConfig *config, const char *name, GError **error)
+{
+  if (config->data_dir[0] == '\0') {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s: data_dir: must not be empty", name);
+    return FALSE;
+  }
+  if ((config->gateway_tls_cert[0] == '\0') != (config->gateway_tls_key[0] == '\0')) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s: gateway.tls: cert and key must be given together", name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+EdgeConfig *
+edge_config_load_data (const char *data, gsize len, const char *name, const char *base_dir,
+                       GError **error)
+{
+  yaml_parser_t parser;
+  yaml_document_t doc;
+  g_autoptr (EdgeConfig) config = NULL;
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (data != NULL || len == 0, NULL);
+  if (len > EDGE_CONFIG_MAX_FILE_BYTES) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                 "%s: larger than %u bytes", name, EDGE_CONFIG_MAX_FILE_BYTES);
+    return NULL;
+  }
+  if (!g_utf8_validate (data, len, NULL) || memchr (data, '\0', len) != NULL) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                 "%s: not UTF-8 text", name);
+    return NULL;
+  }
+
+  if (!yaml_parser_initialize (&parser))
+    g_error ("out of memory");
+  yaml_parser_set_input_string (&parser, (const unsigned char *) data, len);
+  if (!yaml_parser_load (&parser, &doc)) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX, "%s:%zu: %s", name,
+                 parser.problem_mark.line + 1, parser.problem ? parser.problem : "invalid YAML");
+    yaml_parser_delete (&parser);
+    return NULL;
+  }
+
+  config = edge_config_new_default ();
+  yaml_node_t *root = yaml_document_get_root_node (&doc);
+  if (root == NULL) {
+    /* An empty file: all defaults. */
+  } else if (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0) {
+    /* Only comments. */
+  } else if (root->type != YAML_MAPPING_NODE) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                 "%s:%u: expected a mapping of settings at the top, got %s", name,
+                 node_line (root), node_kind (root));
+    ok = FALSE;
+  } else {
+    Loader loader = { &doc, name, base_dir, config };
+    ok = load_mapping (&loader, root, "", error);
+  }
+
+  /* A second document in the same file is a mistake worth naming. */
+  if (ok) {
+    yaml_document_t extra;
+    if (yaml_parser_load (&parser, &extra)) {
+      if (yaml_document_get_root_node (&extra) != NULL) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                     "%s:%zu: only one YAML document is allowed", name,
+                     extra.start_mark.line + 1);
+        ok = FALSE;
+      }
+      yaml_document_delete (&extra);
+    } else {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX, "%s:%zu: %s", name,
+                   parser.problem_mark.line + 1, parser.problem ? parser.problem : "invalid YAML");
+      ok = FALSE;
+    }
+  }
+
+  yaml_document_delete (&doc);
+  yaml_parser_delete (&parser);
+  if (!ok)
+    return NULL;
+  /* Relative defaults are relative to the file too, like relative values. */
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys) && base_dir; i++) {
+    char **slot = (char **) ((guint8 *) config + config_keys[i].offset);
+    if (config_keys[i].type == KEY_PATH && (*slot)[0] != '\0' && !g_path_is_absolute (*slot)) {
+      char *absolute = g_build_filename (base_dir, *slot, NULL);
+      g_free (*slot);
+      *slot = absolute;
+    }
+  }
+  if (!edge_config_validate (config, name, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+EdgeConfig *
+edge_config_load_file (const char *path, GError **error)
+{
+  g_autofree char *contents = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *abs_dir = NULL;
+  g_autoptr (GError) io_error = NULL;
+  gsize len = 0;
+  g_autoptr (GMappedFile) mapped = NULL;
+
+  mapped = g_mapped_file_new (path, FALSE, &io_error);
+  if (mapped == NULL) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_IO, "%s", io_error->message);
+    return NULL;
+  }
+  len = g_mapped_file_get_length (mapped);
+  if (len > EDGE_CONFIG_MAX_FILE_BYTES) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_IO, "%s: larger than %u bytes", path,
+                 EDGE_CONFIG_MAX_FILE_BYTES);
+    return NULL;
+  }
+  contents = g_strndup (g_mapped_file_get_contents (mapped), len);
+  dir = g_path_get_dirname (path);
+  abs_dir = g_canonicalize_filename (dir, NULL);
+  return edge_config_load_data (contents, len, path, abs_dir, error);
+}
+
+gboolean
+edge_config_set (EdgeConfig *config, const char *key, const char *value, GError **error)
+{
+  const ConfigKey *k = config_key_lookup (key);
+  g_autoptr (GError) value_error = NULL;
+
+  if (k == NULL) {
+    g_autofree char *hint = closest_key (key);
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_UNKNOWN_KEY, "%s: unknown key%s%s%s",
+                 key, hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+    return FALSE;
+  }
+  if (!config_set_value (config, k, value, NULL, &value_error)) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID, "%s: %s", key,
+                 value_error->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+char *
+edge_config_master_key_path (const EdgeConfig *config)
+{
+  if (config->keys_master_key_file[0] != '\0')
+    return g_strdup (config->keys_master_key_file);
+  return g_build_filename (config->data_dir, "master.key", NULL);
+}
+
+/* --- writing the tables back out --- */
+
+static char *
+format_value (const EdgeConfig *config, const ConfigKey *k)
+{
+  const guint8 *field = (const guint8 *) config + k->offset;
+  switch (k->type) {
+  case KEY_STRING:
+  case KEY_PATH:
+  case KEY_LISTEN:
+  case KEY_ENUM:
+    return g_strdup (*(char *const *) field);
+  case KEY_BOOL:
+    return g_strdup (*(const gboolean *) field ? "true" : "false");
+  case KEY_INT:
+    return g_strdup_printf ("%" G_GINT64_FORMAT, *(const gint64 *) field);
+  case KEY_SIZE:
+    return format_size (*(const gint64 *) field);
+  case KEY_DURATION: {
+    gint64 v = *(const gint64 *) field;
+    if (v % 3600000 == 0)
+      return g_strdup_printf ("%" G_GINT64_FORMAT "h", v / 3600000);
+    if (v % 60000 == 0)
+      return g_strdup_printf ("%" G_GINT64_FORMAT "m", v / 60000);
+    if (v % 1000 == 0)
+      return g_strdup_printf ("%" G_GINT64_FORMAT "s", v / 1000);
+    return g_strdup_printf ("%" G_GINT64_FORMAT "ms", v);
+  }
+  }
+  g_assert_not_reached ();
+}
+
+/* Double-quoted YAML scalar, so that any string survives the round trip. */
+static void
+append_yaml_string (GString *out, const char *value)
+{
+  g_string_append_c (out, '"');
+  for (const char *p = value; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      g_string_append_c (out, '\\');
+    g_string_append_c (out, *p);
+  }
+  g_string_append_c (out, '"');
+}
+
+static void
+append_wrapped_comment (GString *out, const char *indent, const char *text)
+{
+  g_auto (GStrv) words = g_strsplit (text, " ", -1);
+  gsize column = 0;
+  for (gsize i = 0; words[i]; i++) {
+    if (column == 0) {
+      g_string_append_printf (out, "%s#", indent);
+      column = strlen (indent) + 1;
+    }
+    g_string_append_printf (out, " %s", words[i]);
+    column += strlen (words[i]) + 1;
+    if (column > 88 || words[i + 1] == NULL) {
+      g_string_append_c (out, '\n');
+      column = 0;
+    }
+  }
+}
+
+char *
+edge_config_to_yaml (const EdgeConfig *config)
+{
+  GString *out = g_string_new ("# edged configuration. Every key, with its description; see\n"
+                               "# README.md for the reference table.\n");
+  g_auto (GStrv) open_sections = g_new0 (char *, 1);
+  guint open_depth = 0;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
+    const ConfigKey *k = &config_keys[i];
+    g_auto (GStrv) parts = g_strsplit (k->key, ".", -1);
+    guint depth = g_strv_length (parts) - 1;
+    guint common = 0;
+
+    /* Keep the sections already open that this key shares. */
+    while (common < depth && common < open_depth && g_str_equal (parts[common], open_sections[common]))
+      common++;
+    g_strfreev (open_sections);
+    open_sections = g_new0 (char *, depth + 1);
+    for (guint d = 0; d < depth; d++)
+      open_sections[d] = g_strdup (parts[d]);
+    if (common < depth || (i > 0 && depth == 0))
+      g_string_append_c (out, '\n');
+    for (guint d = common; d < depth; d++)
+      g_string_append_printf (out, "%*s%s:\n", (int) (2 * d), "", parts[d]);
+    open_depth = depth;
+
+    g_autofree char *indent = g_strnfill (2 * depth, ' ');
+    g_autofree char *value = format_value (config, k);
+    append_wrapped_comment (out, indent, k->description);
+    g_string_append_printf (out, "%s%s: ", indent, parts[depth]);
+    if (k->type == KEY_BOOL || k->type == KEY_INT)
+      g_string_append (out, value);
+    else
+      append_yaml_string (out, value);
+    g_string_append_c (out, '\n');
+  }
+  return g_string_free (out, FALSE);
+}
+
+static const char *
+type_name (const ConfigKey *k)
+{
+  switch (k->type) {
+  case KEY_STRING:
+    return "string";
+  case KEY_PATH:
+    return "path";
+  case KEY_LISTEN:
+    return "HOST:PORT";
+  case KEY_ENUM:
+    return "enum";
+  case KEY_BOOL:
+    return "bool";
+  case KEY_INT:
+    return "integer";
+  case KEY_SIZE:
+    return "size";
+  case KEY_DURATION:
+    return "duration";
+  }
+  g_assert_not_reached ();
+}
+
+char *
+edge_config_reference_markdown (void)
+{
+  GString *out = g_string_new ("| key | type | default | limits | description |\n"
+                               "|---|---|---|---|---|\n");
+  g_autoptr (EdgeConfig) defaults = edge_config_new_default ();
+
+  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
+    const ConfigKey *k = &config_keys[i];
+    g_autofree char *value = format_value (defaults, k);
+    g_autofree char *limits = NULL;
+    if (k->type == KEY_INT || k->type == KEY_SIZE || k->type == KEY_DURATION) {
+      EdgeConfig bounds = { 0 };
+      gint64 *slot = (gint64 *) ((guint8 *) &bounds + k->offset);
+      *slot = k->min;
+      g_autofree char *lo = format_value (&bounds, k);
+      *slot = k->max;
+      g_autofree char *hi = format_value (&bounds, k);
+      limits = g_strdup_printf ("%s – %s", lo, hi);
+    } else if (k->type == KEY_ENUM) {
+      limits = g_strjoinv (", ", (char **) k->choices);
+    } else {
+      limits = g_strdup ("");
+    }
+    g_string_append_printf (out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->key, type_name (k),
+                            value[0] ? "`" : "", value[0] ? value : "(unset)", value[0] ? "`" : "",
+                            limits, k->description);
+  }
+  return g_string_free (out, FALSE);
+}

@@ -1,0 +1,317 @@
+/* edge-core.h: the bottom layer of edged.
+ *
+ * Configuration tables and YAML loading, the data directory and its lock, the
+ * state database, master keys and AES-256-GCM frames, logging and the metrics
+ * registry. Nothing here knows about any module above it.
+ *
+ * Errors: functions that can fail return gboolean (or a pointer, NULL on
+ * failure) and fill a GError in one of the domains below; out parameters named
+ * ret_* are left untouched on failure. Library code here never logs.
+ */
+#pragma once
+
+#include <glib.h>
+#include <sqlite3.h>
+
+G_BEGIN_DECLS
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+#define EDGE_CONFIG_ERROR (edge_config_error_quark ())
+GQuark edge_config_error_quark (void);
+
+typedef enum {
+  EDGE_CONFIG_ERROR_IO,          /* the file could not be read */
+  EDGE_CONFIG_ERROR_SYNTAX,      /* not YAML, or not a mapping at the top */
+  EDGE_CONFIG_ERROR_UNKNOWN_KEY, /* a key no table declares */
+  EDGE_CONFIG_ERROR_INVALID,     /* a value of the wrong type or out of range */
+} EdgeConfigError;
+
+/* Largest configuration file edged reads. */
+#define EDGE_CONFIG_MAX_FILE_BYTES (1024 * 1024)
+
+/* The daemon's whole configuration, as values. Strings are owned by the
+ * struct; an unset optional string is "" (never NULL). Sizes are bytes,
+ * durations milliseconds. */
+typedef struct {
+  char *data_dir;
+  char *log_level;
+  char *gateway_listen;
+  char *gateway_tls_cert;
+  char *gateway_tls_key;
+  gint64 gateway_max_body_bytes;
+  gint64 gateway_max_connections;
+  gboolean gateway_access_log;
+  char *gateway_web_root;
+  gint64 gateway_ws_max_buffered_bytes;
+  gint64 gateway_ws_max_message_bytes;
+  gint64 gateway_ws_stall_timeout_ms;
+  char *keys_master_key_file;
+} EdgeConfig;
+
+/* Returns the embedded default configuration. (transfer full) */
+EdgeConfig *edge_config_new_default (void);
+
+/* Parses YAML text @data of @len bytes. @name is used in error messages
+ * ("edged.yaml:14: gateway.listen: ..."); @base_dir (nullable) is where
+ * relative paths are resolved, the current directory when NULL.
+ * Pure: touches no file. Returns (transfer full) or NULL with @error set. */
+EdgeConfig *edge_config_load_data (const char *data, gsize len, const char *name,
+                                   const char *base_dir, GError **error);
+
+/* Reads and parses the file at @path; relative paths in it are resolved
+ * against the file's directory. (transfer full), or NULL with @error set. */
+EdgeConfig *edge_config_load_file (const char *path, GError **error);
+
+/* Sets one dotted @key from its YAML text form, validated as in a file
+ * ("gateway.listen", "127.0.0.1:9000"); used for command-line overrides. */
+gboolean edge_config_set (EdgeConfig *config, const char *key, const char *value, GError **error);
+
+/* Checks rules that involve several keys (TLS cert and key together, ...);
+ * @name prefixes the message. Loading runs it; call it again after
+ * edge_config_set. */
+gboolean edge_config_validate (const EdgeConfig *config, const char *name, GError **error);
+
+/* Serialises @config as YAML with every key and its description as a
+ * comment; loading the result yields an equal configuration. (transfer full) */
+char *edge_config_to_yaml (const EdgeConfig *config);
+
+/* The configuration reference as a Markdown table generated from the key
+ * tables: the text README.md and docs/config.md carry. (transfer full) */
+char *edge_config_reference_markdown (void);
+
+/* Resolved path of the master key file (the configured one, or
+ * DATA_DIR/master.key). (transfer full) */
+char *edge_config_master_key_path (const EdgeConfig *config);
+
+/* Splits a HOST:PORT listen address as the config validates it.
+ * [v6]:port is accepted. ret_host is (transfer full). */
+gboolean edge_config_parse_listen (const char *listen, char **ret_host, guint16 *ret_port,
+                                   GError **error);
+
+void edge_config_free (EdgeConfig *config);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeConfig, edge_config_free)
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Installs the process-wide log writer: one line per message on stderr,
+ * "LEVEL domain: message", with a syslog priority prefix ("<6>") instead of
+ * the timestamp when stderr is connected to journald. Main thread, once. */
+void edge_log_init (void);
+
+/* Sets the lowest level written: "error", "warning", "info" or "debug".
+ * Returns FALSE for an unknown name. Any thread. */
+gboolean edge_log_set_level (const char *level);
+
+/* ------------------------------------------------------------------------ */
+/* Data directory                                                           */
+/* ------------------------------------------------------------------------ */
+
+#define EDGE_DATA_DIR_ERROR (edge_data_dir_error_quark ())
+GQuark edge_data_dir_error_quark (void);
+typedef enum {
+  EDGE_DATA_DIR_ERROR_IO,
+  EDGE_DATA_DIR_ERROR_IN_USE, /* another edged holds the lock */
+} EdgeDataDirError;
+
+typedef struct _EdgeDataDir EdgeDataDir;
+
+/* Creates @path (mode 0700) if missing and takes its exclusive lock
+ * (PATH/edged.lock, holding the owner's pid). A second daemon on the same
+ * directory gets EDGE_DATA_DIR_ERROR_IN_USE naming the first one's pid.
+ * (transfer full) */
+EdgeDataDir *edge_data_dir_open (const char *path, GError **error);
+/* The absolute path. (transfer none) */
+const char *edge_data_dir_path (EdgeDataDir *dir);
+/* Releases the lock. Accepts NULL. */
+void edge_data_dir_close (EdgeDataDir *dir);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeDataDir, edge_data_dir_close)
+
+/* ------------------------------------------------------------------------ */
+/* State database (SQLite, WAL)                                             */
+/* ------------------------------------------------------------------------ */
+
+#define EDGE_STATE_ERROR (edge_state_error_quark ())
+GQuark edge_state_error_quark (void);
+typedef enum {
+  EDGE_STATE_ERROR_OPEN,
+  EDGE_STATE_ERROR_SQL,
+  EDGE_STATE_ERROR_TOO_NEW, /* written by a newer edged */
+} EdgeStateError;
+
+typedef struct _EdgeState EdgeState;
+
+/* Opens (creating) @path in WAL mode with foreign keys on and runs the core
+ * schema migrations. (transfer full) */
+EdgeState *edge_state_open (const char *path, GError **error);
+
+/* Brings @module's tables to the last of @steps: step i (0-based) moves the
+ * schema from version i to i + 1; each step runs in its own transaction.
+ * Versions are kept per module in the table schema_versions. */
+gboolean edge_state_migrate (EdgeState *state, const char *module, const char *const *steps,
+                             guint n_steps, GError **error);
+
+/* The instance id, created with the database: a random UUID. (transfer none) */
+const char *edge_state_instance_id (EdgeState *state);
+
+/* The handle, for modules' own statements. Main thread only. (transfer none) */
+sqlite3 *edge_state_db (EdgeState *state);
+
+/* TRUE when the database answers a trivial query. */
+gboolean edge_state_ping (EdgeState *state, GError **error);
+
+/* Checkpoints the WAL and closes. Accepts NULL. */
+void edge_state_close (EdgeState *state);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeState, edge_state_close)
+
+/* ------------------------------------------------------------------------ */
+/* Keys and AES-256-GCM frames (docs/internals/crypto.md)                    */
+/* ------------------------------------------------------------------------ */
+
+#define EDGE_CRYPTO_ERROR (edge_crypto_error_quark ())
+GQuark edge_crypto_error_quark (void);
+typedef enum {
+  EDGE_CRYPTO_ERROR_IO,          /* key file unreadable or unwritable */
+  EDGE_CRYPTO_ERROR_KEY_FILE,    /* key file malformed or its mode too open */
+  EDGE_CRYPTO_ERROR_FORMAT,      /* not a frame: bad magic, version, lengths */
+  EDGE_CRYPTO_ERROR_UNKNOWN_KEY, /* frame sealed under a key the ring lacks */
+  EDGE_CRYPTO_ERROR_AUTH,        /* tag mismatch: tampered, wrong key or context */
+  EDGE_CRYPTO_ERROR_TRUNCATED,   /* a sealed stream ended before its last chunk */
+  EDGE_CRYPTO_ERROR_LIMIT,       /* a length beyond the frame limits */
+  EDGE_CRYPTO_ERROR_INTERNAL,    /* OpenSSL failed */
+} EdgeCryptoError;
+
+#define EDGE_KEY_BYTES 32
+#define EDGE_FRAME_HEADER_BYTES 44
+#define EDGE_FRAME_TAG_BYTES 16
+#define EDGE_FRAME_OVERHEAD (EDGE_FRAME_HEADER_BYTES + EDGE_FRAME_TAG_BYTES)
+/* Largest payload one frame carries; larger objects use a sealed stream. */
+#define EDGE_FRAME_MAX_PAYLOAD (64u * 1024 * 1024)
+/* Default chunk size of a sealed stream. */
+#define EDGE_SEAL_STREAM_CHUNK (64u * 1024)
+
+typedef struct _EdgeKeyring EdgeKeyring;
+
+/* Opens the master key file at @path. When it does not exist and @create is
+ * TRUE, a new file with one random key is written with mode 0600. A file
+ * readable or writable by group or others is refused (EDGE_CRYPTO_ERROR_KEY_FILE)
+ * with a message naming the fix. (transfer full) */
+EdgeKeyring *edge_keyring_open (const char *path, gboolean create, GError **error);
+
+/* Appends a new random key to the file and makes it the active one: new
+ * frames use it, frames under older keys still open. */
+gboolean edge_keyring_rotate (EdgeKeyring *keyring, GError **error);
+
+/* Id of the key new frames are sealed under. */
+guint32 edge_keyring_active_id (EdgeKeyring *keyring);
+guint edge_keyring_count (EdgeKeyring *keyring);
+
+void edge_keyring_free (EdgeKeyring *keyring);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeKeyring, edge_keyring_free)
+
+/* A cipher seals and opens frames for one @context ("stream/sensors",
+ * "camera/door"): its keys are derived from the master keys with HKDF over the
+ * context, so a frame moved to another context does not open. Each cipher
+ * seals under a fresh random session salt with a counter nonce, so nonces
+ * never repeat under one derived key. One thread at a time; the keyring is
+ * borrowed and must outlive the cipher. */
+typedef struct _EdgeCipher EdgeCipher;
+
+EdgeCipher *edge_cipher_new (EdgeKeyring *keyring, const char *context, GError **error);
+void edge_cipher_free (EdgeCipher *cipher);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeCipher, edge_cipher_free)
+
+/* Seals @len bytes into @out, which must have room for len + EDGE_FRAME_OVERHEAD
+ * bytes. @aad (nullable) is authenticated, not stored: the opener must pass
+ * the same bytes. */
+gboolean edge_cipher_seal (EdgeCipher *cipher, const guint8 *plain, gsize len, const guint8 *aad,
+                           gsize aad_len, guint8 *out, GError **error);
+
+/* Opens the frame at the start of @frame (exactly one frame of @frame_len
+ * bytes) into @out, which must have room for frame_len - EDGE_FRAME_OVERHEAD
+ * bytes; *ret_len is the plaintext length. Nothing is written to *ret_len on
+ * failure, and @out then holds no plaintext. */
+gboolean edge_cipher_open (EdgeCipher *cipher, const guint8 *frame, gsize frame_len,
+                           const guint8 *aad, gsize aad_len, guint8 *out, gsize *ret_len,
+                           GError **error);
+
+/* Reads the header at @buf and returns the whole frame's length, so that a
+ * reader knows how many bytes to fetch; -1 with @error when @buf (at least
+ * EDGE_FRAME_HEADER_BYTES long) does not start a frame. */
+gssize edge_frame_length (const guint8 *buf, gsize len, GError **error);
+
+/* Sealed streams: a large object as a sequence of frames, each chunk bound to
+ * its position and to the stream, the last one marked final, so that dropped,
+ * reordered, spliced or truncated chunks are all detected. */
+typedef struct _EdgeSealStream EdgeSealStream;
+EdgeSealStream *edge_seal_stream_new (EdgeCipher *cipher, const guint8 *aad, gsize aad_len,
+                                      gsize chunk_size);
+/* Appends whole sealed chunks for @data to @out (partial chunks are kept). */
+gboolean edge_seal_stream_write (EdgeSealStream *stream, const guint8 *data, gsize len,
+                                 GByteArray *out, GError **error);
+/* Seals what is left as the final chunk. The stream takes no more data. */
+gboolean edge_seal_stream_finish (EdgeSealStream *stream, GByteArray *out, GError **error);
+void edge_seal_stream_free (EdgeSealStream *stream);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeSealStream, edge_seal_stream_free)
+
+typedef struct _EdgeOpenStream EdgeOpenStream;
+EdgeOpenStream *edge_open_stream_new (EdgeCipher *cipher, const guint8 *aad, gsize aad_len);
+/* Feeds sealed bytes in any split; appends authenticated plaintext to @out. */
+gboolean edge_open_stream_write (EdgeOpenStream *stream, const guint8 *data, gsize len,
+                                 GByteArray *out, GError **error);
+/* Fails with EDGE_CRYPTO_ERROR_TRUNCATED unless the final chunk was seen. */
+gboolean edge_open_stream_finish (EdgeOpenStream *stream, GError **error);
+void edge_open_stream_free (EdgeOpenStream *stream);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeOpenStream, edge_open_stream_free)
+
+/* ------------------------------------------------------------------------ */
+/* Metrics registry (Prometheus text exposition)                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+  EDGE_METRIC_COUNTER,
+  EDGE_METRIC_GAUGE,
+  EDGE_METRIC_HISTOGRAM,
+} EdgeMetricType;
+
+typedef struct _EdgeMetrics EdgeMetrics;
+typedef void (*EdgeMetricsCollectFunc) (EdgeMetrics *metrics, gpointer user_data);
+
+/* Cap on the label sets one family keeps; observations for new label sets
+ * past it are counted in edged_metrics_dropped_series_total. */
+#define EDGE_METRICS_MAX_SERIES 1000
+
+EdgeMetrics *edge_metrics_new (void);
+void edge_metrics_free (EdgeMetrics *metrics);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeMetrics, edge_metrics_free)
+
+/* Declares a family. @buckets (upper bounds, ascending, @n_buckets of them)
+ * only for histograms; copied. Declaring a name twice is a programmer error. */
+void edge_metrics_declare (EdgeMetrics *metrics, const char *name, EdgeMetricType type,
+                           const char *help, const double *buckets, guint n_buckets);
+
+/* @labels is the inside of the braces, already escaped, e.g.
+ * "method=\"GET\",code=\"200\"", or "" for none. All three are thread-safe. */
+void edge_metrics_add (EdgeMetrics *metrics, const char *name, const char *labels, double value);
+void edge_metrics_set (EdgeMetrics *metrics, const char *name, const char *labels, double value);
+void edge_metrics_observe (EdgeMetrics *metrics, const char *name, const char *labels,
+                           double value);
+
+/* Escapes a label value (backslash, quote, newline). (transfer full) */
+char *edge_metrics_escape_label (const char *value);
+
+/* @func runs at every render (on the rendering thread), to set gauges. */
+void edge_metrics_add_collector (EdgeMetrics *metrics, EdgeMetricsCollectFunc func,
+                                 gpointer user_data);
+
+/* Adds the standard process_* families, read from /proc at render time. */
+void edge_metrics_add_process_collector (EdgeMetrics *metrics);
+
+/* The exposition text, format 0.0.4. (transfer full) */
+char *edge_metrics_render (EdgeMetrics *metrics);
+
+G_END_DECLS

@@ -1,0 +1,383 @@
+/* edged: the daemon. Loads the configuration, takes the data directory,
+ * opens keys and state, wires the modules into the gateway and runs one
+ * GLib main loop until SIGTERM or SIGINT.
+ *
+ * Exit status: 0 after a clean shutdown, 1 when it cannot start (data
+ * directory in use, key file refused, address taken), 2 for an invalid
+ * configuration or command line.
+ */
+#define G_LOG_DOMAIN "edged"
+
+#include "edge-core.h"
+#include "edge-gateway.h"
+#include "edged-version.h"
+#include "hw.h"
+
+#include <errno.h>
+#include <glib-unix.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef struct {
+  EdgeConfig *config;
+  char *config_source;
+  EdgeDataDir *data_dir;
+  EdgeKeyring *keyring;
+  EdgeState *state;
+  EdgeMetrics *metrics;
+  EdgeGateway *gateway;
+  HwBoard *board;
+  GMainLoop *loop;
+  GDateTime *started_at;
+  gint64 started_us;
+  int exit_status;
+} Daemon;
+
+/* ---- systemd readiness (sd_notify protocol, without libsystemd) ---- */
+
+static void
+notify_systemd (const char *state)
+{
+  const char *path = g_getenv ("NOTIFY_SOCKET");
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  gsize len;
+  int fd;
+
+  if (path == NULL || (path[0] != '/' && path[0] != '@') || strlen (path) >= sizeof addr.sun_path)
+    return;
+  len = strlen (path);
+  memcpy (addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@')
+    addr.sun_path[0] = '\0'; /* abstract namespace */
+  fd = socket (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return;
+  if (sendto (fd, state, strlen (state), MSG_NOSIGNAL, (struct sockaddr *) &addr,
+              offsetof (struct sockaddr_un, sun_path) + len) < 0)
+    g_debug ("sd_notify: %s", g_strerror (errno));
+  close (fd);
+}
+
+/* ---- routes the daemon itself serves ---- */
+
+static void
+handle_status (EdgeRequest *request, gpointer data)
+{
+  Daemon *d = data;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autofree char *started = g_date_time_format_iso8601 (d->started_at);
+  g_autofree char *url = edge_gateway_url (d->gateway);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_string_value (b, EDGED_VERSION);
+  json_builder_set_member_name (b, "instance_id");
+  json_builder_add_string_value (b, edge_state_instance_id (d->state));
+  json_builder_set_member_name (b, "started_at");
+  json_builder_add_string_value (b, started);
+  json_builder_set_member_name (b, "uptime_seconds");
+  json_builder_add_double_value (b, (g_get_monotonic_time () - d->started_us) / 1e6);
+  json_builder_set_member_name (b, "config");
+  json_builder_add_string_value (b, d->config_source);
+  json_builder_set_member_name (b, "data_dir");
+  json_builder_add_string_value (b, edge_data_dir_path (d->data_dir));
+
+  json_builder_set_member_name (b, "gateway");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "url");
+  json_builder_add_string_value (b, url);
+  json_builder_set_member_name (b, "tls");
+  json_builder_add_boolean_value (b, d->config->gateway_tls_cert[0] != '\0');
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "encryption");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "cipher");
+  json_builder_add_string_value (b, "AES-256-GCM");
+  json_builder_set_member_name (b, "active_key_id");
+  json_builder_add_int_value (b, edge_keyring_active_id (d->keyring));
+  json_builder_set_member_name (b, "keys");
+  json_builder_add_int_value (b, edge_keyring_count (d->keyring));
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "board");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "model");
+  json_builder_add_string_value (b, d->board->model);
+  json_builder_set_member_name (b, "arch");
+  json_builder_add_string_value (b, d->board->arch);
+  json_builder_set_member_name (b, "kernel");
+  json_builder_add_string_value (b, d->board->kernel);
+  json_builder_set_member_name (b, "cpus");
+  json_builder_add_int_value (b, d->board->cpus);
+  json_builder_set_member_name (b, "memory_bytes");
+  json_builder_add_int_value (b, (gint64) d->board->memory_bytes);
+  json_builder_set_member_name (b, "raspberry_pi");
+  json_builder_add_boolean_value (b, d->board->raspberry_pi);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, SOUP_STATUS_OK, root);
+}
+
+static gboolean
+check_state (gpointer data, GError **error)
+{
+  Daemon *d = data;
+  return edge_state_ping (d->state, error);
+}
+
+static gboolean
+check_data_dir (gpointer data, GError **error)
+{
+  Daemon *d = data;
+  if (access (edge_data_dir_path (d->data_dir), W_OK) != 0) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "%s is not writable: %s",
+                 edge_data_dir_path (d->data_dir), g_strerror (errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- lifecycle ---- */
+
+static gboolean
+on_stop_signal (gpointer data)
+{
+  Daemon *d = data;
+  g_message ("stopping");
+  notify_systemd ("STOPPING=1");
+  g_main_loop_quit (d->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+daemon_start (Daemon *d, GError **error)
+{
+  g_autofree char *key_path = NULL;
+  g_autofree char *db_path = NULL;
+  g_autofree char *url = NULL;
+  const EdgeConfig *c = d->config;
+
+  d->data_dir = edge_data_dir_open (c->data_dir, error);
+  if (d->data_dir == NULL)
+    return FALSE;
+  key_path = edge_config_master_key_path (c);
+  d->keyring = edge_keyring_open (key_path, TRUE, error);
+  if (d->keyring == NULL)
+    return FALSE;
+  db_path = g_build_filename (edge_data_dir_path (d->data_dir), "state.db", NULL);
+  d->state = edge_state_open (db_path, error);
+  if (d->state == NULL)
+    return FALSE;
+  d->board = hw_board_detect ("/");
+  d->metrics = edge_metrics_new ();
+  edge_metrics_add_process_collector (d->metrics);
+
+  EdgeGatewayOptions options = {
+    .listen = c->gateway_listen,
+    .tls_cert_file = c->gateway_tls_cert,
+    .tls_key_file = c->gateway_tls_key,
+    .max_body_bytes = c->gateway_max_body_bytes,
+    .max_connections = c->gateway_max_connections,
+    .access_log = c->gateway_access_log,
+    .web_root = c->gateway_web_root,
+    .ws_max_buffered_bytes = c->gateway_ws_max_buffered_bytes,
+    .ws_max_message_bytes = c->gateway_ws_max_message_bytes,
+    .ws_stall_timeout_ms = c->gateway_ws_stall_timeout_ms,
+    .metrics = d->metrics,
+  };
+  d->gateway = edge_gateway_new (&options, error);
+  if (d->gateway == NULL)
+    return FALSE;
+  static const EdgeRoute status_route = { "GET", "/v1/status", handle_status,
+                                          "What this edged is and runs", "system", 0 };
+  if (!edge_gateway_add_route (d->gateway, &status_route, d, error))
+    return FALSE;
+  edge_gateway_add_health_check (d->gateway, "state", check_state, d);
+  edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
+  if (!edge_gateway_start (d->gateway, error))
+    return FALSE;
+
+  url = edge_gateway_url (d->gateway);
+  g_message ("edged %s on %s (%s), data in %s", EDGED_VERSION, d->board->model, d->board->arch,
+             edge_data_dir_path (d->data_dir));
+  g_message ("ready: open %s/ in a browser", url);
+  g_autofree char *ready = g_strdup_printf ("READY=1\nSTATUS=serving on %s", url);
+  notify_systemd (ready);
+  return TRUE;
+}
+
+static void
+daemon_stop (Daemon *d)
+{
+  g_clear_pointer (&d->gateway, edge_gateway_free);
+  /* Let libsoup finish closing what the gateway let go of. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_clear_pointer (&d->metrics, edge_metrics_free);
+  g_clear_pointer (&d->state, edge_state_close);
+  g_clear_pointer (&d->keyring, edge_keyring_free);
+  g_clear_pointer (&d->board, hw_board_free);
+  g_clear_pointer (&d->data_dir, edge_data_dir_close);
+}
+
+/* ---- command line ---- */
+
+static char *opt_config;
+static char *opt_check_config;
+static char **opt_set;
+static gboolean opt_print_default;
+static gboolean opt_reference;
+static gboolean opt_rotate_key;
+static gboolean opt_version;
+
+static const GOptionEntry options[] = {
+  { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
+    "Configuration file (default: the embedded default)", "FILE" },
+  { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set,
+    "Override one configuration key, e.g. --set gateway.listen=0.0.0.0:8080", "KEY=VALUE" },
+  { "check-config", 0, 0, G_OPTION_ARG_FILENAME, &opt_check_config,
+    "Validate FILE and exit: 0 when valid, 2 when not", "FILE" },
+  { "print-default-config", 0, 0, G_OPTION_ARG_NONE, &opt_print_default,
+    "Print the embedded default configuration as YAML and exit", NULL },
+  { "config-reference", 0, 0, G_OPTION_ARG_NONE, &opt_reference,
+    "Print the configuration reference (Markdown) and exit", NULL },
+  { "rotate-master-key", 0, 0, G_OPTION_ARG_NONE, &opt_rotate_key,
+    "Add a new master key, make it the active one, and exit (edged must not be running)", NULL },
+  { "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL },
+  G_OPTION_ENTRY_NULL,
+};
+
+static EdgeConfig *
+load_config (char **ret_source, GError **error)
+{
+  g_autoptr (EdgeConfig) config = NULL;
+  if (opt_config) {
+    config = edge_config_load_file (opt_config, error);
+    *ret_source = g_strdup (opt_config);
+  } else {
+    config = edge_config_new_default ();
+    *ret_source = g_strdup ("(embedded default)");
+  }
+  if (config == NULL)
+    return NULL;
+  for (guint i = 0; opt_set && opt_set[i]; i++) {
+    char *eq = strchr (opt_set[i], '=');
+    if (eq == NULL) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "--set %s: expected KEY=VALUE", opt_set[i]);
+      return NULL;
+    }
+    g_autofree char *key = g_strndup (opt_set[i], eq - opt_set[i]);
+    if (!edge_config_set (config, key, eq + 1, error)) {
+      g_prefix_error (error, "--set: ");
+      return NULL;
+    }
+  }
+  if (!edge_config_validate (config, *ret_source, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+static int
+rotate_master_key (EdgeConfig *config)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeDataDir) dir = edge_data_dir_open (config->data_dir, &error);
+  g_autofree char *path = edge_config_master_key_path (config);
+  g_autoptr (EdgeKeyring) keyring = NULL;
+
+  if (dir == NULL || (keyring = edge_keyring_open (path, FALSE, &error)) == NULL ||
+      !edge_keyring_rotate (keyring, &error)) {
+    g_printerr ("edged: %s\n", error->message);
+    return 1;
+  }
+  g_print ("%s: key %u is now active (%u keys)\n", path, edge_keyring_active_id (keyring),
+           edge_keyring_count (keyring));
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GOptionContext) context = g_option_context_new ("- the edged edge gateway daemon");
+  g_autoptr (GError) error = NULL;
+  Daemon d = { 0 };
+
+  g_option_context_add_main_entries (context, options, NULL);
+  g_option_context_set_description (
+      context, "Without --config, edged runs its embedded default: data in ./edged-data and the\n"
+               "gateway on http://127.0.0.1:8080/. See --print-default-config for every key.\n");
+  if (!g_option_context_parse (context, &argc, &argv, &error)) {
+    g_printerr ("edged: %s (try --help)\n", error->message);
+    return 2;
+  }
+  if (opt_version) {
+    g_print ("edged %s\n", EDGED_VERSION);
+    return 0;
+  }
+  if (opt_reference) {
+    g_autofree char *text = edge_config_reference_markdown ();
+    g_print ("%s", text);
+    return 0;
+  }
+  if (opt_print_default) {
+    g_autoptr (EdgeConfig) config = edge_config_new_default ();
+    g_autofree char *text = edge_config_to_yaml (config);
+    g_print ("%s", text);
+    return 0;
+  }
+  if (opt_check_config) {
+    g_autoptr (EdgeConfig) config = edge_config_load_file (opt_check_config, &error);
+    if (config == NULL) {
+      g_printerr ("%s\n", error->message);
+      return 2;
+    }
+    g_print ("%s: valid\n", opt_check_config);
+    return 0;
+  }
+
+  edge_log_init ();
+  d.config = load_config (&d.config_source, &error);
+  if (d.config == NULL) {
+    g_printerr ("edged: %s\n", error->message);
+    return 2;
+  }
+  edge_log_set_level (d.config->log_level);
+  if (opt_rotate_key) {
+    int status = rotate_master_key (d.config);
+    edge_config_free (d.config);
+    g_free (d.config_source);
+    return status;
+  }
+
+  d.loop = g_main_loop_new (NULL, FALSE);
+  d.started_at = g_date_time_new_now_utc ();
+  d.started_us = g_get_monotonic_time ();
+  g_unix_signal_add (SIGTERM, on_stop_signal, &d);
+  g_unix_signal_add (SIGINT, on_stop_signal, &d);
+  signal (SIGPIPE, SIG_IGN);
+
+  if (daemon_start (&d, &error)) {
+    g_main_loop_run (d.loop);
+    g_message ("stopped");
+  } else {
+    g_critical ("cannot start: %s", error->message);
+    d.exit_status = 1;
+  }
+  daemon_stop (&d);
+  g_main_loop_unref (d.loop);
+  g_date_time_unref (d.started_at);
+  edge_config_free (d.config);
+  g_free (d.config_source);
+  g_free (opt_config);
+  g_free (opt_check_config);
+  g_strfreev (opt_set);
+  return d.exit_status;
+}

@@ -1,0 +1,181 @@
+/* edge-gateway.h: the HTTP/WebSocket gateway (docs/internals/gateway.md).
+ *
+ * One listener (HTTP or HTTPS) on the main loop. Modules register routes and
+ * WebSocket endpoints into it; it knows none of them. It owns the cross-cutting
+ * parts: the router, body limits, JSON errors, the access log, request
+ * metrics, /healthz, /metrics, /v1/openapi.json and the web UI's files.
+ *
+ * Threading: everything here runs on the thread whose GMainContext was the
+ * thread-default when the gateway was made (the main thread); handlers run
+ * there too and must not block.
+ */
+#pragma once
+
+#include "edge-core.h"
+
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+#define EDGE_GATEWAY_ERROR (edge_gateway_error_quark ())
+GQuark edge_gateway_error_quark (void);
+typedef enum {
+  EDGE_GATEWAY_ERROR_ROUTE,  /* a bad or duplicate route pattern */
+  EDGE_GATEWAY_ERROR_LISTEN, /* the address could not be bound */
+  EDGE_GATEWAY_ERROR_TLS,    /* certificate or key unusable */
+} EdgeGatewayError;
+
+/* Listen backlog: libsoup's default of 10 adds whole retransmit timeouts to
+ * tail latency as soon as a few dozen clients connect at once. */
+#define EDGE_GATEWAY_LISTEN_BACKLOG 1024
+/* Header bytes a request may carry, and how many fields. */
+#define EDGE_GATEWAY_MAX_HEADER_FIELDS 100
+/* Largest JSON nesting the shared JSON entry point accepts. */
+#define EDGE_JSON_MAX_DEPTH 64
+
+typedef struct {
+  const char *listen;        /* "HOST:PORT" */
+  const char *tls_cert_file; /* nullable; with tls_key_file, HTTPS only */
+  const char *tls_key_file;
+  gint64 max_body_bytes;
+  gint64 max_connections;
+  gboolean access_log;
+  const char *web_root; /* nullable: the web UI built into the binary */
+  gint64 ws_max_buffered_bytes;
+  gint64 ws_max_message_bytes;
+  gint64 ws_stall_timeout_ms;
+  EdgeMetrics *metrics; /* borrowed; must outlive the gateway */
+} EdgeGatewayOptions;
+
+typedef struct _EdgeGateway EdgeGateway;
+
+/* Makes a gateway with the built-in routes (/healthz, /metrics,
+ * /v1/openapi.json, the web UI). Nothing listens until edge_gateway_start.
+ * Fails on an unusable TLS certificate or key. (transfer full) */
+EdgeGateway *edge_gateway_new (const EdgeGatewayOptions *options, GError **error);
+
+/* Binds and listens. The bound port (useful with port 0) is then
+ * edge_gateway_port; the base URL edge_gateway_url. */
+gboolean edge_gateway_start (EdgeGateway *gateway, GError **error);
+guint16 edge_gateway_port (EdgeGateway *gateway);
+/* "http://127.0.0.1:8080" (https with TLS). (transfer full) */
+char *edge_gateway_url (EdgeGateway *gateway);
+
+/* Stops listening and closes every connection, WebSocket peers included
+ * (close code 1001). Accepts NULL. */
+void edge_gateway_free (EdgeGateway *gateway);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeGateway, edge_gateway_free)
+
+/* ---- requests ---- */
+
+typedef struct _EdgeRequest EdgeRequest;
+
+typedef void (*EdgeRouteFunc) (EdgeRequest *request, gpointer user_data);
+
+typedef struct {
+  const char *method;  /* "GET", "POST", ... */
+  const char *pattern; /* "/v1/cameras/{name}"; a last segment "{path*}" takes the rest */
+  EdgeRouteFunc handler;
+  const char *summary; /* one line, for the OpenAPI document */
+  const char *tag;     /* OpenAPI tag, e.g. "system" */
+  gint64 max_body_bytes; /* 0: the gateway's limit */
+} EdgeRoute;
+
+/* Registers @route (copied). @user_data is passed to the handler and not
+ * owned. Fails for a malformed pattern or a method+pattern already taken. */
+gboolean edge_gateway_add_route (EdgeGateway *gateway, const EdgeRoute *route, gpointer user_data,
+                                 GError **error);
+
+/* A named check run by GET /healthz; FALSE with @error makes the answer 503. */
+typedef gboolean (*EdgeHealthFunc) (gpointer user_data, GError **error);
+void edge_gateway_add_health_check (EdgeGateway *gateway, const char *name, EdgeHealthFunc func,
+                                    gpointer user_data);
+
+/* Request accessors: all (transfer none), valid until the handler responds. */
+const char *edge_request_method (EdgeRequest *request);
+const char *edge_request_path (EdgeRequest *request);
+/* A {name} parameter of the matched pattern, percent-decoded; NULL if none. */
+const char *edge_request_param (EdgeRequest *request, const char *name);
+/* A query parameter; NULL if absent. */
+const char *edge_request_query (EdgeRequest *request, const char *name);
+const char *edge_request_header (EdgeRequest *request, const char *name);
+/* The whole body (already bounded by the route's limit). */
+GBytes *edge_request_body (EdgeRequest *request);
+/* Parses the body as JSON through the checked entry point (size, depth,
+ * UTF-8). On failure responds 400 itself and returns NULL. (transfer full) */
+JsonNode *edge_request_json (EdgeRequest *request);
+/* The underlying libsoup message, for handlers that need more. */
+SoupServerMessage *edge_request_message (EdgeRequest *request);
+
+/* Responses. Each handler calls exactly one of these, before returning or,
+ * after edge_request_pause, later on the main thread. */
+void edge_request_respond (EdgeRequest *request, guint status, const char *content_type,
+                           GBytes *body);
+void edge_request_respond_json (EdgeRequest *request, guint status, JsonNode *body);
+/* {"error": {"code": CODE, "message": MESSAGE}} with @status. */
+void edge_request_respond_error (EdgeRequest *request, guint status, const char *code,
+                                 const char *format, ...) G_GNUC_PRINTF (4, 5);
+/* Keeps the request open after the handler returns; takes a reference
+ * that the respond call releases. */
+void edge_request_pause (EdgeRequest *request);
+
+/* The one entry point for untrusted JSON: rejects more than @max_bytes,
+ * nesting deeper than EDGE_JSON_MAX_DEPTH, invalid UTF-8 and trailing data,
+ * before json-glib sees it. (transfer full) or NULL with @error. */
+JsonNode *edge_json_parse (const char *data, gsize len, gsize max_bytes, GError **error);
+/* Serialises compactly. (transfer full) */
+char *edge_json_to_string (JsonNode *node, gsize *ret_len);
+
+/* ---- WebSockets ---- */
+
+typedef struct _EdgeWsPeer EdgeWsPeer;
+
+/* Called once the handshake is done. The gateway keeps the peer until it
+ * closes; take a reference to keep using it after this returns. */
+typedef void (*EdgeWsOpenFunc) (EdgeWsPeer *peer, EdgeRequest *request, gpointer user_data);
+
+typedef struct {
+  const char *pattern; /* "/v1/cameras/{name}/live" */
+  EdgeWsOpenFunc open;
+  const char *summary;
+  const char *tag;
+} EdgeWsRoute;
+
+gboolean edge_gateway_add_websocket (EdgeGateway *gateway, const EdgeWsRoute *route,
+                                     gpointer user_data, GError **error);
+
+typedef enum {
+  EDGE_WS_SENT,    /* queued for the client */
+  EDGE_WS_DROPPED, /* the client's queue is full: not sent (see below) */
+  EDGE_WS_CLOSED,  /* the connection is closing or closed */
+} EdgeWsSendResult;
+
+/* Queues a message. A client that reads slower than we send would make the
+ * queue grow without bound, so a send that would take the bytes queued for
+ * this client past gateway.websocket.max_buffered_bytes is refused with
+ * EDGE_WS_DROPPED: the caller decides what dropping means (live video skips
+ * to the next keyframe). A client whose queue stays full for the stall
+ * timeout is closed with code 1008. */
+EdgeWsSendResult edge_ws_peer_send (EdgeWsPeer *peer, GBytes *message, gboolean binary);
+EdgeWsSendResult edge_ws_peer_send_text (EdgeWsPeer *peer, const char *text);
+/* Bytes queued for the client and not yet written to its socket. */
+gsize edge_ws_peer_buffered (EdgeWsPeer *peer);
+/* Messages refused with EDGE_WS_DROPPED so far. */
+guint64 edge_ws_peer_dropped (EdgeWsPeer *peer);
+gboolean edge_ws_peer_is_open (EdgeWsPeer *peer);
+
+typedef void (*EdgeWsMessageFunc) (EdgeWsPeer *peer, GBytes *message, gboolean binary,
+                                   gpointer user_data);
+typedef void (*EdgeWsCloseFunc) (EdgeWsPeer *peer, gpointer user_data);
+/* @user_data is released with @destroy when the peer is finalised. */
+void edge_ws_peer_set_handlers (EdgeWsPeer *peer, EdgeWsMessageFunc on_message,
+                                EdgeWsCloseFunc on_close, gpointer user_data,
+                                GDestroyNotify destroy);
+void edge_ws_peer_close (EdgeWsPeer *peer, gushort code, const char *reason);
+
+EdgeWsPeer *edge_ws_peer_ref (EdgeWsPeer *peer);
+void edge_ws_peer_unref (EdgeWsPeer *peer);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeWsPeer, edge_ws_peer_unref)
+
+G_END_DECLS

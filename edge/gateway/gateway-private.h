@@ -1,0 +1,78 @@
+/* gateway-private.h: what the gateway's files share. Not installed, not for
+ * modules. */
+#pragma once
+
+#include "edge-gateway.h"
+#include "router.h"
+
+typedef struct {
+  char *method;
+  char *pattern;
+  char *summary;
+  char *tag;
+  gint64 max_body_bytes;
+  EdgeRouteFunc handler; /* NULL for WebSocket routes */
+  EdgeWsOpenFunc ws_open;
+  gpointer user_data;
+} GatewayRoute;
+
+typedef struct {
+  char *name;
+  EdgeHealthFunc func;
+  gpointer user_data;
+} GatewayHealthCheck;
+
+struct _EdgeGateway {
+  char *listen;
+  char *tls_cert_file;
+  char *tls_key_file;
+  char *web_root;
+  gint64 max_body_bytes;
+  gint64 max_connections;
+  gboolean access_log;
+  gint64 ws_max_buffered_bytes;
+  gint64 ws_max_message_bytes;
+  gint64 ws_stall_timeout_ms;
+  EdgeMetrics *metrics;
+
+  GTlsCertificate *tls_certificate; /* NULL: plain HTTP */
+  SoupServer *server;
+  GSocketService *service;
+  guint16 port;
+  char *host;
+  guint connections;
+  EdgeRouter *router;
+  GPtrArray *routes;        /* GatewayRoute */
+  GPtrArray *health_checks; /* GatewayHealthCheck */
+  GHashTable *peers;        /* EdgeWsPeer * set (one reference each) */
+  GHashTable *streams;      /* accepted GIOStream * set, weakly referenced */
+  guint ws_timer;
+  GCancellable *cancellable;
+};
+
+struct _EdgeRequest {
+  EdgeGateway *gateway;
+  SoupServerMessage *msg; /* borrowed: the message owns the request */
+  GatewayRoute *route;    /* NULL unless matched */
+  EdgeRouterResult match;
+  char *allow;
+  GHashTable *params;
+  char *path;
+  gint64 start_us;
+  gint64 body_limit;
+  gint64 body_seen;
+  gboolean paused;
+  gboolean responded;
+  gboolean refused; /* answered on a connection taken back from libsoup */
+};
+
+/* gateway-ws.c */
+void gateway_ws_upgrade (EdgeGateway *gateway, EdgeRequest *request);
+void gateway_ws_start (EdgeGateway *gateway);
+void gateway_ws_stop (EdgeGateway *gateway);
+
+/* gateway-builtin.c: /healthz, /metrics, /v1/openapi.json, the web UI */
+void gateway_builtin_register (EdgeGateway *gateway);
+
+/* A metric label for the matched route, bounded in cardinality. */
+const char *gateway_route_label (EdgeRequest *request);

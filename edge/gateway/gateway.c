@@ -1,0 +1,900 @@
+/* gateway.c: the listener, request dispatch, limits, the access log and
+ * request metrics (docs/internals/gateway.md).
+ *
+ * Connections are accepted by our own GSocketService, not libsoup's, so that
+ * we choose the listen backlog, cap the number of connections, do the TLS
+ * handshake with a deadline, and can later route by protocol; each accepted
+ * stream is then handed to libsoup with soup_server_accept_iostream.
+ *
+ * A request's route is matched as soon as its headers arrive, so that the
+ * route's body limit applies before any of the body is read: libsoup would
+ * otherwise read (and keep) the whole body before the handler runs. An
+ * oversized request gets its 413 on a connection taken back from libsoup,
+ * which is then closed after a short, bounded drain.
+ */
+#define G_LOG_DOMAIN "gateway"
+
+#include "gateway-private.h"
+
+#include "edged-version.h"
+
+#include <gio/gio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+G_DEFINE_QUARK (edge-gateway-error-quark, edge_gateway_error)
+
+#define REQUEST_KEY "edge-request"
+#define TLS_HANDSHAKE_TIMEOUT_S 10
+#define REFUSE_DRAIN_BYTES (1024 * 1024)
+#define REFUSE_DRAIN_TIMEOUT_MS 2000
+
+static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                          0.1,    0.25,  0.5,    1,     2.5,  5,    10 };
+
+/* ---- requests ---- */
+
+static void
+request_free (gpointer data)
+{
+  EdgeRequest *request = data;
+  g_clear_pointer (&request->params, g_hash_table_unref);
+  g_free (request->allow);
+  g_free (request->path);
+  g_free (request);
+}
+
+static EdgeRequest *
+request_of (SoupServerMessage *msg)
+{
+  return g_object_get_data (G_OBJECT (msg), REQUEST_KEY);
+}
+
+const char *
+edge_request_method (EdgeRequest *request)
+{
+  return soup_server_message_get_method (request->msg);
+}
+
+const char *
+edge_request_path (EdgeRequest *request)
+{
+  return request->path;
+}
+
+const char *
+edge_request_param (EdgeRequest *request, const char *name)
+{
+  return request->params ? g_hash_table_lookup (request->params, name) : NULL;
+}
+
+const char *
+edge_request_query (EdgeRequest *request, const char *name)
+{
+  const char *query = g_uri_get_query (soup_server_message_get_uri (request->msg));
+  g_autoptr (GHashTable) form = NULL;
+  if (query == NULL)
+    return NULL;
+  /* Parsed per call: handlers ask for one or two parameters. The value is
+   * kept on the request so that the returned pointer stays valid. */
+  form = soup_form_decode (query);
+  const char *value = g_hash_table_lookup (form, name);
+  if (value == NULL)
+    return NULL;
+  g_autofree char *key = g_strconcat ("edge-query-", name, NULL);
+  g_object_set_data_full (G_OBJECT (request->msg), key, g_strdup (value), g_free);
+  return g_object_get_data (G_OBJECT (request->msg), key);
+}
+
+const char *
+edge_request_header (EdgeRequest *request, const char *name)
+{
+  return soup_message_headers_get_one (soup_server_message_get_request_headers (request->msg),
+                                       name);
+}
+
+GBytes *
+edge_request_body (EdgeRequest *request)
+{
+  SoupMessageBody *body = soup_server_message_get_request_body (request->msg);
+  GBytes *bytes = soup_message_body_flatten (body);
+  /* flatten returns a new reference; keep it with the message. */
+  g_object_set_data_full (G_OBJECT (request->msg), "edge-body", bytes,
+                          (GDestroyNotify) g_bytes_unref);
+  return bytes;
+}
+
+SoupServerMessage *
+edge_request_message (EdgeRequest *request)
+{
+  return request->msg;
+}
+
+void
+edge_request_pause (EdgeRequest *request)
+{
+  if (request->paused)
+    return;
+  request->paused = TRUE;
+  g_object_ref (request->msg);
+  soup_server_message_pause (request->msg);
+}
+
+static void
+request_finish_response (EdgeRequest *request)
+{
+  g_return_if_fail (!request->responded);
+  request->responded = TRUE;
+  if (request->paused) {
+    request->paused = FALSE;
+    soup_server_message_unpause (request->msg);
+    g_object_unref (request->msg);
+  }
+}
+
+void
+edge_request_respond (EdgeRequest *request, guint status, const char *content_type, GBytes *body)
+{
+  SoupServerMessage *msg = request->msg;
+  soup_server_message_set_status (msg, status, NULL);
+  if (body != NULL) {
+    soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Content-Type",
+                                  content_type);
+    soup_message_body_append_bytes (soup_server_message_get_response_body (msg), body);
+  }
+  request_finish_response (request);
+}
+
+void
+edge_request_respond_json (EdgeRequest *request, guint status, JsonNode *body)
+{
+  gsize len;
+  char *text = edge_json_to_string (body, &len);
+  g_autoptr (GBytes) bytes = g_bytes_new_take (text, len);
+  edge_request_respond (request, status, "application/json", bytes);
+}
+
+static char *
+error_body (const char *code, const char *message, gsize *ret_len)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "error");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "code");
+  json_builder_add_string_value (b, code);
+  json_builder_set_member_name (b, "message");
+  json_builder_add_string_value (b, message);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  return edge_json_to_string (root, ret_len);
+}
+
+void
+edge_request_respond_error (EdgeRequest *request, guint status, const char *code,
+                            const char *format, ...)
+{
+  va_list args;
+  g_autofree char *message = NULL;
+  gsize len;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  char *text = error_body (code, message, &len);
+  g_autoptr (GBytes) bytes = g_bytes_new_take (text, len);
+  edge_request_respond (request, status, "application/json", bytes);
+}
+
+/* ---- JSON entry point ---- */
+
+JsonNode *
+edge_json_parse (const char *data, gsize len, gsize max_bytes, GError **error)
+{
+  g_autoptr (JsonParser) parser = NULL;
+  guint depth = 0;
+  gboolean in_string = FALSE, escaped = FALSE;
+
+  if (len > max_bytes) {
+    g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                 "JSON body of %zu bytes is larger than the limit of %zu", len, max_bytes);
+    return NULL;
+  }
+  if (!g_utf8_validate_len (data, len, NULL)) {
+    g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "JSON is not UTF-8");
+    return NULL;
+  }
+  /* json-glib recurses per nesting level with no limit of its own. */
+  for (gsize i = 0; i < len; i++) {
+    char c = data[i];
+    if (in_string) {
+      if (escaped)
+        escaped = FALSE;
+      else if (c == '\\')
+        escaped = TRUE;
+      else if (c == '"')
+        in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '[' || c == '{') {
+      if (++depth > EDGE_JSON_MAX_DEPTH) {
+        g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                     "JSON nested deeper than %d levels", EDGE_JSON_MAX_DEPTH);
+        return NULL;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  parser = json_parser_new_immutable ();
+  if (!json_parser_load_from_data (parser, data, (gssize) len, error))
+    return NULL;
+  if (json_parser_get_root (parser) == NULL) {
+    g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_PARSE, "empty JSON document");
+    return NULL;
+  }
+  return json_parser_steal_root (parser);
+}
+
+char *
+edge_json_to_string (JsonNode *node, gsize *ret_len)
+{
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, node);
+  return json_generator_to_data (gen, ret_len);
+}
+
+JsonNode *
+edge_request_json (EdgeRequest *request)
+{
+  g_autoptr (GError) error = NULL;
+  GBytes *body = edge_request_body (request);
+  gsize len;
+  const char *data = g_bytes_get_data (body, &len);
+  JsonNode *node = edge_json_parse (data ? data : "", len, (gsize) request->body_limit, &error);
+  if (node == NULL)
+    edge_request_respond_error (request, SOUP_STATUS_BAD_REQUEST, "InvalidJson",
+                                "request body is not valid JSON: %s", error->message);
+  return node;
+}
+
+/* ---- routes ---- */
+
+static void
+gateway_route_free (gpointer data)
+{
+  GatewayRoute *r = data;
+  g_free (r->method);
+  g_free (r->pattern);
+  g_free (r->summary);
+  g_free (r->tag);
+  g_free (r);
+}
+
+static gboolean
+gateway_add (EdgeGateway *gateway, GatewayRoute *route, GError **error)
+{
+  if (!edge_router_add (gateway->router, route->method, route->pattern, route, error)) {
+    gateway_route_free (route);
+    return FALSE;
+  }
+  g_ptr_array_add (gateway->routes, route);
+  return TRUE;
+}
+
+gboolean
+edge_gateway_add_route (EdgeGateway *gateway, const EdgeRoute *route, gpointer user_data,
+                        GError **error)
+{
+  GatewayRoute *r = g_new0 (GatewayRoute, 1);
+  g_return_val_if_fail (route->handler != NULL, FALSE);
+  r->method = g_strdup (route->method);
+  r->pattern = g_strdup (route->pattern);
+  r->summary = g_strdup (route->summary ? route->summary : "");
+  r->tag = g_strdup (route->tag ? route->tag : "default");
+  r->max_body_bytes = route->max_body_bytes;
+  r->handler = route->handler;
+  r->user_data = user_data;
+  return gateway_add (gateway, r, error);
+}
+
+gboolean
+edge_gateway_add_websocket (EdgeGateway *gateway, const EdgeWsRoute *route, gpointer user_data,
+                            GError **error)
+{
+  GatewayRoute *r = g_new0 (GatewayRoute, 1);
+  g_return_val_if_fail (route->open != NULL, FALSE);
+  r->method = g_strdup ("GET");
+  r->pattern = g_strdup (route->pattern);
+  r->summary = g_strdup (route->summary ? route->summary : "");
+  r->tag = g_strdup (route->tag ? route->tag : "default");
+  r->max_body_bytes = 0;
+  r->ws_open = route->open;
+  r->user_data = user_data;
+  return gateway_add (gateway, r, error);
+}
+
+void
+edge_gateway_add_health_check (EdgeGateway *gateway, const char *name, EdgeHealthFunc func,
+                               gpointer user_data)
+{
+  GatewayHealthCheck *check = g_new0 (GatewayHealthCheck, 1);
+  check->name = g_strdup (name);
+  check->func = func;
+  check->user_data = user_data;
+  g_ptr_array_add (gateway->health_checks, check);
+}
+
+static void
+health_check_free (gpointer data)
+{
+  GatewayHealthCheck *check = data;
+  g_free (check->name);
+  g_free (check);
+}
+
+const char *
+gateway_route_label (EdgeRequest *request)
+{
+  if (request->route)
+    return request->route->pattern;
+  return request->match == EDGE_ROUTER_METHOD_NOT_ALLOWED ? "(method not allowed)" : "(no route)";
+}
+
+static const char *
+method_label (const char *method)
+{
+  static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+  for (gsize i = 0; i < G_N_ELEMENTS (known); i++)
+    if (g_str_equal (method, known[i]))
+      return known[i];
+  return "OTHER";
+}
+
+/* ---- refusing an oversized body without reading it ---- */
+
+typedef struct {
+  GIOStream *stream;
+  GSocket *socket; /* nullable */
+  guint8 buf[16384];
+  gsize drained;
+  guint timeout;
+  GCancellable *cancellable;
+} Refusal;
+
+static void
+refusal_done (Refusal *refusal)
+{
+  if (refusal->timeout)
+    g_source_remove (refusal->timeout);
+  g_io_stream_close_async (refusal->stream, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  g_object_unref (refusal->stream);
+  g_clear_object (&refusal->socket);
+  g_object_unref (refusal->cancellable);
+  g_free (refusal);
+}
+
+static gboolean
+refusal_timed_out (gpointer data)
+{
+  Refusal *refusal = data;
+  refusal->timeout = 0;
+  g_cancellable_cancel (refusal->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+refusal_drained (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Refusal *refusal = data;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, NULL);
+  if (n <= 0 || (refusal->drained += n) >= REFUSE_DRAIN_BYTES) {
+    refusal_done (refusal);
+    return;
+  }
+  /* Discarded, not kept: reading on only lets the client see our answer
+   * instead of a reset. */
+  g_input_stream_read_async (g_io_stream_get_input_stream (refusal->stream), refusal->buf,
+                             sizeof refusal->buf, G_PRIORITY_LOW, refusal->cancellable,
+                             refusal_drained, refusal);
+}
+
+static void
+refusal_written (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Refusal *refusal = data;
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, NULL)) {
+    refusal_done (refusal);
+    return;
+  }
+  if (refusal->socket && !G_IS_TLS_CONNECTION (refusal->stream))
+    g_socket_shutdown (refusal->socket, FALSE, TRUE, NULL);
+  refusal->timeout = g_timeout_add (REFUSE_DRAIN_TIMEOUT_MS, refusal_timed_out, refusal);
+  g_input_stream_read_async (g_io_stream_get_input_stream (refusal->stream), refusal->buf,
+                             sizeof refusal->buf, G_PRIORITY_LOW, refusal->cancellable,
+                             refusal_drained, refusal);
+}
+
+static void request_log (EdgeRequest *request, guint status, gsize bytes);
+
+/* Answers @status with a JSON error on a connection taken from libsoup, and
+ * closes it: the rest of the body is never read into memory. */
+static void
+request_refuse (EdgeRequest *request, guint status, const char *code, const char *message)
+{
+  SoupServerMessage *msg = request->msg;
+  gsize len;
+  g_autofree char *body = error_body (code, message, &len);
+  g_autofree char *head = g_strdup_printf ("HTTP/1.1 %u %s\r\n"
+                                           "Content-Type: application/json\r\n"
+                                           "Content-Length: %zu\r\n"
+                                           "Connection: close\r\n"
+                                           "Server: edged/" EDGED_VERSION "\r\n\r\n",
+                                           status, soup_status_get_phrase (status), len);
+  GIOStream *stream;
+  Refusal *refusal;
+
+  request->responded = TRUE;
+  request->refused = TRUE;
+  request_log (request, status, len);
+  g_object_ref (msg);
+  stream = soup_server_message_steal_connection (msg);
+  g_object_unref (msg);
+  if (stream == NULL)
+    return;
+
+  refusal = g_new0 (Refusal, 1);
+  refusal->stream = stream;
+  refusal->socket = g_object_get_data (G_OBJECT (stream), "GSocket");
+  if (refusal->socket)
+    g_object_ref (refusal->socket);
+  refusal->cancellable = g_cancellable_new ();
+  GString *response = g_string_new (head);
+  g_string_append_len (response, body, len);
+  gsize response_len = response->len;
+  char *response_data = g_string_free (response, FALSE);
+  g_object_set_data_full (G_OBJECT (stream), "edge-refusal", response_data, g_free);
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (stream), response_data,
+                                   response_len, G_PRIORITY_DEFAULT, refusal->cancellable,
+                                   refusal_written, refusal);
+}
+
+static void
+on_got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer data)
+{
+  EdgeRequest *request = request_of (msg);
+  if (request == NULL || request->responded)
+    return;
+  request->body_seen += g_bytes_get_size (chunk);
+  if (request->body_seen > request->body_limit) {
+    g_autofree char *message = g_strdup_printf (
+        "request body is larger than the limit of %" G_GINT64_FORMAT " bytes", request->body_limit);
+    edge_metrics_add (request->gateway->metrics, "edged_http_body_rejected_total", "", 1);
+    request_refuse (request, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "PayloadTooLarge", message);
+  }
+}
+
+static void
+on_got_headers (SoupServerMessage *msg, gpointer data)
+{
+  EdgeGateway *gateway = data;
+  EdgeRequest *request = request_of (msg);
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  GatewayRoute *route = NULL;
+  guint n_fields = 0;
+  SoupMessageHeadersIter iter;
+  const char *name, *value;
+
+  if (request == NULL)
+    return;
+  request->path = g_strdup (g_uri_get_path (soup_server_message_get_uri (msg)));
+  request->match = edge_router_match (gateway->router, soup_server_message_get_method (msg),
+                                      request->path, (gpointer *) &route, &request->params,
+                                      &request->allow);
+  request->route = route;
+  request->body_limit = route && route->max_body_bytes > 0 ? route->max_body_bytes
+                                                           : gateway->max_body_bytes;
+
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    n_fields++;
+  if (n_fields > EDGE_GATEWAY_MAX_HEADER_FIELDS) {
+    g_autofree char *message = g_strdup_printf ("more than %d header fields",
+                                                EDGE_GATEWAY_MAX_HEADER_FIELDS);
+    request_refuse (request, 431, "HeadersTooLarge", message);
+    return;
+  }
+
+  switch (soup_message_headers_get_encoding (headers)) {
+  case SOUP_ENCODING_CONTENT_LENGTH: {
+    goffset declared = soup_message_headers_get_content_length (headers);
+    if (declared > request->body_limit) {
+      g_autofree char *message = g_strdup_printf (
+          "request body of %" G_GOFFSET_FORMAT " bytes is larger than the limit of %" G_GINT64_FORMAT
+          " bytes",
+          declared, request->body_limit);
+      edge_metrics_add (gateway->metrics, "edged_http_body_rejected_total", "", 1);
+      request_refuse (request, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "PayloadTooLarge", message);
+    }
+    break;
+  }
+  case SOUP_ENCODING_CHUNKED:
+  case SOUP_ENCODING_EOF:
+    g_signal_connect (msg, "got-chunk", G_CALLBACK (on_got_chunk), gateway);
+    break;
+  default:
+    break;
+  }
+}
+
+static void
+request_log (EdgeRequest *request, guint status, gsize bytes)
+{
+  EdgeGateway *gateway = request->gateway;
+  SoupServerMessage *msg = request->msg;
+  double seconds = (g_get_monotonic_time () - request->start_us) / 1e6;
+  const char *method = method_label (soup_server_message_get_method (msg));
+  g_autofree char *route = edge_metrics_escape_label (gateway_route_label (request));
+  g_autofree char *labels = g_strdup_printf ("method=\"%s\",route=\"%s\",code=\"%u\"", method,
+                                             route, status);
+  g_autofree char *latency_labels = g_strdup_printf ("method=\"%s\",route=\"%s\"", method, route);
+
+  edge_metrics_add (gateway->metrics, "edged_http_requests_total", labels, 1);
+  edge_metrics_observe (gateway->metrics, "edged_http_request_duration_seconds", latency_labels,
+                        seconds);
+  if (gateway->access_log) {
+    const char *peer = soup_server_message_get_remote_host (msg);
+    g_info ("%s \"%s %s\" %u %zu %.1fms", peer ? peer : "-", soup_server_message_get_method (msg),
+            request->path ? request->path : "?", status, bytes, seconds * 1000);
+  }
+}
+
+static void
+on_finished (SoupServerMessage *msg, gpointer data)
+{
+  EdgeRequest *request = request_of (msg);
+  guint status = soup_server_message_get_status (msg);
+  if (request == NULL || status == SOUP_STATUS_SWITCHING_PROTOCOLS)
+    return;
+  if (request->refused) /* logged when refused */
+    return;
+  request_log (request, status,
+               (gsize) soup_server_message_get_response_body (msg)->length);
+}
+
+static void
+on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
+{
+  EdgeGateway *gateway = data;
+  EdgeRequest *request = g_new0 (EdgeRequest, 1);
+  request->gateway = gateway;
+  request->msg = msg;
+  request->start_us = g_get_monotonic_time ();
+  request->body_limit = gateway->max_body_bytes;
+  g_object_set_data_full (G_OBJECT (msg), REQUEST_KEY, request, request_free);
+  g_signal_connect (msg, "got-headers", G_CALLBACK (on_got_headers), gateway);
+  g_signal_connect (msg, "finished", G_CALLBACK (on_finished), gateway);
+}
+
+static void
+dispatch (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+          gpointer data)
+{
+  EdgeRequest *request = request_of (msg);
+  const char *method = soup_server_message_get_method (msg);
+
+  if (request == NULL || request->responded)
+    return;
+  switch (request->match) {
+  case EDGE_ROUTER_NOT_FOUND:
+    edge_request_respond_error (request, SOUP_STATUS_NOT_FOUND, "NotFound", "no route for %s %s",
+                                method, request->path);
+    return;
+  case EDGE_ROUTER_METHOD_NOT_ALLOWED:
+    soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow",
+                                  request->allow);
+    edge_request_respond_error (request, SOUP_STATUS_METHOD_NOT_ALLOWED, "MethodNotAllowed",
+                                "%s is not allowed on %s (allowed: %s)", method, request->path,
+                                request->allow);
+    return;
+  case EDGE_ROUTER_FOUND:
+    break;
+  }
+  if (request->route->ws_open != NULL) {
+    gateway_ws_upgrade (request->gateway, request);
+    return;
+  }
+  request->route->handler (request, request->route->user_data);
+  if (!request->responded && !request->paused) {
+    g_critical ("handler for %s %s returned without responding", method, request->route->pattern);
+    edge_request_respond_error (request, SOUP_STATUS_INTERNAL_SERVER_ERROR, "InternalError",
+                                "the handler did not respond");
+  }
+}
+
+/* ---- connections ---- */
+
+typedef struct {
+  EdgeGateway *gateway;
+  GSocketConnection *connection;
+  GCancellable *cancellable;
+  guint timeout;
+} Handshake;
+
+static void
+connection_gone (gpointer data, GObject *where_the_object_was)
+{
+  EdgeGateway *gateway = data;
+  g_hash_table_remove (gateway->streams, where_the_object_was);
+  gateway->connections--;
+  edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
+}
+
+static void
+hand_to_soup (EdgeGateway *gateway, GIOStream *stream, GSocketConnection *connection)
+{
+  g_autoptr (GSocketAddress) local = g_socket_connection_get_local_address (connection, NULL);
+  g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
+  g_object_set_data_full (G_OBJECT (stream), "GSocket",
+                          g_object_ref (g_socket_connection_get_socket (connection)),
+                          g_object_unref);
+  soup_server_accept_iostream (gateway->server, stream, local, remote, NULL);
+}
+
+static gboolean
+handshake_timed_out (gpointer data)
+{
+  Handshake *hs = data;
+  hs->timeout = 0;
+  g_cancellable_cancel (hs->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+handshake_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Handshake *hs = data;
+  g_autoptr (GError) error = NULL;
+  GTlsConnection *tls = G_TLS_CONNECTION (source);
+
+  if (hs->timeout)
+    g_source_remove (hs->timeout);
+  if (g_tls_connection_handshake_finish (tls, result, &error))
+    hand_to_soup (hs->gateway, G_IO_STREAM (tls), hs->connection);
+  else
+    g_debug ("TLS handshake failed: %s", error->message);
+  g_object_unref (tls);
+  g_object_unref (hs->connection);
+  g_object_unref (hs->cancellable);
+  g_free (hs);
+}
+
+static gboolean
+on_incoming (GSocketService *service, GSocketConnection *connection, GObject *source, gpointer data)
+{
+  EdgeGateway *gateway = data;
+  GSocket *socket = g_socket_connection_get_socket (connection);
+  GIOStream *stream;
+
+  if (gateway->connections >= (guint) gateway->max_connections) {
+    edge_metrics_add (gateway->metrics, "edged_http_connections_rejected_total", "", 1);
+    g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+    return TRUE;
+  }
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+
+  if (gateway->tls_certificate == NULL) {
+    stream = G_IO_STREAM (connection);
+    g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
+    g_hash_table_add (gateway->streams, stream);
+    gateway->connections++;
+    hand_to_soup (gateway, stream, connection);
+  } else {
+    g_autoptr (GError) error = NULL;
+    Handshake *hs;
+    stream = g_tls_server_connection_new (G_IO_STREAM (connection), gateway->tls_certificate,
+                                          &error);
+    if (stream == NULL) {
+      g_warning ("TLS: %s", error->message);
+      return TRUE;
+    }
+    g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
+    g_hash_table_add (gateway->streams, stream);
+    gateway->connections++;
+    hs = g_new0 (Handshake, 1);
+    hs->gateway = gateway;
+    hs->connection = g_object_ref (connection);
+    hs->cancellable = g_cancellable_new ();
+    hs->timeout = g_timeout_add_seconds (TLS_HANDSHAKE_TIMEOUT_S, handshake_timed_out, hs);
+    g_tls_connection_handshake_async (G_TLS_CONNECTION (stream), G_PRIORITY_DEFAULT,
+                                      hs->cancellable, handshake_done, hs);
+  }
+  edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
+  return TRUE;
+}
+
+/* ---- lifecycle ---- */
+
+static void
+declare_metrics (EdgeMetrics *metrics)
+{
+  edge_metrics_declare (metrics, "edged_http_requests_total", EDGE_METRIC_COUNTER,
+                        "HTTP requests answered, by method, route pattern and status code.", NULL,
+                        0);
+  edge_metrics_declare (metrics, "edged_http_request_duration_seconds", EDGE_METRIC_HISTOGRAM,
+                        "Time from the first header byte to the response, by method and route.",
+                        latency_buckets, G_N_ELEMENTS (latency_buckets));
+  edge_metrics_declare (metrics, "edged_http_connections", EDGE_METRIC_GAUGE,
+                        "Open client connections.", NULL, 0);
+  edge_metrics_declare (metrics, "edged_http_connections_rejected_total", EDGE_METRIC_COUNTER,
+                        "Connections closed at once because gateway.max_connections were open.",
+                        NULL, 0);
+  edge_metrics_declare (metrics, "edged_http_body_rejected_total", EDGE_METRIC_COUNTER,
+                        "Requests refused with 413 because of their body size.", NULL, 0);
+  edge_metrics_declare (metrics, "edged_ws_peers", EDGE_METRIC_GAUGE,
+                        "Open WebSocket connections.", NULL, 0);
+  edge_metrics_declare (metrics, "edged_ws_messages_dropped_total", EDGE_METRIC_COUNTER,
+                        "WebSocket messages not sent because the client's queue was full.", NULL, 0);
+  edge_metrics_declare (metrics, "edged_ws_peers_closed_slow_total", EDGE_METRIC_COUNTER,
+                        "WebSocket clients disconnected for reading too slowly.", NULL, 0);
+}
+
+EdgeGateway *
+edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
+{
+  g_autoptr (EdgeGateway) gateway = g_new0 (EdgeGateway, 1);
+  g_autoptr (GError) parse_error = NULL;
+
+  g_return_val_if_fail (options->metrics != NULL, NULL);
+  gateway->listen = g_strdup (options->listen);
+  gateway->tls_cert_file = g_strdup (options->tls_cert_file);
+  gateway->tls_key_file = g_strdup (options->tls_key_file);
+  gateway->web_root = options->web_root && options->web_root[0] ? g_strdup (options->web_root) : NULL;
+  gateway->max_body_bytes = options->max_body_bytes;
+  gateway->max_connections = options->max_connections > 0 ? options->max_connections : 1024;
+  gateway->access_log = options->access_log;
+  gateway->ws_max_buffered_bytes = options->ws_max_buffered_bytes;
+  gateway->ws_max_message_bytes = options->ws_max_message_bytes;
+  gateway->ws_stall_timeout_ms = options->ws_stall_timeout_ms;
+  gateway->metrics = options->metrics;
+  gateway->router = edge_router_new ();
+  gateway->routes = g_ptr_array_new_with_free_func (gateway_route_free);
+  gateway->health_checks = g_ptr_array_new_with_free_func (health_check_free);
+  gateway->peers = g_hash_table_new (NULL, NULL);
+  gateway->streams = g_hash_table_new (NULL, NULL);
+  gateway->cancellable = g_cancellable_new ();
+
+  if (!edge_config_parse_listen (gateway->listen, &gateway->host, &gateway->port, &parse_error)) {
+    g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_LISTEN, "gateway.listen: %s",
+                 parse_error->message);
+    return NULL;
+  }
+
+  if (gateway->tls_cert_file && gateway->tls_cert_file[0]) {
+    g_autoptr (GError) tls_error = NULL;
+    if (!g_tls_backend_supports_tls (g_tls_backend_get_default ())) {
+      g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_TLS,
+                   "gateway.tls: this GLib has no TLS backend (install glib-networking)");
+      return NULL;
+    }
+    gateway->tls_certificate = g_tls_certificate_new_from_files (
+        gateway->tls_cert_file, gateway->tls_key_file, &tls_error);
+    if (gateway->tls_certificate == NULL) {
+      g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_TLS,
+                   "gateway.tls: cannot use certificate %s with key %s: %s", gateway->tls_cert_file,
+                   gateway->tls_key_file, tls_error->message);
+      return NULL;
+    }
+  }
+
+  gateway->server = g_object_new (SOUP_TYPE_SERVER, "server-header", "edged/" EDGED_VERSION,
+                                  NULL);
+  g_signal_connect (gateway->server, "request-started", G_CALLBACK (on_request_started), gateway);
+  soup_server_add_handler (gateway->server, NULL, dispatch, gateway, NULL);
+  declare_metrics (gateway->metrics);
+  gateway_builtin_register (gateway);
+  return g_steal_pointer (&gateway);
+}
+
+gboolean
+edge_gateway_start (EdgeGateway *gateway, GError **error)
+{
+  g_autoptr (GError) listen_error = NULL;
+  g_autoptr (GSocketAddress) address = NULL;
+  g_autoptr (GSocketAddress) bound = NULL;
+  g_autoptr (GInetAddress) inet = g_inet_address_new_from_string (gateway->host);
+
+  if (inet == NULL) {
+    /* A name: resolve it once, now (only "localhost" and the like make sense). */
+    GResolver *resolver = g_resolver_get_default ();
+    GList *addresses = g_resolver_lookup_by_name (resolver, gateway->host, NULL, &listen_error);
+    g_object_unref (resolver);
+    if (addresses == NULL) {
+      g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_LISTEN,
+                   "cannot listen on %s: %s", gateway->listen, listen_error->message);
+      return FALSE;
+    }
+    inet = g_object_ref (addresses->data);
+    g_resolver_free_addresses (addresses);
+  }
+  address = g_inet_socket_address_new (inet, gateway->port);
+  gateway->service = g_socket_service_new ();
+  g_socket_listener_set_backlog (G_SOCKET_LISTENER (gateway->service), EDGE_GATEWAY_LISTEN_BACKLOG);
+  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (gateway->service), address,
+                                      G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, &bound,
+                                      &listen_error)) {
+    g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_LISTEN, "cannot listen on %s: %s",
+                 gateway->listen, listen_error->message);
+    g_clear_object (&gateway->service);
+    return FALSE;
+  }
+  gateway->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_signal_connect (gateway->service, "incoming", G_CALLBACK (on_incoming), gateway);
+  g_socket_service_start (gateway->service);
+  gateway_ws_start (gateway);
+  return TRUE;
+}
+
+guint16
+edge_gateway_port (EdgeGateway *gateway)
+{
+  return gateway->port;
+}
+
+char *
+edge_gateway_url (EdgeGateway *gateway)
+{
+  const char *scheme = gateway->tls_certificate ? "https" : "http";
+  const char *host = gateway->host;
+  /* A wildcard address is not somewhere to point a browser. */
+  if (g_str_equal (host, "0.0.0.0"))
+    host = "127.0.0.1";
+  else if (g_str_equal (host, "::"))
+    host = "::1";
+  if (strchr (host, ':'))
+    return g_strdup_printf ("%s://[%s]:%u", scheme, host, gateway->port);
+  return g_strdup_printf ("%s://%s:%u", scheme, host, gateway->port);
+}
+
+void
+edge_gateway_free (EdgeGateway *gateway)
+{
+  if (gateway == NULL)
+    return;
+  if (gateway->service) {
+    g_socket_service_stop (gateway->service);
+    g_socket_listener_close (G_SOCKET_LISTENER (gateway->service));
+    g_signal_handlers_disconnect_by_data (gateway->service, gateway);
+    g_clear_object (&gateway->service);
+  }
+  gateway_ws_stop (gateway);
+  if (gateway->cancellable) {
+    g_cancellable_cancel (gateway->cancellable);
+    g_clear_object (&gateway->cancellable);
+  }
+  if (gateway->server) {
+    soup_server_disconnect (gateway->server);
+    g_clear_object (&gateway->server);
+  }
+  g_clear_pointer (&gateway->peers, g_hash_table_unref);
+  if (gateway->streams) {
+    /* Connections libsoup has not let go of yet must not call back into us. */
+    GHashTableIter iter;
+    gpointer stream;
+    g_hash_table_iter_init (&iter, gateway->streams);
+    while (g_hash_table_iter_next (&iter, &stream, NULL))
+      g_object_weak_unref (stream, connection_gone, gateway);
+    g_clear_pointer (&gateway->streams, g_hash_table_unref);
+  }
+  g_clear_object (&gateway->tls_certificate);
+  g_clear_pointer (&gateway->router, edge_router_free);
+  g_clear_pointer (&gateway->routes, g_ptr_array_unref);
+  g_clear_pointer (&gateway->health_checks, g_ptr_array_unref);
+  g_free (gateway->listen);
+  g_free (gateway->host);
+  g_free (gateway->tls_cert_file);
+  g_free (gateway->tls_key_file);
+  g_free (gateway->web_root);
+  g_free (gateway);
+}
