@@ -303,21 +303,20 @@ rotate_master_key (EdgeConfig *config)
   return 0;
 }
 
-int
-main (int argc, char **argv)
+static void
+free_options (void)
 {
-  g_autoptr (GOptionContext) context = g_option_context_new ("- the edged edge gateway daemon");
-  g_autoptr (GError) error = NULL;
-  Daemon d = { 0 };
+  g_clear_pointer (&opt_config, g_free);
+  g_clear_pointer (&opt_check_config, g_free);
+  g_clear_pointer (&opt_set, g_strfreev);
+}
 
-  g_option_context_add_main_entries (context, options, NULL);
-  g_option_context_set_description (
-      context, "Without --config, edged runs its embedded default: data in ./edged-data and the\n"
-               "gateway on http://127.0.0.1:8080/. See --print-default-config for every key.\n");
-  if (!g_option_context_parse (context, &argc, &argv, &error)) {
-    g_printerr ("edged: %s (try --help)\n", error->message);
-    return 2;
-  }
+/* The commands that print or check something and exit; -1 when none was asked for. */
+static int
+run_one_shot_command (void)
+{
+  g_autoptr (GError) error = NULL;
+
   if (opt_version) {
     g_print ("edged %s\n", EDGED_VERSION);
     return 0;
@@ -342,42 +341,71 @@ main (int argc, char **argv)
     g_print ("%s: valid\n", opt_check_config);
     return 0;
   }
+  return -1;
+}
 
-  edge_log_init ();
+static int
+run_daemon (void)
+{
+  g_autoptr (GError) error = NULL;
+  Daemon d = { 0 };
+
   d.config = load_config (&d.config_source, &error);
   if (d.config == NULL) {
     g_printerr ("edged: %s\n", error->message);
+    g_free (d.config_source);
     return 2;
   }
   edge_log_set_level (d.config->log_level);
   if (opt_rotate_key) {
-    int status = rotate_master_key (d.config);
-    edge_config_free (d.config);
-    g_free (d.config_source);
-    return status;
-  }
-
-  d.loop = g_main_loop_new (NULL, FALSE);
-  d.started_at = g_date_time_new_now_utc ();
-  d.started_us = g_get_monotonic_time ();
-  g_unix_signal_add (SIGTERM, on_stop_signal, &d);
-  g_unix_signal_add (SIGINT, on_stop_signal, &d);
-  signal (SIGPIPE, SIG_IGN);
-
-  if (daemon_start (&d, &error)) {
-    g_main_loop_run (d.loop);
-    g_message ("stopped");
+    d.exit_status = rotate_master_key (d.config);
   } else {
-    g_critical ("cannot start: %s", error->message);
-    d.exit_status = 1;
+    d.loop = g_main_loop_new (NULL, FALSE);
+    d.started_at = g_date_time_new_now_utc ();
+    d.started_us = g_get_monotonic_time ();
+    guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
+    guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
+    signal (SIGPIPE, SIG_IGN);
+
+    if (daemon_start (&d, &error)) {
+      g_main_loop_run (d.loop);
+      g_message ("stopped");
+    } else {
+      g_critical ("cannot start: %s", error->message);
+      d.exit_status = 1;
+    }
+    daemon_stop (&d);
+    g_source_remove (term);
+    g_source_remove (intr);
+    g_main_loop_unref (d.loop);
+    g_date_time_unref (d.started_at);
   }
-  daemon_stop (&d);
-  g_main_loop_unref (d.loop);
-  g_date_time_unref (d.started_at);
   edge_config_free (d.config);
   g_free (d.config_source);
-  g_free (opt_config);
-  g_free (opt_check_config);
-  g_strfreev (opt_set);
   return d.exit_status;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GOptionContext) context = g_option_context_new ("- the edged edge gateway daemon");
+  g_autoptr (GError) error = NULL;
+  int status;
+
+  g_option_context_add_main_entries (context, options, NULL);
+  g_option_context_set_description (
+      context, "Without --config, edged runs its embedded default: data in ./edged-data and the\n"
+               "gateway on http://127.0.0.1:8080/. See --print-default-config for every key.\n");
+  if (!g_option_context_parse (context, &argc, &argv, &error)) {
+    g_printerr ("edged: %s (try --help)\n", error->message);
+    free_options ();
+    return 2;
+  }
+  status = run_one_shot_command ();
+  if (status < 0) {
+    edge_log_init ();
+    status = run_daemon ();
+  }
+  free_options ();
+  return status;
 }

@@ -479,6 +479,12 @@ load_mapping (Loader *loader, yaml_node_t *mapping, const char *prefix, GError *
         return FALSE;
       }
       const char *text = (const char *) value->data.scalar.value;
+      if (strlen (text) != value->data.scalar.length) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                     "%s:%u: %s: the value contains a NUL character", loader->name,
+                     node_line (value), key);
+        return FALSE;
+      }
       /* A plain "~" or "null" means "leave the default". */
       if (value->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
           (g_str_equal (text, "~") || g_str_equal (text, "null") || text[0] == '\0'))
@@ -697,15 +703,27 @@ format_value (const EdgeConfig *config, const ConfigKey *k)
   g_assert_not_reached ();
 }
 
-/* Double-quoted YAML scalar, so that any string survives the round trip. */
+/* Double-quoted YAML scalar, so that any string survives the round trip:
+ * quotes and backslashes escaped, and so is every character YAML does not
+ * allow raw in a scalar (controls, line separators, the BOM). */
 static void
 append_yaml_string (GString *out, const char *value)
 {
   g_string_append_c (out, '"');
-  for (const char *p = value; *p; p++) {
-    if (*p == '"' || *p == '\\')
+  for (const char *p = value; *p; p = g_utf8_next_char (p)) {
+    gunichar c = g_utf8_get_char (p);
+    if (c == '"' || c == '\\') {
       g_string_append_c (out, '\\');
-    g_string_append_c (out, *p);
+      g_string_append_c (out, (char) c);
+    } else if (c < 0x20 || c == 0x7f || c == 0x85 || c == 0x2028 || c == 0x2029 || c == 0xfeff ||
+               (c >= 0x80 && !g_unichar_isprint (c))) {
+      if (c > 0xffff)
+        g_string_append_printf (out, "\\U%08x", c);
+      else
+        g_string_append_printf (out, "\\u%04x", c);
+    } else {
+      g_string_append_unichar (out, c);
+    }
   }
   g_string_append_c (out, '"');
 }

@@ -822,9 +822,10 @@ edge_open_stream_write (EdgeOpenStream *stream, const guint8 *data, gsize len, G
     }
     chunk_aad (extra, stream->stream_id, stream->index);
     guint old = out->len;
+    guint8 nothing[1]; /* an empty chunk decrypts into no buffer at all */
     g_byte_array_set_size (out, old + frame_len - EDGE_FRAME_OVERHEAD);
     if (!cipher_open_frame (stream->cipher, frame, frame_len, aad, aad_len, extra, sizeof extra,
-                            out->data + old, &plain_len, error)) {
+                            out->len > 0 ? out->data + old : nothing, &plain_len, error)) {
       g_byte_array_set_size (out, old);
       goto fail;
     }

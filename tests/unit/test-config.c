@@ -119,6 +119,7 @@ static const InvalidCase invalid_cases[] = {
   { "log:\n  level: info\n---\nlog:\n  level: debug\n",
     "edged.yaml:3: only one YAML document is allowed" },
   { "{a: 1}: 2\n", "edged.yaml:1: expected a key name, got a mapping" },
+  { "data_dir: \"/a\\0b\"\n", "edged.yaml:1: data_dir: the value contains a NUL character" },
 };
 
 static void
@@ -178,14 +179,14 @@ test_default_yaml_round_trips (void **state)
   assert_string_equal (yaml, again);
 
   /* A changed configuration survives too, odd characters included. */
-  assert_true (edge_config_set (loaded, "data_dir", "/tmp/a \"quoted\" dir\\x", &error));
+  assert_true (edge_config_set (loaded, "data_dir", "/tmp/a \"quoted\" dir\\x\b\t\xe2\x80\xa8\xc3\xa9", &error));
   assert_true (edge_config_set (loaded, "gateway.max_body_bytes", "3000", &error));
   assert_true (edge_config_set (loaded, "gateway.websocket.stall_timeout", "90s", &error));
   g_autofree char *changed = edge_config_to_yaml (loaded);
   g_autoptr (EdgeConfig) reloaded = edge_config_load_data (changed, strlen (changed), "c.yaml",
                                                            NULL, &error);
   assert_non_null (reloaded);
-  assert_string_equal (reloaded->data_dir, "/tmp/a \"quoted\" dir\\x");
+  assert_string_equal (reloaded->data_dir, "/tmp/a \"quoted\" dir\\x\b\t\xe2\x80\xa8\xc3\xa9");
   assert_int_equal (reloaded->gateway_max_body_bytes, 3000);
   assert_int_equal (reloaded->gateway_ws_stall_timeout_ms, 90000);
 }

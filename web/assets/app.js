@@ -1,0 +1,98 @@
+// The edged web UI: everything on this page comes from the REST API.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function facts(dl, rows) {
+  dl.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = k;
+    dd.textContent = v;
+    return [dt, dd];
+  }));
+}
+
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function requestsServed(metricsText) {
+  let total = 0;
+  for (const line of metricsText.split("\n")) {
+    if (line.startsWith("edged_http_requests_total{")) total += Number(line.split(" ").pop());
+  }
+  return total;
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  return { ok: r.ok, body: await r.json() };
+}
+
+async function refresh() {
+  try {
+    const [status, health, metrics] = await Promise.all([
+      getJSON("/v1/status"), getJSON("/healthz"),
+      fetch("/metrics", { cache: "no-store" }).then((r) => r.text()),
+    ]);
+    const s = status.body, h = health.body;
+    $("health").textContent = h.status === "ok" ? "healthy" : "unhealthy";
+    $("health").className = "pill " + (h.status === "ok" ? "ok" : "bad");
+    $("version").textContent = `v${s.version}`;
+    facts($("system-facts"), [
+      ["board", s.board.model === "unknown" ? `${s.board.arch} computer` : s.board.model],
+      ["processors", `${s.board.cpus} × ${s.board.arch}`],
+      ["memory", bytes(s.board.memory_bytes)],
+      ["kernel", s.board.kernel],
+      ["up for", duration(s.uptime_seconds)],
+      ["instance", s.instance_id],
+      ["data", s.data_dir],
+      ["encryption", `${s.encryption.cipher}, key ${s.encryption.active_key_id}`],
+    ]);
+    facts($("gateway-facts"), [
+      ["address", s.gateway.url],
+      ["TLS", s.gateway.tls ? "on" : "off"],
+      ["requests served", requestsServed(metrics).toLocaleString()],
+      ["configuration", s.config],
+      ...Object.entries(h.checks).map(([k, v]) => [`check: ${k}`, v]),
+    ]);
+  } catch (e) {
+    $("health").textContent = "unreachable";
+    $("health").className = "pill bad";
+  }
+}
+
+async function loadRoutes() {
+  const { body: doc } = await getJSON("/v1/openapi.json");
+  const rows = [];
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const tr = document.createElement("tr");
+      const m = document.createElement("td");
+      m.textContent = op["x-websocket"] ? "WS" : method.toUpperCase();
+      m.className = "method";
+      const p = document.createElement("td");
+      p.textContent = path;
+      p.className = "path";
+      const d = document.createElement("td");
+      d.textContent = op.summary;
+      tr.append(m, p, d);
+      rows.push(tr);
+    }
+  }
+  document.querySelector("#routes tbody").replaceChildren(...rows);
+}
+
+refresh();
+loadRoutes();
+setInterval(refresh, 5000);
