@@ -131,7 +131,7 @@ test_malformed_key_file (void **state)
   g_autofree char *path = g_build_filename (f->dir, "bad.key", NULL);
   for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {
     g_autoptr (GError) error = NULL;
-    assert_true (g_file_set_contents_full (path, bad[i], -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+    assert_true (g_file_set_contents_full (path, bad[i], -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, NULL));
     g_autoptr (EdgeKeyring) k = edge_keyring_open (path, FALSE, &error);
     if (k != NULL)
       fail_msg ("key file %zu accepted", i);

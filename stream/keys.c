@@ -1,0 +1,145 @@
+/* keys.c: hash-key and sequence-number arithmetic, pure.
+ *
+ * Hash keys are unsigned 128-bit integers, kept as 16 big-endian bytes and
+ * computed with the compiler's 128-bit integers. */
+#define G_LOG_DOMAIN "stream"
+
+#include "stream.h"
+
+#include <openssl/evp.h>
+
+G_DEFINE_QUARK (stream-error-quark, stream_error)
+
+__extension__ typedef unsigned __int128 u128;
+
+#define SEQUENCE_SHIFT 80
+
+static u128
+to_u128 (const guint8 b[16])
+{
+  u128 v = 0;
+  for (int i = 0; i < 16; i++)
+    v = v << 8 | b[i];
+  return v;
+}
+
+static void
+from_u128 (u128 v, guint8 b[16])
+{
+  for (int i = 15; i >= 0; i--) {
+    b[i] = (guint8) v;
+    v >>= 8;
+  }
+}
+
+static char *
+format_u128 (u128 v)
+{
+  char digits[40];
+  int n = 0;
+  do {
+    digits[n++] = (char) ('0' + (int) (v % 10));
+    v /= 10;
+  } while (v > 0);
+  char *out = g_malloc (n + 1);
+  for (int i = 0; i < n; i++)
+    out[i] = digits[n - 1 - i];
+  out[n] = '\0';
+  return out;
+}
+
+static gboolean
+parse_u128 (const char *text, u128 *ret)
+{
+  u128 v = 0;
+  const u128 max = ~(u128) 0;
+  if (text == NULL || text[0] == '\0' || strlen (text) > 39)
+    return FALSE;
+  for (const char *p = text; *p; p++) {
+    if (!g_ascii_isdigit (*p))
+      return FALSE;
+    unsigned d = (unsigned) (*p - '0');
+    if (v > (max - d) / 10)
+      return FALSE;
+    v = v * 10 + d;
+  }
+  *ret = v;
+  return TRUE;
+}
+
+StreamHashKey
+stream_hash_key_for_partition_key (const char *key, gsize len)
+{
+  StreamHashKey out;
+  unsigned int n = 16;
+  EVP_Digest (key, len, out.bytes, &n, EVP_md5 (), NULL);
+  return out;
+}
+
+gboolean
+stream_hash_key_parse (const char *decimal, StreamHashKey *ret_key)
+{
+  u128 v;
+  if (!parse_u128 (decimal, &v))
+    return FALSE;
+  from_u128 (v, ret_key->bytes);
+  return TRUE;
+}
+
+char *
+stream_hash_key_format (const StreamHashKey *key)
+{
+  return format_u128 (to_u128 (key->bytes));
+}
+
+int
+stream_hash_key_compare (const StreamHashKey *a, const StreamHashKey *b)
+{
+  return memcmp (a->bytes, b->bytes, 16);
+}
+
+void
+stream_hash_key_range (guint index, guint count, StreamHashKey *ret_start, StreamHashKey *ret_end)
+{
+  const u128 max = ~(u128) 0;
+  /* floor(2^128 / count), computed without 2^128 itself. */
+  u128 width = max / count + (max % count == count - 1 ? 1 : 0);
+  u128 start = width * index;
+  u128 end = index + 1 == count ? max : width * (index + 1) - 1;
+  g_return_if_fail (count > 0 && index < count);
+  from_u128 (start, ret_start->bytes);
+  from_u128 (end, ret_end->bytes);
+}
+
+char *
+stream_sequence_format (guint32 shard_ordinal, guint64 record_number)
+{
+  return format_u128 (((u128) shard_ordinal + 1) << SEQUENCE_SHIFT | record_number);
+}
+
+gboolean
+stream_sequence_parse (const char *decimal, guint32 *ret_shard_ordinal, guint64 *ret_record_number)
+{
+  u128 v, high, low;
+  if (!parse_u128 (decimal, &v))
+    return FALSE;
+  high = v >> SEQUENCE_SHIFT;
+  low = v & (((u128) 1 << SEQUENCE_SHIFT) - 1);
+  if (high == 0 || high - 1 > G_MAXUINT32 || low > G_MAXUINT64)
+    return FALSE;
+  if (ret_shard_ordinal)
+    *ret_shard_ordinal = (guint32) (high - 1);
+  if (ret_record_number)
+    *ret_record_number = (guint64) low;
+  return TRUE;
+}
+
+void
+stream_record_free (StreamRecord *record)
+{
+  if (record == NULL)
+    return;
+  g_free (record->partition_key);
+  g_clear_pointer (&record->data, g_bytes_unref);
+  g_free (record);
+}

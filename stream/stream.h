@@ -1,0 +1,135 @@
+/* stream.h: data streams, the data plane of edged (docs/internals/stream.md).
+ *
+ * A stream is a set of shards over the 128-bit hash-key space; a record goes
+ * to the shard whose range holds MD5(partition key), as Kinesis does. Each
+ * shard is an append-only log of encrypted record batches in segment files.
+ *
+ * This header has three parts: the hash-key and sequence-number arithmetic
+ * (pure), the shard log (one shard's files: append, recover, read), and the
+ * batch codec the log and the tests share.
+ *
+ * Errors: gboolean + GError in STREAM_ERROR. Nothing here logs.
+ */
+#pragma once
+
+#include "edge-core.h"
+
+G_BEGIN_DECLS
+
+#define STREAM_ERROR (stream_error_quark ())
+GQuark stream_error_quark (void);
+typedef enum {
+  STREAM_ERROR_IO,        /* a file could not be read or written */
+  STREAM_ERROR_CORRUPT,   /* bytes on disk failed their check: never served */
+  STREAM_ERROR_INVALID,   /* an argument out of range */
+  STREAM_ERROR_TRIMMED,   /* the record asked for was removed by retention */
+  STREAM_ERROR_CLOSED,    /* the shard takes no more records */
+  STREAM_ERROR_WRONG_KEY, /* sealed under keys the key file does not hold: nothing touched */
+} StreamError;
+
+/* Record limits. A stream's own limit is between 1 KiB and the hard maximum. */
+#define STREAM_RECORD_DEFAULT_MAX_BYTES (1024 * 1024)
+#define STREAM_RECORD_HARD_MAX_BYTES (10 * 1024 * 1024)
+#define STREAM_PARTITION_KEY_MAX_BYTES 256
+
+/* ---- hash keys (unsigned 128-bit, big-endian bytes) ---- */
+
+typedef struct {
+  guint8 bytes[16];
+} StreamHashKey;
+
+/* MD5 of the partition key, as Kinesis maps keys to shards. */
+StreamHashKey stream_hash_key_for_partition_key (const char *key, gsize len);
+/* Parses a decimal ExplicitHashKey (0 .. 2^128-1). */
+gboolean stream_hash_key_parse (const char *decimal, StreamHashKey *ret_key);
+/* The decimal form. (transfer full) */
+char *stream_hash_key_format (const StreamHashKey *key);
+int stream_hash_key_compare (const StreamHashKey *a, const StreamHashKey *b);
+/* Splits the whole key space into @count equal ranges, as CreateStream does:
+ * range i is [start_i, end_i], inclusive. */
+void stream_hash_key_range (guint index, guint count, StreamHashKey *ret_start,
+                            StreamHashKey *ret_end);
+
+/* ---- sequence numbers ----
+ * A record's position is (shard ordinal, record number). Its sequence number
+ * is the decimal form of (ordinal + 1) * 2^80 + record number: strictly
+ * increasing within a shard, distinct across shards, and parsed back without
+ * any lookup. */
+char *stream_sequence_format (guint32 shard_ordinal, guint64 record_number);
+gboolean stream_sequence_parse (const char *decimal, guint32 *ret_shard_ordinal,
+                                guint64 *ret_record_number);
+
+/* ---- records and batches ---- */
+
+typedef struct {
+  guint64 number;     /* record number within the shard */
+  gint64 arrival_ms;  /* approximate arrival time, Unix ms */
+  char *partition_key; /* NUL-terminated, <= 256 bytes */
+  GBytes *data;
+} StreamRecord;
+
+void stream_record_free (StreamRecord *record);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamRecord, stream_record_free)
+
+/* ---- the shard log ---- */
+
+typedef enum {
+  STREAM_DURABILITY_SYNC,  /* acknowledged after fsync */
+  STREAM_DURABILITY_BATCH, /* fsync at least every batch window; acknowledged after it */
+  STREAM_DURABILITY_NONE,  /* acknowledged after write(2); the kernel flushes */
+} StreamDurability;
+
+typedef struct {
+  const char *directory;  /* the shard's own directory, created if missing */
+  guint32 shard_ordinal;  /* bound into every batch's authenticated data */
+  EdgeKeyring *keyring;   /* borrowed; must outlive the log */
+  const char *context;    /* key context, "stream/<id>": the stream's own keys */
+  gint64 segment_max_bytes; /* roll to a new segment file past this size */
+} StreamLogOptions;
+
+typedef struct _StreamLog StreamLog;
+
+/* Opens a shard's log, recovering from a crash: the last segment is read
+ * and authenticated to its end, and a torn or corrupt tail is cut off, so
+ * that every record the log holds afterwards is whole and authentic. A log
+ * sealed under other keys (the wrong master key file) is refused with
+ * STREAM_ERROR_WRONG_KEY before anything is changed. (transfer full) */
+StreamLog *stream_log_open (const StreamLogOptions *options, GError **error);
+void stream_log_close (StreamLog *log);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamLog, stream_log_close)
+
+/* Appends @n records as one batch: numbers are assigned from next_number,
+ * arrival times are the caller's. Written, not yet synced. On failure the
+ * log is unchanged (a partial write is truncated away). Returns the first
+ * number assigned in *ret_first. One writer thread at a time. */
+gboolean stream_log_append (StreamLog *log, const char *const *partition_keys,
+                            GBytes *const *data, guint n, gint64 arrival_ms,
+                            guint64 *ret_first, GError **error);
+/* Makes every appended batch durable (fdatasync of the open segment). */
+gboolean stream_log_sync (StreamLog *log, GError **error);
+
+/* The number the next appended record will get; records [first, next) exist. */
+guint64 stream_log_next_number (StreamLog *log);
+guint64 stream_log_first_number (StreamLog *log);
+/* Bytes on disk, all segments. */
+guint64 stream_log_size (StreamLog *log);
+
+/* Reads records with numbers >= @from, at most @max_records and about
+ * @max_bytes of data (at least one record if any exists), into @out
+ * (StreamRecord *, owned by the array's free function). Every batch read is
+ * authenticated; a corrupt batch is an error naming where it is, and none
+ * of its records is returned. *ret_next is the number to read from next.
+ * Any thread, concurrently with the writer. */
+gboolean stream_log_read (StreamLog *log, guint64 from, guint max_records, gsize max_bytes,
+                          GPtrArray *out, guint64 *ret_next, GError **error);
+
+/* The number of the first record that arrived at or after @arrival_ms
+ * (next_number if none did). */
+guint64 stream_log_find_time (StreamLog *log, gint64 arrival_ms);
+
+/* Removes whole segments whose records all arrived before @before_ms, or,
+ * oldest first, while the log is larger than @max_bytes (0: no size limit).
+ * The open segment is never removed. Returns the number of segments removed. */
+guint stream_log_trim (StreamLog *log, gint64 before_ms, guint64 max_bytes);
+
+G_END_DECLS
