@@ -12,6 +12,7 @@
 #include "edge-gateway.h"
 #include "edged-version.h"
 #include "hw.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -30,6 +31,8 @@ typedef struct {
   EdgeState *state;
   EdgeMetrics *metrics;
   EdgeGateway *gateway;
+  StreamStore *streams;
+  StreamKinesis *kinesis;
   HwBoard *board;
   GMainLoop *loop;
   GDateTime *started_at;
@@ -199,6 +202,14 @@ daemon_start (Daemon *d, GError **error)
                                           "What this edged is and runs", "system", 0 };
   if (!edge_gateway_add_route (d->gateway, &status_route, d, error))
     return FALSE;
+
+  g_autofree char *streams_dir = g_build_filename (edge_data_dir_path (d->data_dir), "streams", NULL);
+  d->streams = stream_store_open (streams_dir, d->state, d->keyring, error);
+  if (d->streams == NULL)
+    return FALSE;
+  d->kinesis = stream_kinesis_new (d->gateway, d->streams, d->keyring, error);
+  if (d->kinesis == NULL)
+    return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -216,10 +227,14 @@ daemon_start (Daemon *d, GError **error)
 static void
 daemon_stop (Daemon *d)
 {
+  /* Answer the API calls under way, then stop serving, then close the
+   * stores (which finish and sync their writes). */
+  g_clear_pointer (&d->kinesis, stream_kinesis_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
   /* Let libsoup finish closing what the gateway let go of. */
   while (g_main_context_iteration (NULL, FALSE))
     ;
+  g_clear_pointer (&d->streams, stream_store_close);
   g_clear_pointer (&d->metrics, edge_metrics_free);
   g_clear_pointer (&d->state, edge_state_close);
   g_clear_pointer (&d->keyring, edge_keyring_free);

@@ -13,6 +13,9 @@
 #pragma once
 
 #include "edge-core.h"
+#include "edge-gateway.h"
+
+#include <gio/gio.h>
 
 G_BEGIN_DECLS
 
@@ -25,6 +28,9 @@ typedef enum {
   STREAM_ERROR_TRIMMED,   /* the record asked for was removed by retention */
   STREAM_ERROR_CLOSED,    /* the shard takes no more records */
   STREAM_ERROR_WRONG_KEY, /* sealed under keys the key file does not hold: nothing touched */
+  STREAM_ERROR_NOT_FOUND, /* no such stream or shard */
+  STREAM_ERROR_EXISTS,    /* a stream of that name exists */
+  STREAM_ERROR_LIMIT,     /* a configured limit says no */
 } StreamError;
 
 /* Record limits. A stream's own limit is between 1 KiB and the hard maximum. */
@@ -131,5 +137,117 @@ guint64 stream_log_find_time (StreamLog *log, gint64 arrival_ms);
  * oldest first, while the log is larger than @max_bytes (0: no size limit).
  * The open segment is never removed. Returns the number of segments removed. */
 guint stream_log_trim (StreamLog *log, gint64 before_ms, guint64 max_bytes);
+
+/* ---- the store: every stream of the daemon ---- */
+
+#define STREAM_NAME_MAX 128
+#define STREAM_MAX_SHARDS 256
+#define STREAM_RETENTION_MIN_HOURS 24
+#define STREAM_RETENTION_MAX_HOURS 8760
+
+typedef struct {
+  StreamDurability durability;
+  guint batch_ms;            /* STREAM_DURABILITY_BATCH: longest wait for an fsync */
+  guint retention_hours;     /* 24 .. 8760 */
+  guint64 retention_bytes;   /* per shard; 0: no size limit */
+  guint64 max_record_bytes;  /* 1 KiB .. 10 MiB, data plus partition key */
+} StreamSettings;
+
+/* The defaults: sync, 24 hours, 1 MiB records. */
+void stream_settings_init (StreamSettings *settings);
+
+typedef struct {
+  char *id;            /* "shardId-000000000000" */
+  guint32 ordinal;
+  StreamHashKey start; /* inclusive hash-key range */
+  StreamHashKey end;
+  char *parent;        /* nullable */
+  char *adjacent_parent; /* nullable */
+  gboolean closed;     /* takes no more records */
+} StreamShardInfo;
+
+typedef struct {
+  char *name;
+  char *id;              /* stable across renames of nothing: keys and files hang off it */
+  gint64 created_ms;
+  StreamSettings settings;
+  GPtrArray *shards;     /* StreamShardInfo, by ordinal */
+  GHashTable *tags;      /* char * -> char * */
+} StreamInfo;
+
+typedef struct _StreamStore StreamStore;
+
+/* Opens every stream under @directory whose metadata @state holds,
+ * recovering each shard's log. The state, keyring and the thread-default
+ * main context (where callbacks run) are borrowed and must outlive the
+ * store. (transfer full) */
+StreamStore *stream_store_open (const char *directory, EdgeState *state, EdgeKeyring *keyring,
+                                GError **error);
+/* Finishes the writes under way (their callbacks still run) and closes. */
+void stream_store_close (StreamStore *store);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamStore, stream_store_close)
+
+gboolean stream_store_create (StreamStore *store, const char *name, guint shard_count,
+                              const StreamSettings *settings, GError **error);
+gboolean stream_store_delete (StreamStore *store, const char *name, GError **error);
+/* Stream names, sorted. (transfer full: free with g_ptr_array_unref) */
+GPtrArray *stream_store_list (StreamStore *store);
+/* (transfer none), valid on the main thread until the stream is deleted or
+ * changed; NULL with STREAM_ERROR_NOT_FOUND. */
+const StreamInfo *stream_store_lookup (StreamStore *store, const char *name, GError **error);
+gboolean stream_store_set_retention (StreamStore *store, const char *name, guint hours,
+                                     GError **error);
+gboolean stream_store_set_tags (StreamStore *store, const char *name, GHashTable *add,
+                                const char *const *remove, GError **error);
+/* [first, next) record numbers of a shard. */
+gboolean stream_store_shard_range (StreamStore *store, const char *name, guint32 ordinal,
+                                   guint64 *ret_first, guint64 *ret_next, GError **error);
+/* The first record number that arrived at or after @arrival_ms. */
+gboolean stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordinal,
+                                       gint64 arrival_ms, guint64 *ret_number, GError **error);
+
+typedef struct {
+  const char *partition_key;
+  const StreamHashKey *explicit_hash_key; /* nullable: MD5 of the partition key */
+  GBytes *data;
+} StreamPutRecord;
+
+typedef struct {
+  guint32 shard_ordinal;
+  guint64 number;
+  GError *error; /* set when this record was not stored */
+} StreamPutResult;
+
+/* Runs on the main context once every record is durable under the stream's
+ * setting (or failed). @results are owned by the store. */
+typedef void (*StreamPutFunc) (StreamPutResult *results, guint n, gpointer user_data);
+
+/* Routes @n records to their shards and queues them for the writer thread,
+ * which appends and syncs in groups. Fails at once (and @func is not
+ * called) for an unknown stream or a record over the limits. */
+gboolean stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *records,
+                           guint n, StreamPutFunc func, gpointer user_data, GError **error);
+
+/* Reads on a worker thread; the result is a GPtrArray of StreamRecord. */
+void stream_store_read_async (StreamStore *store, const char *name, guint32 ordinal, guint64 from,
+                              guint max_records, gsize max_bytes, GAsyncReadyCallback callback,
+                              gpointer user_data);
+GPtrArray *stream_store_read_finish (StreamStore *store, GAsyncResult *result, guint64 *ret_next,
+                                     GError **error);
+
+/* Applies retention to every shard now (the store also does it hourly). */
+void stream_store_apply_retention (StreamStore *store);
+
+/* ---- the Kinesis Data Streams API ---- */
+
+typedef struct _StreamKinesis StreamKinesis;
+
+/* Serves the Kinesis API (X-Amz-Target Kinesis_20131202.*) on @gateway over
+ * @store. The gateway, store and keyring are borrowed. Free it before the
+ * gateway and the store: freeing waits for the calls under way (writes
+ * being synced, reads on worker threads) and answers them. (transfer full) */
+StreamKinesis *stream_kinesis_new (EdgeGateway *gateway, StreamStore *store, EdgeKeyring *keyring,
+                                   GError **error);
+void stream_kinesis_free (StreamKinesis *api);
 
 G_END_DECLS

@@ -87,6 +87,21 @@ typedef struct {
 gboolean edge_gateway_add_route (EdgeGateway *gateway, const EdgeRoute *route, gpointer user_data,
                                  GError **error);
 
+/* AWS JSON protocol services share "POST /" and are told apart by the
+ * X-Amz-Target header ("Kinesis_20131202.PutRecord"). Registers @handler for
+ * every target whose part before the dot is @service; the gateway answers
+ * unknown services in the AWS error shape. */
+gboolean edge_gateway_add_amz_target (EdgeGateway *gateway, const char *service,
+                                      EdgeRouteFunc handler, const char *summary,
+                                      gpointer user_data, GError **error);
+
+/* Answers in the AWS JSON 1.1 error shape: {"__type": TYPE, "message": ...}
+ * with Content-Type application/x-amz-json-1.1. */
+void edge_request_respond_amz_error (EdgeRequest *request, guint status, const char *type,
+                                     const char *format, ...) G_GNUC_PRINTF (4, 5);
+/* Answers @body with Content-Type application/x-amz-json-1.1. */
+void edge_request_respond_amz_json (EdgeRequest *request, JsonNode *body);
+
 /* A named check run by GET /healthz; FALSE with @error makes the answer 503. */
 typedef gboolean (*EdgeHealthFunc) (gpointer user_data, GError **error);
 void edge_gateway_add_health_check (EdgeGateway *gateway, const char *name, EdgeHealthFunc func,

@@ -46,6 +46,7 @@ struct _EdgeGateway {
   GPtrArray *health_checks; /* GatewayHealthCheck */
   GHashTable *peers;        /* EdgeWsPeer * set (one reference each) */
   GHashTable *streams;      /* accepted GIOStream * set, weakly referenced */
+  GHashTable *amz_targets;  /* service prefix -> GatewayRoute (handler, user_data) */
   guint ws_timer;
   GCancellable *cancellable;
 };

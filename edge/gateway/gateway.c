@@ -316,6 +316,85 @@ edge_gateway_add_websocket (EdgeGateway *gateway, const EdgeWsRoute *route, gpoi
 }
 
 void
+edge_request_respond_amz_error (EdgeRequest *request, guint status, const char *type,
+                                const char *format, ...)
+{
+  va_list args;
+  g_autofree char *message = NULL;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "__type");
+  json_builder_add_string_value (b, type);
+  json_builder_set_member_name (b, "message");
+  json_builder_add_string_value (b, message);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  soup_message_headers_replace (soup_server_message_get_response_headers (request->msg),
+                                "x-amzn-ErrorType", type);
+  gsize len;
+  char *text = edge_json_to_string (root, &len);
+  g_autoptr (GBytes) body = g_bytes_new_take (text, len);
+  edge_request_respond (request, status, "application/x-amz-json-1.1", body);
+}
+
+void
+edge_request_respond_amz_json (EdgeRequest *request, JsonNode *body)
+{
+  gsize len;
+  char *text = edge_json_to_string (body, &len);
+  g_autoptr (GBytes) bytes = g_bytes_new_take (text, len);
+  edge_request_respond (request, SOUP_STATUS_OK, "application/x-amz-json-1.1", bytes);
+}
+
+static void
+dispatch_amz_target (EdgeRequest *request, gpointer data)
+{
+  EdgeGateway *gateway = data;
+  const char *target = edge_request_header (request, "X-Amz-Target");
+  const char *dot = target ? strchr (target, '.') : NULL;
+  g_autofree char *service = dot ? g_strndup (target, dot - target) : NULL;
+  GatewayRoute *route = service ? g_hash_table_lookup (gateway->amz_targets, service) : NULL;
+
+  if (route == NULL) {
+    edge_request_respond_amz_error (request, SOUP_STATUS_BAD_REQUEST, "UnknownOperationException",
+                                    target ? "unknown X-Amz-Target %s" : "missing X-Amz-Target%s",
+                                    target ? target : "");
+    return;
+  }
+  route->handler (request, route->user_data);
+}
+
+gboolean
+edge_gateway_add_amz_target (EdgeGateway *gateway, const char *service, EdgeRouteFunc handler,
+                             const char *summary, gpointer user_data, GError **error)
+{
+  if (g_hash_table_contains (gateway->amz_targets, service)) {
+    g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_ROUTE,
+                 "X-Amz-Target service %s is already registered", service);
+    return FALSE;
+  }
+  if (g_hash_table_size (gateway->amz_targets) == 0) {
+    const EdgeRoute root = { "POST", "/", dispatch_amz_target,
+                             "AWS JSON APIs (X-Amz-Target selects the operation)", "aws", 0 };
+    if (!edge_gateway_add_route (gateway, &root, gateway, error))
+      return FALSE;
+  }
+  GatewayRoute *r = g_new0 (GatewayRoute, 1);
+  r->method = g_strdup ("POST");
+  r->pattern = g_strdup ("/");
+  r->summary = g_strdup (summary ? summary : service);
+  r->tag = g_strdup ("aws");
+  r->handler = handler;
+  r->user_data = user_data;
+  g_hash_table_insert (gateway->amz_targets, g_strdup (service), r);
+  return TRUE;
+}
+
+void
 edge_gateway_add_health_check (EdgeGateway *gateway, const char *name, EdgeHealthFunc func,
                                gpointer user_data)
 {
@@ -763,6 +842,8 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
   gateway->health_checks = g_ptr_array_new_with_free_func (health_check_free);
   gateway->peers = g_hash_table_new (NULL, NULL);
   gateway->streams = g_hash_table_new (NULL, NULL);
+  gateway->amz_targets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                gateway_route_free);
   gateway->cancellable = g_cancellable_new ();
 
   if (!edge_config_parse_listen (gateway->listen, &gateway->host, &gateway->port, &parse_error)) {
@@ -878,6 +959,7 @@ edge_gateway_free (EdgeGateway *gateway)
     g_clear_object (&gateway->server);
   }
   g_clear_pointer (&gateway->peers, g_hash_table_unref);
+  g_clear_pointer (&gateway->amz_targets, g_hash_table_unref);
   if (gateway->streams) {
     /* Connections libsoup has not let go of yet must not call back into us. */
     GHashTableIter iter;

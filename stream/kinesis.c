@@ -1,0 +1,1297 @@
+/* kinesis.c: the Kinesis Data Streams API (JSON 1.1, X-Amz-Target
+ * Kinesis_20131202.*) over the stream store, so that the AWS CLI and SDKs
+ * work against edged with --endpoint-url.
+ *
+ * Shapes follow the public API reference: requests and responses are JSON,
+ * blobs are base64, timestamps are epoch seconds, errors are
+ * {"__type": "...Exception", "message": "..."} with status 400 (500 for
+ * InternalFailure).
+ *
+ * Shard iterators are opaque and tamper-proof: the position (stream id,
+ * shard, record number) and the time it was issued, sealed with a key
+ * derived for "kinesis/iterators". They expire after five minutes, as
+ * Kinesis's do, and survive a restart of the daemon within that time.
+ */
+#define G_LOG_DOMAIN "stream"
+
+#include "stream.h"
+
+#include <openssl/evp.h>
+
+#define ACCOUNT "000000000000"
+#define ITERATOR_VERSION 1
+#define ITERATOR_LIFETIME_MS (5 * 60 * 1000)
+#define PUT_RECORDS_MAX 500
+#define PUT_RECORDS_MAX_BYTES (5 * 1024 * 1024)
+#define GET_RECORDS_MAX 10000
+#define GET_RECORDS_MAX_BYTES (10 * 1024 * 1024)
+#define LIST_MAX 10000
+#define TAGS_MAX 50
+
+struct _StreamKinesis {
+  StreamStore *store;
+  EdgeCipher *iterators; /* main thread only */
+  guint pending;         /* calls waiting for the writer or a reader */
+};
+
+typedef struct {
+  StreamKinesis *api;
+  EdgeRequest *request;
+  JsonObject *body; /* borrowed from root */
+  JsonNode *root;
+  char *region;
+} Call;
+
+static void
+call_free (Call *call)
+{
+  json_node_unref (call->root);
+  g_free (call->region);
+  g_free (call);
+}
+
+/* ---- small JSON helpers ---- */
+
+static gboolean
+member_is (JsonObject *o, const char *name, GType type)
+{
+  JsonNode *n = json_object_get_member (o, name);
+  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == type;
+}
+
+static void
+fail (Call *call, const char *type, const char *format, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+fail (Call *call, const char *type, const char *format, ...)
+{
+  va_list args;
+  va_start (args, format);
+  g_autofree char *message = g_strdup_vprintf (format, args);
+  va_end (args);
+  edge_request_respond_amz_error (call->request,
+                                  g_str_equal (type, "InternalFailure") ? 500 : 400, type, "%s",
+                                  message);
+}
+
+/* A string member; NULL (having answered ValidationException) when it is
+ * missing and @required, or not a string. *ret_present tells absent apart. */
+static gboolean
+get_string (Call *call, const char *name, gboolean required, const char **ret)
+{
+  JsonNode *n = json_object_get_member (call->body, name);
+  *ret = NULL;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n)) {
+    if (required) {
+      fail (call, "ValidationException",
+            "1 validation error detected: Value null at '%c%s' failed to satisfy constraint: "
+            "Member must not be null",
+            g_ascii_tolower (name[0]), name + 1);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  if (!member_is (call->body, name, G_TYPE_STRING)) {
+    fail (call, "SerializationException", "%s must be a string", name);
+    return FALSE;
+  }
+  *ret = json_node_get_string (n);
+  return TRUE;
+}
+
+static gboolean
+get_int (Call *call, const char *name, gint64 min, gint64 max, gint64 fallback, gint64 *ret)
+{
+  JsonNode *n = json_object_get_member (call->body, name);
+  *ret = fallback;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    return TRUE;
+  if (!member_is (call->body, name, G_TYPE_INT64)) {
+    fail (call, "SerializationException", "%s must be an integer", name);
+    return FALSE;
+  }
+  *ret = json_node_get_int (n);
+  if (*ret < min || *ret > max) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value '%" G_GINT64_FORMAT "' at '%c%s' failed to satisfy "
+          "constraint: Member must have value between %" G_GINT64_FORMAT " and %" G_GINT64_FORMAT,
+          *ret, g_ascii_tolower (name[0]), name + 1, min, max);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static char *
+stream_arn (Call *call, const char *name)
+{
+  return g_strdup_printf ("arn:aws:kinesis:%s:" ACCOUNT ":stream/%s", call->region, name);
+}
+
+/* The stream a request names, by StreamName or StreamARN; answers
+ * ResourceNotFoundException itself. */
+static const StreamInfo *
+get_stream (Call *call)
+{
+  const char *name, *arn;
+  if (!get_string (call, "StreamName", FALSE, &name) || !get_string (call, "StreamARN", FALSE, &arn))
+    return NULL;
+  if (name == NULL && arn != NULL) {
+    const char *slash = strstr (arn, ":stream/");
+    name = slash ? slash + strlen (":stream/") : NULL;
+  }
+  if (name == NULL) {
+    fail (call, "ValidationException", "either StreamName or StreamARN is required");
+    return NULL;
+  }
+  const StreamInfo *info = stream_store_lookup (call->api->store, name, NULL);
+  if (info == NULL)
+    fail (call, "ResourceNotFoundException", "Stream %s under account " ACCOUNT " not found.",
+          name);
+  return info;
+}
+
+static const StreamShardInfo *
+find_shard (const StreamInfo *info, const char *shard_id)
+{
+  for (guint i = 0; i < info->shards->len; i++) {
+    const StreamShardInfo *s = g_ptr_array_index (info->shards, i);
+    if (g_str_equal (s->id, shard_id))
+      return s;
+  }
+  return NULL;
+}
+
+/* Base64 as Kinesis sends it, decoded with OpenSSL (which reports bad input,
+ * unlike g_base64_decode). NULL for invalid input. */
+static GBytes *
+decode_base64 (const char *text)
+{
+  gsize len = strlen (text);
+  if (len % 4 != 0 || len > (gsize) G_MAXINT)
+    return NULL;
+  guint8 *out = g_try_malloc (len / 4 * 3 + 1);
+  if (out == NULL)
+    return NULL;
+  int n = len ? EVP_DecodeBlock (out, (const unsigned char *) text, (int) len) : 0;
+  if (n < 0) {
+    g_free (out);
+    return NULL;
+  }
+  /* EVP_DecodeBlock counts padding as zero bytes. */
+  if (len >= 1 && text[len - 1] == '=')
+    n--;
+  if (len >= 2 && text[len - 2] == '=')
+    n--;
+  return g_bytes_new_take (out, (gsize) n);
+}
+
+static char *
+encode_base64 (GBytes *bytes)
+{
+  gsize len;
+  const guint8 *data = g_bytes_get_data (bytes, &len);
+  char *out = g_malloc ((len + 2) / 3 * 4 + 1);
+  if (len == 0) {
+    out[0] = '\0';
+    return out;
+  }
+  EVP_EncodeBlock ((unsigned char *) out, data, (int) len);
+  return out;
+}
+
+static void
+add_shard (JsonBuilder *b, const StreamShardInfo *s)
+{
+  g_autofree char *start = stream_hash_key_format (&s->start);
+  g_autofree char *end = stream_hash_key_format (&s->end);
+  g_autofree char *first = stream_sequence_format (s->ordinal, 0);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ShardId");
+  json_builder_add_string_value (b, s->id);
+  if (s->parent) {
+    json_builder_set_member_name (b, "ParentShardId");
+    json_builder_add_string_value (b, s->parent);
+  }
+  if (s->adjacent_parent) {
+    json_builder_set_member_name (b, "AdjacentParentShardId");
+    json_builder_add_string_value (b, s->adjacent_parent);
+  }
+  json_builder_set_member_name (b, "HashKeyRange");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StartingHashKey");
+  json_builder_add_string_value (b, start);
+  json_builder_set_member_name (b, "EndingHashKey");
+  json_builder_add_string_value (b, end);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "SequenceNumberRange");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StartingSequenceNumber");
+  json_builder_add_string_value (b, first);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+}
+
+static void
+add_summary_fields (Call *call, JsonBuilder *b, const StreamInfo *info)
+{
+  g_autofree char *arn = stream_arn (call, info->name);
+  json_builder_set_member_name (b, "StreamName");
+  json_builder_add_string_value (b, info->name);
+  json_builder_set_member_name (b, "StreamARN");
+  json_builder_add_string_value (b, arn);
+  json_builder_set_member_name (b, "StreamStatus");
+  json_builder_add_string_value (b, "ACTIVE");
+  json_builder_set_member_name (b, "StreamModeDetails");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StreamMode");
+  json_builder_add_string_value (b, "PROVISIONED");
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "StreamCreationTimestamp");
+  json_builder_add_double_value (b, info->created_ms / 1000.0);
+}
+
+static void
+add_stream_details (Call *call, JsonBuilder *b, const StreamInfo *info)
+{
+  add_summary_fields (call, b, info);
+  json_builder_set_member_name (b, "RetentionPeriodHours");
+  json_builder_add_int_value (b, info->settings.retention_hours);
+  json_builder_set_member_name (b, "EnhancedMonitoring");
+  json_builder_begin_array (b);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ShardLevelMetrics");
+  json_builder_begin_array (b);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  json_builder_end_array (b);
+  /* Records are sealed at rest with edged's own keys (AES-256-GCM). */
+  json_builder_set_member_name (b, "EncryptionType");
+  json_builder_add_string_value (b, "KMS");
+  json_builder_set_member_name (b, "KeyId");
+  json_builder_add_string_value (b, "edged-master-key");
+}
+
+static void
+respond (Call *call, JsonBuilder *b)
+{
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_amz_json (call->request, root);
+}
+
+static void
+respond_empty (Call *call)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+/* ---- stream management ---- */
+
+static void
+op_create_stream (Call *call)
+{
+  const char *name;
+  gint64 shards;
+  g_autoptr (GError) error = NULL;
+  if (!get_string (call, "StreamName", TRUE, &name) ||
+      !get_int (call, "ShardCount", 1, 100000, 4, &shards))
+    return;
+  if (!stream_store_create (call->api->store, name, (guint) shards, NULL, &error)) {
+    const char *type = error->code == STREAM_ERROR_EXISTS  ? "ResourceInUseException"
+                       : error->code == STREAM_ERROR_LIMIT ? "LimitExceededException"
+                       : error->code == STREAM_ERROR_INVALID ? "ValidationException"
+                                                             : "InternalFailure";
+    if (error->code == STREAM_ERROR_EXISTS)
+      fail (call, type, "Stream %s under account " ACCOUNT " already exists.", name);
+    else
+      fail (call, type, "%s", error->message);
+    return;
+  }
+  respond_empty (call);
+}
+
+static void
+op_delete_stream (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  g_autoptr (GError) error = NULL;
+  if (info == NULL)
+    return;
+  g_autofree char *name = g_strdup (info->name);
+  if (!stream_store_delete (call->api->store, name, &error)) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return;
+  }
+  respond_empty (call);
+}
+
+static void
+op_describe_stream (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *start_after;
+  gint64 limit;
+  if (info == NULL || !get_string (call, "ExclusiveStartShardId", FALSE, &start_after) ||
+      !get_int (call, "Limit", 1, 10000, 100, &limit))
+    return;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StreamDescription");
+  json_builder_begin_object (b);
+  add_stream_details (call, b, info);
+  json_builder_set_member_name (b, "Shards");
+  json_builder_begin_array (b);
+  gboolean more = FALSE;
+  gint64 listed = 0;
+  for (guint i = 0; i < info->shards->len; i++) {
+    const StreamShardInfo *s = g_ptr_array_index (info->shards, i);
+    if (start_after && strcmp (s->id, start_after) <= 0)
+      continue;
+    if (listed == limit) {
+      more = TRUE;
+      break;
+    }
+    add_shard (b, s);
+    listed++;
+  }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "HasMoreShards");
+  json_builder_add_boolean_value (b, more);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_describe_stream_summary (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  if (info == NULL)
+    return;
+  guint open = 0;
+  for (guint i = 0; i < info->shards->len; i++)
+    open += !((StreamShardInfo *) g_ptr_array_index (info->shards, i))->closed;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StreamDescriptionSummary");
+  json_builder_begin_object (b);
+  add_stream_details (call, b, info);
+  json_builder_set_member_name (b, "OpenShardCount");
+  json_builder_add_int_value (b, open);
+  json_builder_set_member_name (b, "ConsumerCount");
+  json_builder_add_int_value (b, 0);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_list_streams (Call *call)
+{
+  const char *start_after, *token;
+  gint64 limit;
+  if (!get_string (call, "ExclusiveStartStreamName", FALSE, &start_after) ||
+      !get_string (call, "NextToken", FALSE, &token) ||
+      !get_int (call, "Limit", 1, LIST_MAX, LIST_MAX, &limit))
+    return;
+  /* The NextToken is the last name returned, encoded. */
+  g_autofree char *from_token = NULL;
+  if (token) {
+    gsize len;
+    guchar *raw = g_base64_decode (token, &len);
+    from_token = g_strndup ((const char *) raw, len);
+    g_free (raw);
+    start_after = from_token;
+  }
+  g_autoptr (GPtrArray) names = stream_store_list (call->api->store);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (GPtrArray) listed = g_ptr_array_new ();
+  gboolean more = FALSE;
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index (names, i);
+    if (start_after && strcmp (name, start_after) <= 0)
+      continue;
+    if ((gint64) listed->len == limit) {
+      more = TRUE;
+      break;
+    }
+    g_ptr_array_add (listed, (gpointer) name);
+  }
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StreamNames");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < listed->len; i++)
+    json_builder_add_string_value (b, g_ptr_array_index (listed, i));
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "StreamSummaries");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < listed->len; i++) {
+    const StreamInfo *info = stream_store_lookup (call->api->store, g_ptr_array_index (listed, i),
+                                                  NULL);
+    json_builder_begin_object (b);
+    add_summary_fields (call, b, info);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "HasMoreStreams");
+  json_builder_add_boolean_value (b, more);
+  if (more && listed->len > 0) {
+    const char *last = g_ptr_array_index (listed, listed->len - 1);
+    g_autofree char *next = g_base64_encode ((const guchar *) last, strlen (last));
+    json_builder_set_member_name (b, "NextToken");
+    json_builder_add_string_value (b, next);
+  }
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_list_shards (Call *call)
+{
+  const char *token, *start_after, *name = NULL;
+  gint64 limit;
+  g_autofree char *token_stream = NULL, *token_after = NULL;
+  const StreamInfo *info;
+
+  if (!get_string (call, "NextToken", FALSE, &token) ||
+      !get_string (call, "ExclusiveStartShardId", FALSE, &start_after) ||
+      !get_int (call, "MaxResults", 1, 10000, 1000, &limit))
+    return;
+  if (token) {
+    /* "stream\nlast shard id", base64. */
+    gsize len;
+    guchar *raw = g_base64_decode (token, &len);
+    g_autofree char *text = g_strndup ((const char *) raw, len);
+    g_free (raw);
+    char *nl = strchr (text, '\n');
+    if (nl == NULL || json_object_has_member (call->body, "StreamName")) {
+      fail (call, "InvalidArgumentException",
+            nl ? "NextToken and StreamName cannot be given together" : "Invalid NextToken.");
+      return;
+    }
+    token_stream = g_strndup (text, nl - text);
+    token_after = g_strdup (nl + 1);
+    name = token_stream;
+    start_after = token_after;
+    info = stream_store_lookup (call->api->store, name, NULL);
+    if (info == NULL) {
+      fail (call, "ResourceNotFoundException", "Stream %s under account " ACCOUNT " not found.",
+            name);
+      return;
+    }
+  } else {
+    info = get_stream (call);
+    if (info == NULL)
+      return;
+  }
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Shards");
+  json_builder_begin_array (b);
+  const char *last = NULL;
+  gboolean more = FALSE;
+  gint64 listed = 0;
+  for (guint i = 0; i < info->shards->len; i++) {
+    const StreamShardInfo *s = g_ptr_array_index (info->shards, i);
+    if (start_after && strcmp (s->id, start_after) <= 0)
+      continue;
+    if (listed == limit) {
+      more = TRUE;
+      break;
+    }
+    add_shard (b, s);
+    last = s->id;
+    listed++;
+  }
+  json_builder_end_array (b);
+  if (more) {
+    g_autofree char *raw = g_strconcat (info->name, "\n", last, NULL);
+    g_autofree char *next = g_base64_encode ((const guchar *) raw, strlen (raw));
+    json_builder_set_member_name (b, "NextToken");
+    json_builder_add_string_value (b, next);
+  }
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_describe_limits (Call *call)
+{
+  g_autoptr (GPtrArray) names = stream_store_list (call->api->store);
+  gint64 open = 0;
+  for (guint i = 0; i < names->len; i++) {
+    const StreamInfo *info = stream_store_lookup (call->api->store, g_ptr_array_index (names, i), NULL);
+    for (guint j = 0; j < info->shards->len; j++)
+      open += !((StreamShardInfo *) g_ptr_array_index (info->shards, j))->closed;
+  }
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ShardLimit");
+  json_builder_add_int_value (b, STREAM_MAX_SHARDS);
+  json_builder_set_member_name (b, "OpenShardCount");
+  json_builder_add_int_value (b, open);
+  json_builder_set_member_name (b, "OnDemandStreamCount");
+  json_builder_add_int_value (b, 0);
+  json_builder_set_member_name (b, "OnDemandStreamCountLimit");
+  json_builder_add_int_value (b, 0);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+change_retention (Call *call, gboolean increase)
+{
+  const StreamInfo *info = get_stream (call);
+  gint64 hours;
+  g_autoptr (GError) error = NULL;
+  if (info == NULL || !json_object_has_member (call->body, "RetentionPeriodHours")) {
+    if (info)
+      fail (call, "ValidationException", "RetentionPeriodHours is required");
+    return;
+  }
+  if (!get_int (call, "RetentionPeriodHours", 1, 100000, 0, &hours))
+    return;
+  guint current = info->settings.retention_hours;
+  if (increase ? hours < current : hours > current) {
+    fail (call, "InvalidArgumentException",
+          "Requested retention period (%" G_GINT64_FORMAT " hours) for stream %s can not be %s "
+          "existing retention period (%u hours). Use %s.",
+          hours, info->name, increase ? "shorter than" : "longer than", current,
+          increase ? "DecreaseRetentionPeriod API" : "IncreaseRetentionPeriod API");
+    return;
+  }
+  if (hours < STREAM_RETENTION_MIN_HOURS || hours > STREAM_RETENTION_MAX_HOURS) {
+    fail (call, "InvalidArgumentException",
+          "Minimum allowed retention period is %d hours. Maximum allowed retention period is %d "
+          "hours. Requested retention period (%" G_GINT64_FORMAT " hours) is out of range.",
+          STREAM_RETENTION_MIN_HOURS, STREAM_RETENTION_MAX_HOURS, hours);
+    return;
+  }
+  g_autofree char *name = g_strdup (info->name);
+  if (!stream_store_set_retention (call->api->store, name, (guint) hours, &error)) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return;
+  }
+  respond_empty (call);
+}
+
+static void
+op_increase_retention (Call *call)
+{
+  change_retention (call, TRUE);
+}
+
+static void
+op_decrease_retention (Call *call)
+{
+  change_retention (call, FALSE);
+}
+
+static void
+op_add_tags (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  JsonNode *tags_node = json_object_get_member (call->body, "Tags");
+  g_autoptr (GError) error = NULL;
+  if (info == NULL)
+    return;
+  if (tags_node == NULL || !JSON_NODE_HOLDS_OBJECT (tags_node)) {
+    fail (call, "ValidationException", "Tags must be a map of tag keys to values");
+    return;
+  }
+  JsonObject *tags = json_node_get_object (tags_node);
+  g_autoptr (GHashTable) add = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GList) keys = json_object_get_members (tags);
+  for (GList *l = keys; l; l = l->next) {
+    if (!member_is (tags, l->data, G_TYPE_STRING) || strlen (l->data) == 0 ||
+        strlen (l->data) > 128 || strlen (json_object_get_string_member (tags, l->data)) > 256) {
+      fail (call, "InvalidArgumentException",
+            "tag keys are 1 to 128 characters and values strings of at most 256");
+      return;
+    }
+    g_hash_table_insert (add, l->data, (gpointer) json_object_get_string_member (tags, l->data));
+  }
+  guint total = g_hash_table_size (info->tags);
+  for (GList *l = keys; l; l = l->next)
+    total += !g_hash_table_contains (info->tags, l->data);
+  if (total > TAGS_MAX) {
+    fail (call, "LimitExceededException", "a stream has at most %d tags", TAGS_MAX);
+    return;
+  }
+  g_autofree char *name = g_strdup (info->name);
+  if (!stream_store_set_tags (call->api->store, name, add, NULL, &error)) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return;
+  }
+  respond_empty (call);
+}
+
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+static void
+op_list_tags (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *start_after;
+  gint64 limit;
+  if (info == NULL || !get_string (call, "ExclusiveStartTagKey", FALSE, &start_after) ||
+      !get_int (call, "Limit", 1, 50, 50, &limit))
+    return;
+  g_autoptr (GPtrArray) keys = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer k;
+  g_hash_table_iter_init (&iter, info->tags);
+  while (g_hash_table_iter_next (&iter, &k, NULL))
+    g_ptr_array_add (keys, k);
+  g_ptr_array_sort (keys, compare_strings);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Tags");
+  json_builder_begin_array (b);
+  gboolean more = FALSE;
+  gint64 listed = 0;
+  for (guint i = 0; i < keys->len; i++) {
+    const char *key = g_ptr_array_index (keys, i);
+    if (start_after && strcmp (key, start_after) <= 0)
+      continue;
+    if (listed == limit) {
+      more = TRUE;
+      break;
+    }
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "Key");
+    json_builder_add_string_value (b, key);
+    json_builder_set_member_name (b, "Value");
+    json_builder_add_string_value (b, g_hash_table_lookup (info->tags, key));
+    json_builder_end_object (b);
+    listed++;
+  }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "HasMoreTags");
+  json_builder_add_boolean_value (b, more);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_remove_tags (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  JsonNode *keys_node = json_object_get_member (call->body, "TagKeys");
+  g_autoptr (GError) error = NULL;
+  if (info == NULL)
+    return;
+  if (keys_node == NULL || !JSON_NODE_HOLDS_ARRAY (keys_node)) {
+    fail (call, "ValidationException", "TagKeys must be a list of tag keys");
+    return;
+  }
+  JsonArray *keys = json_node_get_array (keys_node);
+  g_autoptr (GPtrArray) remove = g_ptr_array_new ();
+  for (guint i = 0; i < json_array_get_length (keys); i++) {
+    JsonNode *n = json_array_get_element (keys, i);
+    if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING) {
+      fail (call, "ValidationException", "TagKeys must be strings");
+      return;
+    }
+    g_ptr_array_add (remove, (gpointer) json_node_get_string (n));
+  }
+  g_ptr_array_add (remove, NULL);
+  g_autofree char *name = g_strdup (info->name);
+  if (!stream_store_set_tags (call->api->store, name, NULL, (const char *const *) remove->pdata,
+                              &error)) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return;
+  }
+  respond_empty (call);
+}
+
+/* ---- writing ---- */
+
+/* Validates one record of a put; NULL having answered. */
+static gboolean
+parse_record (Call *call, JsonObject *o, const char *where, StreamPutRecord *ret,
+              StreamHashKey *ret_key, GBytes **ret_data)
+{
+  const char *data, *key, *explicit_key;
+  JsonNode *d = json_object_get_member (o, "Data");
+  JsonNode *k = json_object_get_member (o, "PartitionKey");
+  JsonNode *e = json_object_get_member (o, "ExplicitHashKey");
+
+  if (d == NULL || k == NULL) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value null at '%s%s' failed to satisfy constraint: "
+          "Member must not be null",
+          where, d == NULL ? "data" : "partitionKey");
+    return FALSE;
+  }
+  if (!member_is (o, "Data", G_TYPE_STRING) || !member_is (o, "PartitionKey", G_TYPE_STRING) ||
+      (e && !JSON_NODE_HOLDS_NULL (e) && !member_is (o, "ExplicitHashKey", G_TYPE_STRING))) {
+    fail (call, "SerializationException", "Data, PartitionKey and ExplicitHashKey are strings");
+    return FALSE;
+  }
+  data = json_node_get_string (d);
+  key = json_node_get_string (k);
+  explicit_key = e && !JSON_NODE_HOLDS_NULL (e) ? json_node_get_string (e) : NULL;
+  glong key_chars = g_utf8_strlen (key, -1);
+  if (key_chars < 1 || key_chars > 256 || strlen (key) > STREAM_PARTITION_KEY_MAX_BYTES) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value at '%spartitionKey' failed to satisfy constraint: "
+          "Member must have length between 1 and 256",
+          where);
+    return FALSE;
+  }
+  *ret_data = decode_base64 (data);
+  if (*ret_data == NULL) {
+    fail (call, "SerializationException", "Data is not valid base64");
+    return FALSE;
+  }
+  ret->partition_key = key;
+  ret->data = *ret_data;
+  ret->explicit_hash_key = NULL;
+  if (explicit_key) {
+    if (!stream_hash_key_parse (explicit_key, ret_key)) {
+      fail (call, "InvalidArgumentException",
+            "ExplicitHashKey %s is not a decimal number from 0 to 2^128 - 1", explicit_key);
+      g_clear_pointer (ret_data, g_bytes_unref);
+      return FALSE;
+    }
+    ret->explicit_hash_key = ret_key;
+  }
+  return TRUE;
+}
+
+static void
+put_error_answer (Call *call, const GError *error)
+{
+  if (error->code == STREAM_ERROR_LIMIT || error->code == STREAM_ERROR_INVALID)
+    fail (call, "ValidationException", "%s", error->message);
+  else
+    fail (call, "InternalFailure", "%s", error->message);
+}
+
+static const char *
+shard_id_of (const StreamInfo *info, guint32 ordinal)
+{
+  return ((StreamShardInfo *) g_ptr_array_index (info->shards, ordinal))->id;
+}
+
+static void
+put_record_answer (Call *call, StreamPutResult *r)
+{
+  const StreamInfo *info = get_stream (call);
+  if (info == NULL)
+    return; /* deleted meanwhile: answered */
+  if (r->error) {
+    fail (call, "InternalFailure", "the record was not stored: %s", r->error->message);
+    return;
+  }
+  g_autofree char *seq = stream_sequence_format (r->shard_ordinal, r->number);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ShardId");
+  json_builder_add_string_value (b, shard_id_of (info, r->shard_ordinal));
+  json_builder_set_member_name (b, "SequenceNumber");
+  json_builder_add_string_value (b, seq);
+  json_builder_set_member_name (b, "EncryptionType");
+  json_builder_add_string_value (b, "KMS");
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+put_record_done (StreamPutResult *results, guint n, gpointer data)
+{
+  Call *call = data;
+  call->api->pending--;
+  put_record_answer (call, &results[0]);
+  call_free (call);
+}
+
+static gboolean
+op_put_record (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  StreamPutRecord record;
+  StreamHashKey key;
+  g_autoptr (GBytes) data = NULL;
+  g_autoptr (GError) error = NULL;
+  if (info == NULL || !parse_record (call, call->body, "", &record, &key, &data))
+    return FALSE;
+  if (!stream_store_put (call->api->store, info->name, &record, 1, put_record_done, call, &error)) {
+    put_error_answer (call, error);
+    return FALSE;
+  }
+  edge_request_pause (call->request);
+  return TRUE; /* put_record_done owns the call now */
+}
+
+static void
+put_records_answer (Call *call, StreamPutResult *results, guint n)
+{
+  const StreamInfo *info = get_stream (call);
+  guint failed = 0;
+  if (info == NULL)
+    return;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Records");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < n; i++) {
+    json_builder_begin_object (b);
+    if (results[i].error) {
+      failed++;
+      json_builder_set_member_name (b, "ErrorCode");
+      json_builder_add_string_value (b, "InternalFailure");
+      json_builder_set_member_name (b, "ErrorMessage");
+      json_builder_add_string_value (b, results[i].error->message);
+    } else {
+      g_autofree char *seq = stream_sequence_format (results[i].shard_ordinal, results[i].number);
+      json_builder_set_member_name (b, "SequenceNumber");
+      json_builder_add_string_value (b, seq);
+      json_builder_set_member_name (b, "ShardId");
+      json_builder_add_string_value (b, shard_id_of (info, results[i].shard_ordinal));
+    }
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "FailedRecordCount");
+  json_builder_add_int_value (b, failed);
+  json_builder_set_member_name (b, "EncryptionType");
+  json_builder_add_string_value (b, "KMS");
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+put_records_done (StreamPutResult *results, guint n, gpointer data)
+{
+  Call *call = data;
+  call->api->pending--;
+  put_records_answer (call, results, n);
+  call_free (call);
+}
+
+static gboolean
+op_put_records (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  JsonNode *list = json_object_get_member (call->body, "Records");
+  g_autoptr (GError) error = NULL;
+  if (info == NULL)
+    return FALSE;
+  if (list == NULL || !JSON_NODE_HOLDS_ARRAY (list)) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value null at 'records' failed to satisfy constraint: "
+          "Member must not be null");
+    return FALSE;
+  }
+  JsonArray *array = json_node_get_array (list);
+  guint n = json_array_get_length (array);
+  if (n < 1 || n > PUT_RECORDS_MAX) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value at 'records' failed to satisfy constraint: Member "
+          "must have length less than or equal to %d and greater than or equal to 1",
+          PUT_RECORDS_MAX);
+    return FALSE;
+  }
+  g_autofree StreamPutRecord *records = g_new0 (StreamPutRecord, n);
+  g_autofree StreamHashKey *keys = g_new0 (StreamHashKey, n);
+  g_autoptr (GPtrArray) data = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  gsize total = 0;
+  for (guint i = 0; i < n; i++) {
+    JsonNode *node = json_array_get_element (array, i);
+    GBytes *bytes = NULL;
+    g_autofree char *where = g_strdup_printf ("records.%u.member.", i + 1);
+    if (!JSON_NODE_HOLDS_OBJECT (node)) {
+      fail (call, "SerializationException", "each record is an object");
+      return FALSE;
+    }
+    if (!parse_record (call, json_node_get_object (node), where, &records[i], &keys[i], &bytes))
+      return FALSE;
+    g_ptr_array_add (data, bytes);
+    total += g_bytes_get_size (bytes) + strlen (records[i].partition_key);
+    if (g_bytes_get_size (bytes) + strlen (records[i].partition_key) >
+        info->settings.max_record_bytes) {
+      fail (call, "ValidationException",
+            "1 validation error detected: Value at '%sdata' failed to satisfy constraint: Member "
+            "must have length less than or equal to %" G_GUINT64_FORMAT,
+            where, info->settings.max_record_bytes);
+      return FALSE;
+    }
+  }
+  if (total > PUT_RECORDS_MAX_BYTES) {
+    fail (call, "InvalidArgumentException",
+          "Records size exceeds %d MB limit: %zu bytes", PUT_RECORDS_MAX_BYTES >> 20, total);
+    return FALSE;
+  }
+  if (!stream_store_put (call->api->store, info->name, records, n, put_records_done, call, &error)) {
+    put_error_answer (call, error);
+    return FALSE;
+  }
+  edge_request_pause (call->request);
+  return TRUE;
+}
+
+/* ---- reading ---- */
+
+/* Iterator plaintext: version u8 | ordinal u32 | number u64 | issued ms i64 | stream id. */
+static char *
+iterator_encode (StreamKinesis *api, const StreamInfo *info, guint32 ordinal, guint64 number)
+{
+  gsize id_len = strlen (info->id);
+  gsize len = 21 + id_len;
+  g_autofree guint8 *plain = g_malloc (len);
+  g_autofree guint8 *sealed = g_malloc (len + EDGE_FRAME_OVERHEAD);
+  gint64 now = g_get_real_time () / 1000;
+  plain[0] = ITERATOR_VERSION;
+  for (int i = 0; i < 4; i++)
+    plain[1 + i] = (guint8) (ordinal >> (24 - 8 * i));
+  for (int i = 0; i < 8; i++) {
+    plain[5 + i] = (guint8) (number >> (56 - 8 * i));
+    plain[13 + i] = (guint8) ((guint64) now >> (56 - 8 * i));
+  }
+  memcpy (plain + 21, info->id, id_len);
+  if (!edge_cipher_seal (api->iterators, plain, len, NULL, 0, sealed, NULL))
+    return NULL;
+  return g_base64_encode (sealed, len + EDGE_FRAME_OVERHEAD);
+}
+
+/* Decodes an iterator; answers the error itself and returns FALSE. */
+static gboolean
+iterator_decode (Call *call, const char *text, const StreamInfo **ret_info, guint32 *ret_ordinal,
+                 guint64 *ret_number)
+{
+  gsize len = 0;
+  g_autofree guint8 *sealed = NULL;
+  guint8 plain[512];
+  gsize plain_len;
+
+  if (strlen (text) < 16 || strlen (text) > 1024) {
+    fail (call, "InvalidArgumentException", "Invalid ShardIterator.");
+    return FALSE;
+  }
+  sealed = g_base64_decode (text, &len);
+  if (len < EDGE_FRAME_OVERHEAD + 21 || len - EDGE_FRAME_OVERHEAD > sizeof plain ||
+      !edge_cipher_open (call->api->iterators, sealed, len, NULL, 0, plain, &plain_len, NULL) ||
+      plain[0] != ITERATOR_VERSION) {
+    fail (call, "InvalidArgumentException", "Invalid ShardIterator.");
+    return FALSE;
+  }
+  guint32 ordinal = 0;
+  guint64 number = 0, issued = 0;
+  for (int i = 0; i < 4; i++)
+    ordinal = ordinal << 8 | plain[1 + i];
+  for (int i = 0; i < 8; i++) {
+    number = number << 8 | plain[5 + i];
+    issued = issued << 8 | plain[13 + i];
+  }
+  gint64 now = g_get_real_time () / 1000;
+  if (now - (gint64) issued > ITERATOR_LIFETIME_MS) {
+    fail (call, "ExpiredIteratorException",
+          "Iterator expired. The iterator was created at time %" G_GINT64_FORMAT
+          " while right now it is %" G_GINT64_FORMAT
+          " which is further in the future than the tolerated delay of %d milliseconds.",
+          (gint64) issued, now, ITERATOR_LIFETIME_MS);
+    return FALSE;
+  }
+  g_autofree char *id = g_strndup ((const char *) plain + 21, plain_len - 21);
+  g_autoptr (GPtrArray) names = stream_store_list (call->api->store);
+  for (guint i = 0; i < names->len; i++) {
+    const StreamInfo *info = stream_store_lookup (call->api->store, g_ptr_array_index (names, i),
+                                                  NULL);
+    if (g_str_equal (info->id, id) && ordinal < info->shards->len) {
+      *ret_info = info;
+      *ret_ordinal = ordinal;
+      *ret_number = number;
+      return TRUE;
+    }
+  }
+  fail (call, "ResourceNotFoundException", "the stream of this shard iterator no longer exists");
+  return FALSE;
+}
+
+static void
+op_get_shard_iterator (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *shard_id, *type, *seq;
+  guint64 first, next, number;
+  g_autoptr (GError) error = NULL;
+
+  if (info == NULL || !get_string (call, "ShardId", TRUE, &shard_id) ||
+      !get_string (call, "ShardIteratorType", TRUE, &type) ||
+      !get_string (call, "StartingSequenceNumber", FALSE, &seq))
+    return;
+  const StreamShardInfo *shard = find_shard (info, shard_id);
+  if (shard == NULL) {
+    fail (call, "ResourceNotFoundException", "Shard %s in stream %s under account " ACCOUNT
+          " does not exist", shard_id, info->name);
+    return;
+  }
+  if (!stream_store_shard_range (call->api->store, info->name, shard->ordinal, &first, &next,
+                                 &error)) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return;
+  }
+  if (g_str_equal (type, "TRIM_HORIZON")) {
+    number = first;
+  } else if (g_str_equal (type, "LATEST")) {
+    number = next;
+  } else if (g_str_equal (type, "AT_SEQUENCE_NUMBER") ||
+             g_str_equal (type, "AFTER_SEQUENCE_NUMBER")) {
+    guint32 seq_ordinal;
+    if (seq == NULL) {
+      fail (call, "InvalidArgumentException",
+            "StartingSequenceNumber is required for ShardIteratorType %s", type);
+      return;
+    }
+    if (!stream_sequence_parse (seq, &seq_ordinal, &number) || seq_ordinal != shard->ordinal) {
+      fail (call, "InvalidArgumentException",
+            "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under "
+            "account " ACCOUNT " is invalid.",
+            seq, shard_id, info->name);
+      return;
+    }
+    if (g_str_equal (type, "AFTER_SEQUENCE_NUMBER"))
+      number++;
+  } else if (g_str_equal (type, "AT_TIMESTAMP")) {
+    JsonNode *t = json_object_get_member (call->body, "Timestamp");
+    double seconds;
+    if (t == NULL || !JSON_NODE_HOLDS_VALUE (t) ||
+        (json_node_get_value_type (t) != G_TYPE_DOUBLE &&
+         json_node_get_value_type (t) != G_TYPE_INT64)) {
+      fail (call, "InvalidArgumentException",
+            "Timestamp (epoch seconds) is required for ShardIteratorType AT_TIMESTAMP");
+      return;
+    }
+    seconds = json_node_get_double (t);
+    stream_store_shard_find_time (call->api->store, info->name, shard->ordinal,
+                                  (gint64) (seconds * 1000), &number, NULL);
+  } else {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value '%s' at 'shardIteratorType' failed to satisfy "
+          "constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
+          "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
+          type);
+    return;
+  }
+  g_autofree char *iterator = iterator_encode (call->api, info, shard->ordinal, number);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ShardIterator");
+  json_builder_add_string_value (b, iterator);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+typedef struct {
+  Call *call;
+  char *stream_id;
+  char *stream_name;
+  guint32 ordinal;
+} ReadCall;
+
+static void
+get_records_answer (ReadCall *rc, GAsyncResult *result)
+{
+  Call *call = rc->call;
+  guint64 next = 0;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) records = stream_store_read_finish (call->api->store, result, &next, &error);
+  const StreamInfo *info = stream_store_lookup (call->api->store, rc->stream_name, NULL);
+
+  if (info == NULL || !g_str_equal (info->id, rc->stream_id)) {
+    fail (call, "ResourceNotFoundException", "Stream %s under account " ACCOUNT " not found.",
+          rc->stream_name);
+    return;
+  }
+  if (records == NULL) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return;
+  }
+  guint64 shard_next = 0;
+  stream_store_shard_range (call->api->store, info->name, rc->ordinal, NULL, &shard_next, NULL);
+  g_autofree char *iterator = iterator_encode (call->api, info, rc->ordinal, next);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Records");
+  json_builder_begin_array (b);
+  gint64 last_arrival = 0;
+  for (guint i = 0; i < records->len; i++) {
+    StreamRecord *r = g_ptr_array_index (records, i);
+    g_autofree char *seq = stream_sequence_format (rc->ordinal, r->number);
+    g_autofree char *data64 = encode_base64 (r->data);
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "SequenceNumber");
+    json_builder_add_string_value (b, seq);
+    json_builder_set_member_name (b, "ApproximateArrivalTimestamp");
+    json_builder_add_double_value (b, r->arrival_ms / 1000.0);
+    json_builder_set_member_name (b, "Data");
+    json_builder_add_string_value (b, data64);
+    json_builder_set_member_name (b, "PartitionKey");
+    json_builder_add_string_value (b, r->partition_key);
+    json_builder_set_member_name (b, "EncryptionType");
+    json_builder_add_string_value (b, "KMS");
+    json_builder_end_object (b);
+    last_arrival = r->arrival_ms;
+  }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "NextShardIterator");
+  json_builder_add_string_value (b, iterator);
+  json_builder_set_member_name (b, "MillisBehindLatest");
+  gint64 behind = next >= shard_next || last_arrival == 0
+                      ? 0
+                      : MAX (0, g_get_real_time () / 1000 - last_arrival);
+  json_builder_add_int_value (b, behind);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+get_records_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  ReadCall *rc = data;
+  rc->call->api->pending--;
+  get_records_answer (rc, result);
+  call_free (rc->call);
+  g_free (rc->stream_id);
+  g_free (rc->stream_name);
+  g_free (rc);
+}
+
+static gboolean
+op_get_records (Call *call)
+{
+  const char *iterator;
+  gint64 limit;
+  const StreamInfo *info;
+  guint32 ordinal;
+  guint64 number;
+  if (!get_string (call, "ShardIterator", TRUE, &iterator) ||
+      !get_int (call, "Limit", 1, GET_RECORDS_MAX, GET_RECORDS_MAX, &limit) ||
+      !iterator_decode (call, iterator, &info, &ordinal, &number))
+    return FALSE;
+  ReadCall *rc = g_new0 (ReadCall, 1);
+  rc->call = call;
+  rc->stream_id = g_strdup (info->id);
+  rc->stream_name = g_strdup (info->name);
+  rc->ordinal = ordinal;
+  edge_request_pause (call->request);
+  stream_store_read_async (call->api->store, info->name, ordinal, number, (guint) limit,
+                           GET_RECORDS_MAX_BYTES, get_records_done, rc);
+  return TRUE;
+}
+
+/* ---- dispatch ---- */
+
+typedef void (*SyncOp) (Call *call);
+typedef gboolean (*AsyncOp) (Call *call); /* TRUE: it took the call */
+
+static const struct {
+  const char *name;
+  SyncOp sync;
+  AsyncOp async;
+} operations[] = {
+  { "CreateStream", op_create_stream, NULL },
+  { "DeleteStream", op_delete_stream, NULL },
+  { "DescribeStream", op_describe_stream, NULL },
+  { "DescribeStreamSummary", op_describe_stream_summary, NULL },
+  { "DescribeLimits", op_describe_limits, NULL },
+  { "ListStreams", op_list_streams, NULL },
+  { "ListShards", op_list_shards, NULL },
+  { "IncreaseStreamRetentionPeriod", op_increase_retention, NULL },
+  { "DecreaseStreamRetentionPeriod", op_decrease_retention, NULL },
+  { "AddTagsToStream", op_add_tags, NULL },
+  { "ListTagsForStream", op_list_tags, NULL },
+  { "RemoveTagsFromStream", op_remove_tags, NULL },
+  { "GetShardIterator", op_get_shard_iterator, NULL },
+  { "PutRecord", NULL, op_put_record },
+  { "PutRecords", NULL, op_put_records },
+  { "GetRecords", NULL, op_get_records },
+};
+
+/* The region a signed request names ("Credential=AKID/20260101/eu-west-1/kinesis/aws4_request"). */
+static char *
+request_region (EdgeRequest *request)
+{
+  const char *auth = edge_request_header (request, "Authorization");
+  const char *cred = auth ? strstr (auth, "Credential=") : NULL;
+  if (cred) {
+    g_auto (GStrv) parts = g_strsplit_set (cred + strlen ("Credential="), "/,", 5);
+    if (g_strv_length (parts) >= 3 && parts[2][0] && strlen (parts[2]) < 32)
+      return g_strdup (parts[2]);
+  }
+  return g_strdup ("us-east-1");
+}
+
+static void
+handle_kinesis (EdgeRequest *request, gpointer data)
+{
+  StreamKinesis *api = data;
+  const char *target = edge_request_header (request, "X-Amz-Target");
+  const char *op = strchr (target, '.') + 1;
+  JsonNode *root;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (operations); i++) {
+    if (!g_str_equal (operations[i].name, op))
+      continue;
+    root = edge_request_json (request);
+    if (root == NULL)
+      return; /* answered */
+    Call *call = g_new0 (Call, 1);
+    call->api = api;
+    call->request = request;
+    call->root = root;
+    call->region = request_region (request);
+    if (!JSON_NODE_HOLDS_OBJECT (root)) {
+      fail (call, "SerializationException", "the request body must be a JSON object");
+      call_free (call);
+      return;
+    }
+    call->body = json_node_get_object (root);
+    if (operations[i].sync) {
+      operations[i].sync (call);
+      call_free (call);
+    } else if (operations[i].async (call)) {
+      api->pending++;
+    } else {
+      call_free (call);
+    }
+    return;
+  }
+  edge_request_respond_amz_error (request, 400, "UnknownOperationException",
+                                  "edged does not implement Kinesis %s", op);
+}
+
+StreamKinesis *
+stream_kinesis_new (EdgeGateway *gateway, StreamStore *store, EdgeKeyring *keyring, GError **error)
+{
+  StreamKinesis *api = g_new0 (StreamKinesis, 1);
+  api->store = store;
+  api->iterators = edge_cipher_new (keyring, "kinesis/iterators", error);
+  if (api->iterators == NULL ||
+      !edge_gateway_add_amz_target (gateway, "Kinesis_20131202", handle_kinesis,
+                                    "Kinesis Data Streams API", api, error)) {
+    stream_kinesis_free (api);
+    return NULL;
+  }
+  return api;
+}
+
+void
+stream_kinesis_free (StreamKinesis *api)
+{
+  if (api == NULL)
+    return;
+  /* Answer the calls under way first: they point at this API and the store. */
+  while (api->pending > 0)
+    g_main_context_iteration (NULL, TRUE);
+  edge_cipher_free (api->iterators);
+  g_free (api);
+}
