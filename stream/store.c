@@ -69,6 +69,7 @@ typedef struct {
 
 struct _PutRequest {
   StreamStore *store;
+  char *stream;
   StreamPutResult *results;
   guint n;
   gint pending;
@@ -76,7 +77,16 @@ struct _PutRequest {
   gpointer user_data;
 };
 
+typedef struct {
+  guint id;
+  char *stream;
+  StreamWatchFunc func;
+  gpointer user_data;
+} Watch;
+
 struct _StreamStore {
+  GPtrArray *watches; /* Watch, main thread */
+  guint next_watch;
   char *directory;
   EdgeState *state;
   EdgeKeyring *keyring;
@@ -318,14 +328,77 @@ put_request_free (PutRequest *request)
   for (guint i = 0; i < request->n; i++)
     g_clear_error (&request->results[i].error);
   g_free (request->results);
+  g_free (request->stream);
   g_free (request);
+}
+
+static void
+watch_free (gpointer data)
+{
+  Watch *w = data;
+  g_free (w->stream);
+  g_free (w);
+}
+
+guint
+stream_store_watch (StreamStore *store, const char *name, StreamWatchFunc func, gpointer user_data)
+{
+  Watch *w = g_new0 (Watch, 1);
+  w->id = ++store->next_watch;
+  w->stream = g_strdup (name);
+  w->func = func;
+  w->user_data = user_data;
+  g_ptr_array_add (store->watches, w);
+  return w->id;
+}
+
+void
+stream_store_unwatch (StreamStore *store, guint id)
+{
+  for (guint i = 0; i < store->watches->len; i++) {
+    if (((Watch *) g_ptr_array_index (store->watches, i))->id == id) {
+      g_ptr_array_remove_index (store->watches, i);
+      return;
+    }
+  }
 }
 
 static gboolean
 put_request_complete (gpointer data)
 {
   PutRequest *request = data;
+  StreamStore *store = request->store;
   request->func (request->results, request->n, request->user_data);
+
+  /* Tell the watchers of this stream which shards grew. */
+  if (store->watches->len > 0 && g_hash_table_contains (store->streams, request->stream)) {
+    Stream *s = g_hash_table_lookup (store->streams, request->stream);
+    g_autofree gboolean *grew = g_new0 (gboolean, s->shards->len);
+    for (guint i = 0; i < request->n; i++)
+      if (request->results[i].error == NULL && request->results[i].shard_ordinal < s->shards->len)
+        grew[request->results[i].shard_ordinal] = TRUE;
+    /* A watcher may unwatch from its callback: walk a copy of the ids. */
+    g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint));
+    for (guint i = 0; i < store->watches->len; i++) {
+      Watch *w = g_ptr_array_index (store->watches, i);
+      if (g_str_equal (w->stream, request->stream))
+        g_array_append_val (ids, w->id);
+    }
+    for (guint o = 0; o < s->shards->len; o++) {
+      if (!grew[o])
+        continue;
+      guint64 next = stream_log_next_number (((Shard *) g_ptr_array_index (s->shards, o))->log);
+      for (guint k = 0; k < ids->len; k++) {
+        for (guint i = 0; i < store->watches->len; i++) {
+          Watch *w = g_ptr_array_index (store->watches, i);
+          if (w->id == g_array_index (ids, guint, k)) {
+            w->func (request->stream, o, next, w->user_data);
+            break;
+          }
+        }
+      }
+    }
+  }
   put_request_free (request);
   return G_SOURCE_REMOVE;
 }
@@ -456,6 +529,7 @@ stream_store_open (const char *directory, EdgeState *state, EdgeKeyring *keyring
   store->context = g_main_context_ref_thread_default ();
   store->streams = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, stream_free);
   store->queue = g_async_queue_new ();
+  store->watches = g_ptr_array_new_with_free_func (watch_free);
 
   if (g_mkdir_with_parents (directory, 0700) != 0) {
     g_set_error (error, STREAM_ERROR, STREAM_ERROR_IO, "cannot create %s: %s", directory,
@@ -490,6 +564,7 @@ stream_store_close (StreamStore *store)
       ;
   }
   g_hash_table_unref (store->streams);
+  g_ptr_array_unref (store->watches);
   g_async_queue_unref (store->queue);
   g_main_context_unref (store->context);
   g_free (store->directory);
@@ -845,6 +920,7 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
 
   request = g_new0 (PutRequest, 1);
   request->store = store;
+  request->stream = g_strdup (name);
   request->results = g_new0 (StreamPutResult, n);
   request->n = n;
   request->func = func;

@@ -235,6 +235,15 @@ void stream_store_read_async (StreamStore *store, const char *name, guint32 ordi
 GPtrArray *stream_store_read_finish (StreamStore *store, GAsyncResult *result, guint64 *ret_next,
                                      GError **error);
 
+/* Called on the main context after records were acknowledged on a shard
+ * of the watched stream; @next is the shard's next record number. */
+typedef void (*StreamWatchFunc) (const char *stream, guint32 ordinal, guint64 next,
+                                 gpointer user_data);
+/* Returns an id for stream_store_unwatch. Main thread. */
+guint stream_store_watch (StreamStore *store, const char *name, StreamWatchFunc func,
+                          gpointer user_data);
+void stream_store_unwatch (StreamStore *store, guint id);
+
 /* Applies retention to every shard now (the store also does it hourly). */
 void stream_store_apply_retention (StreamStore *store);
 
@@ -249,5 +258,15 @@ typedef struct _StreamKinesis StreamKinesis;
 StreamKinesis *stream_kinesis_new (EdgeGateway *gateway, StreamStore *store, EdgeKeyring *keyring,
                                    GError **error);
 void stream_kinesis_free (StreamKinesis *api);
+
+/* ---- live subscriptions over WebSocket ---- */
+
+/* Serves WS /v1/streams/{name}/subscribe: records pushed as they land, as
+ * JSON text messages, from a position given in the query
+ * (?shard=shardId-…&position=TRIM_HORIZON|LATEST|AT_SEQUENCE_NUMBER|
+ * AFTER_SEQUENCE_NUMBER|AT_TIMESTAMP&sequence=…&timestamp=…). Without
+ * "shard", every shard of the stream. A slow client is not dropped records:
+ * reading pauses until its queue drains. */
+gboolean stream_subscribe_register (EdgeGateway *gateway, StreamStore *store, GError **error);
 
 G_END_DECLS

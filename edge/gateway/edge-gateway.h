@@ -176,6 +176,8 @@ EdgeWsSendResult edge_ws_peer_send (EdgeWsPeer *peer, GBytes *message, gboolean 
 EdgeWsSendResult edge_ws_peer_send_text (EdgeWsPeer *peer, const char *text);
 /* Bytes queued for the client and not yet written to its socket. */
 gsize edge_ws_peer_buffered (EdgeWsPeer *peer);
+/* The queue limit sends are refused past (gateway.websocket.max_buffered_bytes). */
+gsize edge_ws_peer_max_buffered (EdgeWsPeer *peer);
 /* Messages refused with EDGE_WS_DROPPED so far. */
 guint64 edge_ws_peer_dropped (EdgeWsPeer *peer);
 gboolean edge_ws_peer_is_open (EdgeWsPeer *peer);
@@ -183,7 +185,8 @@ gboolean edge_ws_peer_is_open (EdgeWsPeer *peer);
 typedef void (*EdgeWsMessageFunc) (EdgeWsPeer *peer, GBytes *message, gboolean binary,
                                    gpointer user_data);
 typedef void (*EdgeWsCloseFunc) (EdgeWsPeer *peer, gpointer user_data);
-/* @user_data is released with @destroy when the peer is finalised. */
+/* @on_close runs once: when the connection closes, or when the gateway
+ * stops. @user_data is released with @destroy when the peer is finalised. */
 void edge_ws_peer_set_handlers (EdgeWsPeer *peer, EdgeWsMessageFunc on_message,
                                 EdgeWsCloseFunc on_close, gpointer user_data,
                                 GDestroyNotify destroy);

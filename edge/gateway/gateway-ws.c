@@ -221,6 +221,7 @@ struct _EdgeWsPeer {
   guint64 last_written; /* at the last stall check */
   gint64 stalled_since_us;
   gboolean open;
+  gboolean close_notified; /* on_close has run: it runs once */
   EdgeWsMessageFunc on_message;
   EdgeWsCloseFunc on_close;
   gpointer user_data;
@@ -258,6 +259,12 @@ edge_ws_peer_buffered (EdgeWsPeer *peer)
   /* Control frames libsoup sends on its own (pongs, close) are written but
    * were never counted as queued: never report less than nothing. */
   return peer->queued > written ? (gsize) (peer->queued - written) : 0;
+}
+
+gsize
+edge_ws_peer_max_buffered (EdgeWsPeer *peer)
+{
+  return peer->gateway ? (gsize) peer->gateway->ws_max_buffered_bytes : 0;
 }
 
 guint64
@@ -347,12 +354,21 @@ on_ws_message (SoupWebsocketConnection *connection, gint type, GBytes *message, 
 }
 
 static void
+peer_notify_closed (EdgeWsPeer *peer)
+{
+  peer->open = FALSE;
+  if (peer->close_notified)
+    return;
+  peer->close_notified = TRUE;
+  if (peer->on_close)
+    peer->on_close (peer, peer->user_data);
+}
+
+static void
 on_ws_closed (SoupWebsocketConnection *connection, gpointer data)
 {
   EdgeWsPeer *peer = data;
-  peer->open = FALSE;
-  if (peer->on_close)
-    peer->on_close (peer, peer->user_data);
+  peer_notify_closed (peer);
   if (peer->gateway) {
     EdgeGateway *gateway = peer->gateway;
     peer->gateway = NULL;
@@ -483,6 +499,8 @@ gateway_ws_stop (EdgeGateway *gateway)
     EdgeWsPeer *peer = key;
     peer->gateway = NULL;
     edge_ws_peer_close (peer, SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "edged is shutting down");
+    /* Producers stop now, not whenever the close handshake ends. */
+    peer_notify_closed (peer);
     g_hash_table_iter_remove (&iter);
     edge_ws_peer_unref (peer);
   }

@@ -136,3 +136,75 @@ def make_certificate(directory):
     if r.returncode != 0:
         raise AssertionError("openssl: " + r.stderr)
     return cert, key
+
+
+class WebSocket:
+    """A minimal RFC 6455 client (text and binary messages, close), enough to
+    test edged's endpoints with the standard library alone."""
+
+    def __init__(self, port, path, timeout=10):
+        import base64 as b64
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        key = b64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            head += chunk
+        self.status = int(head.split(b" ")[1])
+        self.buffer = b""
+
+    def _read(self, n):
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def recv(self):
+        """(opcode, payload) of the next whole message; pings are answered."""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(self._read(2), "big")
+            elif n == 127:
+                n = int.from_bytes(self._read(8), "big")
+            payload = self._read(n)
+            opcode = b0 & 0x0F
+            if opcode == 9:
+                self.send(payload, opcode=10)
+                continue
+            return opcode, payload
+
+    def recv_json(self):
+        opcode, payload = self.recv()
+        if opcode == 8:
+            raise ConnectionError(f"closed: {payload[:2].hex()} {payload[2:].decode(errors='replace')}")
+        return json.loads(payload)
+
+    def send(self, payload, opcode=1):
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            header += bytes([0x80 | n])
+        elif n < 65536:
+            header += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            header += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def close(self):
+        try:
+            self.send(b"\x03\xe8", opcode=8)
+        except OSError:
+            pass
+        self.sock.close()
