@@ -1,6 +1,10 @@
 /* edgectl: a command-line client for a running edged, over its REST API.
  *
  *   edgectl [--url URL] status [--json]
+ *   edgectl streams [list]                 data streams, records and bytes held
+ *   edgectl streams create NAME [SHARDS]
+ *   edgectl streams delete NAME
+ *   edgectl streams tail NAME [--from-start]   print records as they land
  *   edgectl check-config FILE
  *   edgectl version
  *
@@ -15,6 +19,8 @@
 
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
+#include <glib-unix.h>
+#include <signal.h>
 #include <stdio.h>
 
 #define RESPONSE_MAX_BYTES (16 * 1024 * 1024)
@@ -22,6 +28,7 @@
 static char *opt_url;
 static gboolean opt_json;
 static gboolean opt_insecure;
+static gboolean opt_from_start;
 
 static const GOptionEntry options[] = {
   { "url", 'u', 0, G_OPTION_ARG_STRING, &opt_url,
@@ -29,6 +36,8 @@ static const GOptionEntry options[] = {
   { "json", 'j', 0, G_OPTION_ARG_NONE, &opt_json, "Print the raw JSON answer", NULL },
   { "insecure", 'k', 0, G_OPTION_ARG_NONE, &opt_insecure,
     "Accept any TLS certificate (self-signed boxes)", NULL },
+  { "from-start", 0, 0, G_OPTION_ARG_NONE, &opt_from_start,
+    "streams tail: start at the oldest record kept, not at the newest", NULL },
   G_OPTION_ENTRY_NULL,
 };
 
@@ -49,32 +58,41 @@ accept_any_certificate (SoupMessage *msg, GTlsCertificate *cert, GTlsCertificate
   return TRUE;
 }
 
-/* GETs @path and parses the JSON answer. Prints its own error and returns
- * NULL on failure. (transfer full) */
+/* Sends @method @path (with a JSON @body, nullable) and parses the JSON
+ * answer, NULL for an empty one. Prints its own error and sets *ret_failed. */
 static JsonNode *
-get_json (const char *path)
+request_json (const char *method, const char *path, const char *body, gboolean *ret_failed)
 {
   g_autoptr (SoupSession) session = soup_session_new_with_options ("timeout", 10, NULL);
   g_autofree char *url = g_strconcat (base_url (), path, NULL);
-  g_autoptr (SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr (SoupMessage) msg = soup_message_new (method, url);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GBytes) body = NULL;
+  g_autoptr (GBytes) answer = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   gsize len;
 
+  *ret_failed = TRUE;
   if (msg == NULL) {
     g_printerr ("edgectl: %s is not a valid URL\n", url);
     return NULL;
   }
   if (opt_insecure)
     g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_any_certificate), NULL);
-  body = soup_session_send_and_read (session, msg, NULL, &error);
-  if (body == NULL) {
+  if (body) {
+    g_autoptr (GBytes) bytes = g_bytes_new (body, strlen (body));
+    soup_message_set_request_body_from_bytes (msg, "application/json", bytes);
+  }
+  answer = soup_session_send_and_read (session, msg, NULL, &error);
+  if (answer == NULL) {
     g_printerr ("edgectl: cannot reach edged at %s: %s (is edged running?)\n", base_url (),
                 error->message);
     return NULL;
   }
-  const char *data = g_bytes_get_data (body, &len);
+  const char *data = g_bytes_get_data (answer, &len);
+  if (len == 0 && SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg))) {
+    *ret_failed = FALSE;
+    return NULL;
+  }
   if (len > RESPONSE_MAX_BYTES || !json_parser_load_from_data (parser, data, (gssize) len, &error)) {
     g_printerr ("edgectl: %s answered %u with something other than JSON\n", url,
                 soup_message_get_status (msg));
@@ -87,13 +105,21 @@ get_json (const char *path)
     JsonObject *err = root && json_object_has_member (root, "error")
                           ? json_object_get_object_member (root, "error")
                           : NULL;
-    g_printerr ("edgectl: %s: %u %s\n", path, soup_message_get_status (msg),
+    g_printerr ("edgectl: %s %s: %u %s\n", method, path, soup_message_get_status (msg),
                 err && json_object_has_member (err, "message")
                     ? json_object_get_string_member (err, "message")
                     : soup_message_get_reason_phrase (msg));
     return NULL;
   }
+  *ret_failed = FALSE;
   return json_parser_steal_root (parser);
+}
+
+static JsonNode *
+get_json (const char *path)
+{
+  gboolean failed;
+  return request_json ("GET", path, NULL, &failed);
 }
 
 static void
@@ -148,6 +174,185 @@ cmd_status (void)
 }
 
 static int
+cmd_streams_list (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/streams");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *streams = json_object_get_array_member (json_node_get_object (root), "streams");
+  g_print ("%-32s %6s %12s %12s %-10s %s\n", "NAME", "SHARDS", "RECORDS", "BYTES", "DURABILITY",
+           "RETENTION");
+  for (guint i = 0; i < json_array_get_length (streams); i++) {
+    JsonObject *s = json_array_get_object_element (streams, i);
+    g_print ("%-32s %6" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT
+             " %-10s %" G_GINT64_FORMAT " h\n",
+             member_string (s, "name"), json_object_get_int_member_with_default (s, "shards", 0),
+             json_object_get_int_member_with_default (s, "records", 0),
+             json_object_get_int_member_with_default (s, "bytes", 0),
+             member_string (s, "durability"),
+             json_object_get_int_member_with_default (s, "retentionHours", 0));
+  }
+  return 0;
+}
+
+static int
+cmd_streams_create (const char *name, const char *shards_text)
+{
+  guint64 shards = 1;
+  gboolean failed;
+  if (shards_text && !g_ascii_string_to_unsigned (shards_text, 10, 1, 256, &shards, NULL)) {
+    g_printerr ("edgectl: SHARDS is a number from 1 to 256, not %s\n", shards_text);
+    return 2;
+  }
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "name");
+  json_builder_add_string_value (b, name);
+  json_builder_set_member_name (b, "shards");
+  json_builder_add_int_value (b, (gint64) shards);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) body = json_builder_get_root (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, body);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  g_autoptr (JsonNode) answer = request_json ("POST", "/v1/streams", text, &failed);
+  if (failed)
+    return 1;
+  g_print ("created stream %s with %" G_GUINT64_FORMAT " shard%s\n", name, shards,
+           shards == 1 ? "" : "s");
+  return 0;
+}
+
+static int
+cmd_streams_delete (const char *name)
+{
+  gboolean failed;
+  g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
+  g_autofree char *path = g_strconcat ("/v1/streams/", escaped, NULL);
+  g_autoptr (JsonNode) answer = request_json ("DELETE", path, NULL, &failed);
+  if (failed)
+    return 1;
+  g_print ("deleted stream %s\n", name);
+  return 0;
+}
+
+typedef struct {
+  GMainLoop *loop;
+  SoupWebsocketConnection *connection;
+  int status;
+} Tail;
+
+static void
+on_tail_message (SoupWebsocketConnection *connection, gint type, GBytes *message, gpointer data)
+{
+  Tail *tail = data;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gsize len;
+  const char *text = g_bytes_get_data (message, &len);
+  if (!json_parser_load_from_data (parser, text, (gssize) len, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return;
+  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+  if (json_object_has_member (o, "error")) {
+    JsonObject *err = json_object_get_object_member (o, "error");
+    g_printerr ("edgectl: %s\n", member_string (err, "message"));
+    tail->status = 1;
+    return;
+  }
+  if (opt_json) {
+    g_print ("%.*s\n", (int) len, text);
+  } else {
+    gboolean has_text = json_object_has_member (o, "text");
+    g_print ("%s %s %s %s\n", member_string (o, "shardId"), member_string (o, "sequenceNumber"),
+             member_string (o, "partitionKey"),
+             has_text ? member_string (o, "text") : member_string (o, "data"));
+  }
+  fflush (stdout);
+}
+
+static void
+on_tail_closed (SoupWebsocketConnection *connection, gpointer data)
+{
+  Tail *tail = data;
+  g_main_loop_quit (tail->loop);
+}
+
+static void
+on_tail_connected (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Tail *tail = data;
+  g_autoptr (GError) error = NULL;
+  tail->connection = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
+  if (tail->connection == NULL) {
+    g_printerr ("edgectl: cannot subscribe at %s: %s (is edged running?)\n", base_url (),
+                error->message);
+    tail->status = 1;
+    g_main_loop_quit (tail->loop);
+    return;
+  }
+  soup_websocket_connection_set_max_incoming_payload_size (tail->connection, 32 * 1024 * 1024);
+  g_signal_connect (tail->connection, "message", G_CALLBACK (on_tail_message), tail);
+  g_signal_connect (tail->connection, "closed", G_CALLBACK (on_tail_closed), tail);
+}
+
+static gboolean
+on_tail_interrupt (gpointer data)
+{
+  g_main_loop_quit (((Tail *) data)->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static int
+cmd_streams_tail (const char *name)
+{
+  Tail tail = { g_main_loop_new (NULL, FALSE), NULL, 0 };
+  g_autoptr (SoupSession) session = soup_session_new ();
+  g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
+  g_autofree char *url = g_strdup_printf ("%s/v1/streams/%s/subscribe?position=%s", base_url (),
+                                          escaped, opt_from_start ? "TRIM_HORIZON" : "LATEST");
+  g_autoptr (SoupMessage) msg = soup_message_new ("GET", url);
+  if (msg == NULL) {
+    g_printerr ("edgectl: %s is not a valid URL\n", url);
+    return 2;
+  }
+  if (opt_insecure)
+    g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_any_certificate), NULL);
+  g_unix_signal_add (SIGINT, on_tail_interrupt, &tail);
+  g_unix_signal_add (SIGTERM, on_tail_interrupt, &tail);
+  soup_session_websocket_connect_async (session, msg, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
+                                        on_tail_connected, &tail);
+  g_main_loop_run (tail.loop);
+  if (tail.connection) {
+    if (soup_websocket_connection_get_state (tail.connection) == SOUP_WEBSOCKET_STATE_OPEN)
+      soup_websocket_connection_close (tail.connection, 1000, NULL);
+    g_object_unref (tail.connection);
+  }
+  g_main_loop_unref (tail.loop);
+  return tail.status;
+}
+
+static int
+cmd_streams (int argc, char **argv)
+{
+  const char *verb = argc > 2 ? argv[2] : "list";
+  if (g_str_equal (verb, "list") && argc <= 3)
+    return cmd_streams_list ();
+  if (g_str_equal (verb, "create") && (argc == 4 || argc == 5))
+    return cmd_streams_create (argv[3], argc == 5 ? argv[4] : NULL);
+  if (g_str_equal (verb, "delete") && argc == 4)
+    return cmd_streams_delete (argv[3]);
+  if (g_str_equal (verb, "tail") && argc == 4)
+    return cmd_streams_tail (argv[3]);
+  g_printerr ("edgectl: usage: edgectl streams [list | create NAME [SHARDS] | delete NAME | "
+              "tail NAME [--from-start]]\n");
+  return 2;
+}
+
+static int
 cmd_check_config (const char *path)
 {
   g_autoptr (GError) error = NULL;
@@ -170,6 +375,10 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (context, options, NULL);
   g_option_context_set_summary (context, "Commands:\n"
                                          "  status              what the daemon runs, and its health\n"
+                                         "  streams [list]      data streams, records and bytes held\n"
+                                         "  streams create NAME [SHARDS]\n"
+                                         "  streams delete NAME\n"
+                                         "  streams tail NAME   print records as they land\n"
                                          "  check-config FILE   validate a configuration file\n"
                                          "  version             print edgectl's version");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
@@ -183,6 +392,8 @@ main (int argc, char **argv)
   }
   if (g_str_equal (argv[1], "status") && argc == 2)
     status = cmd_status ();
+  else if (g_str_equal (argv[1], "streams"))
+    status = cmd_streams (argc, argv);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)
     status = cmd_check_config (argv[2]);
   else if (g_str_equal (argv[1], "version") && argc == 2) {

@@ -208,7 +208,8 @@ daemon_start (Daemon *d, GError **error)
   if (d->streams == NULL)
     return FALSE;
   d->kinesis = stream_kinesis_new (d->gateway, d->streams, d->keyring, error);
-  if (d->kinesis == NULL || !stream_subscribe_register (d->gateway, d->streams, error))
+  if (d->kinesis == NULL || !stream_subscribe_register (d->gateway, d->streams, error) ||
+      !stream_rest_register (d->gateway, d->streams, error))
     return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);

@@ -861,6 +861,18 @@ stream_store_shard_range (StreamStore *store, const char *name, guint32 ordinal,
 }
 
 gboolean
+stream_store_shard_bytes (StreamStore *store, const char *name, guint32 ordinal, guint64 *ret_bytes,
+                          GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  Shard *shard = s ? stream_shard (s, ordinal, error) : NULL;
+  if (shard == NULL)
+    return FALSE;
+  *ret_bytes = stream_log_size (shard->log);
+  return TRUE;
+}
+
+gboolean
 stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordinal,
                               gint64 arrival_ms, guint64 *ret_number, GError **error)
 {

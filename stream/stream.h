@@ -202,6 +202,9 @@ gboolean stream_store_set_tags (StreamStore *store, const char *name, GHashTable
 /* [first, next) record numbers of a shard. */
 gboolean stream_store_shard_range (StreamStore *store, const char *name, guint32 ordinal,
                                    guint64 *ret_first, guint64 *ret_next, GError **error);
+/* Bytes the shard's log holds on disk. */
+gboolean stream_store_shard_bytes (StreamStore *store, const char *name, guint32 ordinal,
+                                   guint64 *ret_bytes, GError **error);
 /* The first record number that arrived at or after @arrival_ms. */
 gboolean stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordinal,
                                        gint64 arrival_ms, guint64 *ret_number, GError **error);
@@ -258,6 +261,11 @@ typedef struct _StreamKinesis StreamKinesis;
 StreamKinesis *stream_kinesis_new (EdgeGateway *gateway, StreamStore *store, EdgeKeyring *keyring,
                                    GError **error);
 void stream_kinesis_free (StreamKinesis *api);
+
+/* ---- the management REST API ---- */
+
+/* Serves GET/POST /v1/streams and GET/DELETE /v1/streams/{name}. */
+gboolean stream_rest_register (EdgeGateway *gateway, StreamStore *store, GError **error);
 
 /* ---- live subscriptions over WebSocket ---- */
 
