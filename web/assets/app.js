@@ -93,6 +93,64 @@ async function loadRoutes() {
   document.querySelector("#routes tbody").replaceChildren(...rows);
 }
 
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+let tailSocket = null;
+
+function watch(name) {
+  if (tailSocket) tailSocket.close();
+  $("tail").hidden = false;
+  $("tail-name").textContent = name;
+  $("tail-state").textContent = "connecting…";
+  const body = document.querySelector("#tail-table tbody");
+  body.replaceChildren();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/streams/${encodeURIComponent(name)}/subscribe?position=TRIM_HORIZON`);
+  tailSocket = ws;
+  ws.onopen = () => { $("tail-state").textContent = "live"; };
+  ws.onclose = () => { if (tailSocket === ws) $("tail-state").textContent = "disconnected"; };
+  ws.onmessage = (event) => {
+    const m = JSON.parse(event.data);
+    if (m.error) { $("tail-state").textContent = m.error.message; return; }
+    const tr = document.createElement("tr");
+    tr.append(cell(new Date(m.arrivalTime).toLocaleTimeString()), cell(m.shardId.replace("shardId-", "")),
+              cell(m.partitionKey), cell(m.text !== undefined ? m.text : `(${atob(m.data).length} bytes)`, "path"));
+    body.prepend(tr);
+    while (body.children.length > 100) body.lastChild.remove();
+  };
+}
+
+async function loadStreams() {
+  try {
+    const { body } = await getJSON("/v1/streams");
+    const rows = body.streams.map((s) => {
+      const tr = document.createElement("tr");
+      tr.className = "clickable";
+      tr.append(cell(s.name, "path"), cell(s.shards), cell(s.records.toLocaleString()), cell(bytes(s.bytes)),
+                cell(s.durability), cell(`${s.retentionHours} h`));
+      tr.onclick = () => { location.hash = `stream=${encodeURIComponent(s.name)}`; };
+      return tr;
+    });
+    document.querySelector("#stream-table tbody").replaceChildren(...rows);
+    $("no-streams").hidden = rows.length > 0;
+  } catch (e) { /* the status card reports reachability */ }
+}
+
+// "#stream=NAME" opens that stream's live view: a link to it can be shared.
+function watchFromHash() {
+  const m = location.hash.match(/^#stream=(.+)$/);
+  if (m) watch(decodeURIComponent(m[1]));
+}
+window.addEventListener("hashchange", watchFromHash);
+
 refresh();
 loadRoutes();
+loadStreams();
+watchFromHash();
 setInterval(refresh, 5000);
+setInterval(loadStreams, 5000);
