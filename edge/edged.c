@@ -147,6 +147,46 @@ check_data_dir (gpointer data, GError **error)
   return TRUE;
 }
 
+/* Creates the streams the configuration declares and does not exist yet,
+ * and brings the retention of those that do in line with it. */
+static gboolean
+apply_configured_streams (Daemon *d, GError **error)
+{
+  static const char *const durabilities[] = { "sync", "batch", "none" };
+  for (guint i = 0; i < d->config->streams->len; i++) {
+    EdgeConfigStream *c = g_ptr_array_index (d->config->streams, i);
+    const StreamInfo *info = stream_store_lookup (d->streams, c->name, NULL);
+    if (info == NULL) {
+      StreamSettings settings;
+      stream_settings_init (&settings);
+      for (guint k = 0; k < G_N_ELEMENTS (durabilities); k++)
+        if (g_str_equal (c->durability, durabilities[k]))
+          settings.durability = (StreamDurability) k;
+      settings.batch_ms = (guint) c->batch_ms;
+      settings.retention_hours = (guint) c->retention_hours;
+      settings.max_record_bytes = (guint64) c->max_record_bytes;
+      if (!stream_store_create (d->streams, c->name, (guint) c->shards, &settings, error)) {
+        g_prefix_error (error, "streams[%u] (%s): ", i, c->name);
+        return FALSE;
+      }
+      g_message ("stream %s: created with %" G_GINT64_FORMAT " shard%s, as configured", c->name,
+                 c->shards, c->shards == 1 ? "" : "s");
+      continue;
+    }
+    if (info->shards->len != (guint) c->shards)
+      g_warning ("stream %s: configured with %" G_GINT64_FORMAT " shards but has %u; resharding "
+                 "is done through the API, not the configuration",
+                 c->name, c->shards, info->shards->len);
+    if (info->settings.retention_hours != (guint) c->retention_hours) {
+      if (!stream_store_set_retention (d->streams, c->name, (guint) c->retention_hours, error))
+        return FALSE;
+      g_message ("stream %s: retention set to %" G_GINT64_FORMAT " hours, as configured", c->name,
+                 c->retention_hours);
+    }
+  }
+  return TRUE;
+}
+
 /* ---- lifecycle ---- */
 
 static gboolean
@@ -206,6 +246,8 @@ daemon_start (Daemon *d, GError **error)
   g_autofree char *streams_dir = g_build_filename (edge_data_dir_path (d->data_dir), "streams", NULL);
   d->streams = stream_store_open (streams_dir, d->state, d->keyring, error);
   if (d->streams == NULL)
+    return FALSE;
+  if (!apply_configured_streams (d, error))
     return FALSE;
   d->kinesis = stream_kinesis_new (d->gateway, d->streams, d->keyring, error);
   if (d->kinesis == NULL || !stream_subscribe_register (d->gateway, d->streams, error) ||

@@ -35,61 +35,107 @@ typedef enum {
   KEY_INT,
   KEY_SIZE,     /* bytes, with optional KiB/MiB/GiB suffix */
   KEY_DURATION, /* milliseconds, with ms/s/m/h suffix */
+  KEY_LIST,     /* a YAML list of mappings, each validated by an item table */
 } KeyType;
+
+typedef struct _ListSpec ListSpec;
 
 typedef struct {
   const char *key;
   KeyType type;
   gsize offset;
-  const char *default_value; /* as written in YAML */
+  const char *default_value; /* as written in YAML; NULL in an item table: required */
   gint64 min, max;           /* KEY_INT, KEY_SIZE, KEY_DURATION */
   const char *const *choices; /* KEY_ENUM, NULL-terminated */
   const char *description;
+  const ListSpec *list;       /* KEY_LIST */
 } ConfigKey;
+
+/* The item table of a list key: each item is a struct of @item_size bytes
+ * whose fields the keys address; @unique names the key no two items share. */
+struct _ListSpec {
+  const ConfigKey *keys;
+  gsize n_keys;
+  gsize item_size;
+  const char *unique;
+  gsize max_items;
+};
+
+static gboolean
+is_string_type (KeyType t)
+{
+  return t == KEY_STRING || t == KEY_PATH || t == KEY_LISTEN || t == KEY_ENUM;
+}
 
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
 
 #define MiB (1024 * 1024)
 #define OFF(field) G_STRUCT_OFFSET (EdgeConfig, field)
 
+static const char *const durabilities[] = { "sync", "batch", "none", NULL };
+
+#define SOFF(field) G_STRUCT_OFFSET (EdgeConfigStream, field)
+
+static const ConfigKey stream_keys[] = {
+  { "name", KEY_STRING, SOFF (name), NULL, 0, 0, NULL,
+    "Stream name: 1 to 128 of a-z, A-Z, 0-9, _ - and .", NULL },
+  { "shards", KEY_INT, SOFF (shards), "1", 1, 256, NULL,
+    "Shards at creation (an existing stream keeps its shards).", NULL },
+  { "durability", KEY_ENUM, SOFF (durability), "sync", 0, 0, durabilities,
+    "When a put is acknowledged: sync (after fsync), batch (fsync at least every batch_ms), "
+    "none (after write).", NULL },
+  { "batch_ms", KEY_DURATION, SOFF (batch_ms), "50ms", 1, 10000, NULL,
+    "Longest wait for an fsync with durability batch.", NULL },
+  { "retention_hours", KEY_INT, SOFF (retention_hours), "24", 24, 8760, NULL,
+    "Hours records are kept.", NULL },
+  { "max_record_bytes", KEY_SIZE, SOFF (max_record_bytes), "1MiB", 1024, 10 * MiB, NULL,
+    "Largest record (data and partition key).", NULL },
+};
+
+static const ListSpec stream_list = { stream_keys, G_N_ELEMENTS (stream_keys),
+                                      sizeof (EdgeConfigStream), "name", 1000 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
     "one daemon per directory. Relative to the config file's directory (to the current "
-    "directory for the embedded default)." },
+    "directory for the embedded default).", NULL },
   { "log.level", KEY_ENUM, OFF (log_level), "info", 0, 0, log_levels,
-    "Lowest level of message written to stderr: error, warning, info or debug." },
+    "Lowest level of message written to stderr: error, warning, info or debug.", NULL },
   { "gateway.listen", KEY_LISTEN, OFF (gateway_listen), "127.0.0.1:8080", 0, 0, NULL,
     "HOST:PORT the HTTP/WebSocket gateway listens on ([::1]:8080 for IPv6, port 0 picks a "
-    "free port)." },
+    "free port).", NULL },
   { "gateway.tls.cert", KEY_PATH, OFF (gateway_tls_cert), "", 0, 0, NULL,
-    "PEM certificate (chain) file; with gateway.tls.key, the gateway speaks HTTPS only." },
+    "PEM certificate (chain) file; with gateway.tls.key, the gateway speaks HTTPS only.", NULL },
   { "gateway.tls.key", KEY_PATH, OFF (gateway_tls_key), "", 0, 0, NULL,
-    "PEM private key file for gateway.tls.cert." },
+    "PEM private key file for gateway.tls.cert.", NULL },
   { "gateway.max_body_bytes", KEY_SIZE, OFF (gateway_max_body_bytes), "16MiB", 1024,
     1024LL * MiB, NULL,
     "Largest request body accepted; a larger declared Content-Length is refused with 413 "
-    "before any of the body is read." },
+    "before any of the body is read.", NULL },
   { "gateway.max_connections", KEY_INT, OFF (gateway_max_connections), "1024", 1, 65536, NULL,
-    "Open client connections at most; connections past it are closed at once." },
+    "Open client connections at most; connections past it are closed at once.", NULL },
   { "gateway.access_log", KEY_BOOL, OFF (gateway_access_log), "true", 0, 0, NULL,
-    "Log one line per request (method, path, status, bytes, duration) at info level." },
+    "Log one line per request (method, path, status, bytes, duration) at info level.", NULL },
   { "gateway.web_root", KEY_PATH, OFF (gateway_web_root), "", 0, 0, NULL,
-    "Serve the web UI from this directory instead of the copy built into edged." },
+    "Serve the web UI from this directory instead of the copy built into edged.", NULL },
   { "gateway.websocket.max_buffered_bytes", KEY_SIZE, OFF (gateway_ws_max_buffered_bytes),
     "8MiB", 64 * 1024, 1024LL * MiB, NULL,
     "Bytes queued for one WebSocket client at most; sends past it are dropped (live video "
-    "skips to the next keyframe)." },
+    "skips to the next keyframe).", NULL },
   { "gateway.websocket.max_message_bytes", KEY_SIZE, OFF (gateway_ws_max_message_bytes),
     "1MiB", 125, 64LL * MiB, NULL,
     "Largest message a WebSocket client may send; a larger one closes the connection with "
-    "code 1009." },
+    "code 1009.", NULL },
   { "gateway.websocket.stall_timeout", KEY_DURATION, OFF (gateway_ws_stall_timeout_ms), "15s",
     1000, 3600 * 1000, NULL,
-    "A client whose queue stays full this long is disconnected (close code 1008)." },
+    "A client whose queue stays full this long is disconnected (close code 1008).", NULL },
   { "keys.master_key_file", KEY_PATH, OFF (keys_master_key_file), "", 0, 0, NULL,
     "Master key file (mode 0600, created on first start). Default: DATA_DIR/master.key. "
-    "Losing it makes encrypted data unreadable: back it up apart from the data." },
+    "Losing it makes encrypted data unreadable: back it up apart from the data.", NULL },
+  { "streams", KEY_LIST, OFF (streams), NULL, 0, 0, NULL,
+    "Data streams to create at start if missing (an existing stream is kept, its retention "
+    "updated).", &stream_list },
 };
 
 static const ConfigKey *
@@ -267,10 +313,10 @@ describe_range (const ConfigKey *k)
 /* Stores @text, already known to be a scalar, into @config for @k.
  * On failure @error holds "expected ..., got ..." without position. */
 static gboolean
-config_set_value (EdgeConfig *config, const ConfigKey *k, const char *text, const char *base_dir,
+config_set_value (void *base, const ConfigKey *k, const char *text, const char *base_dir,
                   GError **error)
 {
-  guint8 *field = (guint8 *) config + k->offset;
+  guint8 *field = (guint8 *) base + k->offset;
   gint64 number = 0;
   gboolean flag = FALSE;
 
@@ -334,23 +380,60 @@ config_set_value (EdgeConfig *config, const ConfigKey *k, const char *text, cons
     *(gint64 *) field = number;
     return TRUE;
   }
+  case KEY_LIST:
+    break;
   }
   g_assert_not_reached ();
+}
+
+static void fields_free (void *base, const ConfigKey *keys, gsize n);
+
+/* Fills the fields of @base from the defaults of @keys. Keys without a
+ * default (required item keys) start as "". */
+static void
+fields_init (void *base, const ConfigKey *keys, gsize n)
+{
+  for (gsize i = 0; i < n; i++) {
+    const ConfigKey *k = &keys[i];
+    g_autoptr (GError) error = NULL;
+    guint8 *field = (guint8 *) base + k->offset;
+    if (is_string_type (k->type))
+      *(char **) field = g_strdup ("");
+    if (k->type == KEY_LIST) {
+      /* The item structs themselves; fields_free knows their table. */
+      *(GPtrArray **) field = g_ptr_array_new ();
+      continue;
+    }
+    if (k->default_value && !config_set_value (base, k, k->default_value, NULL, &error))
+      g_error ("config table: default of %s is invalid: %s", k->key, error->message);
+  }
+}
+
+static void
+fields_free (void *base, const ConfigKey *keys, gsize n)
+{
+  for (gsize i = 0; i < n; i++) {
+    const ConfigKey *k = &keys[i];
+    guint8 *field = (guint8 *) base + k->offset;
+    if (is_string_type (k->type))
+      g_free (*(char **) field);
+    if (k->type == KEY_LIST) {
+      GPtrArray *items = *(GPtrArray **) field;
+      for (guint j = 0; items && j < items->len; j++) {
+        fields_free (g_ptr_array_index (items, j), k->list->keys, k->list->n_keys);
+        g_free (g_ptr_array_index (items, j));
+      }
+      if (items)
+        g_ptr_array_unref (items);
+    }
+  }
 }
 
 EdgeConfig *
 edge_config_new_default (void)
 {
   EdgeConfig *config = g_new0 (EdgeConfig, 1);
-  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
-    const ConfigKey *k = &config_keys[i];
-    g_autoptr (GError) error = NULL;
-    if (k->type == KEY_STRING || k->type == KEY_PATH || k->type == KEY_LISTEN ||
-        k->type == KEY_ENUM)
-      *(char **) ((guint8 *) config + k->offset) = g_strdup ("");
-    if (!config_set_value (config, k, k->default_value, NULL, &error))
-      g_error ("config table: default of %s is invalid: %s", k->key, error->message);
-  }
+  fields_init (config, config_keys, G_N_ELEMENTS (config_keys));
   return config;
 }
 
@@ -359,12 +442,7 @@ edge_config_free (EdgeConfig *config)
 {
   if (config == NULL)
     return;
-  for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
-    const ConfigKey *k = &config_keys[i];
-    if (k->type == KEY_STRING || k->type == KEY_PATH || k->type == KEY_LISTEN ||
-        k->type == KEY_ENUM)
-      g_free (*(char **) ((guint8 *) config + k->offset));
-  }
+  fields_free (config, config_keys, G_N_ELEMENTS (config_keys));
   g_free (config);
 }
 
@@ -439,6 +517,163 @@ closest_key (const char *key)
   return best;
 }
 
+/* A scalar, already known to be one, as the text to validate; NULL for a
+ * plain "~", "null" or nothing (keep the default). FALSE on a NUL inside. */
+static gboolean
+scalar_text (Loader *loader, yaml_node_t *value, const char *key, const char **ret, GError **error)
+{
+  const char *text = (const char *) value->data.scalar.value;
+  if (strlen (text) != value->data.scalar.length) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s:%u: %s: the value contains a NUL character", loader->name, node_line (value),
+                 key);
+    return FALSE;
+  }
+  if (value->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+      (g_str_equal (text, "~") || g_str_equal (text, "null") || text[0] == '\0'))
+    text = NULL;
+  *ret = text;
+  return TRUE;
+}
+
+static char *
+closest_item_key (const ListSpec *spec, const char *name)
+{
+  for (gsize i = 0; i < spec->n_keys; i++) {
+    const char *candidate = spec->keys[i].key;
+    gsize n = strlen (name), m = strlen (candidate);
+    if (n > 64 || m > 64)
+      continue;
+    guint prev[65], cur[65];
+    for (gsize j = 0; j <= m; j++)
+      prev[j] = j;
+    for (gsize a = 1; a <= n; a++) {
+      cur[0] = a;
+      for (gsize j = 1; j <= m; j++)
+        cur[j] = MIN (MIN (prev[j] + 1, cur[j - 1] + 1),
+                      prev[j - 1] + (name[a - 1] == candidate[j - 1] ? 0 : 1));
+      memcpy (prev, cur, sizeof (guint) * (m + 1));
+    }
+    if (prev[m] > 0 && prev[m] < 3)
+      return g_strdup (candidate);
+  }
+  return NULL;
+}
+
+/* Loads a list of mappings into the GPtrArray at @k's field. */
+static gboolean
+load_list (Loader *loader, const ConfigKey *k, yaml_node_t *value, const char *key, GError **error)
+{
+  const ListSpec *spec = k->list;
+  GPtrArray *items = *(GPtrArray **) ((guint8 *) loader->config + k->offset);
+  g_autoptr (GHashTable) unique = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  if (value->type == YAML_SCALAR_NODE && value->data.scalar.length == 0)
+    return TRUE; /* "streams:" with nothing under it */
+  if (value->type != YAML_SEQUENCE_NODE) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s:%u: %s: expected a list, got %s", loader->name, node_line (value), key,
+                 node_kind (value));
+    return FALSE;
+  }
+  guint index = 0;
+  for (yaml_node_item_t *it = value->data.sequence.items.start; it < value->data.sequence.items.top;
+       it++, index++) {
+    yaml_node_t *item = yaml_document_get_node (loader->doc, *it);
+    g_autofree char *where = g_strdup_printf ("%s[%u]", key, index);
+    if (item == NULL)
+      continue;
+    if (index >= spec->max_items) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s: more than %zu entries", loader->name, node_line (item), key,
+                   spec->max_items);
+      return FALSE;
+    }
+    if (item->type != YAML_MAPPING_NODE) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s: expected a mapping of settings, got %s", loader->name,
+                   node_line (item), where, node_kind (item));
+      return FALSE;
+    }
+    void *fields = g_malloc0 (spec->item_size);
+    fields_init (fields, spec->keys, spec->n_keys);
+    g_ptr_array_add (items, fields);
+    g_autofree gboolean *seen = g_new0 (gboolean, spec->n_keys);
+    for (yaml_node_pair_t *pair = item->data.mapping.pairs.start;
+         pair < item->data.mapping.pairs.top; pair++) {
+      yaml_node_t *kn = yaml_document_get_node (loader->doc, pair->key);
+      yaml_node_t *vn = yaml_document_get_node (loader->doc, pair->value);
+      const ConfigKey *ik = NULL;
+      gsize ki = 0;
+      if (kn == NULL || vn == NULL)
+        continue;
+      if (kn->type != YAML_SCALAR_NODE) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                     "%s:%u: expected a key name, got %s", loader->name, node_line (kn),
+                     node_kind (kn));
+        return FALSE;
+      }
+      const char *name = (const char *) kn->data.scalar.value;
+      g_autofree char *full = g_strdup_printf ("%s.%s", where, name);
+      for (ki = 0; ki < spec->n_keys; ki++)
+        if (g_str_equal (spec->keys[ki].key, name)) {
+          ik = &spec->keys[ki];
+          break;
+        }
+      if (ik == NULL) {
+        g_autofree char *hint = closest_item_key (spec, name);
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_UNKNOWN_KEY,
+                     "%s:%u: %s: unknown key%s%s%s", loader->name, node_line (kn), full,
+                     hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+        return FALSE;
+      }
+      if (seen[ki]) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_SYNTAX,
+                     "%s:%u: %s: duplicate key", loader->name, node_line (kn), full);
+        return FALSE;
+      }
+      seen[ki] = TRUE;
+      if (vn->type != YAML_SCALAR_NODE) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                     "%s:%u: %s: expected a single value, got %s", loader->name, node_line (vn),
+                     full, node_kind (vn));
+        return FALSE;
+      }
+      const char *text;
+      g_autoptr (GError) value_error = NULL;
+      if (!scalar_text (loader, vn, full, &text, error))
+        return FALSE;
+      if (text == NULL) {
+        seen[ki] = ik->default_value != NULL; /* a required key stays missing */
+        continue;
+      }
+      if (!config_set_value (fields, ik, text, loader->base_dir, &value_error)) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID, "%s:%u: %s: %s",
+                     loader->name, node_line (vn), full, value_error->message);
+        return FALSE;
+      }
+    }
+    for (gsize ki = 0; ki < spec->n_keys; ki++) {
+      if (spec->keys[ki].default_value == NULL && !seen[ki]) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                     "%s:%u: %s: %s is required", loader->name, node_line (item), where,
+                     spec->keys[ki].key);
+        return FALSE;
+      }
+      if (spec->unique && g_str_equal (spec->keys[ki].key, spec->unique)) {
+        const char *v = *(char **) ((guint8 *) fields + spec->keys[ki].offset);
+        if (!g_hash_table_add (unique, g_strdup (v))) {
+          g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                       "%s:%u: %s: %s \"%s\" appears twice", loader->name, node_line (item),
+                       where, spec->unique, v);
+          return FALSE;
+        }
+      }
+    }
+  }
+  return TRUE;
+}
+
 static gboolean
 load_mapping (Loader *loader, yaml_node_t *mapping, const char *prefix, GError **error)
 {
@@ -470,7 +705,10 @@ load_mapping (Loader *loader, yaml_node_t *mapping, const char *prefix, GError *
     g_hash_table_add (seen, (gpointer) name);
 
     k = config_key_lookup (key);
-    if (k != NULL) {
+    if (k != NULL && k->type == KEY_LIST) {
+      if (!load_list (loader, k, value, key, error))
+        return FALSE;
+    } else if (k != NULL) {
       g_autoptr (GError) value_error = NULL;
       if (value->type != YAML_SCALAR_NODE) {
         g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
@@ -655,6 +893,11 @@ edge_config_set (EdgeConfig *config, const char *key, const char *value, GError 
                  key, hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
     return FALSE;
   }
+  if (k->type == KEY_LIST) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s: a list is written in the configuration file, not set on its own", key);
+    return FALSE;
+  }
   if (!config_set_value (config, k, value, NULL, &value_error)) {
     g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID, "%s: %s", key,
                  value_error->message);
@@ -674,9 +917,9 @@ edge_config_master_key_path (const EdgeConfig *config)
 /* --- writing the tables back out --- */
 
 static char *
-format_value (const EdgeConfig *config, const ConfigKey *k)
+format_value (const void *base, const ConfigKey *k)
 {
-  const guint8 *field = (const guint8 *) config + k->offset;
+  const guint8 *field = (const guint8 *) base + k->offset;
   switch (k->type) {
   case KEY_STRING:
   case KEY_PATH:
@@ -699,6 +942,8 @@ format_value (const EdgeConfig *config, const ConfigKey *k)
       return g_strdup_printf ("%" G_GINT64_FORMAT "s", v / 1000);
     return g_strdup_printf ("%" G_GINT64_FORMAT "ms", v);
   }
+  case KEY_LIST:
+    return g_strdup ("");
   }
   g_assert_not_reached ();
 }
@@ -726,6 +971,15 @@ append_yaml_string (GString *out, const char *value)
     }
   }
   g_string_append_c (out, '"');
+}
+
+static void
+append_scalar (GString *out, const ConfigKey *k, const char *value)
+{
+  if (k->type == KEY_BOOL || k->type == KEY_INT)
+    g_string_append (out, value);
+  else
+    append_yaml_string (out, value);
 }
 
 static void
@@ -775,13 +1029,27 @@ edge_config_to_yaml (const EdgeConfig *config)
     open_depth = depth;
 
     g_autofree char *indent = g_strnfill (2 * depth, ' ');
-    g_autofree char *value = format_value (config, k);
     append_wrapped_comment (out, indent, k->description);
-    g_string_append_printf (out, "%s%s: ", indent, parts[depth]);
-    if (k->type == KEY_BOOL || k->type == KEY_INT)
-      g_string_append (out, value);
-    else
-      append_yaml_string (out, value);
+    g_string_append_printf (out, "%s%s:", indent, parts[depth]);
+    if (k->type == KEY_LIST) {
+      GPtrArray *items = *(GPtrArray *const *) ((const guint8 *) config + k->offset);
+      if (items->len == 0)
+        g_string_append (out, " []");
+      g_string_append_c (out, '\n');
+      for (guint j = 0; j < items->len; j++) {
+        for (gsize ki = 0; ki < k->list->n_keys; ki++) {
+          const ConfigKey *ik = &k->list->keys[ki];
+          g_autofree char *value = format_value (g_ptr_array_index (items, j), ik);
+          g_string_append_printf (out, "%s%s%s: ", indent, ki == 0 ? "  - " : "    ", ik->key);
+          append_scalar (out, ik, value);
+          g_string_append_c (out, '\n');
+        }
+      }
+      continue;
+    }
+    g_autofree char *value = format_value (config, k);
+    g_string_append_c (out, ' ');
+    append_scalar (out, k, value);
     g_string_append_c (out, '\n');
   }
   return g_string_free (out, FALSE);
@@ -807,8 +1075,41 @@ type_name (const ConfigKey *k)
     return "size";
   case KEY_DURATION:
     return "duration";
+  case KEY_LIST:
+    return "list";
   }
   g_assert_not_reached ();
+}
+
+static void
+append_reference_row (GString *out, const char *name, const ConfigKey *k, const void *defaults)
+{
+  g_autofree char *value = NULL;
+  g_autofree char *limits = NULL;
+
+  if (k->type == KEY_LIST)
+    value = g_strdup ("[]");
+  else if (k->default_value == NULL)
+    value = NULL;
+  else
+    value = format_value (defaults, k);
+  if (k->type == KEY_INT || k->type == KEY_SIZE || k->type == KEY_DURATION) {
+    g_autofree guint8 *bounds = g_malloc0 (MAX (sizeof (EdgeConfig), sizeof (EdgeConfigStream)));
+    gint64 *slot = (gint64 *) (bounds + k->offset);
+    *slot = k->min;
+    g_autofree char *lo = format_value (bounds, k);
+    *slot = k->max;
+    g_autofree char *hi = format_value (bounds, k);
+    limits = g_strdup_printf ("%s – %s", lo, hi);
+  } else if (k->type == KEY_ENUM) {
+    limits = g_strjoinv (", ", (char **) k->choices);
+  } else {
+    limits = g_strdup ("");
+  }
+  g_string_append_printf (out, "| `%s` | %s | %s%s%s | %s | %s |\n", name, type_name (k),
+                          value && value[0] ? "`" : "",
+                          value == NULL ? "(required)" : value[0] ? value : "(unset)",
+                          value && value[0] ? "`" : "", limits, k->description);
 }
 
 char *
@@ -820,24 +1121,17 @@ edge_config_reference_markdown (void)
 
   for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
     const ConfigKey *k = &config_keys[i];
-    g_autofree char *value = format_value (defaults, k);
-    g_autofree char *limits = NULL;
-    if (k->type == KEY_INT || k->type == KEY_SIZE || k->type == KEY_DURATION) {
-      EdgeConfig bounds = { 0 };
-      gint64 *slot = (gint64 *) ((guint8 *) &bounds + k->offset);
-      *slot = k->min;
-      g_autofree char *lo = format_value (&bounds, k);
-      *slot = k->max;
-      g_autofree char *hi = format_value (&bounds, k);
-      limits = g_strdup_printf ("%s – %s", lo, hi);
-    } else if (k->type == KEY_ENUM) {
-      limits = g_strjoinv (", ", (char **) k->choices);
-    } else {
-      limits = g_strdup ("");
+    append_reference_row (out, k->key, k, defaults);
+    if (k->type != KEY_LIST)
+      continue;
+    void *item = g_malloc0 (k->list->item_size);
+    fields_init (item, k->list->keys, k->list->n_keys);
+    for (gsize ki = 0; ki < k->list->n_keys; ki++) {
+      g_autofree char *name = g_strdup_printf ("%s[].%s", k->key, k->list->keys[ki].key);
+      append_reference_row (out, name, &k->list->keys[ki], item);
     }
-    g_string_append_printf (out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->key, type_name (k),
-                            value[0] ? "`" : "", value[0] ? value : "(unset)", value[0] ? "`" : "",
-                            limits, k->description);
+    fields_free (item, k->list->keys, k->list->n_keys);
+    g_free (item);
   }
   return g_string_free (out, FALSE);
 }

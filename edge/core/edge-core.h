@@ -32,6 +32,16 @@ typedef enum {
 /* Largest configuration file edged reads. */
 #define EDGE_CONFIG_MAX_FILE_BYTES (1024 * 1024)
 
+/* One stream declared in the configuration (the "streams" list). */
+typedef struct {
+  char *name;
+  gint64 shards;
+  char *durability; /* "sync", "batch" or "none" */
+  gint64 batch_ms;
+  gint64 retention_hours;
+  gint64 max_record_bytes;
+} EdgeConfigStream;
+
 /* The daemon's whole configuration, as values. Strings are owned by the
  * struct; an unset optional string is "" (never NULL). Sizes are bytes,
  * durations milliseconds. */
@@ -49,6 +59,7 @@ typedef struct {
   gint64 gateway_ws_max_message_bytes;
   gint64 gateway_ws_stall_timeout_ms;
   char *keys_master_key_file;
+  GPtrArray *streams; /* EdgeConfigStream *, in file order; never NULL */
 } EdgeConfig;
 
 /* Returns the embedded default configuration. (transfer full) */

@@ -94,5 +94,36 @@ class StreamsRest(unittest.TestCase):
         self.assertEqual((r.returncode, r.stdout), (0, "deleted stream cli\n"))
 
 
+class ConfiguredStreams(unittest.TestCase):
+    def test_streams_from_the_config_file(self):
+        config = ("streams:\n"
+                  "  - name: sensors\n    shards: 2\n    durability: batch\n    batch_ms: 10ms\n"
+                  "  - name: events\n    retention_hours: 48\n")
+        d = Daemon(config=config).start()
+        try:
+            listed = {s["name"]: s for s in d.get_json("/v1/streams")[2]["streams"]}
+            self.assertEqual((listed["sensors"]["shards"], listed["sensors"]["durability"],
+                              listed["sensors"]["batchMs"]), (2, "batch", 10))
+            self.assertEqual(listed["events"]["retentionHours"], 48)
+            status, out = kinesis(d.port, "PutRecord", {"StreamName": "sensors", "PartitionKey": "k",
+                                                        "Data": "aGk="})
+            self.assertEqual(status, 200, out)
+            self.assertEqual(d.stop(), 0)
+            # Restarted with another retention: the stream and its record stay,
+            # the retention follows the file.
+            with open(d.config_path) as f:
+                text = f.read()
+            with open(d.config_path, "w") as f:
+                f.write(text.replace("retention_hours: 48", "retention_hours: 72"))
+            d.start()
+            listed = {s["name"]: s for s in d.get_json("/v1/streams")[2]["streams"]}
+            self.assertEqual(listed["events"]["retentionHours"], 72)
+            self.assertEqual(listed["sensors"]["records"], 1)
+            self.assertIn("stream events: retention set to 72 hours, as configured", d.log())
+        finally:
+            d.stop()
+            d.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

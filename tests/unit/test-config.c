@@ -92,6 +92,7 @@ static const InvalidCase invalid_cases[] = {
   { "\ngateway:\n  lisen: 127.0.0.1:80\n",
     "edged.yaml:3: gateway.lisen: unknown key (did you mean \"gateway.listen\"?)" },
   { "cameras: []\n", "edged.yaml:1: cameras: unknown key" },
+  { "stream: []\n", "edged.yaml:1: stream: unknown key (did you mean \"streams\"?)" },
   { "log:\n  level: verbose\n",
     "edged.yaml:2: log.level: expected one of error, warning, info, debug, got \"verbose\"" },
   { "gateway:\n  access_log: maybe\n",
@@ -222,6 +223,78 @@ test_reference_lists_every_key (void **state)
 }
 
 static void
+test_stream_list (void **state)
+{
+  static const char yaml[] = "streams:\n"
+                             "  - name: sensors\n"
+                             "    shards: 4\n"
+                             "    durability: batch\n"
+                             "    batch_ms: 20ms\n"
+                             "  - name: detections\n"
+                             "    retention_hours: 168\n"
+                             "    max_record_bytes: 64KiB\n";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeConfig) c = load (yaml, &error);
+  assert_null (error);
+  assert_int_equal (c->streams->len, 2);
+  EdgeConfigStream *a = g_ptr_array_index (c->streams, 0);
+  EdgeConfigStream *b = g_ptr_array_index (c->streams, 1);
+  assert_string_equal (a->name, "sensors");
+  assert_int_equal (a->shards, 4);
+  assert_string_equal (a->durability, "batch");
+  assert_int_equal (a->batch_ms, 20);
+  assert_int_equal (a->retention_hours, 24); /* defaults fill what is not said */
+  assert_string_equal (b->name, "detections");
+  assert_int_equal (b->shards, 1);
+  assert_string_equal (b->durability, "sync");
+  assert_int_equal (b->retention_hours, 168);
+  assert_int_equal (b->max_record_bytes, 64 * 1024);
+
+  /* Written out and read back, the list is the same. */
+  g_autofree char *out = edge_config_to_yaml (c);
+  g_autoptr (EdgeConfig) again = load (out, &error);
+  assert_null (error);
+  g_autofree char *out2 = edge_config_to_yaml (again);
+  assert_string_equal (out, out2);
+  assert_non_null (strstr (out, "streams:\n  - name: \"sensors\"\n    shards: 4\n"));
+
+  g_autoptr (EdgeConfig) empty = load ("streams: []\n", &error);
+  assert_int_equal (empty->streams->len, 0);
+  g_autofree char *md = edge_config_reference_markdown ();
+  assert_non_null (strstr (md, "| `streams[].name` | string | (required) |"));
+  assert_false (edge_config_set (c, "streams", "x", &error));
+}
+
+static const InvalidCase invalid_list_cases[] = {
+  { "streams:\n  - shards: 2\n", "edged.yaml:2: streams[0]: name is required" },
+  { "streams:\n  - name: a\n    shard: 2\n",
+    "edged.yaml:3: streams[0].shard: unknown key (did you mean \"shards\"?)" },
+  { "streams:\n  - name: a\n  - name: a\n", "edged.yaml:3: streams[1]: name \"a\" appears twice" },
+  { "streams:\n  - name: a\n    shards: 1000\n",
+    "edged.yaml:3: streams[0].shards: expected an integer from 1 to 256, got \"1000\"" },
+  { "streams:\n  - name: a\n    durability: maybe\n",
+    "edged.yaml:3: streams[0].durability: expected one of sync, batch, none, got \"maybe\"" },
+  { "streams:\n  name: a\n", "edged.yaml:2: streams: expected a list, got a mapping" },
+  { "streams:\n  - a\n", "edged.yaml:2: streams[0]: expected a mapping of settings, got a scalar" },
+  { "streams:\n  - name: a\n    name: b\n", "edged.yaml:3: streams[0].name: duplicate key" },
+  { "streams:\n  - name: ~\n", "edged.yaml:2: streams[0]: name is required" },
+};
+
+static void
+test_invalid_lists (void **state)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (invalid_list_cases); i++) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (EdgeConfig) c = load (invalid_list_cases[i].yaml, &error);
+    if (c != NULL)
+      fail_msg ("list case %zu was accepted", i);
+    if (!g_str_equal (error->message, invalid_list_cases[i].message))
+      fail_msg ("list case %zu:\n  got      %s\n  expected %s", i, error->message,
+                invalid_list_cases[i].message);
+  }
+}
+
+static void
 test_parse_listen (void **state)
 {
   g_autofree char *host = NULL;
@@ -252,6 +325,8 @@ main (void)
     cmocka_unit_test (test_set_from_command_line),
     cmocka_unit_test (test_reference_lists_every_key),
     cmocka_unit_test (test_parse_listen),
+    cmocka_unit_test (test_stream_list),
+    cmocka_unit_test (test_invalid_lists),
   };
   return cmocka_run_group_tests_name ("config", tests, NULL, NULL);
 }
