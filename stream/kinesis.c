@@ -200,7 +200,7 @@ encode_base64 (GBytes *bytes)
 }
 
 static void
-add_shard (JsonBuilder *b, const StreamShardInfo *s)
+add_shard (JsonBuilder *b, StreamStore *store, const StreamInfo *info, const StreamShardInfo *s)
 {
   g_autofree char *start = stream_hash_key_format (&s->start);
   g_autofree char *end = stream_hash_key_format (&s->end);
@@ -227,6 +227,13 @@ add_shard (JsonBuilder *b, const StreamShardInfo *s)
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "StartingSequenceNumber");
   json_builder_add_string_value (b, first);
+  if (s->closed && stream_store_shard_sealed (store, info->name, s->ordinal)) {
+    guint64 next = 0;
+    stream_store_shard_range (store, info->name, s->ordinal, NULL, &next, NULL);
+    g_autofree char *last = stream_sequence_format (s->ordinal, next > 0 ? next - 1 : 0);
+    json_builder_set_member_name (b, "EndingSequenceNumber");
+    json_builder_add_string_value (b, last);
+  }
   json_builder_end_object (b);
   json_builder_end_object (b);
 }
@@ -353,7 +360,7 @@ op_describe_stream (Call *call)
       more = TRUE;
       break;
     }
-    add_shard (b, s);
+    add_shard (b, call->api->store, info, s);
     listed++;
   }
   json_builder_end_array (b);
@@ -501,7 +508,7 @@ op_list_shards (Call *call)
       more = TRUE;
       break;
     }
-    add_shard (b, s);
+    add_shard (b, call->api->store, info, s);
     last = s->id;
     listed++;
   }
@@ -1090,6 +1097,38 @@ op_get_shard_iterator (Call *call)
   respond (call, b);
 }
 
+static void
+add_child_shards (JsonBuilder *b, const StreamInfo *info, const StreamShardInfo *parent)
+{
+  json_builder_begin_array (b);
+  for (guint i = 0; i < info->shards->len; i++) {
+    const StreamShardInfo *c = g_ptr_array_index (info->shards, i);
+    if (g_strcmp0 (c->parent, parent->id) != 0 && g_strcmp0 (c->adjacent_parent, parent->id) != 0)
+      continue;
+    g_autofree char *start = stream_hash_key_format (&c->start);
+    g_autofree char *end = stream_hash_key_format (&c->end);
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "ShardId");
+    json_builder_add_string_value (b, c->id);
+    json_builder_set_member_name (b, "ParentShards");
+    json_builder_begin_array (b);
+    if (c->parent)
+      json_builder_add_string_value (b, c->parent);
+    if (c->adjacent_parent)
+      json_builder_add_string_value (b, c->adjacent_parent);
+    json_builder_end_array (b);
+    json_builder_set_member_name (b, "HashKeyRange");
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "StartingHashKey");
+    json_builder_add_string_value (b, start);
+    json_builder_set_member_name (b, "EndingHashKey");
+    json_builder_add_string_value (b, end);
+    json_builder_end_object (b);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+}
+
 typedef struct {
   Call *call;
   char *stream_id;
@@ -1142,8 +1181,16 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
     last_arrival = r->arrival_ms;
   }
   json_builder_end_array (b);
-  json_builder_set_member_name (b, "NextShardIterator");
-  json_builder_add_string_value (b, iterator);
+  const StreamShardInfo *shard = g_ptr_array_index (info->shards, rc->ordinal);
+  if (shard->closed && next >= shard_next &&
+      stream_store_shard_sealed (call->api->store, info->name, rc->ordinal)) {
+    /* The end of a closed shard: no next iterator, but where to go on. */
+    json_builder_set_member_name (b, "ChildShards");
+    add_child_shards (b, info, shard);
+  } else {
+    json_builder_set_member_name (b, "NextShardIterator");
+    json_builder_add_string_value (b, iterator);
+  }
   json_builder_set_member_name (b, "MillisBehindLatest");
   gint64 behind = next >= shard_next || last_arrival == 0
                       ? 0
@@ -1188,6 +1235,202 @@ op_get_records (Call *call)
   return TRUE;
 }
 
+/* ---- resharding ---- */
+
+__extension__ typedef unsigned __int128 u128;
+
+static u128
+key_value (const StreamHashKey *k)
+{
+  u128 v = 0;
+  for (int i = 0; i < 16; i++)
+    v = v << 8 | k->bytes[i];
+  return v;
+}
+
+static StreamHashKey
+key_from (u128 v)
+{
+  StreamHashKey k;
+  for (int i = 15; i >= 0; i--) {
+    k.bytes[i] = (guint8) v;
+    v >>= 8;
+  }
+  return k;
+}
+
+static void
+reshard_answer (Call *call, const char *name, const guint32 *close, guint n_close,
+                const StreamNewShard *shards, guint n_new)
+{
+  g_autoptr (GError) error = NULL;
+  if (!stream_store_reshard (call->api->store, name, close, n_close, shards, n_new, &error)) {
+    fail (call, error->code == STREAM_ERROR_LIMIT ? "LimitExceededException" : "InternalFailure",
+          "%s", error->message);
+    return;
+  }
+  respond_empty (call);
+}
+
+static const StreamShardInfo *
+get_open_shard (Call *call, const StreamInfo *info, const char *member)
+{
+  const char *id;
+  if (!get_string (call, member, TRUE, &id))
+    return NULL;
+  const StreamShardInfo *shard = find_shard (info, id);
+  if (shard == NULL) {
+    fail (call, "ResourceNotFoundException", "Could not find shard %s in stream %s under account "
+          ACCOUNT ".", id, info->name);
+    return NULL;
+  }
+  if (shard->closed) {
+    fail (call, "ResourceInUseException", "Shard %s in stream %s under account " ACCOUNT
+          " has already been merged or split, and thus is not eligible for merging or splitting.",
+          id, info->name);
+    return NULL;
+  }
+  return shard;
+}
+
+static void
+op_split_shard (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *key_text;
+  StreamHashKey key;
+  if (info == NULL)
+    return;
+  const StreamShardInfo *shard = get_open_shard (call, info, "ShardToSplit");
+  if (shard == NULL || !get_string (call, "NewStartingHashKey", TRUE, &key_text))
+    return;
+  if (!stream_hash_key_parse (key_text, &key) ||
+      stream_hash_key_compare (&key, &shard->start) <= 0 ||
+      stream_hash_key_compare (&key, &shard->end) > 0) {
+    g_autofree char *start = stream_hash_key_format (&shard->start);
+    g_autofree char *end = stream_hash_key_format (&shard->end);
+    fail (call, "InvalidArgumentException",
+          "NewStartingHashKey %s must be above %s and at most %s, the range of %s", key_text,
+          start, end, shard->id);
+    return;
+  }
+  StreamNewShard children[2] = {
+    { shard->start, key_from (key_value (&key) - 1), shard->id, NULL },
+    { key, shard->end, shard->id, NULL },
+  };
+  g_autofree char *name = g_strdup (info->name);
+  reshard_answer (call, name, &shard->ordinal, 1, children, 2);
+}
+
+static void
+op_merge_shards (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  if (info == NULL)
+    return;
+  const StreamShardInfo *a = get_open_shard (call, info, "ShardToMerge");
+  if (a == NULL)
+    return;
+  const StreamShardInfo *b = get_open_shard (call, info, "AdjacentShardToMerge");
+  if (b == NULL)
+    return;
+  const StreamShardInfo *lo = stream_hash_key_compare (&a->start, &b->start) < 0 ? a : b;
+  const StreamShardInfo *hi = lo == a ? b : a;
+  if (a == b || key_value (&lo->end) + 1 != key_value (&hi->start)) {
+    fail (call, "InvalidArgumentException",
+          "Shards %s and %s in stream %s under account " ACCOUNT " are not an adjacent pair of "
+          "shards eligible for merging",
+          a->id, b->id, info->name);
+    return;
+  }
+  guint32 close[2] = { a->ordinal, b->ordinal };
+  StreamNewShard child = { lo->start, hi->end, a->id, b->id };
+  g_autofree char *name = g_strdup (info->name);
+  reshard_answer (call, name, close, 2, &child, 1);
+}
+
+static void
+op_update_shard_count (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *scaling;
+  gint64 target;
+  if (info == NULL || !get_string (call, "ScalingType", TRUE, &scaling) ||
+      !get_int (call, "TargetShardCount", 1, 100000, 0, &target))
+    return;
+  if (!g_str_equal (scaling, "UNIFORM_SCALING")) {
+    fail (call, "ValidationException", "ScalingType must be UNIFORM_SCALING");
+    return;
+  }
+  g_autoptr (GPtrArray) open = g_ptr_array_new ();
+  for (guint i = 0; i < info->shards->len; i++) {
+    StreamShardInfo *s = g_ptr_array_index (info->shards, i);
+    if (!s->closed)
+      g_ptr_array_add (open, s);
+  }
+  gint64 current = open->len;
+  if (target > 2 * current || 2 * target < current || target > STREAM_MAX_SHARDS) {
+    fail (call, target > STREAM_MAX_SHARDS ? "LimitExceededException" : "InvalidArgumentException",
+          "UpdateShardCount scales to between half and double the %" G_GINT64_FORMAT
+          " open shards (and at most %d), not %" G_GINT64_FORMAT,
+          current, STREAM_MAX_SHARDS, target);
+    return;
+  }
+  g_autofree char *name = g_strdup (info->name);
+  g_autofree char *arn = stream_arn (call, name);
+  if (target != current) {
+    g_autofree StreamNewShard *children = g_new0 (StreamNewShard, target);
+    g_autofree guint32 *close = g_new0 (guint32, open->len);
+    for (gint64 i = 0; i < target; i++) {
+      StreamNewShard *c = &children[i];
+      stream_hash_key_range ((guint) i, (guint) target, &c->start, &c->end);
+      /* Its parents: the open shards its range overlaps. Readers that follow
+       * lineage finish both before reading it, which keeps per-key order. */
+      guint overlaps = 0;
+      for (guint j = 0; j < open->len; j++) {
+        StreamShardInfo *p = g_ptr_array_index (open, j);
+        if (stream_hash_key_compare (&p->start, &c->end) > 0 ||
+            stream_hash_key_compare (&c->start, &p->end) > 0)
+          continue;
+        if (overlaps == 0)
+          c->parent = p->id;
+        else if (overlaps == 1)
+          c->adjacent_parent = p->id;
+        overlaps++;
+      }
+      if (overlaps > 2) {
+        fail (call, "InvalidArgumentException",
+              "going from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT " shards in one step would "
+              "give a new shard more than two parents, and readers could then break per-key "
+              "order; scale in smaller steps (halving or doubling always works from even ranges)",
+              current, target);
+        return;
+      }
+    }
+    for (guint j = 0; j < open->len; j++)
+      close[j] = ((StreamShardInfo *) g_ptr_array_index (open, j))->ordinal;
+    g_autoptr (GError) error = NULL;
+    if (!stream_store_reshard (call->api->store, name, close, open->len, children, (guint) target,
+                               &error)) {
+      fail (call, error->code == STREAM_ERROR_LIMIT ? "LimitExceededException" : "InternalFailure",
+            "%s", error->message);
+      return;
+    }
+  }
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StreamName");
+  json_builder_add_string_value (b, name);
+  json_builder_set_member_name (b, "StreamARN");
+  json_builder_add_string_value (b, arn);
+  json_builder_set_member_name (b, "CurrentShardCount");
+  json_builder_add_int_value (b, current);
+  json_builder_set_member_name (b, "TargetShardCount");
+  json_builder_add_int_value (b, target);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
 /* ---- dispatch ---- */
 
 typedef void (*SyncOp) (Call *call);
@@ -1211,6 +1454,9 @@ static const struct {
   { "ListTagsForStream", op_list_tags, NULL },
   { "RemoveTagsFromStream", op_remove_tags, NULL },
   { "GetShardIterator", op_get_shard_iterator, NULL },
+  { "SplitShard", op_split_shard, NULL },
+  { "MergeShards", op_merge_shards, NULL },
+  { "UpdateShardCount", op_update_shard_count, NULL },
   { "PutRecord", NULL, op_put_record },
   { "PutRecords", NULL, op_put_records },
   { "GetRecords", NULL, op_get_records },

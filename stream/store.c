@@ -41,6 +41,7 @@ typedef struct {
   guint32 ordinal;
   StreamDurability durability;
   guint batch_ms;
+  gint sealed; /* atomic: closed, and every put accepted for it is in its log */
 } Shard;
 
 typedef struct {
@@ -292,6 +293,8 @@ store_load (StreamStore *store, GError **error)
       info->closed = sqlite3_column_int (sh, 6) != 0;
       g_ptr_array_add (s->info.shards, info);
       ok = stream_open_shard (store, s, info, error);
+      if (ok && info->closed)
+        ((Shard *) g_ptr_array_index (s->shards, s->shards->len - 1))->sealed = TRUE;
     }
     sqlite3_reset (tg);
     sqlite3_bind_text (tg, 1, s->info.id, -1, SQLITE_TRANSIENT);
@@ -881,6 +884,128 @@ stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordi
   if (shard == NULL)
     return FALSE;
   *ret_number = stream_log_find_time (shard->log, arrival_ms);
+  return TRUE;
+}
+
+/* ---- resharding ---- */
+
+typedef struct {
+  GPtrArray *shards; /* Shard *, referenced */
+} SealJob;
+
+static void
+seal_shards (gpointer data, gpointer unused)
+{
+  SealJob *job = data;
+  for (guint i = 0; i < job->shards->len; i++)
+    g_atomic_int_set (&((Shard *) g_ptr_array_index (job->shards, i))->sealed, TRUE);
+  g_ptr_array_unref (job->shards);
+  g_free (job);
+}
+
+gboolean
+stream_store_shard_sealed (StreamStore *store, const char *name, guint32 ordinal)
+{
+  Stream *s = store_find (store, name, NULL);
+  Shard *shard = s ? stream_shard (s, ordinal, NULL) : NULL;
+  return shard != NULL && g_atomic_int_get (&shard->sealed);
+}
+
+gboolean
+stream_store_reshard (StreamStore *store, const char *name, const guint32 *close, guint n_close,
+                      const StreamNewShard *new_shards, guint n_new, GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  guint open = 0, first_new;
+  sqlite3_stmt *stmt = NULL;
+  gboolean ok = TRUE;
+
+  if (s == NULL)
+    return FALSE;
+  for (guint i = 0; i < s->info.shards->len; i++)
+    open += !((StreamShardInfo *) g_ptr_array_index (s->info.shards, i))->closed;
+  for (guint i = 0; i < n_close; i++) {
+    if (close[i] >= s->info.shards->len ||
+        ((StreamShardInfo *) g_ptr_array_index (s->info.shards, close[i]))->closed) {
+      g_set_error (error, STREAM_ERROR, STREAM_ERROR_INVALID, "shard %u of %s is not open",
+                   close[i], name);
+      return FALSE;
+    }
+  }
+  if (open - n_close + n_new > STREAM_MAX_SHARDS ||
+      s->info.shards->len + n_new > STREAM_MAX_SHARD_IDS) {
+    g_set_error (error, STREAM_ERROR, STREAM_ERROR_LIMIT,
+                 "a stream has at most %d open shards and %d shards over its life",
+                 STREAM_MAX_SHARDS, STREAM_MAX_SHARD_IDS);
+    return FALSE;
+  }
+
+  if (!sql_exec (store, "BEGIN IMMEDIATE;", error))
+    return FALSE;
+  stmt = sql_prepare (store, "UPDATE shards SET closed = 1 WHERE stream_id = ? AND ordinal = ?");
+  ok = stmt != NULL;
+  for (guint i = 0; ok && i < n_close; i++) {
+    sqlite3_reset (stmt);
+    sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, close[i]);
+    ok = sqlite3_step (stmt) == SQLITE_DONE;
+  }
+  sqlite3_finalize (stmt);
+  stmt = ok ? sql_prepare (store, "INSERT INTO shards (stream_id, ordinal, shard_id, start_hash,"
+                                  " end_hash, parent, adjacent_parent) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            : NULL;
+  ok = ok && stmt != NULL;
+  first_new = s->info.shards->len;
+  for (guint i = 0; ok && i < n_new; i++) {
+    guint32 ordinal = first_new + i;
+    g_autofree char *id = g_strdup_printf ("shardId-%012u", ordinal);
+    sqlite3_reset (stmt);
+    sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, ordinal);
+    sqlite3_bind_text (stmt, 3, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob (stmt, 4, new_shards[i].start.bytes, 16, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 5, new_shards[i].end.bytes, 16, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 6, new_shards[i].parent, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 7, new_shards[i].adjacent_parent, -1, SQLITE_STATIC);
+    ok = sqlite3_step (stmt) == SQLITE_DONE;
+  }
+  sqlite3_finalize (stmt);
+  if (!ok) {
+    sql_error (store, error);
+    sql_exec (store, "ROLLBACK;", NULL);
+    return FALSE;
+  }
+  /* Open the new shards' logs before committing, so that a failure leaves
+   * the stream as it was. */
+  for (guint i = 0; i < n_new; i++) {
+    StreamShardInfo *info = g_new0 (StreamShardInfo, 1);
+    info->ordinal = first_new + i;
+    info->id = g_strdup_printf ("shardId-%012u", info->ordinal);
+    info->start = new_shards[i].start;
+    info->end = new_shards[i].end;
+    info->parent = g_strdup (new_shards[i].parent);
+    info->adjacent_parent = g_strdup (new_shards[i].adjacent_parent);
+    g_ptr_array_add (s->info.shards, info);
+    if (!stream_open_shard (store, s, info, error)) {
+      g_ptr_array_set_size (s->shards, first_new);
+      g_ptr_array_set_size (s->info.shards, first_new);
+      sql_exec (store, "ROLLBACK;", NULL);
+      return FALSE;
+    }
+  }
+  if (!sql_exec (store, "COMMIT;", error)) {
+    g_ptr_array_set_size (s->shards, first_new);
+    g_ptr_array_set_size (s->info.shards, first_new);
+    return FALSE;
+  }
+  SealJob *seal = g_new0 (SealJob, 1);
+  seal->shards = g_ptr_array_new_with_free_func ((GDestroyNotify) shard_unref);
+  for (guint i = 0; i < n_close; i++) {
+    ((StreamShardInfo *) g_ptr_array_index (s->info.shards, close[i]))->closed = TRUE;
+    g_ptr_array_add (seal->shards, shard_ref (g_ptr_array_index (s->shards, close[i])));
+  }
+  /* Sealed after every append queued before this point. */
+  store_push_barrier (store, seal_shards, seal);
   return TRUE;
 }
 

@@ -141,7 +141,8 @@ guint stream_log_trim (StreamLog *log, gint64 before_ms, guint64 max_bytes);
 /* ---- the store: every stream of the daemon ---- */
 
 #define STREAM_NAME_MAX 128
-#define STREAM_MAX_SHARDS 256
+#define STREAM_MAX_SHARDS 256      /* open shards of one stream */
+#define STREAM_MAX_SHARD_IDS 4096  /* shards of one stream over its life, closed ones too */
 #define STREAM_RETENTION_MIN_HOURS 24
 #define STREAM_RETENTION_MAX_HOURS 8760
 
@@ -208,6 +209,27 @@ gboolean stream_store_shard_bytes (StreamStore *store, const char *name, guint32
 /* The first record number that arrived at or after @arrival_ms. */
 gboolean stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordinal,
                                        gint64 arrival_ms, guint64 *ret_number, GError **error);
+
+/* ---- resharding ---- */
+
+typedef struct {
+  StreamHashKey start;         /* inclusive range of the new shard */
+  StreamHashKey end;
+  const char *parent;          /* shard id it continues, nullable */
+  const char *adjacent_parent; /* the second parent of a merge, nullable */
+} StreamNewShard;
+
+/* Closes the open shards @close (ordinals) and opens @new_shards in their
+ * place, in one step: puts routed after this call go to the new shards.
+ * The open shards must still cover the whole key space afterwards (the
+ * caller computes ranges; see kinesis.c). A closed shard is sealed, i.e.
+ * its last record known, once every put accepted for it before the close
+ * is in its log; readers move on to its children only then. */
+gboolean stream_store_reshard (StreamStore *store, const char *name, const guint32 *close,
+                               guint n_close, const StreamNewShard *new_shards, guint n_new,
+                               GError **error);
+/* TRUE for a closed shard whose last record is known. */
+gboolean stream_store_shard_sealed (StreamStore *store, const char *name, guint32 ordinal);
 
 typedef struct {
   const char *partition_key;
