@@ -366,6 +366,9 @@ stream_store_unwatch (StreamStore *store, guint id)
   }
 }
 
+static void notify_watchers (StreamStore *store, const char *stream, guint32 ordinal,
+                             guint64 next);
+
 static gboolean
 put_request_complete (gpointer data)
 {
@@ -380,27 +383,10 @@ put_request_complete (gpointer data)
     for (guint i = 0; i < request->n; i++)
       if (request->results[i].error == NULL && request->results[i].shard_ordinal < s->shards->len)
         grew[request->results[i].shard_ordinal] = TRUE;
-    /* A watcher may unwatch from its callback: walk a copy of the ids. */
-    g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint));
-    for (guint i = 0; i < store->watches->len; i++) {
-      Watch *w = g_ptr_array_index (store->watches, i);
-      if (g_str_equal (w->stream, request->stream))
-        g_array_append_val (ids, w->id);
-    }
-    for (guint o = 0; o < s->shards->len; o++) {
-      if (!grew[o])
-        continue;
-      guint64 next = stream_log_next_number (((Shard *) g_ptr_array_index (s->shards, o))->log);
-      for (guint k = 0; k < ids->len; k++) {
-        for (guint i = 0; i < store->watches->len; i++) {
-          Watch *w = g_ptr_array_index (store->watches, i);
-          if (w->id == g_array_index (ids, guint, k)) {
-            w->func (request->stream, o, next, w->user_data);
-            break;
-          }
-        }
-      }
-    }
+    for (guint o = 0; o < s->shards->len; o++)
+      if (grew[o])
+        notify_watchers (store, request->stream, o,
+                         stream_log_next_number (((Shard *) g_ptr_array_index (s->shards, o))->log));
   }
   put_request_free (request);
   return G_SOURCE_REMOVE;
@@ -890,8 +876,55 @@ stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordi
 /* ---- resharding ---- */
 
 typedef struct {
+  StreamStore *store;
+  char *stream;
   GPtrArray *shards; /* Shard *, referenced */
 } SealJob;
+
+static void
+seal_job_free (SealJob *job)
+{
+  g_ptr_array_unref (job->shards);
+  g_free (job->stream);
+  g_free (job);
+}
+
+static void
+notify_watchers (StreamStore *store, const char *stream, guint32 ordinal, guint64 next)
+{
+  /* A watcher may unwatch from its callback: walk a copy of the ids. */
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (guint i = 0; i < store->watches->len; i++) {
+    Watch *w = g_ptr_array_index (store->watches, i);
+    if (g_str_equal (w->stream, stream))
+      g_array_append_val (ids, w->id);
+  }
+  for (guint k = 0; k < ids->len; k++) {
+    for (guint i = 0; i < store->watches->len; i++) {
+      Watch *w = g_ptr_array_index (store->watches, i);
+      if (w->id == g_array_index (ids, guint, k)) {
+        w->func (stream, ordinal, next, w->user_data);
+        break;
+      }
+    }
+  }
+}
+
+/* On the main context: readers waiting at the end of a sealed shard may
+ * now move on to its children. */
+static gboolean
+sealed_notify (gpointer data)
+{
+  SealJob *job = data;
+  if (g_hash_table_contains (job->store->streams, job->stream)) {
+    for (guint i = 0; i < job->shards->len; i++) {
+      Shard *shard = g_ptr_array_index (job->shards, i);
+      notify_watchers (job->store, job->stream, shard->ordinal, stream_log_next_number (shard->log));
+    }
+  }
+  seal_job_free (job);
+  return G_SOURCE_REMOVE;
+}
 
 static void
 seal_shards (gpointer data, gpointer unused)
@@ -899,8 +932,7 @@ seal_shards (gpointer data, gpointer unused)
   SealJob *job = data;
   for (guint i = 0; i < job->shards->len; i++)
     g_atomic_int_set (&((Shard *) g_ptr_array_index (job->shards, i))->sealed, TRUE);
-  g_ptr_array_unref (job->shards);
-  g_free (job);
+  g_main_context_invoke (job->store->context, sealed_notify, job);
 }
 
 gboolean
@@ -999,6 +1031,8 @@ stream_store_reshard (StreamStore *store, const char *name, const guint32 *close
     return FALSE;
   }
   SealJob *seal = g_new0 (SealJob, 1);
+  seal->store = store;
+  seal->stream = g_strdup (name);
   seal->shards = g_ptr_array_new_with_free_func ((GDestroyNotify) shard_unref);
   for (guint i = 0; i < n_close; i++) {
     ((StreamShardInfo *) g_ptr_array_index (s->info.shards, close[i]))->closed = TRUE;

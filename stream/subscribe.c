@@ -16,6 +16,11 @@
  * {"error": {"code": ..., "message": ...}} followed by close code 1008.
  * To resume after a reconnect, ask for AFTER_SEQUENCE_NUMBER with the last
  * sequence number seen on that shard.
+ *
+ * A subscription to every shard (no "shard" in the query) follows
+ * resharding: shards created later join it from their first record, and a
+ * shard is read only once its parents are read to their sealed end, so each
+ * partition key's records arrive in order across splits and merges.
  */
 #define G_LOG_DOMAIN "stream"
 
@@ -31,13 +36,16 @@ typedef struct {
   Subscription *sub;
   guint32 ordinal;
   char *shard_id;
+  char *parents[2]; /* shard ids; read only after these are finished */
   guint64 cursor;
   gboolean reading;
-  gboolean again; /* the shard grew while a read was under way */
+  gboolean again;    /* the shard grew while a read was under way */
+  gboolean finished; /* closed, sealed and read to its end */
 } Cursor;
 
 struct _Subscription {
   gint refcount;
+  gboolean all_shards; /* follows resharding: new shards join */
   StreamStore *store;
   EdgeWsPeer *peer;
   char *stream;
@@ -66,7 +74,54 @@ cursor_free (gpointer data)
 {
   Cursor *c = data;
   g_free (c->shard_id);
+  g_free (c->parents[0]);
+  g_free (c->parents[1]);
   g_free (c);
+}
+
+static Cursor *
+find_cursor (Subscription *sub, const char *shard_id)
+{
+  for (guint i = 0; i < sub->cursors->len; i++) {
+    Cursor *c = g_ptr_array_index (sub->cursors, i);
+    if (g_str_equal (c->shard_id, shard_id))
+      return c;
+  }
+  return NULL;
+}
+
+/* A child waits for parents this subscription reads and has not finished. */
+static gboolean
+waiting_for_parents (Cursor *c)
+{
+  for (int i = 0; i < 2; i++) {
+    Cursor *p = c->parents[i] ? find_cursor (c->sub, c->parents[i]) : NULL;
+    if (p && !p->finished)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* Adds cursors for shards created since the subscription started (from
+ * their first record). */
+static void
+add_new_shards (Subscription *sub)
+{
+  const StreamInfo *info = stream_store_lookup (sub->store, sub->stream, NULL);
+  if (info == NULL || !sub->all_shards)
+    return;
+  for (guint i = 0; i < info->shards->len; i++) {
+    const StreamShardInfo *shard = g_ptr_array_index (info->shards, i);
+    if (find_cursor (sub, shard->id))
+      continue;
+    Cursor *c = g_new0 (Cursor, 1);
+    c->sub = sub;
+    c->ordinal = shard->ordinal;
+    c->shard_id = g_strdup (shard->id);
+    c->parents[0] = g_strdup (shard->parent);
+    c->parents[1] = g_strdup (shard->adjacent_parent);
+    g_ptr_array_add (sub->cursors, c);
+  }
 }
 
 static void
@@ -184,8 +239,19 @@ read_done (GObject *source, GAsyncResult *result, gpointer data)
       }
       c->cursor = r->number + 1;
     }
-    if (records->len == 0)
+    if (records->len == 0) {
+      guint64 shard_next = 0;
       c->cursor = MAX (c->cursor, next); /* skipped past trimmed records */
+      stream_store_shard_range (sub->store, sub->stream, c->ordinal, NULL, &shard_next, NULL);
+      if (!c->finished && c->cursor >= shard_next &&
+          stream_store_shard_sealed (sub->store, sub->stream, c->ordinal)) {
+        /* Its children may start now. */
+        c->finished = TRUE;
+        add_new_shards (sub);
+        for (guint i = 0; i < sub->cursors->len; i++)
+          pump (g_ptr_array_index (sub->cursors, i));
+      }
+    }
     if (full || records->len > 0 || c->again) {
       c->again = FALSE;
       if (full)
@@ -207,6 +273,8 @@ pump (Cursor *c)
     c->again = TRUE;
     return;
   }
+  if (c->finished || waiting_for_parents (c))
+    return;
   /* Past half the client's queue limit, wait: a read brings up to 1 MiB. */
   if (edge_ws_peer_buffered (sub->peer) > edge_ws_peer_max_buffered (sub->peer) / 2) {
     schedule_retry (sub);
@@ -222,10 +290,21 @@ static void
 on_grew (const char *stream, guint32 ordinal, guint64 next, gpointer data)
 {
   Subscription *sub = data;
+  gboolean known = FALSE;
   for (guint i = 0; i < sub->cursors->len; i++) {
     Cursor *c = g_ptr_array_index (sub->cursors, i);
-    if (c->ordinal == ordinal && next > c->cursor)
+    if (c->ordinal == ordinal) {
+      known = TRUE;
+      /* Grew, or was sealed: either way there is something to look at. */
       pump (c);
+    }
+  }
+  if (!known && sub->all_shards) {
+    /* A shard born of resharding: join it, and look again at the closed
+     * parents (they are finished once read to their sealed end). */
+    add_new_shards (sub);
+    for (guint i = 0; i < sub->cursors->len; i++)
+      pump (g_ptr_array_index (sub->cursors, i));
   }
 }
 
@@ -307,6 +386,7 @@ open_subscription (EdgeWsPeer *peer, EdgeRequest *request, gpointer data)
   sub->stream = g_strdup (info->name);
   sub->stream_id = g_strdup (info->id);
   sub->cursors = g_ptr_array_new_with_free_func (cursor_free);
+  sub->all_shards = shard_id == NULL;
   for (guint i = 0; i < info->shards->len; i++) {
     const StreamShardInfo *shard = g_ptr_array_index (info->shards, i);
     if (shard_id && !g_str_equal (shard_id, shard->id))
@@ -315,6 +395,10 @@ open_subscription (EdgeWsPeer *peer, EdgeRequest *request, gpointer data)
     c->sub = sub;
     c->ordinal = shard->ordinal;
     c->shard_id = g_strdup (shard->id);
+    if (sub->all_shards) {
+      c->parents[0] = g_strdup (shard->parent);
+      c->parents[1] = g_strdup (shard->adjacent_parent);
+    }
     if (!start_position (sub, request, shard, &c->cursor)) {
       cursor_free (c);
       sub_unref (sub);

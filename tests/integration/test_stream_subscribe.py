@@ -91,6 +91,43 @@ class Subscribe(unittest.TestCase):
         self.assertEqual(got, sent)
         ws.close()
 
+    def test_follows_resharding_in_key_order(self):
+        status, out = kinesis(self.d.port, "CreateStream", {"StreamName": "moving", "ShardCount": 1})
+        self.assertEqual(status, 200, out)
+        ws = WebSocket(self.d.port, "/v1/streams/moving/subscribe?position=TRIM_HORIZON")
+
+        def put(n0, n):
+            status, out = kinesis(self.d.port, "PutRecords", {"StreamName": "moving", "Records": [
+                {"Data": base64.b64encode(f"{k}:{i}".encode()).decode(), "PartitionKey": f"key{k}"}
+                for i in range(n0, n0 + n) for k in range(5)]})
+            self.assertEqual(status, 200, out)
+
+        put(0, 10)
+        status, out = kinesis(self.d.port, "SplitShard", {
+            "StreamName": "moving", "ShardToSplit": "shardId-000000000000",
+            "NewStartingHashKey": str(2**127)})
+        self.assertEqual(status, 200, out)
+        put(10, 10)
+        status, out = kinesis(self.d.port, "MergeShards", {
+            "StreamName": "moving", "ShardToMerge": "shardId-000000000001",
+            "AdjacentShardToMerge": "shardId-000000000002"})
+        self.assertEqual(status, 200, out)
+        put(20, 10)
+        last, count, shards = {}, 0, set()
+        while count < 150:
+            m = ws.recv_json()
+            k, i = m["text"].split(":")
+            self.assertGreater(int(i), last.get(k, -1), f"key {k} out of order")
+            last[k] = int(i)
+            shards.add(m["shardId"])
+            count += 1
+        # Records came from the parent, the split's children and the merged shard.
+        self.assertIn("shardId-000000000000", shards)
+        self.assertTrue(shards & {"shardId-000000000001", "shardId-000000000002"})
+        self.assertIn("shardId-000000000003", shards)
+        self.assertEqual(last, {str(k): 29 for k in range(5)})
+        ws.close()
+
     def test_errors(self):
         ws = WebSocket(self.d.port, "/v1/streams/nope/subscribe")
         self.assertEqual(ws.status, 101)
