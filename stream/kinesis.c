@@ -387,8 +387,9 @@ op_describe_stream_summary (Call *call)
   add_stream_details (call, b, info);
   json_builder_set_member_name (b, "OpenShardCount");
   json_builder_add_int_value (b, open);
+  g_autoptr (GPtrArray) consumers = stream_store_list_consumers (call->api->store, info->name, NULL);
   json_builder_set_member_name (b, "ConsumerCount");
-  json_builder_add_int_value (b, 0);
+  json_builder_add_int_value (b, consumers ? consumers->len : 0);
   json_builder_end_object (b);
   json_builder_end_object (b);
   respond (call, b);
@@ -1235,6 +1236,168 @@ op_get_records (Call *call)
   return TRUE;
 }
 
+/* ---- registered consumers ---- */
+
+static char *
+consumer_arn (Call *call, const char *stream, const StreamConsumerInfo *c)
+{
+  return g_strdup_printf ("arn:aws:kinesis:%s:" ACCOUNT ":stream/%s/consumer/%s:%" G_GINT64_FORMAT,
+                          call->region, stream, c->name, c->created_ms / 1000);
+}
+
+static void
+add_consumer (Call *call, JsonBuilder *b, const char *stream, const StreamConsumerInfo *c,
+              gboolean with_stream)
+{
+  g_autofree char *arn = consumer_arn (call, stream, c);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ConsumerName");
+  json_builder_add_string_value (b, c->name);
+  json_builder_set_member_name (b, "ConsumerARN");
+  json_builder_add_string_value (b, arn);
+  json_builder_set_member_name (b, "ConsumerStatus");
+  json_builder_add_string_value (b, "ACTIVE");
+  json_builder_set_member_name (b, "ConsumerCreationTimestamp");
+  json_builder_add_double_value (b, c->created_ms / 1000.0);
+  if (with_stream) {
+    g_autofree char *stream_arn_text = stream_arn (call, stream);
+    json_builder_set_member_name (b, "StreamARN");
+    json_builder_add_string_value (b, stream_arn_text);
+  }
+  json_builder_end_object (b);
+}
+
+/* The stream and consumer a request names, by StreamARN + ConsumerName or by
+ * ConsumerARN; answers the error itself. *ret_consumer is (transfer full). */
+static const StreamInfo *
+get_consumer (Call *call, StreamConsumerInfo **ret_consumer)
+{
+  const char *name = NULL, *arn;
+  g_autofree char *stream_name = NULL;
+  const StreamInfo *info;
+  if (!get_string (call, "ConsumerName", FALSE, &name) ||
+      !get_string (call, "ConsumerARN", FALSE, &arn))
+    return NULL;
+  g_autofree char *arn_consumer = NULL;
+  if (arn) {
+    const char *p = strstr (arn, ":stream/");
+    const char *c = p ? strstr (p, "/consumer/") : NULL;
+    const char *colon = c ? strrchr (c, ':') : NULL;
+    if (c == NULL || colon == NULL) {
+      fail (call, "InvalidArgumentException", "ConsumerARN %s is not a consumer ARN", arn);
+      return NULL;
+    }
+    stream_name = g_strndup (p + strlen (":stream/"), c - p - strlen (":stream/"));
+    arn_consumer = g_strndup (c + strlen ("/consumer/"), colon - c - strlen ("/consumer/"));
+    name = arn_consumer;
+    info = stream_store_lookup (call->api->store, stream_name, NULL);
+    if (info == NULL) {
+      fail (call, "ResourceNotFoundException", "Stream %s under account " ACCOUNT " not found.",
+            stream_name);
+      return NULL;
+    }
+  } else {
+    info = get_stream (call);
+    if (info == NULL)
+      return NULL;
+    if (name == NULL) {
+      fail (call, "InvalidArgumentException", "ConsumerName or ConsumerARN is required");
+      return NULL;
+    }
+  }
+  g_autoptr (GPtrArray) consumers = stream_store_list_consumers (call->api->store, info->name, NULL);
+  for (guint i = 0; consumers && i < consumers->len; i++) {
+    StreamConsumerInfo *c = g_ptr_array_index (consumers, i);
+    if (g_str_equal (c->name, name)) {
+      *ret_consumer = g_ptr_array_steal_index (consumers, i);
+      return info;
+    }
+  }
+  fail (call, "ResourceNotFoundException", "Consumer %s of stream %s not found", name, info->name);
+  return NULL;
+}
+
+static void
+op_register_consumer (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *name;
+  g_autoptr (GError) error = NULL;
+  if (info == NULL || !get_string (call, "ConsumerName", TRUE, &name))
+    return;
+  if (!stream_store_register_consumer (call->api->store, info->name, name, &error)) {
+    fail (call, error->code == STREAM_ERROR_EXISTS    ? "ResourceInUseException"
+                : error->code == STREAM_ERROR_LIMIT   ? "LimitExceededException"
+                : error->code == STREAM_ERROR_INVALID ? "ValidationException"
+                                                      : "InternalFailure",
+          "%s", error->message);
+    return;
+  }
+  g_autoptr (GPtrArray) consumers = stream_store_list_consumers (call->api->store, info->name, NULL);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Consumer");
+  for (guint i = 0; i < consumers->len; i++) {
+    StreamConsumerInfo *c = g_ptr_array_index (consumers, i);
+    if (g_str_equal (c->name, name))
+      add_consumer (call, b, info->name, c, FALSE);
+  }
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_list_consumers (Call *call)
+{
+  const StreamInfo *info = get_stream (call);
+  const char *token;
+  gint64 limit;
+  if (info == NULL || !get_string (call, "NextToken", FALSE, &token) ||
+      !get_int (call, "MaxResults", 1, 10000, 100, &limit))
+    return;
+  g_autoptr (GPtrArray) consumers = stream_store_list_consumers (call->api->store, info->name, NULL);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Consumers");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < consumers->len && (gint64) i < limit; i++)
+    add_consumer (call, b, info->name, g_ptr_array_index (consumers, i), FALSE);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  respond (call, b);
+}
+
+static void
+op_describe_consumer (Call *call)
+{
+  StreamConsumerInfo *c = NULL;
+  const StreamInfo *info = get_consumer (call, &c);
+  if (info == NULL)
+    return;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ConsumerDescription");
+  add_consumer (call, b, info->name, c, TRUE);
+  json_builder_end_object (b);
+  respond (call, b);
+  stream_consumer_info_free (c);
+}
+
+static void
+op_deregister_consumer (Call *call)
+{
+  StreamConsumerInfo *c = NULL;
+  const StreamInfo *info = get_consumer (call, &c);
+  g_autoptr (GError) error = NULL;
+  if (info == NULL)
+    return;
+  if (!stream_store_deregister_consumer (call->api->store, info->name, c->name, &error))
+    fail (call, "InternalFailure", "%s", error->message);
+  else
+    respond_empty (call);
+  stream_consumer_info_free (c);
+}
+
 /* ---- resharding ---- */
 
 __extension__ typedef unsigned __int128 u128;
@@ -1454,6 +1617,10 @@ static const struct {
   { "ListTagsForStream", op_list_tags, NULL },
   { "RemoveTagsFromStream", op_remove_tags, NULL },
   { "GetShardIterator", op_get_shard_iterator, NULL },
+  { "RegisterStreamConsumer", op_register_consumer, NULL },
+  { "ListStreamConsumers", op_list_consumers, NULL },
+  { "DescribeStreamConsumer", op_describe_consumer, NULL },
+  { "DeregisterStreamConsumer", op_deregister_consumer, NULL },
   { "SplitShard", op_split_shard, NULL },
   { "MergeShards", op_merge_shards, NULL },
   { "UpdateShardCount", op_update_shard_count, NULL },

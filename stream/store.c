@@ -112,6 +112,15 @@ static const char *const stream_schema[] = {
   "CREATE TABLE stream_tags ("
   "  stream_id TEXT NOT NULL REFERENCES streams (id) ON DELETE CASCADE,"
   "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (stream_id, key));",
+  /* 2: registered consumers, and where each has got to in each shard */
+  "CREATE TABLE stream_consumers ("
+  "  stream_id TEXT NOT NULL REFERENCES streams (id) ON DELETE CASCADE,"
+  "  name TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (stream_id, name));"
+  "CREATE TABLE stream_checkpoints ("
+  "  stream_id TEXT NOT NULL, consumer TEXT NOT NULL, ordinal INTEGER NOT NULL,"
+  "  next_number INTEGER NOT NULL, PRIMARY KEY (stream_id, consumer, ordinal),"
+  "  FOREIGN KEY (stream_id, consumer) REFERENCES stream_consumers (stream_id, name)"
+  "    ON DELETE CASCADE);",
 };
 
 static const char *const durability_names[] = { "sync", "batch", "none" };
@@ -870,6 +879,116 @@ stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordi
   if (shard == NULL)
     return FALSE;
   *ret_number = stream_log_find_time (shard->log, arrival_ms);
+  return TRUE;
+}
+
+/* ---- registered consumers ---- */
+
+void
+stream_consumer_info_free (StreamConsumerInfo *info)
+{
+  if (info == NULL)
+    return;
+  g_free (info->name);
+  g_free (info);
+}
+
+static gboolean
+valid_consumer_name (const char *name)
+{
+  gsize len = strlen (name);
+  if (len == 0 || len > 128)
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '_' && *p != '-' && *p != '.')
+      return FALSE;
+  return TRUE;
+}
+
+GPtrArray *
+stream_store_list_consumers (StreamStore *store, const char *name, GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  sqlite3_stmt *stmt;
+  if (s == NULL)
+    return NULL;
+  stmt = sql_prepare (store, "SELECT name, created_ms FROM stream_consumers WHERE stream_id = ?"
+                             " ORDER BY name");
+  if (stmt == NULL) {
+    sql_error (store, error);
+    return NULL;
+  }
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) stream_consumer_info_free);
+  sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+  while (sqlite3_step (stmt) == SQLITE_ROW) {
+    StreamConsumerInfo *c = g_new0 (StreamConsumerInfo, 1);
+    c->name = g_strdup ((const char *) sqlite3_column_text (stmt, 0));
+    c->created_ms = sqlite3_column_int64 (stmt, 1);
+    g_ptr_array_add (out, c);
+  }
+  sqlite3_finalize (stmt);
+  return out;
+}
+
+gboolean
+stream_store_register_consumer (StreamStore *store, const char *name, const char *consumer,
+                                GError **error)
+{
+  g_autoptr (GPtrArray) existing = stream_store_list_consumers (store, name, error);
+  Stream *s = store_find (store, name, NULL);
+  sqlite3_stmt *stmt;
+  if (existing == NULL)
+    return FALSE;
+  if (!valid_consumer_name (consumer)) {
+    g_set_error (error, STREAM_ERROR, STREAM_ERROR_INVALID,
+                 "consumer names are 1 to 128 characters of a-z, A-Z, 0-9, _ - and .");
+    return FALSE;
+  }
+  for (guint i = 0; i < existing->len; i++) {
+    if (g_str_equal (((StreamConsumerInfo *) g_ptr_array_index (existing, i))->name, consumer)) {
+      g_set_error (error, STREAM_ERROR, STREAM_ERROR_EXISTS, "consumer %s of stream %s exists",
+                   consumer, name);
+      return FALSE;
+    }
+  }
+  if (existing->len >= STREAM_MAX_CONSUMERS) {
+    g_set_error (error, STREAM_ERROR, STREAM_ERROR_LIMIT, "a stream has at most %d consumers",
+                 STREAM_MAX_CONSUMERS);
+    return FALSE;
+  }
+  stmt = sql_prepare (store, "INSERT INTO stream_consumers VALUES (?, ?, ?)");
+  if (stmt == NULL)
+    return sql_error (store, error);
+  sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, consumer, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 3, g_get_real_time () / 1000);
+  gboolean ok = sqlite3_step (stmt) == SQLITE_DONE;
+  sqlite3_finalize (stmt);
+  return ok ? TRUE : sql_error (store, error);
+}
+
+gboolean
+stream_store_deregister_consumer (StreamStore *store, const char *name, const char *consumer,
+                                  GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  sqlite3_stmt *stmt;
+  if (s == NULL)
+    return FALSE;
+  stmt = sql_prepare (store, "DELETE FROM stream_consumers WHERE stream_id = ? AND name = ?");
+  if (stmt == NULL)
+    return sql_error (store, error);
+  sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, consumer, -1, SQLITE_STATIC);
+  gboolean ok = sqlite3_step (stmt) == SQLITE_DONE;
+  sqlite3_finalize (stmt);
+  if (!ok)
+    return sql_error (store, error);
+  if (sqlite3_changes (edge_state_db (store->state)) == 0) {
+    g_set_error (error, STREAM_ERROR, STREAM_ERROR_NOT_FOUND, "consumer %s of stream %s not found",
+                 consumer, name);
+    return FALSE;
+  }
   return TRUE;
 }
 

@@ -210,6 +210,26 @@ gboolean stream_store_shard_bytes (StreamStore *store, const char *name, guint32
 gboolean stream_store_shard_find_time (StreamStore *store, const char *name, guint32 ordinal,
                                        gint64 arrival_ms, guint64 *ret_number, GError **error);
 
+/* ---- registered consumers ---- */
+
+#define STREAM_MAX_CONSUMERS 20
+
+typedef struct {
+  char *name;
+  gint64 created_ms;
+} StreamConsumerInfo;
+
+void stream_consumer_info_free (StreamConsumerInfo *info);
+
+/* Registers a named consumer of @name (STREAM_ERROR_EXISTS if taken,
+ * STREAM_ERROR_LIMIT past STREAM_MAX_CONSUMERS). */
+gboolean stream_store_register_consumer (StreamStore *store, const char *name,
+                                         const char *consumer, GError **error);
+gboolean stream_store_deregister_consumer (StreamStore *store, const char *name,
+                                           const char *consumer, GError **error);
+/* StreamConsumerInfo *, by name. (transfer full) */
+GPtrArray *stream_store_list_consumers (StreamStore *store, const char *name, GError **error);
+
 /* ---- resharding ---- */
 
 typedef struct {

@@ -223,6 +223,49 @@ class KinesisCli(unittest.TestCase):
         tags = self.aws("list-tags-for-stream", "--stream-name", "keep")
         self.assertEqual(tags["Tags"], [{"Key": "site", "Value": "barn"}])
 
+    def test_stream_consumers(self):
+        self.aws("create-stream", "--stream-name", "fanout", "--shard-count", "1")
+        arn = self.aws("describe-stream-summary", "--stream-name", "fanout")[
+            "StreamDescriptionSummary"]["StreamARN"]
+        c = self.aws("register-stream-consumer", "--stream-arn", arn, "--consumer-name", "app-1")["Consumer"]
+        self.assertEqual(c["ConsumerName"], "app-1")
+        self.assertTrue(c["ConsumerARN"].startswith(arn + "/consumer/app-1:"))
+        err = self.aws("register-stream-consumer", "--stream-arn", arn, "--consumer-name", "app-1", ok=False)
+        self.assertIn("ResourceInUseException", err)
+        self.aws("register-stream-consumer", "--stream-arn", arn, "--consumer-name", "app-2")
+        listed = self.aws("list-stream-consumers", "--stream-arn", arn)["Consumers"]
+        self.assertEqual([x["ConsumerName"] for x in listed], ["app-1", "app-2"])
+        d = self.aws("describe-stream-consumer", "--consumer-arn", c["ConsumerARN"])["ConsumerDescription"]
+        self.assertEqual((d["ConsumerName"], d["StreamARN"], d["ConsumerStatus"]), ("app-1", arn, "ACTIVE"))
+        d = self.aws("describe-stream-consumer", "--stream-arn", arn, "--consumer-name", "app-2")
+        self.assertEqual(d["ConsumerDescription"]["ConsumerName"], "app-2")
+        summary = self.aws("describe-stream-summary", "--stream-name", "fanout")
+        self.assertEqual(summary["StreamDescriptionSummary"]["ConsumerCount"], 2)
+        self.aws("deregister-stream-consumer", "--consumer-arn", c["ConsumerARN"])
+        err = self.aws("describe-stream-consumer", "--consumer-arn", c["ConsumerARN"], ok=False)
+        self.assertIn("ResourceNotFoundException", err)
+        listed = self.aws("list-stream-consumers", "--stream-arn", arn)["Consumers"]
+        self.assertEqual([x["ConsumerName"] for x in listed], ["app-2"])
+
+    def test_resharding_with_the_cli(self):
+        self.aws("create-stream", "--stream-name", "grow", "--shard-count", "1")
+        self.aws("split-shard", "--stream-name", "grow", "--shard-to-split", "shardId-000000000000",
+                 "--new-starting-hash-key", str(2**127))
+        self.aws("merge-shards", "--stream-name", "grow", "--shard-to-merge", "shardId-000000000001",
+                 "--adjacent-shard-to-merge", "shardId-000000000002")
+        out = self.aws("update-shard-count", "--stream-name", "grow", "--target-shard-count", "2",
+                       "--scaling-type", "UNIFORM_SCALING")
+        self.assertEqual((out["CurrentShardCount"], out["TargetShardCount"]), (1, 2))
+        shards = self.aws("list-shards", "--stream-name", "grow")["Shards"]
+        lineage = [(s["ShardId"], s.get("ParentShardId"), s.get("AdjacentParentShardId")) for s in shards]
+        self.assertEqual(lineage, [
+            ("shardId-000000000000", None, None),
+            ("shardId-000000000001", "shardId-000000000000", None),
+            ("shardId-000000000002", "shardId-000000000000", None),
+            ("shardId-000000000003", "shardId-000000000001", "shardId-000000000002"),
+            ("shardId-000000000004", "shardId-000000000003", None),
+            ("shardId-000000000005", "shardId-000000000003", None)])
+
     def test_bad_input_gets_kinesis_errors(self):
         self.aws("create-stream", "--stream-name", "limits", "--shard-count", "1")
         big = base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()
