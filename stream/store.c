@@ -992,6 +992,52 @@ stream_store_deregister_consumer (StreamStore *store, const char *name, const ch
   return TRUE;
 }
 
+gboolean
+stream_store_get_checkpoint (StreamStore *store, const char *name, const char *consumer,
+                             guint32 ordinal, guint64 *ret_next)
+{
+  Stream *s = store_find (store, name, NULL);
+  sqlite3_stmt *stmt;
+  gboolean found = FALSE;
+  if (s == NULL)
+    return FALSE;
+  stmt = sql_prepare (store, "SELECT next_number FROM stream_checkpoints"
+                             " WHERE stream_id = ? AND consumer = ? AND ordinal = ?");
+  if (stmt == NULL)
+    return FALSE;
+  sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, consumer, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 3, ordinal);
+  if (sqlite3_step (stmt) == SQLITE_ROW) {
+    *ret_next = (guint64) sqlite3_column_int64 (stmt, 0);
+    found = TRUE;
+  }
+  sqlite3_finalize (stmt);
+  return found;
+}
+
+gboolean
+stream_store_set_checkpoint (StreamStore *store, const char *name, const char *consumer,
+                             guint32 ordinal, guint64 next, GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  sqlite3_stmt *stmt;
+  if (s == NULL)
+    return FALSE;
+  stmt = sql_prepare (store, "INSERT INTO stream_checkpoints VALUES (?, ?, ?, ?)"
+                             " ON CONFLICT (stream_id, consumer, ordinal)"
+                             " DO UPDATE SET next_number = excluded.next_number");
+  if (stmt == NULL)
+    return sql_error (store, error);
+  sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, consumer, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 3, ordinal);
+  sqlite3_bind_int64 (stmt, 4, (gint64) next);
+  gboolean ok = sqlite3_step (stmt) == SQLITE_DONE;
+  sqlite3_finalize (stmt);
+  return ok ? TRUE : sql_error (store, error);
+}
+
 /* ---- resharding ---- */
 
 typedef struct {

@@ -227,8 +227,57 @@ gboolean stream_store_register_consumer (StreamStore *store, const char *name,
                                          const char *consumer, GError **error);
 gboolean stream_store_deregister_consumer (StreamStore *store, const char *name,
                                            const char *consumer, GError **error);
+/* The checkpoint (next record number to deliver) of @consumer in a shard;
+ * FALSE when it has none. Main thread. */
+gboolean stream_store_get_checkpoint (StreamStore *store, const char *name, const char *consumer,
+                                      guint32 ordinal, guint64 *ret_next);
+gboolean stream_store_set_checkpoint (StreamStore *store, const char *name, const char *consumer,
+                                      guint32 ordinal, guint64 next, GError **error);
 /* StreamConsumerInfo *, by name. (transfer full) */
 GPtrArray *stream_store_list_consumers (StreamStore *store, const char *name, GError **error);
+
+/* ---- in-process consumers with checkpoints ---- */
+
+typedef enum {
+  STREAM_START_TRIM_HORIZON, /* the oldest record kept */
+  STREAM_START_LATEST,       /* records that arrive after the start */
+} StreamStart;
+
+typedef struct _StreamConsumer StreamConsumer;
+
+/* Records of one shard, in order, handed to a consumer. */
+typedef struct {
+  guint32 shard_ordinal;
+  const char *shard_id;
+  GPtrArray *records; /* StreamRecord *, owned by the batch */
+} StreamBatch;
+
+/* Runs on the main context. The handler calls stream_consumer_done for the
+ * batch exactly once, now or later. */
+typedef void (*StreamConsumeFunc) (StreamConsumer *consumer, StreamBatch *batch,
+                                   gpointer user_data);
+
+/* Starts consuming @stream as the registered consumer @name (registered if
+ * it is not yet), from its checkpoints, or from @start in shards it has
+ * none for. Each shard has at most one batch (of at most @batch_size
+ * records) out at a time, so records reach the handler in shard order; a
+ * shard born of resharding is consumed only after its parents are consumed
+ * to their end, so per-key order holds across splits and merges.
+ * Delivery is at least once: a batch is delivered again after a restart
+ * unless its success was recorded. (transfer full) */
+StreamConsumer *stream_consumer_start (StreamStore *store, const char *stream, const char *name,
+                                       StreamStart start, guint batch_size,
+                                       StreamConsumeFunc func, gpointer user_data,
+                                       GError **error);
+/* Finishes @batch (which is freed): on success the shard's checkpoint moves
+ * past it and is stored; on failure the same records are delivered again
+ * after @retry_ms. */
+void stream_consumer_done (StreamConsumer *consumer, StreamBatch *batch, gboolean success);
+/* Stops delivering. Batches still out may be finished (or not) afterwards:
+ * stream_consumer_done stays valid until they are. */
+void stream_consumer_stop (StreamConsumer *consumer);
+
+#define STREAM_CONSUMER_RETRY_MS 1000
 
 /* ---- resharding ---- */
 
