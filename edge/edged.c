@@ -247,6 +247,7 @@ daemon_start (Daemon *d, GError **error)
   d->streams = stream_store_open (streams_dir, d->state, d->keyring, error);
   if (d->streams == NULL)
     return FALSE;
+  stream_store_set_min_free (d->streams, (guint64) d->config->storage_min_free_bytes);
   if (!apply_configured_streams (d, error))
     return FALSE;
   d->kinesis = stream_kinesis_new (d->gateway, d->streams, d->keyring, error);

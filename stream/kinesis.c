@@ -774,13 +774,23 @@ parse_record (Call *call, JsonObject *o, const char *where, StreamPutRecord *ret
   return TRUE;
 }
 
+/* The Kinesis error code for a failed write: a full disk is throttling, so
+ * that SDKs back off and retry rather than give up. */
+static const char *
+write_error_type (const GError *error)
+{
+  if (error->domain == STREAM_ERROR && error->code == STREAM_ERROR_NO_SPACE)
+    return "ProvisionedThroughputExceededException";
+  return "InternalFailure";
+}
+
 static void
 put_error_answer (Call *call, const GError *error)
 {
   if (error->code == STREAM_ERROR_LIMIT || error->code == STREAM_ERROR_INVALID)
     fail (call, "ValidationException", "%s", error->message);
   else
-    fail (call, "InternalFailure", "%s", error->message);
+    fail (call, write_error_type (error), "%s", error->message);
 }
 
 static const char *
@@ -796,7 +806,7 @@ put_record_answer (Call *call, StreamPutResult *r)
   if (info == NULL)
     return; /* deleted meanwhile: answered */
   if (r->error) {
-    fail (call, "InternalFailure", "the record was not stored: %s", r->error->message);
+    fail (call, write_error_type (r->error), "the record was not stored: %s", r->error->message);
     return;
   }
   g_autofree char *seq = stream_sequence_format (r->shard_ordinal, r->number);
@@ -855,7 +865,7 @@ put_records_answer (Call *call, StreamPutResult *results, guint n)
     if (results[i].error) {
       failed++;
       json_builder_set_member_name (b, "ErrorCode");
-      json_builder_add_string_value (b, "InternalFailure");
+      json_builder_add_string_value (b, write_error_type (results[i].error));
       json_builder_set_member_name (b, "ErrorMessage");
       json_builder_add_string_value (b, results[i].error->message);
     } else {
@@ -939,7 +949,15 @@ op_put_records (Call *call)
     return FALSE;
   }
   if (!stream_store_put (call->api->store, info->name, records, n, put_records_done, call, &error)) {
-    put_error_answer (call, error);
+    if (error->code != STREAM_ERROR_NO_SPACE) {
+      put_error_answer (call, error);
+      return FALSE;
+    }
+    /* Throttled: every record failed, as Kinesis reports it, for the SDK to retry. */
+    g_autofree StreamPutResult *results = g_new0 (StreamPutResult, n);
+    for (guint i = 0; i < n; i++)
+      results[i].error = error;
+    put_records_answer (call, results, n);
     return FALSE;
   }
   edge_request_pause (call->request);

@@ -145,7 +145,9 @@ static gboolean
 io_error (GError **error, const char *what, const char *path)
 {
   int saved = errno;
-  g_set_error (error, STREAM_ERROR, STREAM_ERROR_IO, "%s %s: %s", what, path, g_strerror (saved));
+  /* A full disk is a condition to back off from, not a failure of the log. */
+  StreamError code = saved == ENOSPC || saved == EDQUOT ? STREAM_ERROR_NO_SPACE : STREAM_ERROR_IO;
+  g_set_error (error, STREAM_ERROR, code, "%s %s: %s", what, path, g_strerror (saved));
   return FALSE;
 }
 

@@ -29,10 +29,15 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <sys/statvfs.h>
 #include <glib/gstdio.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #define WRITER_MAX_JOBS_PER_ROUND 4096
+/* Space set aside in a file so that freeing space (DeleteStream) still works
+ * on a full disk: the state database needs a few pages to record it. */
+#define SPACE_RESERVE_BYTES (4 * 1024 * 1024)
 #define RETENTION_INTERVAL_S 300
 
 typedef struct {
@@ -96,6 +101,9 @@ struct _StreamStore {
   GAsyncQueue *queue;  /* Job */
   GThread *writer;
   guint retention_timer;
+  guint64 min_free;
+  gint64 free_checked_us;
+  guint64 free_bytes;
 };
 
 static const char *const stream_schema[] = {
@@ -517,6 +525,8 @@ retention_tick (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static void space_reserve_restore (const char *store_directory);
+
 StreamStore *
 stream_store_open (const char *directory, EdgeState *state, EdgeKeyring *keyring, GError **error)
 {
@@ -540,6 +550,7 @@ stream_store_open (const char *directory, EdgeState *state, EdgeKeyring *keyring
     stream_store_close (store);
     return NULL;
   }
+  space_reserve_restore (store->directory);
   store->writer = g_thread_new ("stream-writer", writer_main, store);
   store->retention_timer = g_timeout_add_seconds (RETENTION_INTERVAL_S, retention_tick, store);
   return store;
@@ -583,6 +594,42 @@ remove_tree (gpointer data, gpointer unused)
   char *directory = data;
   nftw (directory, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   g_free (directory);
+}
+
+/* (Re)creates the reserve file; best effort (a full disk has no room for it). */
+static void
+space_reserve_restore (const char *store_directory)
+{
+  g_autofree char *path = g_build_filename (store_directory, ".space-reserve", NULL);
+  int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return;
+  if (posix_fallocate (fd, 0, SPACE_RESERVE_BYTES) != 0)
+    unlink (path); /* a partial reserve would only mislead */
+  close (fd);
+}
+
+static void
+space_reserve_release (const char *store_directory)
+{
+  g_autofree char *path = g_build_filename (store_directory, ".space-reserve", NULL);
+  unlink (path);
+}
+
+typedef struct {
+  char *stream_directory;
+  char *store_directory;
+} RemoveJob;
+
+/* Writer thread: the stream's files go, then the reserve comes back. */
+static void
+remove_stream_files (gpointer data, gpointer unused)
+{
+  RemoveJob *job = data;
+  remove_tree (job->stream_directory, NULL);
+  space_reserve_restore (job->store_directory);
+  g_free (job->store_directory);
+  g_free (job);
 }
 
 
@@ -724,16 +771,32 @@ stream_store_delete (StreamStore *store, const char *name, GError **error)
   sqlite3_stmt *stmt;
   if (s == NULL)
     return FALSE;
-  stmt = sql_prepare (store, "DELETE FROM streams WHERE id = ?");
-  if (stmt == NULL)
-    return sql_error (store, error);
-  sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
-  gboolean ok = sqlite3_step (stmt) == SQLITE_DONE;
-  sqlite3_finalize (stmt);
+  gboolean ok = FALSE;
+  for (int attempt = 0; attempt < 2 && !ok; attempt++) {
+    stmt = sql_prepare (store, "DELETE FROM streams WHERE id = ?");
+    if (stmt == NULL && attempt == 0) {
+      space_reserve_release (store->directory);
+      continue;
+    }
+    if (stmt == NULL)
+      break;
+    sqlite3_bind_text (stmt, 1, s->info.id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_finalize (stmt);
+    ok = rc == SQLITE_DONE;
+    /* A full disk: give back the reserve, which is there for this, and try again. */
+    if (!ok && (rc == SQLITE_FULL || rc == SQLITE_IOERR))
+      space_reserve_release (store->directory);
+    else if (!ok)
+      break;
+  }
   if (!ok)
     return sql_error (store, error);
   /* The files go after every append queued before this delete. */
-  store_push_barrier (store, remove_tree, g_strdup (s->directory));
+  RemoveJob *job = g_new0 (RemoveJob, 1);
+  job->stream_directory = g_strdup (s->directory);
+  job->store_directory = g_strdup (store->directory);
+  store_push_barrier (store, remove_stream_files, job);
   g_hash_table_remove (store->streams, name);
   return TRUE;
 }
@@ -1210,6 +1273,36 @@ stream_store_reshard (StreamStore *store, const char *name, const guint32 *close
 
 /* ---- writing ---- */
 
+void
+stream_store_set_min_free (StreamStore *store, guint64 bytes)
+{
+  store->min_free = bytes;
+  store->free_checked_us = 0;
+}
+
+/* FALSE with STREAM_ERROR_NO_SPACE below the reserve. */
+static gboolean
+check_free_space (StreamStore *store, GError **error)
+{
+  gint64 now = g_get_monotonic_time ();
+  struct statvfs st;
+  if (store->min_free == 0)
+    return TRUE;
+  if (now - store->free_checked_us > G_USEC_PER_SEC) {
+    if (statvfs (store->directory, &st) == 0)
+      store->free_bytes = (guint64) st.f_bavail * st.f_frsize;
+    store->free_checked_us = now;
+  }
+  if (store->free_bytes < store->min_free) {
+    g_set_error (error, STREAM_ERROR, STREAM_ERROR_NO_SPACE,
+                 "the disk holding the streams has %" G_GUINT64_FORMAT " bytes free, below the "
+                 "reserve of %" G_GUINT64_FORMAT " (storage.min_free_bytes)",
+                 store->free_bytes, store->min_free);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static guint32
 route (Stream *s, const StreamHashKey *key)
 {
@@ -1238,6 +1331,8 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
     g_set_error (error, STREAM_ERROR, STREAM_ERROR_INVALID, "no records to put");
     return FALSE;
   }
+  if (!check_free_space (store, error))
+    return FALSE;
   for (guint i = 0; i < n; i++) {
     gsize key_len = strlen (records[i].partition_key);
     if (key_len == 0 || key_len > STREAM_PARTITION_KEY_MAX_BYTES) {

@@ -31,6 +31,7 @@ typedef enum {
   STREAM_ERROR_NOT_FOUND, /* no such stream or shard */
   STREAM_ERROR_EXISTS,    /* a stream of that name exists */
   STREAM_ERROR_LIMIT,     /* a configured limit says no */
+  STREAM_ERROR_NO_SPACE,  /* the disk is full, or below the configured reserve: back off */
 } StreamError;
 
 /* Record limits. A stream's own limit is between 1 KiB and the hard maximum. */
@@ -184,6 +185,11 @@ typedef struct _StreamStore StreamStore;
  * store. (transfer full) */
 StreamStore *stream_store_open (const char *directory, EdgeState *state, EdgeKeyring *keyring,
                                 GError **error);
+/* Puts are refused with STREAM_ERROR_NO_SPACE, before anything is written,
+ * while the file system holding the store has fewer than @bytes free
+ * (0: only a full disk stops writes). Checked at most once a second. */
+void stream_store_set_min_free (StreamStore *store, guint64 bytes);
+
 /* Finishes the writes under way (their callbacks still run) and closes. */
 void stream_store_close (StreamStore *store);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamStore, stream_store_close)

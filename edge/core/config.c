@@ -133,6 +133,11 @@ static const ConfigKey config_keys[] = {
   { "keys.master_key_file", KEY_PATH, OFF (keys_master_key_file), "", 0, 0, NULL,
     "Master key file (mode 0600, created on first start). Default: DATA_DIR/master.key. "
     "Losing it makes encrypted data unreadable: back it up apart from the data.", NULL },
+  { "storage.min_free_bytes", KEY_SIZE, OFF (storage_min_free_bytes), "64MiB", 0,
+    1024LL * 1024 * MiB, NULL,
+    "Writes are refused (Kinesis: ProvisionedThroughputExceededException, so clients back off "
+    "and retry) while the disk holding the data has less free space than this; 0: only a full "
+    "disk stops them.", NULL },
   { "streams", KEY_LIST, OFF (streams), NULL, 0, 0, NULL,
     "Data streams to create at start if missing (an existing stream is kept, its retention "
     "updated).", &stream_list },

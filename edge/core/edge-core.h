@@ -59,6 +59,7 @@ typedef struct {
   gint64 gateway_ws_max_message_bytes;
   gint64 gateway_ws_stall_timeout_ms;
   char *keys_master_key_file;
+  gint64 storage_min_free_bytes;
   GPtrArray *streams; /* EdgeConfigStream *, in file order; never NULL */
 } EdgeConfig;
 
