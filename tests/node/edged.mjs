@@ -1,0 +1,45 @@
+// Starts the real edged on a free loopback port with its own data directory.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export async function startEdged(extraConfig = '') {
+  const dir = mkdtempSync(join(tmpdir(), 'edged-node-'));
+  const port = await freePort();
+  const config = join(dir, 'edged.yaml');
+  writeFileSync(config, `data_dir: ${join(dir, 'data')}\ngateway:\n  listen: 127.0.0.1:${port}\n` +
+                        `  access_log: false\n${extraConfig}`);
+  const log = openSync(join(dir, 'edged.log'), 'w');
+  const proc = spawn(process.env.EDGED ?? '../../build/edge/edged', ['--config', config],
+                     { stdio: ['ignore', 'ignore', log] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url, port, proc, dir,
+    async stop() {
+      const exited = new Promise((r) => proc.once('exit', (code) => r(code)));
+      proc.kill('SIGTERM');
+      const code = await exited;
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
