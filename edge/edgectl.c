@@ -219,7 +219,8 @@ cmd_streams_create (const char *name, const char *shards_text)
   g_autoptr (JsonGenerator) gen = json_generator_new ();
   json_generator_set_root (gen, body);
   g_autofree char *text = json_generator_to_data (gen, NULL);
-  g_autoptr (JsonNode) answer = request_json ("POST", "/v1/streams", text, &failed);
+  JsonNode *answer = request_json ("POST", "/v1/streams", text, &failed);
+  g_clear_pointer (&answer, json_node_unref);
   if (failed)
     return 1;
   g_print ("created stream %s with %" G_GUINT64_FORMAT " shard%s\n", name, shards,
@@ -233,7 +234,8 @@ cmd_streams_delete (const char *name)
   gboolean failed;
   g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
   g_autofree char *path = g_strconcat ("/v1/streams/", escaped, NULL);
-  g_autoptr (JsonNode) answer = request_json ("DELETE", path, NULL, &failed);
+  JsonNode *answer = request_json ("DELETE", path, NULL, &failed);
+  g_clear_pointer (&answer, json_node_unref);
   if (failed)
     return 1;
   g_print ("deleted stream %s\n", name);

@@ -16,13 +16,13 @@
 
 #include "stream.h"
 
+#include "kinesis-decode.h"
+
 #include <openssl/evp.h>
 
 #define ACCOUNT "000000000000"
 #define ITERATOR_VERSION 1
 #define ITERATOR_LIFETIME_MS (5 * 60 * 1000)
-#define PUT_RECORDS_MAX 500
-#define PUT_RECORDS_MAX_BYTES (5 * 1024 * 1024)
 #define GET_RECORDS_MAX 10000
 #define GET_RECORDS_MAX_BYTES (10 * 1024 * 1024)
 #define LIST_MAX 10000
@@ -159,30 +159,6 @@ find_shard (const StreamInfo *info, const char *shard_id)
       return s;
   }
   return NULL;
-}
-
-/* Base64 as Kinesis sends it, decoded with OpenSSL (which reports bad input,
- * unlike g_base64_decode). NULL for invalid input. */
-static GBytes *
-decode_base64 (const char *text)
-{
-  gsize len = strlen (text);
-  if (len % 4 != 0 || len > (gsize) G_MAXINT)
-    return NULL;
-  guint8 *out = g_try_malloc (len / 4 * 3 + 1);
-  if (out == NULL)
-    return NULL;
-  int n = len ? EVP_DecodeBlock (out, (const unsigned char *) text, (int) len) : 0;
-  if (n < 0) {
-    g_free (out);
-    return NULL;
-  }
-  /* EVP_DecodeBlock counts padding as zero bytes. */
-  if (len >= 1 && text[len - 1] == '=')
-    n--;
-  if (len >= 2 && text[len - 2] == '=')
-    n--;
-  return g_bytes_new_take (out, (gsize) n);
 }
 
 static char *
@@ -721,59 +697,6 @@ op_remove_tags (Call *call)
 
 /* ---- writing ---- */
 
-/* Validates one record of a put; NULL having answered. */
-static gboolean
-parse_record (Call *call, JsonObject *o, const char *where, StreamPutRecord *ret,
-              StreamHashKey *ret_key, GBytes **ret_data)
-{
-  const char *data, *key, *explicit_key;
-  JsonNode *d = json_object_get_member (o, "Data");
-  JsonNode *k = json_object_get_member (o, "PartitionKey");
-  JsonNode *e = json_object_get_member (o, "ExplicitHashKey");
-
-  if (d == NULL || k == NULL) {
-    fail (call, "ValidationException",
-          "1 validation error detected: Value null at '%s%s' failed to satisfy constraint: "
-          "Member must not be null",
-          where, d == NULL ? "data" : "partitionKey");
-    return FALSE;
-  }
-  if (!member_is (o, "Data", G_TYPE_STRING) || !member_is (o, "PartitionKey", G_TYPE_STRING) ||
-      (e && !JSON_NODE_HOLDS_NULL (e) && !member_is (o, "ExplicitHashKey", G_TYPE_STRING))) {
-    fail (call, "SerializationException", "Data, PartitionKey and ExplicitHashKey are strings");
-    return FALSE;
-  }
-  data = json_node_get_string (d);
-  key = json_node_get_string (k);
-  explicit_key = e && !JSON_NODE_HOLDS_NULL (e) ? json_node_get_string (e) : NULL;
-  glong key_chars = g_utf8_strlen (key, -1);
-  if (key_chars < 1 || key_chars > 256 || strlen (key) > STREAM_PARTITION_KEY_MAX_BYTES) {
-    fail (call, "ValidationException",
-          "1 validation error detected: Value at '%spartitionKey' failed to satisfy constraint: "
-          "Member must have length between 1 and 256",
-          where);
-    return FALSE;
-  }
-  *ret_data = decode_base64 (data);
-  if (*ret_data == NULL) {
-    fail (call, "SerializationException", "Data is not valid base64");
-    return FALSE;
-  }
-  ret->partition_key = key;
-  ret->data = *ret_data;
-  ret->explicit_hash_key = NULL;
-  if (explicit_key) {
-    if (!stream_hash_key_parse (explicit_key, ret_key)) {
-      fail (call, "InvalidArgumentException",
-            "ExplicitHashKey %s is not a decimal number from 0 to 2^128 - 1", explicit_key);
-      g_clear_pointer (ret_data, g_bytes_unref);
-      return FALSE;
-    }
-    ret->explicit_hash_key = ret_key;
-  }
-  return TRUE;
-}
-
 /* The Kinesis error code for a failed write: a full disk is throttling, so
  * that SDKs back off and retry rather than give up. */
 static const char *
@@ -831,17 +754,40 @@ put_record_done (StreamPutResult *results, guint n, gpointer data)
   call_free (call);
 }
 
+/* Decodes the records of a put; NULL having answered. @ret_puts points
+ * into the returned array. */
+static GArray *
+decode_put (Call *call, const StreamInfo *info, gboolean single, StreamPutRecord **ret_puts)
+{
+  KinesisFault fault = { NULL, NULL };
+  GArray *records = kinesis_decode_records (call->body, single, info->settings.max_record_bytes,
+                                            &fault);
+  if (records == NULL) {
+    fail (call, fault.type, "%s", fault.message);
+    kinesis_fault_clear (&fault);
+    return NULL;
+  }
+  StreamPutRecord *puts = g_new0 (StreamPutRecord, records->len);
+  for (guint i = 0; i < records->len; i++) {
+    KinesisRecord *r = &g_array_index (records, KinesisRecord, i);
+    puts[i].partition_key = r->partition_key;
+    puts[i].data = r->data;
+    puts[i].explicit_hash_key = r->has_explicit_hash_key ? &r->explicit_hash_key : NULL;
+  }
+  *ret_puts = puts;
+  return records;
+}
+
 static gboolean
 op_put_record (Call *call)
 {
   const StreamInfo *info = get_stream (call);
-  StreamPutRecord record;
-  StreamHashKey key;
-  g_autoptr (GBytes) data = NULL;
+  g_autofree StreamPutRecord *puts = NULL;
+  g_autoptr (GArray) records = NULL;
   g_autoptr (GError) error = NULL;
-  if (info == NULL || !parse_record (call, call->body, "", &record, &key, &data))
+  if (info == NULL || (records = decode_put (call, info, TRUE, &puts)) == NULL)
     return FALSE;
-  if (!stream_store_put (call->api->store, info->name, &record, 1, put_record_done, call, &error)) {
+  if (!stream_store_put (call->api->store, info->name, puts, 1, put_record_done, call, &error)) {
     put_error_answer (call, error);
     return FALSE;
   }
@@ -899,56 +845,13 @@ static gboolean
 op_put_records (Call *call)
 {
   const StreamInfo *info = get_stream (call);
-  JsonNode *list = json_object_get_member (call->body, "Records");
+  g_autofree StreamPutRecord *puts = NULL;
+  g_autoptr (GArray) records = NULL;
   g_autoptr (GError) error = NULL;
-  if (info == NULL)
+  if (info == NULL || (records = decode_put (call, info, FALSE, &puts)) == NULL)
     return FALSE;
-  if (list == NULL || !JSON_NODE_HOLDS_ARRAY (list)) {
-    fail (call, "ValidationException",
-          "1 validation error detected: Value null at 'records' failed to satisfy constraint: "
-          "Member must not be null");
-    return FALSE;
-  }
-  JsonArray *array = json_node_get_array (list);
-  guint n = json_array_get_length (array);
-  if (n < 1 || n > PUT_RECORDS_MAX) {
-    fail (call, "ValidationException",
-          "1 validation error detected: Value at 'records' failed to satisfy constraint: Member "
-          "must have length less than or equal to %d and greater than or equal to 1",
-          PUT_RECORDS_MAX);
-    return FALSE;
-  }
-  g_autofree StreamPutRecord *records = g_new0 (StreamPutRecord, n);
-  g_autofree StreamHashKey *keys = g_new0 (StreamHashKey, n);
-  g_autoptr (GPtrArray) data = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  gsize total = 0;
-  for (guint i = 0; i < n; i++) {
-    JsonNode *node = json_array_get_element (array, i);
-    GBytes *bytes = NULL;
-    g_autofree char *where = g_strdup_printf ("records.%u.member.", i + 1);
-    if (!JSON_NODE_HOLDS_OBJECT (node)) {
-      fail (call, "SerializationException", "each record is an object");
-      return FALSE;
-    }
-    if (!parse_record (call, json_node_get_object (node), where, &records[i], &keys[i], &bytes))
-      return FALSE;
-    g_ptr_array_add (data, bytes);
-    total += g_bytes_get_size (bytes) + strlen (records[i].partition_key);
-    if (g_bytes_get_size (bytes) + strlen (records[i].partition_key) >
-        info->settings.max_record_bytes) {
-      fail (call, "ValidationException",
-            "1 validation error detected: Value at '%sdata' failed to satisfy constraint: Member "
-            "must have length less than or equal to %" G_GUINT64_FORMAT,
-            where, info->settings.max_record_bytes);
-      return FALSE;
-    }
-  }
-  if (total > PUT_RECORDS_MAX_BYTES) {
-    fail (call, "InvalidArgumentException",
-          "Records size exceeds %d MB limit: %zu bytes", PUT_RECORDS_MAX_BYTES >> 20, total);
-    return FALSE;
-  }
-  if (!stream_store_put (call->api->store, info->name, records, n, put_records_done, call, &error)) {
+  guint n = records->len;
+  if (!stream_store_put (call->api->store, info->name, puts, n, put_records_done, call, &error)) {
     if (error->code != STREAM_ERROR_NO_SPACE) {
       put_error_answer (call, error);
       return FALSE;
