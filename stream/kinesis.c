@@ -879,12 +879,9 @@ iterator_encode (StreamKinesis *api, const StreamInfo *info, guint32 ordinal, gu
   g_autofree guint8 *sealed = g_malloc (len + EDGE_FRAME_OVERHEAD);
   gint64 now = g_get_real_time () / 1000;
   plain[0] = ITERATOR_VERSION;
-  for (int i = 0; i < 4; i++)
-    plain[1 + i] = (guint8) (ordinal >> (24 - 8 * i));
-  for (int i = 0; i < 8; i++) {
-    plain[5 + i] = (guint8) (number >> (56 - 8 * i));
-    plain[13 + i] = (guint8) ((guint64) now >> (56 - 8 * i));
-  }
+  edge_put_be32 (plain + 1, ordinal);
+  edge_put_be64 (plain + 5, number);
+  edge_put_be64 (plain + 13, (guint64) now);
   memcpy (plain + 21, info->id, id_len);
   if (!edge_cipher_seal (api->iterators, plain, len, NULL, 0, sealed, NULL))
     return NULL;
@@ -912,14 +909,8 @@ iterator_decode (Call *call, const char *text, const StreamInfo **ret_info, guin
     fail (call, "InvalidArgumentException", "Invalid ShardIterator.");
     return FALSE;
   }
-  guint32 ordinal = 0;
-  guint64 number = 0, issued = 0;
-  for (int i = 0; i < 4; i++)
-    ordinal = ordinal << 8 | plain[1 + i];
-  for (int i = 0; i < 8; i++) {
-    number = number << 8 | plain[5 + i];
-    issued = issued << 8 | plain[13 + i];
-  }
+  guint32 ordinal = edge_get_be32 (plain + 1);
+  guint64 number = edge_get_be64 (plain + 5), issued = edge_get_be64 (plain + 13);
   gint64 now = g_get_real_time () / 1000;
   if (now - (gint64) issued > ITERATOR_LIFETIME_MS) {
     fail (call, "ExpiredIteratorException",

@@ -94,34 +94,6 @@ struct _StreamLog {
 };
 
 static void
-put_u32 (guint8 *p, guint32 v)
-{
-  p[0] = v >> 24;
-  p[1] = v >> 16;
-  p[2] = v >> 8;
-  p[3] = v;
-}
-
-static guint32
-get_u32 (const guint8 *p)
-{
-  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
-}
-
-static void
-put_u64 (guint8 *p, guint64 v)
-{
-  put_u32 (p, v >> 32);
-  put_u32 (p + 4, (guint32) v);
-}
-
-static guint64
-get_u64 (const guint8 *p)
-{
-  return (guint64) get_u32 (p) << 32 | get_u32 (p + 4);
-}
-
-static void
 segment_free (gpointer data)
 {
   Segment *s = data;
@@ -201,7 +173,7 @@ fsync_directory (const char *directory)
 static void
 batch_aad (guint8 aad[4 + BATCH_HEADER_BYTES], guint32 ordinal, const guint8 *header)
 {
-  put_u32 (aad, ordinal);
+  edge_put_be32 (aad, ordinal);
   memcpy (aad + 4, header, BATCH_HEADER_BYTES);
 }
 
@@ -210,9 +182,9 @@ static gboolean
 batch_decode (StreamLog *log, const guint8 *buf, gsize len, GPtrArray *out, GError **error)
 {
   guint8 aad[4 + BATCH_HEADER_BYTES];
-  guint64 first = get_u64 (buf);
-  guint32 count = get_u32 (buf + 8);
-  gint64 arrival = (gint64) get_u64 (buf + 16);
+  guint64 first = edge_get_be64 (buf);
+  guint32 count = edge_get_be32 (buf + 8);
+  gint64 arrival = (gint64) edge_get_be64 (buf + 16);
   gsize frame_len = len - BATCH_HEADER_BYTES;
   g_autofree guint8 *plain = g_try_malloc (frame_len);
   gsize plain_len = 0;
@@ -241,7 +213,7 @@ batch_decode (StreamLog *log, const guint8 *buf, gsize len, GPtrArray *out, GErr
     if (plain_len - off < 6)
       goto malformed;
     guint16 key_len = (guint16) (plain[off] << 8 | plain[off + 1]);
-    guint32 data_len = get_u32 (plain + off + 2);
+    guint32 data_len = edge_get_be32 (plain + off + 2);
     off += 6;
     if (key_len > plain_len - off || data_len > plain_len - off - key_len)
       goto malformed;
@@ -305,9 +277,9 @@ segment_write_header (StreamLog *log, int fd, guint64 first, gint64 created_ms, 
   h[4] = SEGMENT_VERSION;
   h[6] = 0;
   h[7] = SEGMENT_FIXED_BYTES;
-  put_u32 (h + 8, log->ordinal);
-  put_u64 (h + 16, first);
-  put_u64 (h + 24, (guint64) created_ms);
+  edge_put_be32 (h + 8, log->ordinal);
+  edge_put_be64 (h + 16, first);
+  edge_put_be64 (h + 24, (guint64) created_ms);
   if (!edge_cipher_seal (log->write_cipher, NULL, 0, h, SEGMENT_FIXED_BYTES,
                          h + SEGMENT_FIXED_BYTES, error))
     return FALSE;
@@ -338,8 +310,8 @@ segment_load (StreamLog *log, Segment *s, gboolean authenticate, GError **error)
   }
   if ((guint64) st.st_size < SEGMENT_HEADER_BYTES || !pread_all (fd, h, sizeof h, 0) ||
       memcmp (h, SEGMENT_MAGIC, 4) != 0 || h[4] != SEGMENT_VERSION ||
-      h[7] != SEGMENT_FIXED_BYTES || get_u32 (h + 8) != log->ordinal ||
-      get_u64 (h + 16) != s->first) {
+      h[7] != SEGMENT_FIXED_BYTES || edge_get_be32 (h + 8) != log->ordinal ||
+      edge_get_be64 (h + 16) != s->first) {
     close (fd);
     g_set_error (error, STREAM_ERROR, STREAM_ERROR_CORRUPT, "%s: not a segment of this shard",
                  s->path);
@@ -362,15 +334,15 @@ segment_load (StreamLog *log, Segment *s, gboolean authenticate, GError **error)
       return FALSE;
     }
   }
-  s->created_ms = (gint64) get_u64 (h + 24);
+  s->created_ms = (gint64) edge_get_be64 (h + 24);
 
   for (;;) {
     guint8 header[BATCH_HEADER_BYTES];
     guint32 length;
     if (!batch_peek (fd, offset, (guint64) st.st_size, header, &length))
       break;
-    guint64 first = get_u64 (header);
-    guint32 count = get_u32 (header + 8);
+    guint64 first = edge_get_be64 (header);
+    guint32 count = edge_get_be32 (header + 8);
     if (first != s->next || count == 0 || count > BATCH_MAX_RECORDS)
       break;
     if (authenticate && !batch_authentic (log, fd, offset, length)) {
@@ -380,11 +352,11 @@ segment_load (StreamLog *log, Segment *s, gboolean authenticate, GError **error)
       guint8 next_header[BATCH_HEADER_BYTES];
       guint32 next_length;
       if (!batch_peek (fd, offset + length, (guint64) st.st_size, next_header, &next_length) ||
-          get_u64 (next_header) != first + count ||
+          edge_get_be64 (next_header) != first + count ||
           !batch_authentic (log, fd, offset + length, next_length))
         break;
     }
-    BatchEntry e = { first, count, length, offset, (gint64) get_u64 (header + 16) };
+    BatchEntry e = { first, count, length, offset, (gint64) edge_get_be64 (header + 16) };
     g_array_append_val (s->batches, e);
     s->next = first + count;
     offset += length;
@@ -609,16 +581,16 @@ stream_log_append (StreamLog *log, const char *const *partition_keys, GBytes *co
     const guint8 *bytes = g_bytes_get_data (data[i], &data_len);
     plain[off] = (guint8) (key_len >> 8);
     plain[off + 1] = (guint8) key_len;
-    put_u32 (plain + off + 2, (guint32) data_len);
+    edge_put_be32 (plain + off + 2, (guint32) data_len);
     memcpy (plain + off + 6, partition_keys[i], key_len);
     if (data_len)
       memcpy (plain + off + 6 + key_len, bytes, data_len);
     off += 6 + key_len + data_len;
   }
 
-  put_u64 (header, log->next);
-  put_u32 (header + 8, n);
-  put_u64 (header + 16, (guint64) arrival_ms);
+  edge_put_be64 (header, log->next);
+  edge_put_be32 (header + 8, n);
+  edge_put_be64 (header + 16, (guint64) arrival_ms);
   memcpy (buf, header, BATCH_HEADER_BYTES);
   batch_aad (aad, log->ordinal, header);
   if (!edge_cipher_seal (log->write_cipher, plain, plain_len, aad, sizeof aad,

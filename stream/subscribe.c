@@ -150,18 +150,7 @@ send_error (EdgeWsPeer *peer, const char *code, const char *format, ...)
   va_start (args, format);
   g_autofree char *message = g_strdup_vprintf (format, args);
   va_end (args);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "error");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "code");
-  json_builder_add_string_value (b, code);
-  json_builder_set_member_name (b, "message");
-  json_builder_add_string_value (b, message);
-  json_builder_end_object (b);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autofree char *text = edge_json_to_string (root, NULL);
+  g_autofree char *text = edge_json_error (code, message, NULL);
   edge_ws_peer_send_text (peer, text);
   edge_ws_peer_close (peer, 1008, message);
 }

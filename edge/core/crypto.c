@@ -88,34 +88,6 @@ struct _EdgeKeyring {
 };
 
 static void
-put_u32 (guint8 *p, guint32 v)
-{
-  p[0] = v >> 24;
-  p[1] = v >> 16;
-  p[2] = v >> 8;
-  p[3] = v;
-}
-
-static guint32
-get_u32 (const guint8 *p)
-{
-  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
-}
-
-static void
-put_u64 (guint8 *p, guint64 v)
-{
-  put_u32 (p, v >> 32);
-  put_u32 (p + 4, (guint32) v);
-}
-
-static guint64
-get_u64 (const guint8 *p)
-{
-  return (guint64) get_u32 (p) << 32 | get_u32 (p + 4);
-}
-
-static void
 keyring_clear_keys (GArray *keys)
 {
   OPENSSL_cleanse (keys->data, keys->len * sizeof (MasterKey));
@@ -522,11 +494,11 @@ cipher_seal_frame (EdgeCipher *cipher, guint8 flags, const guint8 *plain, gsize 
   out[OFF_FLAGS] = flags;
   out[OFF_HEADER_LEN] = 0;
   out[OFF_HEADER_LEN + 1] = EDGE_FRAME_HEADER_BYTES;
-  put_u32 (out + OFF_KEY_ID, dk->key_id);
+  edge_put_be32 (out + OFF_KEY_ID, dk->key_id);
   memcpy (out + OFF_SALT, dk->salt, SALT_BYTES);
   memset (nonce, 0, 4);
-  put_u64 (nonce + 4, cipher->counter);
-  put_u32 (out + OFF_LENGTH, (guint32) len);
+  edge_put_be64 (nonce + 4, cipher->counter);
+  edge_put_be32 (out + OFF_LENGTH, (guint32) len);
 
   if (EVP_EncryptInit_ex (dk->encrypt, NULL, NULL, NULL, nonce) != 1 ||
       EVP_EncryptUpdate (dk->encrypt, NULL, &n, out, EDGE_FRAME_HEADER_BYTES) != 1 ||
@@ -573,7 +545,7 @@ edge_frame_length (const guint8 *buf, gsize len, GError **error)
                  buf[OFF_FLAGS]);
     return -1;
   }
-  payload = get_u32 (buf + OFF_LENGTH);
+  payload = edge_get_be32 (buf + OFF_LENGTH);
   if (payload > EDGE_FRAME_MAX_PAYLOAD) {
     g_set_error (error, EDGE_CRYPTO_ERROR, EDGE_CRYPTO_ERROR_LIMIT,
                  "frame claims %u bytes, more than the limit %u", payload, EDGE_FRAME_MAX_PAYLOAD);
@@ -585,7 +557,7 @@ edge_frame_length (const guint8 *buf, gsize len, GError **error)
 static DerivedKey *
 cipher_key_for_frame (EdgeCipher *cipher, const guint8 *frame, GError **error)
 {
-  guint32 key_id = get_u32 (frame + OFF_KEY_ID);
+  guint32 key_id = edge_get_be32 (frame + OFF_KEY_ID);
   const guint8 *salt = frame + OFF_SALT;
   guint8 lookup[4 + SALT_BYTES];
   DerivedKey *dk;
@@ -669,8 +641,8 @@ edge_cipher_open (EdgeCipher *cipher, const guint8 *frame, gsize frame_len, cons
 static void
 chunk_aad (guint8 out[16], guint64 stream_id, guint64 index)
 {
-  put_u64 (out, stream_id);
-  put_u64 (out + 8, index);
+  edge_put_be64 (out, stream_id);
+  edge_put_be64 (out + 8, index);
 }
 
 struct _EdgeSealStream {
@@ -813,7 +785,7 @@ edge_open_stream_write (EdgeOpenStream *stream, const guint8 *data, gsize len, G
     if (stream->pending->len - off < (gsize) frame_len)
       break;
     if (stream->index == 0) {
-      stream->stream_id = get_u64 (frame + OFF_NONCE + 4);
+      stream->stream_id = edge_get_be64 (frame + OFF_NONCE + 4);
       memcpy (stream->session, frame + OFF_KEY_ID, sizeof stream->session);
     } else if (memcmp (stream->session, frame + OFF_KEY_ID, sizeof stream->session) != 0) {
       g_set_error (error, EDGE_CRYPTO_ERROR, EDGE_CRYPTO_ERROR_AUTH,

@@ -16,6 +16,38 @@
 G_BEGIN_DECLS
 
 /* ------------------------------------------------------------------------ */
+/* Big-endian integers in byte buffers (on-disk and on-wire formats)        */
+/* ------------------------------------------------------------------------ */
+
+static inline void
+edge_put_be32 (guint8 *p, guint32 v)
+{
+  p[0] = (guint8) (v >> 24);
+  p[1] = (guint8) (v >> 16);
+  p[2] = (guint8) (v >> 8);
+  p[3] = (guint8) v;
+}
+
+static inline guint32
+edge_get_be32 (const guint8 *p)
+{
+  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+}
+
+static inline void
+edge_put_be64 (guint8 *p, guint64 v)
+{
+  edge_put_be32 (p, (guint32) (v >> 32));
+  edge_put_be32 (p + 4, (guint32) v);
+}
+
+static inline guint64
+edge_get_be64 (const guint8 *p)
+{
+  return (guint64) edge_get_be32 (p) << 32 | edge_get_be32 (p + 4);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
 /* ------------------------------------------------------------------------ */
 

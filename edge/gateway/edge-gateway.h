@@ -131,6 +131,10 @@ void edge_request_respond_json (EdgeRequest *request, guint status, JsonNode *bo
 /* {"error": {"code": CODE, "message": MESSAGE}} with @status. */
 void edge_request_respond_error (EdgeRequest *request, guint status, const char *code,
                                  const char *format, ...) G_GNUC_PRINTF (4, 5);
+/* The error shape of edged's own APIs: {"error": {"code": CODE, "message":
+ * MESSAGE}}, compact JSON text. (transfer full) */
+char *edge_json_error (const char *code, const char *message, gsize *ret_len);
+
 /* Keeps the request open after the handler returns; takes a reference
  * that the respond call releases. */
 void edge_request_pause (EdgeRequest *request);

@@ -154,8 +154,8 @@ edge_request_respond_json (EdgeRequest *request, guint status, JsonNode *body)
   edge_request_respond (request, status, "application/json", bytes);
 }
 
-static char *
-error_body (const char *code, const char *message, gsize *ret_len)
+char *
+edge_json_error (const char *code, const char *message, gsize *ret_len)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
@@ -182,7 +182,7 @@ edge_request_respond_error (EdgeRequest *request, guint status, const char *code
   va_start (args, format);
   message = g_strdup_vprintf (format, args);
   va_end (args);
-  char *text = error_body (code, message, &len);
+  char *text = edge_json_error (code, message, &len);
   g_autoptr (GBytes) bytes = g_bytes_new_take (text, len);
   edge_request_respond (request, status, "application/json", bytes);
 }
@@ -504,7 +504,7 @@ request_refuse (EdgeRequest *request, guint status, const char *code, const char
 {
   SoupServerMessage *msg = request->msg;
   gsize len;
-  g_autofree char *body = error_body (code, message, &len);
+  g_autofree char *body = edge_json_error (code, message, &len);
   g_autofree char *head = g_strdup_printf ("HTTP/1.1 %u %s\r\n"
                                            "Content-Type: application/json\r\n"
                                            "Content-Length: %zu\r\n"
