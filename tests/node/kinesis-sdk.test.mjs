@@ -15,7 +15,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { startEdged } from './edged.mjs';
 
-const RECORDS = Number(process.env.SDK_RECORDS ?? 200000);
+const RECORDS = Number(process.env.SDK_RECORDS ?? 300000);
 const CALLERS = Number(process.env.SDK_CALLERS ?? 8);
 const BATCH = 500;
 

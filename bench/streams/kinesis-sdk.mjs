@@ -3,7 +3,7 @@
 // the server's CPU time per record (utime + stime from /proc/PID/stat).
 //
 //   cd tests/node && npm ci && cd ../..
-//   tests/node/node_modules/.bin/node bench/kinesis-sdk-bench.mjs [RUNS]
+//   tests/node/node_modules/.bin/node bench/streams/kinesis-sdk.mjs [RUNS]
 //
 // Both servers speak HTTP/1.1 to the client (NodeHttpHandler): kinesalite
 // speaks nothing else, and edged does not speak cleartext HTTP/2 yet.
@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(join(root, 'tests/node/package.json'));
 const { KinesisClient, CreateStreamCommand, PutRecordsCommand, ListShardsCommand,
         GetShardIteratorCommand, GetRecordsCommand, DescribeStreamCommand } =

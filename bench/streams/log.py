@@ -2,7 +2,7 @@
 """Runs build/bench/stream-log-bench for each configuration, interleaved,
 RUNS times each, pinned to one core, and prints a Markdown table of medians.
 
-    python3 bench/stream-log.py [BUILD_DIR] [RUNS]
+    python3 bench/streams/log.py [BUILD_DIR] [RUNS]
 """
 import json
 import statistics
@@ -15,7 +15,7 @@ configs = [(1_000_000, 100, 1024), (1_000_000, 1024, 1024), (1_000_000, 100, 64)
 rows = {c: [] for c in configs}
 for _ in range(runs):
     for c in configs:
-        out = subprocess.run(["taskset", "-c", "0", f"{build}/bench/stream-log-bench", *map(str, c)],
+        out = subprocess.run(["taskset", "-c", "0", f"{build}/bench/streams/stream-log-bench", *map(str, c)],
                              capture_output=True, text=True, check=True).stdout
         rows[c].append(json.loads(out))
 
