@@ -137,6 +137,13 @@ edge_request_respond (EdgeRequest *request, guint status, const char *content_ty
 {
   SoupServerMessage *msg = request->msg;
   soup_server_message_set_status (msg, status, NULL);
+  /* libsoup 3.2.3 (Debian 12) never closes a kept-alive connection that its
+   * client closes while idle (fixed upstream in 2022, "server: do not leak
+   * idle connections closed by the client"), and it keeps connections alive
+   * only for servers that accept through its own listeners. So every answer
+   * ends its connection, which libsoup then closes properly. */
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection",
+                                "close");
   if (body != NULL) {
     soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Content-Type",
                                   content_type);

@@ -160,6 +160,25 @@ class RunningDaemon(unittest.TestCase):
         status, _, _ = self.d.request("POST", "/v1/status", body=b"x" * 60000)
         self.assertEqual(status, 405)  # routed and answered, not refused for size
 
+    def test_connections_are_released(self):
+        # Every answer says "Connection: close", and the connections clients
+        # leave do not pile up (Debian 12's libsoup would leak idle ones).
+        status, headers, _ = self.d.request("GET", "/healthz")
+        self.assertEqual(headers["Connection"], "close")
+        before = self.open_fds()
+        for _ in range(300):
+            c = self.d.connection()
+            c.request("GET", "/healthz")
+            c.getresponse().read()
+            c.close()
+        time.sleep(0.5)
+        self.assertLess(self.open_fds() - before, 10)
+        _, _, body = self.d.request("GET", "/metrics")
+        self.assertRegex(body.decode(), r"(?m)^edged_http_connections [01]$")
+
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.d.proc.pid}/fd"))
+
     def test_many_concurrent_clients(self):
         errors = []
 
