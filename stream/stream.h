@@ -26,7 +26,6 @@ typedef enum {
   STREAM_ERROR_CORRUPT,   /* bytes on disk failed their check: never served */
   STREAM_ERROR_INVALID,   /* an argument out of range */
   STREAM_ERROR_TRIMMED,   /* the record asked for was removed by retention */
-  STREAM_ERROR_CLOSED,    /* the shard takes no more records */
   STREAM_ERROR_WRONG_KEY, /* sealed under keys the key file does not hold: nothing touched */
   STREAM_ERROR_NOT_FOUND, /* no such stream or shard */
   STREAM_ERROR_EXISTS,    /* a stream of that name exists */

@@ -479,44 +479,51 @@ node_kind (const yaml_node_t *node)
   }
 }
 
+/* Levenshtein distance between @a (@n bytes) and @b (@m bytes), two rows;
+ * G_MAXUINT for names too long to be worth a hint. */
+static guint
+edit_distance (const char *a, gsize n, const char *b, gsize m)
+{
+  guint prev[65], cur[65];
+  if (n > 64 || m > 64)
+    return G_MAXUINT;
+  for (gsize j = 0; j <= m; j++)
+    prev[j] = j;
+  for (gsize i = 1; i <= n; i++) {
+    cur[0] = i;
+    for (gsize j = 1; j <= m; j++)
+      cur[j] = MIN (MIN (prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+    memcpy (prev, cur, sizeof (guint) * (m + 1));
+  }
+  return prev[m];
+}
+
+/* Suggest only near misses. */
+#define HINT_MAX_DISTANCE 2
+
 /* The known key (or section) closest to @key, for "did you mean" hints;
  * NULL if none is close. (transfer full) */
 static char *
 closest_key (const char *key)
 {
   char *best = NULL;
-  guint best_distance = 3; /* suggest only near misses */
-  gsize n = strlen (key);
+  guint best_distance = HINT_MAX_DISTANCE + 1;
+  guint dots = 0;
 
+  for (const char *p = key; *p; p++)
+    dots += *p == '.';
   for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++) {
     /* Compare with the table key cut to as many dots as @key has. */
     const char *candidate = config_keys[i].key;
-    guint dots = 0;
-    for (const char *p = key; *p; p++)
-      dots += *p == '.';
     const char *end = candidate;
     for (guint d = 0; *end; end++)
       if (*end == '.' && d++ == dots)
         break;
-    gsize m = end - candidate;
-    if (n > 64 || m > 64)
-      continue;
-    /* Levenshtein distance, two rows. */
-    guint prev[65], cur[65];
-    for (gsize j = 0; j <= m; j++)
-      prev[j] = j;
-    for (gsize a = 1; a <= n; a++) {
-      cur[0] = a;
-      for (gsize j = 1; j <= m; j++) {
-        guint cost = key[a - 1] == candidate[j - 1] ? 0 : 1;
-        cur[j] = MIN (MIN (prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
-      }
-      memcpy (prev, cur, sizeof (guint) * (m + 1));
-    }
-    if (prev[m] > 0 && prev[m] < best_distance) {
-      best_distance = prev[m];
+    guint distance = edit_distance (key, strlen (key), candidate, end - candidate);
+    if (distance > 0 && distance < best_distance) {
+      best_distance = distance;
       g_free (best);
-      best = g_strndup (candidate, m);
+      best = g_strndup (candidate, end - candidate);
     }
   }
   return best;
@@ -544,25 +551,17 @@ scalar_text (Loader *loader, yaml_node_t *value, const char *key, const char **r
 static char *
 closest_item_key (const ListSpec *spec, const char *name)
 {
+  const char *best = NULL;
+  guint best_distance = HINT_MAX_DISTANCE + 1;
   for (gsize i = 0; i < spec->n_keys; i++) {
     const char *candidate = spec->keys[i].key;
-    gsize n = strlen (name), m = strlen (candidate);
-    if (n > 64 || m > 64)
-      continue;
-    guint prev[65], cur[65];
-    for (gsize j = 0; j <= m; j++)
-      prev[j] = j;
-    for (gsize a = 1; a <= n; a++) {
-      cur[0] = a;
-      for (gsize j = 1; j <= m; j++)
-        cur[j] = MIN (MIN (prev[j] + 1, cur[j - 1] + 1),
-                      prev[j - 1] + (name[a - 1] == candidate[j - 1] ? 0 : 1));
-      memcpy (prev, cur, sizeof (guint) * (m + 1));
+    guint distance = edit_distance (name, strlen (name), candidate, strlen (candidate));
+    if (distance > 0 && distance < best_distance) {
+      best_distance = distance;
+      best = candidate;
     }
-    if (prev[m] > 0 && prev[m] < 3)
-      return g_strdup (candidate);
   }
-  return NULL;
+  return g_strdup (best);
 }
 
 /* Loads a list of mappings into the GPtrArray at @k's field. */
