@@ -32,20 +32,45 @@ from_u128 (u128 v, guint8 b[16])
   }
 }
 
+/* Decimal digits of @v into @out (room for 40), NUL-terminated; returns
+ * the length. Works in 19-digit chunks so that only the first two steps
+ * divide 128-bit numbers. */
+static gsize
+format_u128_to (u128 v, char out[40])
+{
+  const guint64 chunk = 10000000000000000000ull; /* 10^19 */
+  guint64 parts[3];
+  int n_parts = 0;
+  do {
+    parts[n_parts++] = (guint64) (v % chunk);
+    v /= chunk;
+  } while (v > 0);
+  gsize len = 0;
+  for (int i = n_parts - 1; i >= 0; i--) {
+    char digits[20];
+    int n = 0;
+    guint64 p = parts[i];
+    do {
+      digits[n++] = (char) ('0' + (int) (p % 10));
+      p /= 10;
+    } while (p > 0);
+    /* Inner chunks keep their leading zeros. */
+    if (i != n_parts - 1)
+      while (n < 19)
+        digits[n++] = '0';
+    while (n > 0)
+      out[len++] = digits[--n];
+  }
+  out[len] = '\0';
+  return len;
+}
+
 static char *
 format_u128 (u128 v)
 {
   char digits[40];
-  int n = 0;
-  do {
-    digits[n++] = (char) ('0' + (int) (v % 10));
-    v /= 10;
-  } while (v > 0);
-  char *out = g_malloc (n + 1);
-  for (int i = 0; i < n; i++)
-    out[i] = digits[n - 1 - i];
-  out[n] = '\0';
-  return out;
+  gsize len = format_u128_to (v, digits);
+  return g_strndup (digits, len);
 }
 
 static gboolean
@@ -115,6 +140,13 @@ char *
 stream_sequence_format (guint32 shard_ordinal, guint64 record_number)
 {
   return format_u128 (((u128) shard_ordinal + 1) << SEQUENCE_SHIFT | record_number);
+}
+
+gsize
+stream_sequence_format_to (guint32 shard_ordinal, guint64 record_number,
+                           char ret[STREAM_SEQUENCE_MAX_LEN + 1])
+{
+  return format_u128_to (((u128) shard_ordinal + 1) << SEQUENCE_SHIFT | record_number, ret);
 }
 
 gboolean

@@ -1,9 +1,15 @@
-/* kinesis-decode.c: see kinesis-decode.h. */
+/* kinesis-decode.c: see kinesis-decode.h.
+ *
+ * One buffer holds everything a put decodes: base64 turns four characters
+ * into at most three bytes and a partition key's text (quotes included) is
+ * longer than the key plus its NUL, so the body's own length is always
+ * enough, even for members a peer repeats.
+ */
 #define G_LOG_DOMAIN "stream"
 
 #include "kinesis-decode.h"
 
-#include <openssl/evp.h>
+#include <string.h>
 
 void
 kinesis_fault_clear (KinesisFault *fault)
@@ -27,32 +33,328 @@ set_fault (KinesisFault *fault, const char *type, const char *format, ...)
   return FALSE;
 }
 
-GBytes *
-kinesis_decode_base64 (const char *text)
+/* Base64 alphabet values; 0x80 marks every other byte. */
+static guint8 base64_values[256];
+
+static void
+base64_values_init (void)
 {
-  gsize len = strlen (text);
-  if (len % 4 != 0 || len > (gsize) G_MAXINT)
-    return NULL;
-  guint8 *out = g_try_malloc (len / 4 * 3 + 1);
-  if (out == NULL)
-    return NULL;
-  int n = len ? EVP_DecodeBlock (out, (const unsigned char *) text, (int) len) : 0;
-  if (n < 0) {
-    g_free (out);
-    return NULL;
+  static gsize done = 0;
+  if (g_once_init_enter (&done)) {
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    memset (base64_values, 0x80, sizeof base64_values);
+    for (guint8 i = 0; i < 64; i++)
+      base64_values[(guchar) alphabet[i]] = i;
+    g_once_init_leave (&done, 1);
   }
-  /* EVP_DecodeBlock counts padding as zero bytes. */
-  if (len >= 1 && text[len - 1] == '=')
-    n--;
-  if (len >= 2 && text[len - 2] == '=')
-    n--;
-  return g_bytes_new_take (out, (gsize) n);
+}
+
+gssize
+kinesis_decode_base64 (const char *text, gsize len, guint8 *out)
+{
+  const guchar *in = (const guchar *) text;
+  const guint8 *v = base64_values;
+  guint8 *o = out;
+
+  base64_values_init ();
+  if (len % 4 != 0)
+    return -1;
+  if (len == 0)
+    return 0;
+  /* Whole quads, then the last one, which may end in one or two '='. */
+  for (gsize i = 0; i + 4 < len; i += 4) {
+    guint8 a = v[in[i]], b = v[in[i + 1]], c = v[in[i + 2]], d = v[in[i + 3]];
+    if ((a | b | c | d) & 0x80)
+      return -1;
+    guint32 q = (guint32) a << 18 | (guint32) b << 12 | (guint32) c << 6 | d;
+    o[0] = (guint8) (q >> 16);
+    o[1] = (guint8) (q >> 8);
+    o[2] = (guint8) q;
+    o += 3;
+  }
+  in += len - 4;
+  guint pad = in[3] != '=' ? 0 : in[2] != '=' ? 1 : 2;
+  guint8 a = v[in[0]], b = v[in[1]];
+  guint8 c = pad < 2 ? v[in[2]] : 0, d = pad < 1 ? v[in[3]] : 0;
+  if ((a | b | c | d) & 0x80)
+    return -1;
+  guint32 q = (guint32) a << 18 | (guint32) b << 12 | (guint32) c << 6 | d;
+  *o++ = (guint8) (q >> 16);
+  if (pad < 2)
+    *o++ = (guint8) (q >> 8);
+  if (pad < 1)
+    *o++ = (guint8) q;
+  return o - out;
+}
+
+typedef struct {
+  EdgeJsonReader json;
+  KinesisFault *fault;
+  KinesisPut *put;
+  guint8 *buffer;
+  gsize used, size;
+  gboolean seen_records;
+} Decoder;
+
+/* The JSON itself is broken: SerializationException, as Kinesis answers. */
+static gboolean
+json_fault (Decoder *d)
+{
+  return set_fault (d->fault, "SerializationException", "the request body is not valid JSON: %s",
+                    d->json.error ? d->json.error : "unexpected value");
+}
+
+/* A string member's value; *ret NULL for JSON null. */
+static gboolean
+read_string_or_null (Decoder *d, const char *member, const char **ret, gsize *ret_len)
+{
+  switch (edge_json_reader_peek (&d->json)) {
+  case EDGE_JSON_NULL:
+    *ret = NULL;
+    *ret_len = 0;
+    return edge_json_reader_skip (&d->json) || json_fault (d);
+  case EDGE_JSON_STRING:
+    return edge_json_reader_read_string (&d->json, ret, ret_len) || json_fault (d);
+  case EDGE_JSON_NONE:
+    return json_fault (d);
+  default:
+    return set_fault (d->fault, "SerializationException", "%s must be a string", member);
+  }
+}
+
+static char *
+copy_string_or_null (Decoder *d, const char *member, gboolean *ok)
+{
+  const char *s;
+  gsize len;
+  *ok = read_string_or_null (d, member, &s, &len);
+  return *ok && s ? g_strndup (s, len) : NULL;
 }
 
 static gboolean
-is_string (JsonNode *n)
+member_is (const char *name, gsize len, const char *want)
 {
-  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING;
+  return strlen (want) == len && memcmp (name, want, len) == 0;
+}
+
+/* Characters in well-formed UTF-8: the bytes that start one. */
+static gsize
+utf8_chars (const char *s, gsize len)
+{
+  gsize n = 0;
+  for (gsize i = 0; i < len; i++)
+    n += ((guchar) s[i] & 0xc0) != 0x80;
+  return n;
+}
+
+typedef struct {
+  gboolean has_data, has_key;
+  gsize data_offset, data_len;
+} Pending;
+
+/* Reads one member of a record (or of a PutRecord body) if it is a record
+ * member; *ret_taken says whether it was. */
+static gboolean
+read_record_member (Decoder *d, const char *name, gsize name_len, const char *where,
+                    KinesisRecord *r, Pending *pending, gboolean *ret_taken)
+{
+  const char *s;
+  gsize len;
+  *ret_taken = TRUE;
+  if (member_is (name, name_len, "Data")) {
+    if (!read_string_or_null (d, "Data", &s, &len))
+      return FALSE;
+    pending->has_data = s != NULL;
+    if (s == NULL)
+      return TRUE;
+    if (len / 4 * 3 > d->size - d->used)
+      return set_fault (d->fault, "InternalFailure", "decode buffer exhausted");
+    gssize n = kinesis_decode_base64 (s, len, d->buffer + d->used);
+    if (n < 0)
+      return set_fault (d->fault, "SerializationException", "%sdata is not valid base64", where);
+    pending->data_offset = d->used;
+    pending->data_len = (gsize) n;
+    d->used += (gsize) n;
+  } else if (member_is (name, name_len, "PartitionKey")) {
+    if (!read_string_or_null (d, "PartitionKey", &s, &len))
+      return FALSE;
+    pending->has_key = s != NULL;
+    if (s == NULL)
+      return TRUE;
+    gsize chars = utf8_chars (s, len);
+    if (chars < 1 || chars > 256 || len > STREAM_PARTITION_KEY_MAX_BYTES)
+      return set_fault (d->fault, "ValidationException",
+                        "1 validation error detected: Value at '%spartitionKey' failed to "
+                        "satisfy constraint: Member must have length between 1 and 256",
+                        where);
+    if (memchr (s, '\0', len) != NULL)
+      return set_fault (d->fault, "ValidationException",
+                        "1 validation error detected: Value at '%spartitionKey' failed to "
+                        "satisfy constraint: Member must not contain U+0000",
+                        where);
+    if (len + 1 > d->size - d->used)
+      return set_fault (d->fault, "InternalFailure", "decode buffer exhausted");
+    char *key = (char *) d->buffer + d->used;
+    memcpy (key, s, len);
+    key[len] = '\0';
+    d->used += len + 1;
+    r->partition_key = key;
+    r->partition_key_len = len;
+  } else if (member_is (name, name_len, "ExplicitHashKey")) {
+    if (!read_string_or_null (d, "ExplicitHashKey", &s, &len))
+      return FALSE;
+    r->has_explicit_hash_key = s != NULL;
+    if (s == NULL)
+      return TRUE;
+    char text[48];
+    if (len >= sizeof text || (memcpy (text, s, len), text[len] = '\0',
+                               !stream_hash_key_parse (text, &r->explicit_hash_key)))
+      return set_fault (d->fault, "InvalidArgumentException",
+                        "ExplicitHashKey %.*s is not a decimal number from 0 to 2^128 - 1",
+                        (int) MIN (len, 64), s);
+  } else {
+    *ret_taken = FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+finish_record (Decoder *d, const char *where, KinesisRecord *r, const Pending *pending)
+{
+  if (!pending->has_data || !pending->has_key)
+    return set_fault (d->fault, "ValidationException",
+                      "1 validation error detected: Value null at '%s%s' failed to satisfy "
+                      "constraint: Member must not be null",
+                      where, !pending->has_data ? "data" : "partitionKey");
+  r->data = g_bytes_new_from_bytes (d->put->buffer, pending->data_offset, pending->data_len);
+  return TRUE;
+}
+
+static gboolean
+decode_stream_member (Decoder *d, const char *name, gsize len, gboolean *ret_taken)
+{
+  gboolean ok = TRUE;
+  *ret_taken = TRUE;
+  if (member_is (name, len, "StreamName")) {
+    g_free (d->put->stream_name);
+    d->put->stream_name = copy_string_or_null (d, "StreamName", &ok);
+  } else if (member_is (name, len, "StreamARN")) {
+    g_free (d->put->stream_arn);
+    d->put->stream_arn = copy_string_or_null (d, "StreamARN", &ok);
+  } else {
+    *ret_taken = FALSE;
+  }
+  return ok;
+}
+
+static gboolean
+decode_single (Decoder *d)
+{
+  KinesisRecord r = { 0 };
+  Pending pending = { 0 };
+  const char *name;
+  gsize len;
+  gboolean taken;
+
+  while (edge_json_reader_next_member (&d->json, &name, &len)) {
+    if (!decode_stream_member (d, name, len, &taken) ||
+        (!taken && !read_record_member (d, name, len, "", &r, &pending, &taken)))
+      return FALSE;
+    if (!taken && !edge_json_reader_skip (&d->json)) /* SequenceNumberForOrdering, ... */
+      return json_fault (d);
+  }
+  if (d->json.error)
+    return json_fault (d);
+  if (!finish_record (d, "", &r, &pending))
+    return FALSE;
+  g_array_append_val (d->put->records, r);
+  return TRUE;
+}
+
+static gboolean
+decode_records (Decoder *d)
+{
+  GArray *records = d->put->records;
+  g_array_set_size (records, 0);
+  if (!edge_json_reader_enter_array (&d->json))
+    return set_fault (d->fault, "SerializationException", "Records must be a list of records");
+  while (edge_json_reader_next_element (&d->json)) {
+    if (records->len == KINESIS_PUT_RECORDS_MAX)
+      return set_fault (d->fault, "ValidationException",
+                        "1 validation error detected: Value at 'records' failed to satisfy "
+                        "constraint: Member must have length less than or equal to %d",
+                        KINESIS_PUT_RECORDS_MAX);
+    char where[48];
+    g_snprintf (where, sizeof where, "records.%u.member.", records->len + 1);
+    EdgeJsonToken token = edge_json_reader_peek (&d->json);
+    if (token == EDGE_JSON_NONE) {
+      edge_json_reader_skip (&d->json); /* names the error */
+      return json_fault (d);
+    }
+    if (token != EDGE_JSON_OBJECT)
+      return set_fault (d->fault, "SerializationException", "each record is an object");
+    edge_json_reader_enter_object (&d->json);
+    KinesisRecord r = { 0 };
+    Pending pending = { 0 };
+    const char *name;
+    gsize len;
+    gboolean taken;
+    while (edge_json_reader_next_member (&d->json, &name, &len)) {
+      if (!read_record_member (d, name, len, where, &r, &pending, &taken))
+        return FALSE;
+      if (!taken && !edge_json_reader_skip (&d->json))
+        return json_fault (d);
+    }
+    if (d->json.error)
+      return json_fault (d);
+    if (!finish_record (d, where, &r, &pending))
+      return FALSE;
+    g_array_append_val (records, r);
+  }
+  return d->json.error == NULL || json_fault (d);
+}
+
+static gboolean
+decode_batch (Decoder *d)
+{
+  const char *name;
+  gsize len;
+  gboolean taken, seen_records = FALSE;
+
+  while (edge_json_reader_next_member (&d->json, &name, &len)) {
+    if (!decode_stream_member (d, name, len, &taken))
+      return FALSE;
+    if (taken)
+      continue;
+    if (member_is (name, len, "Records") &&
+        edge_json_reader_peek (&d->json) != EDGE_JSON_NULL) {
+      if (!decode_records (d))
+        return FALSE;
+      seen_records = TRUE;
+    } else if (!edge_json_reader_skip (&d->json)) {
+      return json_fault (d);
+    }
+  }
+  if (d->json.error)
+    return json_fault (d);
+  d->seen_records = seen_records;
+  return TRUE;
+}
+
+/* What a batch must hold, checked once the JSON is known to be whole. */
+static gboolean
+check_batch (Decoder *d)
+{
+  if (!d->seen_records)
+    return set_fault (d->fault, "ValidationException",
+                      "1 validation error detected: Value null at 'records' failed to satisfy "
+                      "constraint: Member must not be null");
+  if (d->put->records->len == 0)
+    return set_fault (d->fault, "ValidationException",
+                      "1 validation error detected: Value at 'records' failed to satisfy "
+                      "constraint: Member must have length greater than or equal to 1");
+  return TRUE;
 }
 
 static void
@@ -62,96 +364,81 @@ record_clear (gpointer data)
   g_clear_pointer (&r->data, g_bytes_unref);
 }
 
-static gboolean
-decode_record (JsonObject *o, const char *where, guint64 max_record_bytes, KinesisRecord *ret,
-               KinesisFault *fault)
+void
+kinesis_put_free (KinesisPut *put)
 {
-  JsonNode *d = json_object_get_member (o, "Data");
-  JsonNode *k = json_object_get_member (o, "PartitionKey");
-  JsonNode *e = json_object_get_member (o, "ExplicitHashKey");
-
-  if (d == NULL || JSON_NODE_HOLDS_NULL (d) || k == NULL || JSON_NODE_HOLDS_NULL (k))
-    return set_fault (fault, "ValidationException",
-                      "1 validation error detected: Value null at '%s%s' failed to satisfy "
-                      "constraint: Member must not be null",
-                      where, d == NULL || JSON_NODE_HOLDS_NULL (d) ? "data" : "partitionKey");
-  if (!is_string (d) || !is_string (k) || (e && !JSON_NODE_HOLDS_NULL (e) && !is_string (e)))
-    return set_fault (fault, "SerializationException",
-                      "Data, PartitionKey and ExplicitHashKey are strings");
-  const char *key = json_node_get_string (k);
-  glong key_chars = g_utf8_strlen (key, -1);
-  if (key_chars < 1 || key_chars > 256 || strlen (key) > STREAM_PARTITION_KEY_MAX_BYTES)
-    return set_fault (fault, "ValidationException",
-                      "1 validation error detected: Value at '%spartitionKey' failed to satisfy "
-                      "constraint: Member must have length between 1 and 256",
-                      where);
-  ret->partition_key = key;
-  ret->data = kinesis_decode_base64 (json_node_get_string (d));
-  if (ret->data == NULL)
-    return set_fault (fault, "SerializationException", "%sdata is not valid base64", where);
-  if (g_bytes_get_size (ret->data) + strlen (key) > max_record_bytes)
-    return set_fault (fault, "ValidationException",
-                      "1 validation error detected: Value at '%sdata' failed to satisfy "
-                      "constraint: Member must have length less than or equal to %" G_GUINT64_FORMAT,
-                      where, max_record_bytes);
-  if (e && !JSON_NODE_HOLDS_NULL (e)) {
-    if (!stream_hash_key_parse (json_node_get_string (e), &ret->explicit_hash_key))
-      return set_fault (fault, "InvalidArgumentException",
-                        "ExplicitHashKey %s is not a decimal number from 0 to 2^128 - 1",
-                        json_node_get_string (e));
-    ret->has_explicit_hash_key = TRUE;
-  }
-  return TRUE;
+  if (put == NULL)
+    return;
+  g_free (put->stream_name);
+  g_free (put->stream_arn);
+  if (put->records)
+    g_array_unref (put->records);
+  if (put->buffer)
+    g_bytes_unref (put->buffer);
+  g_free (put);
 }
 
-GArray *
-kinesis_decode_records (JsonObject *body, gboolean single, guint64 max_record_bytes,
-                        KinesisFault *fault)
+KinesisPut *
+kinesis_decode_put (const char *body, gsize len, gboolean single, KinesisFault *fault)
 {
-  g_autoptr (GArray) records = g_array_new (FALSE, TRUE, sizeof (KinesisRecord));
-  g_array_set_clear_func (records, record_clear);
-  gsize total = 0;
+  g_autoptr (KinesisPut) put = g_new0 (KinesisPut, 1);
+  Decoder d = { .fault = fault, .put = put, .size = len };
 
-  if (single) {
-    g_array_set_size (records, 1);
-    if (!decode_record (body, "", max_record_bytes, &g_array_index (records, KinesisRecord, 0),
-                        fault))
-      return NULL;
-    return g_steal_pointer (&records);
-  }
-  JsonNode *list = json_object_get_member (body, "Records");
-  if (list == NULL || !JSON_NODE_HOLDS_ARRAY (list)) {
-    set_fault (fault, "ValidationException",
-               "1 validation error detected: Value null at 'records' failed to satisfy "
-               "constraint: Member must not be null");
+  /* Filled below, before any slice of it is shared. */
+  d.buffer = g_try_malloc (MAX (len, 1));
+  if (d.buffer == NULL) {
+    set_fault (fault, "InternalFailure", "out of memory for a request of %zu bytes", len);
     return NULL;
   }
-  JsonArray *array = json_node_get_array (list);
-  guint n = json_array_get_length (array);
-  if (n < 1 || n > KINESIS_PUT_RECORDS_MAX) {
-    set_fault (fault, "ValidationException",
-               "1 validation error detected: Value at 'records' failed to satisfy constraint: "
-               "Member must have length less than or equal to %d and greater than or equal to 1",
-               KINESIS_PUT_RECORDS_MAX);
-    return NULL;
+  put->buffer = g_bytes_new_take (d.buffer, len);
+  put->records = g_array_sized_new (FALSE, TRUE, sizeof (KinesisRecord), single ? 1 : 64);
+  g_array_set_clear_func (put->records, record_clear);
+  edge_json_reader_init (&d.json, body, len);
+
+  gboolean ok;
+  if (edge_json_reader_peek (&d.json) != EDGE_JSON_OBJECT) {
+    ok = d.json.error || edge_json_reader_peek (&d.json) == EDGE_JSON_NONE
+             ? set_fault (fault, "SerializationException",
+                          "the request body is not a JSON object")
+             : set_fault (fault, "SerializationException",
+                          "the request body must be a JSON object");
+  } else {
+    edge_json_reader_enter_object (&d.json);
+    ok = (single ? decode_single (&d) : decode_batch (&d)) &&
+         (edge_json_reader_finish (&d.json) || json_fault (&d)) && (single || check_batch (&d));
   }
-  g_array_set_size (records, n);
-  for (guint i = 0; i < n; i++) {
-    JsonNode *node = json_array_get_element (array, i);
-    KinesisRecord *r = &g_array_index (records, KinesisRecord, i);
-    g_autofree char *where = g_strdup_printf ("records.%u.member.", i + 1);
-    if (!JSON_NODE_HOLDS_OBJECT (node)) {
-      set_fault (fault, "SerializationException", "each record is an object");
-      return NULL;
-    }
-    if (!decode_record (json_node_get_object (node), where, max_record_bytes, r, fault))
-      return NULL;
-    total += g_bytes_get_size (r->data) + strlen (r->partition_key);
+  edge_json_reader_clear (&d.json);
+  if (!ok)
+    return NULL;
+
+  gsize total = 0;
+  for (guint i = 0; i < put->records->len; i++) {
+    KinesisRecord *r = &g_array_index (put->records, KinesisRecord, i);
+    total += g_bytes_get_size (r->data) + r->partition_key_len;
   }
   if (total > KINESIS_PUT_RECORDS_MAX_BYTES) {
     set_fault (fault, "InvalidArgumentException", "Records size exceeds %d MB limit: %zu bytes",
                KINESIS_PUT_RECORDS_MAX_BYTES >> 20, total);
     return NULL;
   }
-  return g_steal_pointer (&records);
+  return g_steal_pointer (&put);
+}
+
+gboolean
+kinesis_put_check (const KinesisPut *put, gboolean single, guint64 max_record_bytes,
+                   KinesisFault *fault)
+{
+  for (guint i = 0; i < put->records->len; i++) {
+    const KinesisRecord *r = &g_array_index (put->records, KinesisRecord, i);
+    if (g_bytes_get_size (r->data) + r->partition_key_len <= max_record_bytes)
+      continue;
+    char where[48] = "";
+    if (!single)
+      g_snprintf (where, sizeof where, "records.%u.member.", i + 1);
+    return set_fault (fault, "ValidationException",
+                      "1 validation error detected: Value at '%sdata' failed to satisfy "
+                      "constraint: Member must have length less than or equal to %" G_GUINT64_FORMAT,
+                      where, max_record_bytes);
+  }
+  return TRUE;
 }

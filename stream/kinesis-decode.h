@@ -1,6 +1,11 @@
-/* kinesis-decode.h: pure decoding of Kinesis request bodies (private to
+/* kinesis-decode.h: pure decoding of Kinesis put request bodies (private to
  * stream/; fuzzed by tests/fuzz/fuzz-kinesis.c). Nothing here touches the
- * store or a socket: JSON in, records or a Kinesis error out. */
+ * store or a socket: request bytes in, records or a Kinesis error out.
+ *
+ * PutRecord and PutRecords are the hot path of the Kinesis API, so their
+ * bodies are decoded in one pass with the core's JSON reader, without a
+ * tree: record data is base64-decoded straight into one buffer per request
+ * and partition keys are copied beside it. */
 #pragma once
 
 #include "stream.h"
@@ -17,20 +22,36 @@ typedef struct {
 void kinesis_fault_clear (KinesisFault *fault);
 
 typedef struct {
-  const char *partition_key; /* borrowed from the request's JSON */
-  GBytes *data;
+  const char *partition_key; /* NUL-terminated, in the put's buffer */
+  gsize partition_key_len;
+  GBytes *data;              /* a slice of the put's buffer */
   gboolean has_explicit_hash_key;
   StreamHashKey explicit_hash_key;
 } KinesisRecord;
 
-/* Decodes the records of a PutRecords body (@single: the one record of a
- * PutRecord body), checking types, key lengths, base64, explicit hash keys,
- * each record against @max_record_bytes (data plus partition key) and the
- * request against 500 records and 5 MiB. Returns a GArray of KinesisRecord
- * (transfer full; it releases the data), or NULL with @fault filled. */
-GArray *kinesis_decode_records (JsonObject *body, gboolean single, guint64 max_record_bytes,
-                                KinesisFault *fault);
+typedef struct {
+  char *stream_name;  /* nullable */
+  char *stream_arn;   /* nullable */
+  GArray *records;    /* KinesisRecord, at least one */
+  GBytes *buffer;     /* holds every record's data and key */
+} KinesisPut;
 
-/* Base64 as Kinesis sends it, decoded with OpenSSL (which reports bad input,
- * unlike g_base64_decode). NULL for invalid input. (transfer full) */
-GBytes *kinesis_decode_base64 (const char *text);
+/* Decodes a PutRecords body (@single: a PutRecord body), checking the JSON
+ * itself, member types, partition key lengths (1 to 256 characters),
+ * base64, explicit hash keys, and the request against 500 records and
+ * 5 MiB. The stream's own record limit is checked by kinesis_put_check.
+ * Returns the put (transfer full), or NULL with @fault filled. */
+KinesisPut *kinesis_decode_put (const char *body, gsize len, gboolean single, KinesisFault *fault);
+
+/* Checks each record (data plus partition key) against @max_record_bytes;
+ * @single words the error for PutRecord. */
+gboolean kinesis_put_check (const KinesisPut *put, gboolean single, guint64 max_record_bytes,
+                            KinesisFault *fault);
+
+void kinesis_put_free (KinesisPut *put);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (KinesisPut, kinesis_put_free)
+
+/* Decodes base64 as Kinesis sends it (RFC 4648, padded) into @out, which
+ * has room for len / 4 * 3 bytes. Returns the decoded length, or -1 for
+ * invalid input. */
+gssize kinesis_decode_base64 (const char *text, gsize len, guint8 *out);

@@ -34,21 +34,27 @@ struct _StreamKinesis {
   guint pending;         /* calls waiting for the writer or a reader */
 };
 
+/* One request. Puts arrive decoded without a tree (@put); every other
+ * operation reads its members from @body. */
 typedef struct {
   StreamKinesis *api;
   EdgeRequest *request;
-  JsonObject *body; /* borrowed from root */
+  JsonObject *body; /* borrowed from root; NULL for puts */
   JsonNode *root;
+  KinesisPut *put;
   char *region;
 } Call;
 
 static void
 call_free (Call *call)
 {
-  json_node_unref (call->root);
+  if (call->root)
+    json_node_unref (call->root);
+  kinesis_put_free (call->put);
   g_free (call->region);
   g_free (call);
 }
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Call, call_free)
 
 /* ---- small JSON helpers ---- */
 
@@ -133,8 +139,13 @@ static const StreamInfo *
 get_stream (Call *call)
 {
   const char *name, *arn;
-  if (!get_string (call, "StreamName", FALSE, &name) || !get_string (call, "StreamARN", FALSE, &arn))
+  if (call->put) {
+    name = call->put->stream_name;
+    arn = call->put->stream_arn;
+  } else if (!get_string (call, "StreamName", FALSE, &name) ||
+             !get_string (call, "StreamARN", FALSE, &arn)) {
     return NULL;
+  }
   if (name == NULL && arn != NULL) {
     const char *slash = strstr (arn, ":stream/");
     name = slash ? slash + strlen (":stream/") : NULL;
@@ -161,18 +172,45 @@ find_shard (const StreamInfo *info, const char *shard_id)
   return NULL;
 }
 
-static char *
-encode_base64 (GBytes *bytes)
+/* Answers with a JSON text built by hand (the hot paths). */
+static void
+respond_text (Call *call, GString *text)
+{
+  gsize len = text->len;
+  g_autoptr (GBytes) bytes = g_bytes_new_take (g_string_free (text, FALSE), len);
+  edge_request_respond (call->request, SOUP_STATUS_OK, "application/x-amz-json-1.1", bytes);
+}
+
+static void
+append_member (GString *out, const char *name)
+{
+  g_string_append_c (out, '"');
+  g_string_append (out, name);
+  g_string_append_len (out, "\":", 2);
+}
+
+static void
+append_sequence (GString *out, guint32 ordinal, guint64 number)
+{
+  char seq[STREAM_SEQUENCE_MAX_LEN + 1];
+  gsize len = stream_sequence_format_to (ordinal, number, seq);
+  g_string_append_c (out, '"');
+  g_string_append_len (out, seq, (gssize) len);
+  g_string_append_c (out, '"');
+}
+
+/* Base64 of @bytes, quoted, encoded straight into @out. */
+static void
+append_base64 (GString *out, GBytes *bytes)
 {
   gsize len;
   const guint8 *data = g_bytes_get_data (bytes, &len);
-  char *out = g_malloc ((len + 2) / 3 * 4 + 1);
-  if (len == 0) {
-    out[0] = '\0';
-    return out;
-  }
-  EVP_EncodeBlock ((unsigned char *) out, data, (int) len);
-  return out;
+  gsize at = out->len + 1;
+  g_string_set_size (out, at + (len + 2) / 3 * 4 + 1);
+  out->str[at - 1] = '"';
+  if (len > 0)
+    EVP_EncodeBlock ((unsigned char *) out->str + at, data, (int) len);
+  out->str[out->len - 1] = '"';
 }
 
 static void
@@ -732,17 +770,16 @@ put_record_answer (Call *call, StreamPutResult *r)
     fail (call, write_error_type (r->error), "the record was not stored: %s", r->error->message);
     return;
   }
-  g_autofree char *seq = stream_sequence_format (r->shard_ordinal, r->number);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "ShardId");
-  json_builder_add_string_value (b, shard_id_of (info, r->shard_ordinal));
-  json_builder_set_member_name (b, "SequenceNumber");
-  json_builder_add_string_value (b, seq);
-  json_builder_set_member_name (b, "EncryptionType");
-  json_builder_add_string_value (b, "KMS");
-  json_builder_end_object (b);
-  respond (call, b);
+  GString *out = g_string_sized_new (128);
+  g_string_append_c (out, '{');
+  append_member (out, "ShardId");
+  edge_json_append_string (out, shard_id_of (info, r->shard_ordinal),
+                           strlen (shard_id_of (info, r->shard_ordinal)));
+  g_string_append_c (out, ',');
+  append_member (out, "SequenceNumber");
+  append_sequence (out, r->shard_ordinal, r->number);
+  g_string_append (out, ",\"EncryptionType\":\"KMS\"}");
+  respond_text (call, out);
 }
 
 static void
@@ -754,28 +791,26 @@ put_record_done (StreamPutResult *results, guint n, gpointer data)
   call_free (call);
 }
 
-/* Decodes the records of a put; NULL having answered. @ret_puts points
- * into the returned array. */
-static GArray *
-decode_put (Call *call, const StreamInfo *info, gboolean single, StreamPutRecord **ret_puts)
+/* The store's view of the decoded records, checked against the stream's
+ * record limit; NULL having answered. (transfer full; points into the put) */
+static StreamPutRecord *
+put_records_of (Call *call, const StreamInfo *info, gboolean single)
 {
   KinesisFault fault = { NULL, NULL };
-  GArray *records = kinesis_decode_records (call->body, single, info->settings.max_record_bytes,
-                                            &fault);
-  if (records == NULL) {
+  GArray *records = call->put->records;
+  if (!kinesis_put_check (call->put, single, info->settings.max_record_bytes, &fault)) {
     fail (call, fault.type, "%s", fault.message);
     kinesis_fault_clear (&fault);
     return NULL;
   }
-  StreamPutRecord *puts = g_new0 (StreamPutRecord, records->len);
+  StreamPutRecord *puts = g_new (StreamPutRecord, records->len);
   for (guint i = 0; i < records->len; i++) {
     KinesisRecord *r = &g_array_index (records, KinesisRecord, i);
     puts[i].partition_key = r->partition_key;
     puts[i].data = r->data;
     puts[i].explicit_hash_key = r->has_explicit_hash_key ? &r->explicit_hash_key : NULL;
   }
-  *ret_puts = puts;
-  return records;
+  return puts;
 }
 
 static gboolean
@@ -783,9 +818,8 @@ op_put_record (Call *call)
 {
   const StreamInfo *info = get_stream (call);
   g_autofree StreamPutRecord *puts = NULL;
-  g_autoptr (GArray) records = NULL;
   g_autoptr (GError) error = NULL;
-  if (info == NULL || (records = decode_put (call, info, TRUE, &puts)) == NULL)
+  if (info == NULL || (puts = put_records_of (call, info, TRUE)) == NULL)
     return FALSE;
   if (!stream_store_put (call->api->store, info->name, puts, 1, put_record_done, call, &error)) {
     put_error_answer (call, error);
@@ -802,34 +836,31 @@ put_records_answer (Call *call, StreamPutResult *results, guint n)
   guint failed = 0;
   if (info == NULL)
     return;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "Records");
-  json_builder_begin_array (b);
+  GString *out = g_string_sized_new (64 + (gsize) n * 96);
+  g_string_append (out, "{\"Records\":[");
   for (guint i = 0; i < n; i++) {
-    json_builder_begin_object (b);
-    if (results[i].error) {
+    const StreamPutResult *r = &results[i];
+    if (i > 0)
+      g_string_append_c (out, ',');
+    g_string_append_c (out, '{');
+    if (r->error) {
       failed++;
-      json_builder_set_member_name (b, "ErrorCode");
-      json_builder_add_string_value (b, write_error_type (results[i].error));
-      json_builder_set_member_name (b, "ErrorMessage");
-      json_builder_add_string_value (b, results[i].error->message);
+      append_member (out, "ErrorCode");
+      g_string_append_printf (out, "\"%s\",", write_error_type (r->error));
+      append_member (out, "ErrorMessage");
+      edge_json_append_string (out, r->error->message, strlen (r->error->message));
     } else {
-      g_autofree char *seq = stream_sequence_format (results[i].shard_ordinal, results[i].number);
-      json_builder_set_member_name (b, "SequenceNumber");
-      json_builder_add_string_value (b, seq);
-      json_builder_set_member_name (b, "ShardId");
-      json_builder_add_string_value (b, shard_id_of (info, results[i].shard_ordinal));
+      const char *shard = shard_id_of (info, r->shard_ordinal);
+      append_member (out, "SequenceNumber");
+      append_sequence (out, r->shard_ordinal, r->number);
+      g_string_append_c (out, ',');
+      append_member (out, "ShardId");
+      edge_json_append_string (out, shard, strlen (shard));
     }
-    json_builder_end_object (b);
+    g_string_append_c (out, '}');
   }
-  json_builder_end_array (b);
-  json_builder_set_member_name (b, "FailedRecordCount");
-  json_builder_add_int_value (b, failed);
-  json_builder_set_member_name (b, "EncryptionType");
-  json_builder_add_string_value (b, "KMS");
-  json_builder_end_object (b);
-  respond (call, b);
+  g_string_append_printf (out, "],\"FailedRecordCount\":%u,\"EncryptionType\":\"KMS\"}", failed);
+  respond_text (call, out);
 }
 
 static void
@@ -846,11 +877,10 @@ op_put_records (Call *call)
 {
   const StreamInfo *info = get_stream (call);
   g_autofree StreamPutRecord *puts = NULL;
-  g_autoptr (GArray) records = NULL;
   g_autoptr (GError) error = NULL;
-  if (info == NULL || (records = decode_put (call, info, FALSE, &puts)) == NULL)
+  if (info == NULL || (puts = put_records_of (call, info, FALSE)) == NULL)
     return FALSE;
-  guint n = records->len;
+  guint n = call->put->records->len;
   if (!stream_store_put (call->api->store, info->name, puts, n, put_records_done, call, &error)) {
     if (error->code != STREAM_ERROR_NO_SPACE) {
       put_error_answer (call, error);
@@ -1069,48 +1099,53 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
   }
   guint64 shard_next = 0;
   stream_store_shard_range (call->api->store, info->name, rc->ordinal, NULL, &shard_next, NULL);
-  g_autofree char *iterator = iterator_encode (call->api, info, rc->ordinal, next);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "Records");
-  json_builder_begin_array (b);
+  /* Sized for the records' base64 and their fixed members, so that the
+   * answer is built without growing. */
+  gsize estimate = 256;
+  for (guint i = 0; i < records->len; i++) {
+    StreamRecord *r = g_ptr_array_index (records, i);
+    estimate += (g_bytes_get_size (r->data) + 2) / 3 * 4 + strlen (r->partition_key) + 160;
+  }
+  GString *out = g_string_sized_new (estimate);
+  g_string_append (out, "{\"Records\":[");
   gint64 last_arrival = 0;
   for (guint i = 0; i < records->len; i++) {
     StreamRecord *r = g_ptr_array_index (records, i);
-    g_autofree char *seq = stream_sequence_format (rc->ordinal, r->number);
-    g_autofree char *data64 = encode_base64 (r->data);
-    json_builder_begin_object (b);
-    json_builder_set_member_name (b, "SequenceNumber");
-    json_builder_add_string_value (b, seq);
-    json_builder_set_member_name (b, "ApproximateArrivalTimestamp");
-    json_builder_add_double_value (b, r->arrival_ms / 1000.0);
-    json_builder_set_member_name (b, "Data");
-    json_builder_add_string_value (b, data64);
-    json_builder_set_member_name (b, "PartitionKey");
-    json_builder_add_string_value (b, r->partition_key);
-    json_builder_set_member_name (b, "EncryptionType");
-    json_builder_add_string_value (b, "KMS");
-    json_builder_end_object (b);
+    if (i > 0)
+      g_string_append_c (out, ',');
+    g_string_append (out, "{\"SequenceNumber\":");
+    append_sequence (out, rc->ordinal, r->number);
+    g_string_append_printf (out, ",\"ApproximateArrivalTimestamp\":%" G_GINT64_FORMAT ".%03d",
+                            r->arrival_ms / 1000, (int) (r->arrival_ms % 1000));
+    g_string_append (out, ",\"Data\":");
+    append_base64 (out, r->data);
+    g_string_append (out, ",\"PartitionKey\":");
+    edge_json_append_string (out, r->partition_key, strlen (r->partition_key));
+    g_string_append (out, ",\"EncryptionType\":\"KMS\"}");
     last_arrival = r->arrival_ms;
   }
-  json_builder_end_array (b);
+  g_string_append (out, "],");
   const StreamShardInfo *shard = g_ptr_array_index (info->shards, rc->ordinal);
   if (shard->closed && next >= shard_next &&
       stream_store_shard_sealed (call->api->store, info->name, rc->ordinal)) {
     /* The end of a closed shard: no next iterator, but where to go on. */
-    json_builder_set_member_name (b, "ChildShards");
+    g_autoptr (JsonBuilder) b = json_builder_new ();
     add_child_shards (b, info, shard);
+    g_autoptr (JsonNode) children = json_builder_get_root (b);
+    gsize len;
+    g_autofree char *text = edge_json_to_string (children, &len);
+    append_member (out, "ChildShards");
+    g_string_append_len (out, text, (gssize) len);
   } else {
-    json_builder_set_member_name (b, "NextShardIterator");
-    json_builder_add_string_value (b, iterator);
+    g_autofree char *iterator = iterator_encode (call->api, info, rc->ordinal, next);
+    append_member (out, "NextShardIterator");
+    edge_json_append_string (out, iterator, strlen (iterator));
   }
-  json_builder_set_member_name (b, "MillisBehindLatest");
   gint64 behind = next >= shard_next || last_arrival == 0
                       ? 0
                       : MAX (0, g_get_real_time () / 1000 - last_arrival);
-  json_builder_add_int_value (b, behind);
-  json_builder_end_object (b);
-  respond (call, b);
+  g_string_append_printf (out, ",\"MillisBehindLatest\":%" G_GINT64_FORMAT "}", behind);
+  respond_text (call, out);
 }
 
 static void
@@ -1561,37 +1596,48 @@ handle_kinesis (EdgeRequest *request, gpointer data)
   StreamKinesis *api = data;
   const char *target = edge_request_header (request, "X-Amz-Target");
   const char *op = strchr (target, '.') + 1;
-  JsonNode *root;
+  gsize i;
 
-  for (gsize i = 0; i < G_N_ELEMENTS (operations); i++) {
-    if (!g_str_equal (operations[i].name, op))
-      continue;
-    root = edge_request_json (request);
-    if (root == NULL)
-      return; /* answered */
-    Call *call = g_new0 (Call, 1);
-    call->api = api;
-    call->request = request;
-    call->root = root;
-    call->region = request_region (request);
-    if (!JSON_NODE_HOLDS_OBJECT (root)) {
-      fail (call, "SerializationException", "the request body must be a JSON object");
-      call_free (call);
-      return;
-    }
-    call->body = json_node_get_object (root);
-    if (operations[i].sync) {
-      operations[i].sync (call);
-      call_free (call);
-    } else if (operations[i].async (call)) {
-      api->pending++;
-    } else {
-      call_free (call);
-    }
+  for (i = 0; i < G_N_ELEMENTS (operations); i++)
+    if (g_str_equal (operations[i].name, op))
+      break;
+  if (i == G_N_ELEMENTS (operations)) {
+    edge_request_respond_amz_error (request, 400, "UnknownOperationException",
+                                    "edged does not implement Kinesis %s", op);
     return;
   }
-  edge_request_respond_amz_error (request, 400, "UnknownOperationException",
-                                  "edged does not implement Kinesis %s", op);
+
+  gsize len;
+  const char *body = g_bytes_get_data (edge_request_body (request), &len);
+  g_autoptr (Call) call = g_new0 (Call, 1);
+  call->api = api;
+  call->request = request;
+  call->region = request_region (request);
+  if (operations[i].async == op_put_record || operations[i].async == op_put_records) {
+    KinesisFault fault = { NULL, NULL };
+    call->put = kinesis_decode_put (body ? body : "", len,
+                                    operations[i].async == op_put_record, &fault);
+    if (call->put == NULL) {
+      fail (call, fault.type, "%s", fault.message);
+      kinesis_fault_clear (&fault);
+      return;
+    }
+  } else {
+    g_autoptr (GError) error = NULL;
+    call->root = edge_json_parse (body ? body : "", len, G_MAXSIZE, &error);
+    if (call->root == NULL || !JSON_NODE_HOLDS_OBJECT (call->root)) {
+      fail (call, "SerializationException", "the request body must be a JSON object%s%s",
+            error ? ": " : "", error ? error->message : "");
+      return;
+    }
+    call->body = json_node_get_object (call->root);
+  }
+  if (operations[i].sync) {
+    operations[i].sync (call);
+  } else if (operations[i].async (call)) {
+    api->pending++;
+    g_steal_pointer (&call); /* the operation's callback frees it */
+  }
 }
 
 StreamKinesis *

@@ -36,7 +36,8 @@ typedef enum {
 /* Record limits. A stream's own limit is between 1 KiB and the hard maximum. */
 #define STREAM_RECORD_DEFAULT_MAX_BYTES (1024 * 1024)
 #define STREAM_RECORD_HARD_MAX_BYTES (10 * 1024 * 1024)
-#define STREAM_PARTITION_KEY_MAX_BYTES 256
+/* Kinesis allows 256 characters: up to 1024 bytes of UTF-8. */
+#define STREAM_PARTITION_KEY_MAX_BYTES 1024
 
 /* ---- hash keys (unsigned 128-bit, big-endian bytes) ---- */
 
@@ -62,6 +63,11 @@ void stream_hash_key_range (guint index, guint count, StreamHashKey *ret_start,
  * increasing within a shard, distinct across shards, and parsed back without
  * any lookup. */
 char *stream_sequence_format (guint32 shard_ordinal, guint64 record_number);
+/* The longest sequence number: 2^112 - 1 has 34 digits; 39 for any u128. */
+#define STREAM_SEQUENCE_MAX_LEN 39
+/* The same into @ret, NUL-terminated, without allocating; returns the length. */
+gsize stream_sequence_format_to (guint32 shard_ordinal, guint64 record_number,
+                                 char ret[STREAM_SEQUENCE_MAX_LEN + 1]);
 gboolean stream_sequence_parse (const char *decimal, guint32 *ret_shard_ordinal,
                                 guint64 *ret_record_number);
 

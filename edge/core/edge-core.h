@@ -313,6 +313,72 @@ void edge_open_stream_free (EdgeOpenStream *stream);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeOpenStream, edge_open_stream_free)
 
 /* ------------------------------------------------------------------------ */
+/* JSON without a tree: a pull reader and string output                     */
+/* ------------------------------------------------------------------------ */
+
+/* For the hot paths (Kinesis PutRecords in, GetRecords out), where a
+ * json-glib tree costs more than the work itself. The reader walks one
+ * whole document in memory and validates it strictly (RFC 8259: UTF-8, no
+ * raw control characters, the number grammar, nothing after the value,
+ * nesting at most EDGE_JSON_READER_MAX_DEPTH). After the first error every
+ * call returns FALSE (or EDGE_JSON_NONE) and @error says what and at which
+ * byte. A value-level contract: after next_member or next_element returns
+ * TRUE, the caller reads or skips exactly one value.
+ *
+ *   edge_json_reader_enter_object (&r);
+ *   while (edge_json_reader_next_member (&r, &name, &len))
+ *     ... read or skip the value ...
+ *   if (r.error || !edge_json_reader_finish (&r)) ... refuse ...
+ */
+#define EDGE_JSON_READER_MAX_DEPTH 64
+
+typedef enum {
+  EDGE_JSON_NONE, /* an error, the end, or no valid value here */
+  EDGE_JSON_OBJECT,
+  EDGE_JSON_ARRAY,
+  EDGE_JSON_STRING,
+  EDGE_JSON_NUMBER,
+  EDGE_JSON_TRUE,
+  EDGE_JSON_FALSE,
+  EDGE_JSON_NULL,
+} EdgeJsonToken;
+
+typedef struct {
+  const char *start, *p, *end; /* borrowed document */
+  guint depth;
+  gboolean first;              /* the open container has produced no item yet */
+  GString *scratch;            /* unescaped values */
+  GString *name_scratch;       /* unescaped member names */
+  char *error;                 /* the first error, with its byte offset */
+} EdgeJsonReader;
+
+/* @data is borrowed and must outlive the reader. */
+void edge_json_reader_init (EdgeJsonReader *r, const char *data, gsize len);
+/* Frees what the reader allocated (the reader itself is the caller's). */
+void edge_json_reader_clear (EdgeJsonReader *r);
+/* The kind of the next value, without consuming it. */
+EdgeJsonToken edge_json_reader_peek (EdgeJsonReader *r);
+gboolean edge_json_reader_enter_object (EdgeJsonReader *r);
+gboolean edge_json_reader_enter_array (EdgeJsonReader *r);
+/* TRUE with the next member's name (not NUL-terminated; valid until the
+ * next member name is read); FALSE at the closing brace (consumed) or on an
+ * error. */
+gboolean edge_json_reader_next_member (EdgeJsonReader *r, const char **ret_name, gsize *ret_len);
+/* TRUE before the next element; FALSE at the closing bracket or an error. */
+gboolean edge_json_reader_next_element (EdgeJsonReader *r);
+/* A string value, unescaped and valid UTF-8, possibly holding U+0000; not
+ * NUL-terminated, pointing into the document or into the reader (then valid
+ * until the next value is read). */
+gboolean edge_json_reader_read_string (EdgeJsonReader *r, const char **ret, gsize *ret_len);
+/* Skips (and validates) one value of any kind. */
+gboolean edge_json_reader_skip (EdgeJsonReader *r);
+/* After the top-level value: TRUE when nothing but whitespace remains. */
+gboolean edge_json_reader_finish (EdgeJsonReader *r);
+
+/* Appends @s (@len bytes of UTF-8) as a quoted JSON string. */
+void edge_json_append_string (GString *out, const char *s, gsize len);
+
+/* ------------------------------------------------------------------------ */
 /* Metrics registry (Prometheus text exposition)                            */
 /* ------------------------------------------------------------------------ */
 

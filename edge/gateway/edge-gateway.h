@@ -32,7 +32,7 @@ typedef enum {
 /* Header bytes a request may carry, and how many fields. */
 #define EDGE_GATEWAY_MAX_HEADER_FIELDS 100
 /* Largest JSON nesting the shared JSON entry point accepts. */
-#define EDGE_JSON_MAX_DEPTH 64
+#define EDGE_JSON_MAX_DEPTH EDGE_JSON_READER_MAX_DEPTH
 
 typedef struct {
   const char *listen;        /* "HOST:PORT" */

@@ -200,9 +200,6 @@ JsonNode *
 edge_json_parse (const char *data, gsize len, gsize max_bytes, GError **error)
 {
   g_autoptr (JsonParser) parser = NULL;
-  guint depth = 0;
-  gboolean in_string = FALSE, escaped = FALSE;
-
   if (len > max_bytes) {
     g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                  "JSON body of %zu bytes is larger than the limit of %zu", len, max_bytes);
@@ -212,28 +209,17 @@ edge_json_parse (const char *data, gsize len, gsize max_bytes, GError **error)
     g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "JSON is not UTF-8");
     return NULL;
   }
-  /* json-glib recurses per nesting level with no limit of its own. */
-  for (gsize i = 0; i < len; i++) {
-    char c = data[i];
-    if (in_string) {
-      if (escaped)
-        escaped = FALSE;
-      else if (c == '\\')
-        escaped = TRUE;
-      else if (c == '"')
-        in_string = FALSE;
-    } else if (c == '"') {
-      in_string = TRUE;
-    } else if (c == '[' || c == '{') {
-      if (++depth > EDGE_JSON_MAX_DEPTH) {
-        g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                     "JSON nested deeper than %d levels", EDGE_JSON_MAX_DEPTH);
-        return NULL;
-      }
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      depth--;
-    }
+  /* json-glib recurses per nesting level with no limit of its own, and
+   * takes what RFC 8259 refuses (raw control characters in strings, "01",
+   * "\q", a second document after the first): the strict reader goes first. */
+  EdgeJsonReader reader;
+  edge_json_reader_init (&reader, data, len);
+  if (!edge_json_reader_skip (&reader) || !edge_json_reader_finish (&reader)) {
+    g_set_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "%s", reader.error);
+    edge_json_reader_clear (&reader);
+    return NULL;
   }
+  edge_json_reader_clear (&reader);
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, data, (gssize) len, error))
     return NULL;

@@ -1,0 +1,227 @@
+/* Kinesis put bodies, decoded as the API decodes them: records, keys and
+ * data byte for byte, and every refusal with the __type Kinesis gives. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "kinesis-decode.h"
+
+static KinesisPut *
+decode (const char *body, gboolean single, KinesisFault *fault)
+{
+  return kinesis_decode_put (body, strlen (body), single, fault);
+}
+
+static void
+assert_record (KinesisPut *put, guint i, const char *key, const char *data)
+{
+  KinesisRecord *r = &g_array_index (put->records, KinesisRecord, i);
+  gsize len;
+  const char *bytes = g_bytes_get_data (r->data, &len);
+  assert_string_equal (r->partition_key, key);
+  assert_int_equal (r->partition_key_len, strlen (key));
+  assert_int_equal (len, strlen (data));
+  assert_memory_equal (bytes ? bytes : "", data, len);
+}
+
+static void
+test_put_records (void **state)
+{
+  (void) state;
+  KinesisFault fault = { NULL, NULL };
+  /* Members in any order, unknown ones skipped, "\/" in base64, a repeated
+   * member (the last wins), keys with escapes and multi-byte characters. */
+  const char *body =
+      "{\"Records\": [{\"Data\": \"aGVsbG8=\", \"PartitionKey\": \"k1\"},"
+      " {\"PartitionKey\": \"caf\\u00e9\", \"Unknown\": {\"x\": [1]}, \"Data\": \"\"},"
+      " {\"Data\": \"Pz8\\/\", \"Data\": \"YWJj\", \"PartitionKey\": \"k3\","
+      "  \"ExplicitHashKey\": \"340282366920938463463374607431768211455\"}],"
+      " \"StreamARN\": null, \"StreamName\": \"orders\"}";
+  g_autoptr (KinesisPut) put = decode (body, FALSE, &fault);
+  assert_non_null (put);
+  assert_string_equal (put->stream_name, "orders");
+  assert_null (put->stream_arn);
+  assert_int_equal (put->records->len, 3);
+  assert_record (put, 0, "k1", "hello");
+  assert_record (put, 1, "caf\xc3\xa9", "");
+  assert_record (put, 2, "k3", "abc");
+  KinesisRecord *r = &g_array_index (put->records, KinesisRecord, 2);
+  assert_true (r->has_explicit_hash_key);
+  for (int i = 0; i < 16; i++)
+    assert_int_equal (r->explicit_hash_key.bytes[i], 0xff);
+  assert_false (g_array_index (put->records, KinesisRecord, 0).has_explicit_hash_key);
+
+  assert_true (kinesis_put_check (put, FALSE, 5 + 2, &fault));
+  assert_false (kinesis_put_check (put, FALSE, 6, &fault));
+  assert_string_equal (fault.type, "ValidationException");
+  assert_non_null (strstr (fault.message, "'records.1.member.data'"));
+  kinesis_fault_clear (&fault);
+}
+
+static void
+test_put_record (void **state)
+{
+  (void) state;
+  KinesisFault fault = { NULL, NULL };
+  g_autoptr (KinesisPut) put =
+      decode ("{\"StreamARN\": \"arn:aws:kinesis:us-east-1:000000000000:stream/s\","
+              " \"Data\": \"QUI=\", \"PartitionKey\": \"k\", \"SequenceNumberForOrdering\": \"1\"}",
+              TRUE, &fault);
+  assert_non_null (put);
+  assert_null (put->stream_name);
+  assert_string_equal (put->stream_arn, "arn:aws:kinesis:us-east-1:000000000000:stream/s");
+  assert_int_equal (put->records->len, 1);
+  assert_record (put, 0, "k", "AB");
+}
+
+typedef struct {
+  const char *body;
+  gboolean single;
+  const char *type;
+  const char *message; /* a part of it */
+} Refusal;
+
+static const Refusal refusals[] = {
+  { "", FALSE, "SerializationException", "not a JSON object" },
+  { "[]", FALSE, "SerializationException", "must be a JSON object" },
+  { "{\"Records\": [}", FALSE, "SerializationException", "not valid JSON" },
+  { "{\"StreamName\": \"s\"} x", FALSE, "SerializationException", "trailing data" },
+  { "{\"StreamName\": \"s\"}", FALSE, "ValidationException", "Value null at 'records'" },
+  { "{\"Records\": null}", FALSE, "ValidationException", "Value null at 'records'" },
+  { "{\"Records\": []}", FALSE, "ValidationException", "greater than or equal to 1" },
+  { "{\"Records\": {}}", FALSE, "SerializationException", "list of records" },
+  { "{\"Records\": [1]}", FALSE, "SerializationException", "each record is an object" },
+  { "{\"StreamName\": 5, \"Records\": []}", FALSE, "SerializationException",
+    "StreamName must be a string" },
+  { "{\"Records\": [{\"Data\": \"YQ==\", \"PartitionKey\": \"a\"}, {\"Data\": \"YQ==\"}]}", FALSE,
+    "ValidationException", "Value null at 'records.2.member.partitionKey'" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": null}]}", FALSE, "ValidationException",
+    "Value null at 'records.1.member.data'" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": 12}]}", FALSE, "SerializationException",
+    "Data must be a string" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"YQ=\"}]}", FALSE,
+    "SerializationException", "records.1.member.data is not valid base64" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"Y Q=\"}]}", FALSE,
+    "SerializationException", "not valid base64" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"YQ=A\"}]}", FALSE,
+    "SerializationException", "not valid base64" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"Y===\"}]}", FALSE,
+    "SerializationException", "not valid base64" },
+  { "{\"Records\": [{\"PartitionKey\": \"\", \"Data\": \"\"}]}", FALSE, "ValidationException",
+    "length between 1 and 256" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\\u0000b\", \"Data\": \"\"}]}", FALSE,
+    "ValidationException", "U+0000" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"\", \"ExplicitHashKey\": \"-1\"}]}",
+    FALSE, "InvalidArgumentException", "ExplicitHashKey -1" },
+  { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"\","
+    " \"ExplicitHashKey\": \"340282366920938463463374607431768211456\"}]}",
+    FALSE, "InvalidArgumentException", "2^128 - 1" },
+  { "{\"Data\": \"YQ==\"}", TRUE, "ValidationException", "Value null at 'partitionKey'" },
+  { "{\"PartitionKey\": \"k\"}", TRUE, "ValidationException", "Value null at 'data'" },
+};
+
+static void
+test_refusals (void **state)
+{
+  (void) state;
+  for (gsize i = 0; i < G_N_ELEMENTS (refusals); i++) {
+    const Refusal *c = &refusals[i];
+    KinesisFault fault = { NULL, NULL };
+    KinesisPut *put = decode (c->body, c->single, &fault);
+    if (put != NULL)
+      fail_msg ("%s: accepted", c->body);
+    if (!g_str_equal (fault.type, c->type) || strstr (fault.message, c->message) == NULL)
+      fail_msg ("%s: %s: %s", c->body, fault.type, fault.message);
+    kinesis_fault_clear (&fault);
+  }
+}
+
+/* Builds a PutRecords body of @n records of @key_chars-character keys and
+ * @data_bytes bytes of data each. */
+static GString *
+batch (guint n, guint key_chars, const char *key_char, gsize data_bytes)
+{
+  g_autofree guint8 *data = g_malloc0 (MAX (data_bytes, 1));
+  g_autofree char *data64 = g_base64_encode (data, data_bytes);
+  GString *body = g_string_new ("{\"StreamName\": \"s\", \"Records\": [");
+  for (guint i = 0; i < n; i++) {
+    g_string_append_printf (body, "%s{\"Data\": \"%s\", \"PartitionKey\": \"", i ? "," : "",
+                            data64);
+    for (guint k = 0; k < key_chars; k++)
+      g_string_append (body, key_char);
+    g_string_append (body, "\"}");
+  }
+  g_string_append (body, "]}");
+  return body;
+}
+
+static void
+test_limits (void **state)
+{
+  (void) state;
+  KinesisFault fault = { NULL, NULL };
+  struct {
+    guint n, key_chars;
+    const char *key_char;
+    gsize data_bytes;
+    const char *type; /* NULL: accepted */
+  } cases[] = {
+    { 500, 1, "k", 10, NULL },
+    { 501, 1, "k", 10, "ValidationException" },
+    { 1, 256, "\xc3\xa9", 0, NULL }, /* 256 characters, 512 bytes */
+    { 1, 257, "k", 0, "ValidationException" },
+    { 5, 1, "k", 1024 * 1024 - 1, NULL }, /* 5 MiB with the keys */
+    { 5, 1, "k", 1024 * 1024, "InvalidArgumentException" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (GString) body = batch (cases[i].n, cases[i].key_chars, cases[i].key_char,
+                                      cases[i].data_bytes);
+    g_autoptr (KinesisPut) put = kinesis_decode_put (body->str, body->len, FALSE, &fault);
+    if (cases[i].type == NULL) {
+      assert_non_null (put);
+      assert_int_equal (put->records->len, cases[i].n);
+    } else {
+      assert_null (put);
+      assert_string_equal (fault.type, cases[i].type);
+      kinesis_fault_clear (&fault);
+    }
+  }
+}
+
+static void
+test_base64 (void **state)
+{
+  (void) state;
+  static const char *const cases[][2] = {
+    { "", "" },       { "QQ==", "A" },      { "QUI=", "AB" },      { "QUJD", "ABC" },
+    { "QUJDRA==", "ABCD" }, { "+/+/", "\xfb\xff\xbf" }, { "QQ==QUJD", NULL }, { "QUJ", NULL },
+    { "=QUJ", NULL }, { "QU=D", NULL }, { "QUJ-", NULL },     { "Q\nJD", NULL },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    guint8 out[16];
+    gssize n = kinesis_decode_base64 (cases[i][0], strlen (cases[i][0]), out);
+    if (cases[i][1] == NULL) {
+      if (n != -1)
+        fail_msg ("%s: decoded", cases[i][0]);
+      continue;
+    }
+    assert_int_equal (n, strlen (cases[i][1]));
+    assert_memory_equal (out, cases[i][1], (gsize) n);
+  }
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_put_records),
+    cmocka_unit_test (test_put_record),
+    cmocka_unit_test (test_refusals),
+    cmocka_unit_test (test_limits),
+    cmocka_unit_test (test_base64),
+  };
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
