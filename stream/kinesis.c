@@ -740,7 +740,8 @@ op_remove_tags (Call *call)
 static const char *
 write_error_type (const GError *error)
 {
-  if (error->domain == STREAM_ERROR && error->code == STREAM_ERROR_NO_SPACE)
+  if (error->domain == STREAM_ERROR &&
+      (error->code == STREAM_ERROR_NO_SPACE || error->code == STREAM_ERROR_THROTTLED))
     return "ProvisionedThroughputExceededException";
   return "InternalFailure";
 }
@@ -767,7 +768,11 @@ put_record_answer (Call *call, StreamPutResult *r)
   if (info == NULL)
     return; /* deleted meanwhile: answered */
   if (r->error) {
-    fail (call, write_error_type (r->error), "the record was not stored: %s", r->error->message);
+    if (g_error_matches (r->error, STREAM_ERROR, STREAM_ERROR_THROTTLED))
+      fail (call, write_error_type (r->error), "%s", r->error->message);
+    else
+      fail (call, write_error_type (r->error), "the record was not stored: %s",
+            r->error->message);
     return;
   }
   GString *out = g_string_sized_new (128);

@@ -35,6 +35,8 @@ add_stream (JsonBuilder *b, StreamStore *store, const StreamInfo *info, gboolean
   }
   json_builder_set_member_name (b, "retentionHours");
   json_builder_add_int_value (b, info->settings.retention_hours);
+  json_builder_set_member_name (b, "retentionBytes");
+  json_builder_add_int_value (b, (gint64) info->settings.retention_bytes);
   json_builder_set_member_name (b, "maxRecordBytes");
   json_builder_add_int_value (b, (gint64) info->settings.max_record_bytes);
   json_builder_set_member_name (b, "encryption");

@@ -47,12 +47,16 @@ typedef struct {
   StreamDurability durability;
   guint batch_ms;
   gint sealed; /* atomic: closed, and every put accepted for it is in its log */
+  /* Write-rate buckets (main thread): tokens left and when last filled. */
+  double record_tokens, byte_tokens;
+  gint64 filled_us;
 } Shard;
 
 typedef struct {
   StreamInfo info;
   GPtrArray *shards; /* Shard *, by ordinal */
   char *directory;
+  StreamWriteLimit limit;
 } Stream;
 
 typedef enum { JOB_APPEND, JOB_BARRIER, JOB_STOP } JobKind;
@@ -853,6 +857,44 @@ stream_store_set_retention (StreamStore *store, const char *name, guint hours, G
 }
 
 gboolean
+stream_store_set_retention_bytes (StreamStore *store, const char *name, guint64 bytes,
+                                  GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  if (s == NULL)
+    return FALSE;
+  if (bytes > G_MAXINT64) {
+    g_set_error (error, STREAM_ERROR, STREAM_ERROR_INVALID, "retention of %" G_GUINT64_FORMAT
+                 " bytes is out of range", bytes);
+    return FALSE;
+  }
+  sqlite3_stmt *stmt = sql_prepare (store, "UPDATE streams SET retention_bytes = ? WHERE id = ?");
+  if (stmt == NULL)
+    return sql_error (store, error);
+  sqlite3_bind_int64 (stmt, 1, (gint64) bytes);
+  sqlite3_bind_text (stmt, 2, s->info.id, -1, SQLITE_STATIC);
+  gboolean ok = sqlite3_step (stmt) == SQLITE_DONE;
+  sqlite3_finalize (stmt);
+  if (!ok)
+    return sql_error (store, error);
+  s->info.settings.retention_bytes = bytes;
+  return TRUE;
+}
+
+gboolean
+stream_store_set_write_limit (StreamStore *store, const char *name, const StreamWriteLimit *limit,
+                              GError **error)
+{
+  Stream *s = store_find (store, name, error);
+  if (s == NULL)
+    return FALSE;
+  s->limit = *limit;
+  for (guint i = 0; i < s->shards->len; i++)
+    ((Shard *) g_ptr_array_index (s->shards, i))->filled_us = 0; /* full buckets */
+  return TRUE;
+}
+
+gboolean
 stream_store_set_tags (StreamStore *store, const char *name, GHashTable *add,
                        const char *const *remove, GError **error)
 {
@@ -1281,6 +1323,38 @@ stream_store_set_min_free (StreamStore *store, guint64 bytes)
 }
 
 /* FALSE with STREAM_ERROR_NO_SPACE below the reserve. */
+/* Takes one record of @bytes from @shard's buckets, filling them first for
+ * the time since they were last filled; FALSE when the shard is over its
+ * rate. A record larger than a second's bytes passes on a full bucket and
+ * leaves it in debt, so that it is delayed, never refused forever. */
+static gboolean
+shard_admit (const StreamWriteLimit *limit, Shard *shard, gsize bytes, gint64 now_us)
+{
+  double records_cap = (double) limit->records_per_second;
+  double bytes_cap = (double) limit->bytes_per_second;
+  if (records_cap == 0 && bytes_cap == 0)
+    return TRUE;
+  if (shard->filled_us == 0) {
+    shard->record_tokens = records_cap;
+    shard->byte_tokens = bytes_cap;
+  } else {
+    double seconds = (double) (now_us - shard->filled_us) / G_USEC_PER_SEC;
+    shard->record_tokens = MIN (records_cap, shard->record_tokens + seconds * records_cap);
+    shard->byte_tokens = MIN (bytes_cap, shard->byte_tokens + seconds * bytes_cap);
+  }
+  shard->filled_us = now_us;
+  if ((records_cap > 0 && shard->record_tokens < 1) || (bytes_cap > 0 && shard->byte_tokens <= 0))
+    return FALSE;
+  if (bytes_cap > 0 && (double) bytes > shard->byte_tokens && shard->byte_tokens < bytes_cap)
+    return FALSE;
+  shard->record_tokens -= records_cap > 0 ? 1 : 0;
+  shard->byte_tokens -= bytes_cap > 0 ? (double) bytes : 0;
+  return TRUE;
+}
+
+static gboolean
+put_request_complete (gpointer data);
+
 static gboolean
 check_free_space (StreamStore *store, GError **error)
 {
@@ -1357,12 +1431,23 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
   request->func = func;
   request->user_data = user_data;
   jobs = g_new0 (Job *, s->shards->len);
+  gint64 now_us = g_get_monotonic_time ();
   for (guint i = 0; i < n; i++) {
+    gsize key_len = strlen (records[i].partition_key);
     StreamHashKey key = records[i].explicit_hash_key
                             ? *records[i].explicit_hash_key
-                            : stream_hash_key_for_partition_key (records[i].partition_key,
-                                                                 strlen (records[i].partition_key));
+                            : stream_hash_key_for_partition_key (records[i].partition_key, key_len);
     guint32 ordinal = route (s, &key);
+    Shard *shard = g_ptr_array_index (s->shards, ordinal);
+    if (!shard_admit (&s->limit, shard, g_bytes_get_size (records[i].data) + key_len, now_us)) {
+      const StreamShardInfo *info = g_ptr_array_index (s->info.shards, ordinal);
+      request->results[i].shard_ordinal = ordinal;
+      request->results[i].error =
+          g_error_new (STREAM_ERROR, STREAM_ERROR_THROTTLED,
+                       "Rate exceeded for shard %s in stream %s under account 000000000000.",
+                       info->id, s->info.name);
+      continue;
+    }
     Job *job = jobs[ordinal];
     if (job == NULL) {
       job = jobs[ordinal] = g_new0 (Job, 1);
@@ -1380,6 +1465,14 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
     g_array_append_val (job->indexes, i);
   }
   request->pending = (gint) n_jobs;
+  if (n_jobs == 0) {
+    /* Every record was throttled: answer from the loop, never from here. */
+    GSource *idle = g_idle_source_new ();
+    g_source_set_callback (idle, put_request_complete, request, NULL);
+    g_source_attach (idle, store->context);
+    g_source_unref (idle);
+    return TRUE;
+  }
   for (guint i = 0; i < s->shards->len; i++)
     if (jobs[i])
       g_async_queue_push (store->queue, jobs[i]);

@@ -31,6 +31,7 @@ typedef enum {
   STREAM_ERROR_EXISTS,    /* a stream of that name exists */
   STREAM_ERROR_LIMIT,     /* a configured limit says no */
   STREAM_ERROR_NO_SPACE,  /* the disk is full, or below the configured reserve: back off */
+  STREAM_ERROR_THROTTLED, /* over a shard's configured write rate: back off */
 } StreamError;
 
 /* Record limits. A stream's own limit is between 1 KiB and the hard maximum. */
@@ -209,6 +210,24 @@ GPtrArray *stream_store_list (StreamStore *store);
 const StreamInfo *stream_store_lookup (StreamStore *store, const char *name, GError **error);
 gboolean stream_store_set_retention (StreamStore *store, const char *name, guint hours,
                                      GError **error);
+/* Keeps at most @bytes per shard (whole segments are removed, oldest
+ * first, at the next retention pass); 0: no size limit. Persisted. */
+gboolean stream_store_set_retention_bytes (StreamStore *store, const char *name, guint64 bytes,
+                                           GError **error);
+
+/* Write rates each shard of a stream takes; 0: no limit. Records over them
+ * fail one by one with STREAM_ERROR_THROTTLED (a put of several records
+ * may partly succeed), as Kinesis throttles a shard. Each shard's bucket
+ * holds one second's worth, so bursts up to that pass at once; a record
+ * larger than a second's bytes passes when the bucket is full. Set by the
+ * configuration at every start, not persisted. */
+typedef struct {
+  guint64 records_per_second;
+  guint64 bytes_per_second;
+} StreamWriteLimit;
+
+gboolean stream_store_set_write_limit (StreamStore *store, const char *name,
+                                       const StreamWriteLimit *limit, GError **error);
 gboolean stream_store_set_tags (StreamStore *store, const char *name, GHashTable *add,
                                 const char *const *remove, GError **error);
 /* [first, next) record numbers of a shard. */

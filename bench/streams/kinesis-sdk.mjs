@@ -86,7 +86,7 @@ async function measure(server, recordBytes, records) {
   const k = client(server.url);
   const payload = Buffer.alloc(recordBytes, 0x61);
   let sent = 0;
-  const cpu0 = cpuSeconds(server.proc.pid), t0 = performance.now();
+  const cpu0 = cpuSeconds(server.proc.pid), t0 = performance.now(), client0 = process.cpuUsage();
   await Promise.all(Array.from({ length: CALLERS }, async () => {
     while (sent < records) {
       const n = Math.min(BATCH, records - sent);
@@ -100,6 +100,7 @@ async function measure(server, recordBytes, records) {
     }
   }));
   const putSeconds = (performance.now() - t0) / 1000, putCpu = cpuSeconds(server.proc.pid) - cpu0;
+  const usage = process.cpuUsage(client0), putClientCpu = (usage.user + usage.system) / 1e6;
 
   const cpu1 = cpuSeconds(server.proc.pid), t1 = performance.now();
   let read = 0;
@@ -117,6 +118,7 @@ async function measure(server, recordBytes, records) {
   const getSeconds = (performance.now() - t1) / 1000, getCpu = cpuSeconds(server.proc.pid) - cpu1;
   if (read < records) throw new Error(`${server.name}: read ${read} of ${records}`);
   return { put: records / putSeconds, putCpuUs: putCpu / records * 1e6,
+           putClientCpuUs: putClientCpu / records * 1e6,
            get: read / getSeconds, getCpuUs: getCpu / read * 1e6 };
 }
 
@@ -131,18 +133,19 @@ for (let run = 0; run < RUNS; run++) {
         const key = `${server.name} ${recordBytes} B`;
         (results[key] ??= []).push(r);
         console.error(`run ${run + 1}: ${key}: put ${Math.round(r.put)}/s (${r.putCpuUs.toFixed(1)} µs CPU), ` +
-                      `get ${Math.round(r.get)}/s (${r.getCpuUs.toFixed(1)} µs CPU)`);
+                      `get ${Math.round(r.get)}/s (${r.getCpuUs.toFixed(1)} µs CPU), ` +
+                      `client ${r.putClientCpuUs.toFixed(1)} µs CPU per record put`);
       } finally {
         server.stop();
       }
     }
   }
 }
-console.log('| server | record | PutRecords records/s | server CPU µs/record (put) | GetRecords records/s | server CPU µs/record (get) |');
-console.log('|---|---|---|---|---|---|');
+console.log('| server | record | PutRecords records/s | server CPU µs/record (put) | client CPU µs/record (put) | GetRecords records/s | server CPU µs/record (get) |');
+console.log('|---|---|---|---|---|---|---|');
 for (const [key, rs] of Object.entries(results)) {
   const [name, bytes] = key.split(/ (?=\d+ B$)/);
   console.log(`| ${name} | ${bytes} | ${Math.round(median(rs.map((r) => r.put))).toLocaleString('en')} | ` +
-              `${median(rs.map((r) => r.putCpuUs)).toFixed(1)} | ${Math.round(median(rs.map((r) => r.get))).toLocaleString('en')} | ` +
+              `${median(rs.map((r) => r.putCpuUs)).toFixed(1)} | ${median(rs.map((r) => r.putClientCpuUs)).toFixed(1)} | ${Math.round(median(rs.map((r) => r.get))).toLocaleString('en')} | ` +
               `${median(rs.map((r) => r.getCpuUs)).toFixed(1)} |`);
 }

@@ -90,6 +90,15 @@ static const ConfigKey stream_keys[] = {
     "Hours records are kept.", NULL },
   { "max_record_bytes", KEY_SIZE, SOFF (max_record_bytes), "1MiB", 1024, 10 * MiB, NULL,
     "Largest record (data and partition key).", NULL },
+  { "retention_bytes", KEY_SIZE, SOFF (retention_bytes), "0", 0, G_MAXINT64, NULL,
+    "Most bytes kept per shard, oldest segments removed first; 0: no size limit.", NULL },
+  { "write_records_per_second", KEY_INT, SOFF (write_records_per_second), "0", 0, 1000000000,
+    NULL,
+    "Records per second each shard takes; more are refused with "
+    "ProvisionedThroughputExceededException. 0: no limit.",
+    NULL },
+  { "write_bytes_per_second", KEY_SIZE, SOFF (write_bytes_per_second), "0", 0, G_MAXINT64, NULL,
+    "Bytes per second each shard takes (data and partition keys); 0: no limit.", NULL },
 };
 
 static const ListSpec stream_list = { stream_keys, G_N_ELEMENTS (stream_keys),

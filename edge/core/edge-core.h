@@ -72,6 +72,9 @@ typedef struct {
   gint64 batch_ms;
   gint64 retention_hours;
   gint64 max_record_bytes;
+  gint64 retention_bytes;          /* per shard; 0: no limit */
+  gint64 write_records_per_second; /* per shard; 0: no limit */
+  gint64 write_bytes_per_second;   /* per shard; 0: no limit */
 } EdgeConfigStream;
 
 /* The daemon's whole configuration, as values. Strings are owned by the
@@ -370,6 +373,14 @@ gboolean edge_json_reader_next_element (EdgeJsonReader *r);
  * NUL-terminated, pointing into the document or into the reader (then valid
  * until the next value is read). */
 gboolean edge_json_reader_read_string (EdgeJsonReader *r, const char **ret, gsize *ret_len);
+/* For callers that scan a string's characters themselves (a base64 decoder
+ * that decodes as it scans): the first character after the opening quote,
+ * or NULL (the next value is no string). Having seen only printable ASCII
+ * other than '\\' up to the closing quote, the caller moves past it with
+ * edge_json_reader_string_done (@after: just past the quote); otherwise it
+ * reads the string as usual, the reader unmoved. */
+const char *edge_json_reader_string_begin (EdgeJsonReader *r);
+void edge_json_reader_string_done (EdgeJsonReader *r, const char *after);
 /* Skips (and validates) one value of any kind. */
 gboolean edge_json_reader_skip (EdgeJsonReader *r);
 /* After the top-level value: TRUE when nothing but whitespace remains. */

@@ -300,6 +300,19 @@ edge_json_reader_read_string (EdgeJsonReader *r, const char **ret, gsize *ret_le
   return read_string (r, &r->scratch, ret, ret_len);
 }
 
+const char *
+edge_json_reader_string_begin (EdgeJsonReader *r)
+{
+  return edge_json_reader_peek (r) == EDGE_JSON_STRING ? r->p + 1 : NULL;
+}
+
+void
+edge_json_reader_string_done (EdgeJsonReader *r, const char *after)
+{
+  g_return_if_fail (after > r->p && after <= r->end && after[-1] == '"');
+  r->p = after;
+}
+
 static gboolean
 skip_number (EdgeJsonReader *r)
 {
