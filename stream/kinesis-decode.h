@@ -1,4 +1,5 @@
-/* kinesis-decode.h: pure decoding of Kinesis put request bodies (private to
+/* kinesis-decode.h: pure decoding of Kinesis put request bodies, and the
+ * base64 both ways (private to
  * stream/; fuzzed by tests/fuzz/fuzz-kinesis.c). Nothing here touches the
  * store or a socket: request bytes in, records or a Kinesis error out.
  *
@@ -55,3 +56,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (KinesisPut, kinesis_put_free)
  * has room for len / 4 * 3 bytes. Returns the decoded length, or -1 for
  * invalid input. */
 gssize kinesis_decode_base64 (const char *text, gsize len, guint8 *out);
+
+/* Encodes @len bytes as padded base64 into @out, which has room for
+ * (len + 2) / 3 * 4 characters (no NUL is written); returns that length. */
+gsize kinesis_encode_base64 (const guint8 *data, gsize len, char *out);

@@ -18,7 +18,6 @@
 
 #include "kinesis-decode.h"
 
-#include <openssl/evp.h>
 
 #define ACCOUNT "000000000000"
 #define ITERATOR_VERSION 1
@@ -208,8 +207,7 @@ append_base64 (GString *out, GBytes *bytes)
   gsize at = out->len + 1;
   g_string_set_size (out, at + (len + 2) / 3 * 4 + 1);
   out->str[at - 1] = '"';
-  if (len > 0)
-    EVP_EncodeBlock ((unsigned char *) out->str + at, data, (int) len);
+  kinesis_encode_base64 (data, len, out->str + at);
   out->str[out->len - 1] = '"';
 }
 

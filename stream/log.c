@@ -759,8 +759,8 @@ stream_log_read (StreamLog *log, guint64 from, guint max_records, gsize max_byte
       gsize size = g_bytes_get_size (r->data);
       if (taken > 0 && bytes + size > max_bytes)
         goto done;
-      g_ptr_array_add (out, g_ptr_array_steal_index (records, i));
-      i--;
+      g_ptr_array_add (out, r);
+      records->pdata[i] = NULL; /* now out's */
       bytes += size;
       taken++;
       next = r->number + 1;

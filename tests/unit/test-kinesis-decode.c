@@ -240,6 +240,15 @@ test_data_round_trip (void **state)
     g_autoptr (KinesisPut) put = kinesis_decode_put (body->str, body->len, FALSE, &fault);
     if (put == NULL)
       fail_msg ("%s: %s", fault.type, fault.message);
+    /* The encoder writes what GLib's does. */
+    for (guint i = 0; i < originals->len; i++) {
+      gsize len;
+      const guint8 *data = g_bytes_get_data (g_ptr_array_index (originals, i), &len);
+      g_autofree char *want = g_base64_encode (data, len);
+      char got[128];
+      assert_int_equal (kinesis_encode_base64 (data, len, got), strlen (want));
+      assert_memory_equal (got, want, strlen (want));
+    }
     assert_int_equal (put->records->len, originals->len);
     for (guint i = 0; i < originals->len; i++)
       assert_true (g_bytes_equal (g_array_index (put->records, KinesisRecord, i).data,
