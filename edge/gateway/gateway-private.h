@@ -47,6 +47,7 @@ struct _EdgeGateway {
   GHashTable *peers;        /* EdgeWsPeer * set (one reference each) */
   GHashTable *streams;      /* accepted GIOStream * set, weakly referenced */
   GHashTable *amz_targets;  /* service prefix -> GatewayRoute (handler, user_data) */
+  GPtrArray *h2_conns;      /* H2Conn: HTTP/2 connections (gateway-h2.c) */
   guint ws_timer;
   GCancellable *cancellable;
 };
@@ -71,6 +72,11 @@ struct _EdgeRequest {
 void gateway_ws_upgrade (EdgeGateway *gateway, EdgeRequest *request);
 void gateway_ws_start (EdgeGateway *gateway);
 void gateway_ws_stop (EdgeGateway *gateway);
+
+/* gateway-h2.c: serves an accepted connection that opened with the HTTP/2
+ * preface (still unread); stop ends them all. */
+void gateway_h2_serve (EdgeGateway *gateway, GSocketConnection *connection);
+void gateway_h2_stop (EdgeGateway *gateway);
 
 /* gateway-builtin.c: /healthz, /metrics, /v1/openapi.json, the web UI */
 void gateway_builtin_register (EdgeGateway *gateway);

@@ -18,6 +18,7 @@
 
 #include "edged-version.h"
 
+#include <errno.h>
 #include <gio/gio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -742,6 +743,84 @@ handshake_done (GObject *source, GAsyncResult *result, gpointer data)
   g_free (hs);
 }
 
+/* ---- HTTP/2 or HTTP/1.1: a look at the first bytes ---- */
+
+#define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define H2_PREFACE_LEN 24
+/* How long a client may take to send enough to tell (then libsoup decides). */
+#define SNIFF_TIMEOUT_US (10 * G_USEC_PER_SEC)
+
+typedef struct {
+  EdgeGateway *gateway;
+  GSocketConnection *connection;
+  GCancellable *cancellable; /* the gateway's: cancelled when it stops */
+  gint64 deadline_us;
+} Sniff;
+
+static void sniff_wait (Sniff *sniff);
+
+static void
+sniff_free (Sniff *sniff)
+{
+  g_object_unref (sniff->connection);
+  g_object_unref (sniff->cancellable);
+  g_free (sniff);
+}
+
+/* Looks without reading: HTTP/2's preface goes to nghttp2, anything else
+ * (an HTTP/1.1 request line, nothing, garbage) to libsoup. */
+static gboolean
+sniff_check (Sniff *sniff)
+{
+  char head[H2_PREFACE_LEN];
+  GSocket *socket = g_socket_connection_get_socket (sniff->connection);
+
+  if (g_cancellable_is_cancelled (sniff->cancellable)) {
+    sniff_free (sniff);
+    return G_SOURCE_REMOVE;
+  }
+  gssize n = recv (g_socket_get_fd (socket), head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    sniff_wait (sniff);
+    return G_SOURCE_REMOVE;
+  }
+  gboolean h2 = n > 0 && memcmp (head, H2_PREFACE, (gsize) n) == 0;
+  if (h2 && n < H2_PREFACE_LEN && g_get_monotonic_time () < sniff->deadline_us) {
+    /* Part of the preface: look again shortly (the socket stays readable,
+     * so waiting on it would spin). */
+    GSource *timer = g_timeout_source_new (5);
+    g_source_set_callback (timer, (GSourceFunc) sniff_check, sniff, NULL);
+    g_source_attach (timer, NULL);
+    g_source_unref (timer);
+    return G_SOURCE_REMOVE;
+  }
+  if (h2 && n == H2_PREFACE_LEN)
+    gateway_h2_serve (sniff->gateway, sniff->connection);
+  else
+    hand_to_soup (sniff->gateway, G_IO_STREAM (sniff->connection), sniff->connection);
+  sniff_free (sniff);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+sniff_readable (GSocket *socket, GIOCondition condition, gpointer data)
+{
+  return sniff_check (data);
+}
+
+static void
+sniff_wait (Sniff *sniff)
+{
+  GSocket *socket = g_socket_connection_get_socket (sniff->connection);
+  gint64 left = sniff->deadline_us - g_get_monotonic_time ();
+  GSource *source = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                            sniff->cancellable);
+  g_source_set_ready_time (source, g_get_monotonic_time () + MAX (left, 0));
+  g_source_set_callback (source, (GSourceFunc) (void (*) (void)) sniff_readable, sniff, NULL);
+  g_source_attach (source, NULL);
+  g_source_unref (source);
+}
+
 static gboolean
 on_incoming (GSocketService *service, GSocketConnection *connection, GObject *source, gpointer data)
 {
@@ -761,7 +840,12 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
     g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
     g_hash_table_add (gateway->streams, stream);
     gateway->connections++;
-    hand_to_soup (gateway, stream, connection);
+    Sniff *sniff = g_new0 (Sniff, 1);
+    sniff->gateway = gateway;
+    sniff->connection = g_object_ref (connection);
+    sniff->cancellable = g_object_ref (gateway->cancellable);
+    sniff->deadline_us = g_get_monotonic_time () + SNIFF_TIMEOUT_US;
+    sniff_check (sniff);
   } else {
     g_autoptr (GError) error = NULL;
     Handshake *hs;
@@ -835,6 +919,7 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
   gateway->health_checks = g_ptr_array_new_with_free_func (health_check_free);
   gateway->peers = g_hash_table_new (NULL, NULL);
   gateway->streams = g_hash_table_new (NULL, NULL);
+  gateway->h2_conns = g_ptr_array_new ();
   gateway->amz_targets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                                 gateway_route_free);
   gateway->cancellable = g_cancellable_new ();
@@ -943,6 +1028,10 @@ edge_gateway_free (EdgeGateway *gateway)
     g_clear_object (&gateway->service);
   }
   gateway_ws_stop (gateway);
+  if (gateway->h2_conns) {
+    gateway_h2_stop (gateway);
+    g_clear_pointer (&gateway->h2_conns, g_ptr_array_unref);
+  }
   if (gateway->cancellable) {
     g_cancellable_cancel (gateway->cancellable);
     g_clear_object (&gateway->cancellable);

@@ -1,6 +1,7 @@
-"""Runs the tests written against the AWS SDK for JavaScript (tests/node) with
-node's test runner, using the Node 20 that tests/node installs from the npm
-registry (Debian 12's own is 18, too old for the current SDK)."""
+"""Runs the tests written against the AWS SDK for JavaScript and node's HTTP/2
+client (tests/node) with node's test runner, using the Node 20 that tests/node
+installs from the npm registry (Debian 12's own is 18, too old for the current
+SDK)."""
 
 import os
 import subprocess
@@ -16,7 +17,7 @@ class NodeSdk(unittest.TestCase):
     def test_kinesis_sdk(self):
         self.assertTrue(os.path.exists(NODE),
                         "tests/node has no node_modules: run .ci/install-deps --test (it runs npm ci there)")
-        r = subprocess.run([NODE, "--test", "kinesis-sdk.test.mjs"], cwd=NODE_DIR,
+        r = subprocess.run([NODE, "--test", "kinesis-sdk.test.mjs", "http2.test.mjs"], cwd=NODE_DIR,
                            capture_output=True, text=True, timeout=900,
                            env=dict(os.environ, EDGED=os.path.abspath(os.environ["EDGED"])))
         sys.stderr.write(r.stdout[-3000:])

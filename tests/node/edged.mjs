@@ -16,12 +16,14 @@ export async function freePort() {
   });
 }
 
-export async function startEdged(extraConfig = '') {
+// @extraConfig: top-level YAML; @gatewayConfig: more keys under gateway:,
+// each line indented by two spaces.
+export async function startEdged(extraConfig = '', gatewayConfig = '') {
   const dir = mkdtempSync(join(tmpdir(), 'edged-node-'));
   const port = await freePort();
   const config = join(dir, 'edged.yaml');
   writeFileSync(config, `data_dir: ${join(dir, 'data')}\ngateway:\n  listen: 127.0.0.1:${port}\n` +
-                        `  access_log: false\n${extraConfig}`);
+                        `  access_log: false\n${gatewayConfig}${extraConfig}`);
   const log = openSync(join(dir, 'edged.log'), 'w');
   const proc = spawn(process.env.EDGED ?? '../../build/edge/edged', ['--config', config],
                      { stdio: ['ignore', 'ignore', log] });

@@ -1,9 +1,8 @@
 // @aws-sdk/client-kinesis against edged: many concurrent callers write a few
 // hundred thousand records; every shard is read back and every record must
-// be there exactly once, byte for byte.
-//
-// The client uses NodeHttpHandler (HTTP/1.1): edged does not speak cleartext
-// HTTP/2 yet, which the SDK's default handler uses for Kinesis.
+// be there exactly once, byte for byte. Once with the client as it comes
+// (its default handler speaks HTTP/2 with prior knowledge on http://), once
+// with NodeHttpHandler (HTTP/1.1), as kinesalite's users configure it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
@@ -32,19 +31,22 @@ function recordData(i) {
   return Buffer.concat([head, body]);
 }
 
-function client(url) {
+function client(url, http1) {
   return new KinesisClient({
     endpoint: url,
     region: 'us-east-1',
     credentials: { accessKeyId: 'edged', secretAccessKey: 'edged' },
-    requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets: 32 }) }),
+    ...(http1 ? { requestHandler: new NodeHttpHandler({
+      httpAgent: new Agent({ keepAlive: true, maxSockets: 32 }) }) } : {}),
   });
 }
 
-test(`${RECORDS} records from ${CALLERS} callers arrive exactly once`, { timeout: 600000 }, async () => {
+for (const http1 of [false, true]) {
+test(`${RECORDS} records from ${CALLERS} callers arrive exactly once ` +
+     `(${http1 ? 'HTTP/1.1' : 'the default client, HTTP/2'})`, { timeout: 600000 }, async () => {
   const edged = await startEdged('streams:\n  - name: sdk\n    shards: 4\n    durability: batch\n    batch_ms: 5ms\n');
   try {
-    const kinesis = client(edged.url);
+    const kinesis = client(edged.url, http1);
     const summary = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: 'sdk' }));
     assert.equal(summary.StreamDescriptionSummary.OpenShardCount, 4);
 
@@ -98,7 +100,9 @@ test(`${RECORDS} records from ${CALLERS} callers arrive exactly once`, { timeout
       }
     }
     assert.equal(read, RECORDS, 'every record arrived');
+    kinesis.destroy();
   } finally {
     assert.equal(await edged.stop(), 0);
   }
 });
+}
