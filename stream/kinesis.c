@@ -180,6 +180,20 @@ respond_text (Call *call, GString *text)
   edge_request_respond (call->request, SOUP_STATUS_OK, "application/x-amz-json-1.1", bytes);
 }
 
+/* A GetRecords answer runs to tens of megabytes: built as one buffer, it
+ * was fresh memory for every call, and faulting its pages in cost more
+ * than encoding the records. So it is built in parts of about this size,
+ * which the allocator hands out again and again. */
+#define ANSWER_PART_BYTES (256 * 1024)
+
+static void
+answer_part_done (GPtrArray *parts, GString **out)
+{
+  gsize len = (*out)->len;
+  g_ptr_array_add (parts, g_bytes_new_take (g_string_free (*out, FALSE), len));
+  *out = g_string_sized_new (ANSWER_PART_BYTES + 4096);
+}
+
 static void
 append_member (GString *out, const char *name)
 {
@@ -1102,14 +1116,8 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
   }
   guint64 shard_next = 0;
   stream_store_shard_range (call->api->store, info->name, rc->ordinal, NULL, &shard_next, NULL);
-  /* Sized for the records' base64 and their fixed members, so that the
-   * answer is built without growing. */
-  gsize estimate = 256;
-  for (guint i = 0; i < records->len; i++) {
-    StreamRecord *r = g_ptr_array_index (records, i);
-    estimate += (g_bytes_get_size (r->data) + 2) / 3 * 4 + strlen (r->partition_key) + 160;
-  }
-  GString *out = g_string_sized_new (estimate);
+  g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  GString *out = g_string_sized_new (ANSWER_PART_BYTES + 4096);
   g_string_append (out, "{\"Records\":[");
   gint64 last_arrival = 0;
   for (guint i = 0; i < records->len; i++) {
@@ -1126,6 +1134,8 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
     edge_json_append_string (out, r->partition_key, strlen (r->partition_key));
     g_string_append (out, ",\"EncryptionType\":\"KMS\"}");
     last_arrival = r->arrival_ms;
+    if (out->len >= ANSWER_PART_BYTES)
+      answer_part_done (parts, &out);
   }
   g_string_append (out, "],");
   const StreamShardInfo *shard = g_ptr_array_index (info->shards, rc->ordinal);
@@ -1148,7 +1158,9 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
                       ? 0
                       : MAX (0, g_get_real_time () / 1000 - last_arrival);
   g_string_append_printf (out, ",\"MillisBehindLatest\":%" G_GINT64_FORMAT "}", behind);
-  respond_text (call, out);
+  gsize len = out->len;
+  g_ptr_array_add (parts, g_bytes_new_take (g_string_free (out, FALSE), len));
+  edge_request_respond_parts (call->request, SOUP_STATUS_OK, "application/x-amz-json-1.1", parts);
 }
 
 static void

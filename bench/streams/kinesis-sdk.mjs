@@ -5,11 +5,11 @@
 //   cd tests/node && npm ci && cd ../..
 //   tests/node/node_modules/.bin/node bench/streams/kinesis-sdk.mjs [RUNS]
 //
-// Both servers speak HTTP/1.1 to the client (NodeHttpHandler): kinesalite
-// speaks nothing else, and edged does not speak cleartext HTTP/2 yet.
-// kinesalite keeps records in memory; edged is measured with durability
-// "none" (acknowledged after write(2): the closest comparison) and "sync"
-// (acknowledged after fdatasync, its default).
+// The side-by-side rows speak HTTP/1.1 (NodeHttpHandler), the only protocol
+// kinesalite speaks; one more row is edged with the client as it comes (its
+// default handler: HTTP/2). kinesalite keeps records in memory; edged is
+// measured with durability "none" (acknowledged after write(2): the closest
+// comparison) and "sync" (acknowledged after fdatasync, its default).
 import { spawn } from 'node:child_process';
 import { readFileSync, mkdtempSync, writeFileSync, rmSync, openSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -54,7 +54,7 @@ async function startEdged(durability) {
                      { stdio: ['ignore', 'ignore', openSync(join(dir, 'log'), 'w')] });
   const url = `http://127.0.0.1:${port}`;
   await waitUp(`${url}/healthz`);
-  return { name: `edged (${durability})`, url, proc, stop: () => { proc.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); } };
+  return { name: `edged (${durability})`, http1: true, url, proc, stop: () => { proc.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 async function startKinesalite() {
@@ -64,26 +64,27 @@ async function startKinesalite() {
     { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}`;
   await waitUp(url);
-  const k = client(url);
+  const k = client(url, true);
   await k.send(new CreateStreamCommand({ StreamName: 'bench', ShardCount: SHARDS }));
   for (;;) {
     const d = await k.send(new DescribeStreamCommand({ StreamName: 'bench' }));
     if (d.StreamDescription.StreamStatus === 'ACTIVE') break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  return { name: 'kinesalite', url, proc, stop: () => proc.kill('SIGKILL') };
+  return { name: 'kinesalite', http1: true, url, proc, stop: () => proc.kill('SIGKILL') };
 }
 
-function client(url) {
+function client(url, http1) {
   return new KinesisClient({
     endpoint: url, region: 'us-east-1', maxAttempts: 10,
     credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' },
-    requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets: 16 }) }),
+    ...(http1 ? { requestHandler: new NodeHttpHandler({
+      httpAgent: new Agent({ keepAlive: true, maxSockets: 16 }) }) } : {}),
   });
 }
 
 async function measure(server, recordBytes, records) {
-  const k = client(server.url);
+  const k = client(server.url, server.http1);
   const payload = Buffer.alloc(recordBytes, 0x61);
   let sent = 0;
   const cpu0 = cpuSeconds(server.proc.pid), t0 = performance.now(), client0 = process.cpuUsage();
@@ -116,6 +117,7 @@ async function measure(server, recordBytes, records) {
     }
   }));
   const getSeconds = (performance.now() - t1) / 1000, getCpu = cpuSeconds(server.proc.pid) - cpu1;
+  k.destroy();
   if (read < records) throw new Error(`${server.name}: read ${read} of ${records}`);
   return { put: records / putSeconds, putCpuUs: putCpu / records * 1e6,
            putClientCpuUs: putClientCpu / records * 1e6,
@@ -126,7 +128,8 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
 for (let run = 0; run < RUNS; run++) {
   for (const [recordBytes, records] of [[100, 100000], [1024, 50000]]) {
-    for (const start of [() => startKinesalite(), () => startEdged('none'), () => startEdged('sync')]) {
+    const h2 = async () => ({ ...(await startEdged('none')), name: 'edged (none, HTTP/2)', http1: false });
+    for (const start of [() => startKinesalite(), () => startEdged('none'), () => startEdged('sync'), h2]) {
       const server = await start();
       try {
         const r = await measure(server, recordBytes, records);

@@ -127,6 +127,11 @@ SoupServerMessage *edge_request_message (EdgeRequest *request);
  * after edge_request_pause, later on the main thread. */
 void edge_request_respond (EdgeRequest *request, guint status, const char *content_type,
                            GBytes *body);
+/* The body in @parts (GBytes, each referenced, not copied): for answers of
+ * megabytes, built in pieces that the allocator reuses rather than one
+ * fresh buffer per request. */
+void edge_request_respond_parts (EdgeRequest *request, guint status, const char *content_type,
+                                 GPtrArray *parts);
 void edge_request_respond_json (EdgeRequest *request, guint status, JsonNode *body);
 /* {"error": {"code": CODE, "message": MESSAGE}} with @status. */
 void edge_request_respond_error (EdgeRequest *request, guint status, const char *code,

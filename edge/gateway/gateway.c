@@ -134,6 +134,22 @@ request_finish_response (EdgeRequest *request)
 }
 
 void
+edge_request_respond_parts (EdgeRequest *request, guint status, const char *content_type,
+                            GPtrArray *parts)
+{
+  SoupServerMessage *msg = request->msg;
+  soup_server_message_set_status (msg, status, NULL);
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection",
+                                "close");
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Content-Type",
+                                content_type);
+  for (guint i = 0; i < parts->len; i++)
+    soup_message_body_append_bytes (soup_server_message_get_response_body (msg),
+                                    g_ptr_array_index (parts, i));
+  request_finish_response (request);
+}
+
+void
 edge_request_respond (EdgeRequest *request, guint status, const char *content_type, GBytes *body)
 {
   SoupServerMessage *msg = request->msg;

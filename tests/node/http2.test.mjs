@@ -117,3 +117,35 @@ test('a preface in pieces is still HTTP/2; a broken peer is cut off alone', { ti
     assert.equal(await edged.stop(), 0);
   }
 });
+
+test('clients that vanish mid-request leave nothing behind', { timeout: 60000 }, async () => {
+  const edged = await startEdged('streams:\n  - name: gone\n    shards: 2\n');
+  try {
+    const body = JSON.stringify({ StreamName: 'gone', Records: Array.from({ length: 500 }, (_, i) =>
+      ({ Data: Buffer.alloc(1000, i).toString('base64'), PartitionKey: `k${i}` })) });
+    for (let i = 0; i < 100; i++) {
+      const session = http2.connect(edged.url);
+      session.on('error', () => {});
+      const req = session.request({ ':method': 'POST', ':path': '/',
+                                    'x-amz-target': 'Kinesis_20131202.PutRecords' });
+      req.on('error', () => {});
+      // Half the body, the whole body, or the body and a moment for the
+      // answer to be under way: then the client is gone.
+      if (i % 3 === 0) req.write(body.slice(0, body.length / 2));
+      else req.end(body);
+      if (i % 3 === 2) await new Promise((r) => setTimeout(r, 2));
+      session.destroy();
+    }
+    for (let i = 0; i < 100 && await connections(edged.url) > 1; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await connections(edged.url), 1);
+    // Whatever was accepted is whole and readable; the server answers as before.
+    const session = http2.connect(edged.url);
+    const summary = await request(session, { ':method': 'POST', ':path': '/',
+      'x-amz-target': 'Kinesis_20131202.DescribeStreamSummary' }, JSON.stringify({ StreamName: 'gone' }));
+    assert.equal(summary.status, 200);
+    session.close();
+  } finally {
+    assert.equal(await edged.stop(), 0);
+  }
+});
