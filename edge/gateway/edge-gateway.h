@@ -144,6 +144,21 @@ char *edge_json_error (const char *code, const char *message, gsize *ret_len);
  * that the respond call releases. */
 void edge_request_pause (EdgeRequest *request);
 
+/* An answer whose body is sent as it is produced (chunked over HTTP/1.1,
+ * DATA frames over HTTP/2), for event streams. After begin, the request
+ * stays valid until stream_end, or until the client goes away: then @gone
+ * is called once, on the main thread, and the request must not be used
+ * after it returns. (Instead of one of the respond calls.) */
+typedef void (*EdgeRequestGoneFunc) (gpointer user_data);
+void edge_request_stream_begin (EdgeRequest *request, guint status, const char *content_type,
+                                EdgeRequestGoneFunc gone, gpointer user_data);
+/* Queues @bytes (referenced) for the client. */
+void edge_request_stream_write (EdgeRequest *request, GBytes *bytes);
+/* Bytes queued and not yet written: writers hold back while it is large. */
+gsize edge_request_stream_queued (EdgeRequest *request);
+/* Ends the body; @gone is not called after this. */
+void edge_request_stream_end (EdgeRequest *request);
+
 /* The one entry point for untrusted JSON: rejects more than @max_bytes,
  * nesting deeper than EDGE_JSON_MAX_DEPTH, invalid UTF-8 and trailing data,
  * before json-glib sees it. (transfer full) or NULL with @error. */

@@ -36,8 +36,9 @@
 #define H2_MAX_HEADER_BYTES (64 * 1024)
 #define H2_WINDOW_BYTES (8 * 1024 * 1024)
 #define H2_READ_BYTES (64 * 1024)
-/* An answer larger than this is refused (502) rather than buffered. */
-#define H2_MAX_ANSWER_BYTES (256 * 1024 * 1024)
+/* Answer bytes held for a client that reads slowly before reading from
+ * libsoup stops (and libsoup's own back-pressure takes over). */
+#define H2_PENDING_MAX (1024 * 1024)
 
 typedef struct _H2Conn H2Conn;
 
@@ -48,12 +49,23 @@ typedef struct {
   char *method, *path, *authority;
   GByteArray *body;
   GIOStream *backend; /* our end of the socketpair */
-  GByteArray *answer; /* the HTTP/1.1 answer, read to its end */
-  GBytes *answer_body;
-  gsize answer_sent;
   GCancellable *cancellable;
   gboolean refused;
+  /* The HTTP/1.1 answer, relayed as it arrives. */
+  GByteArray *raw;     /* read, not yet taken apart */
+  gboolean headers_sent;
+  gboolean chunked;
+  int chunk_state;     /* CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, CHUNK_DONE */
+  guint64 chunk_left;
+  GByteArray *pending; /* body bytes for DATA frames */
+  gboolean body_done;  /* pending holds the rest of the body */
+  gboolean deferred;   /* nghttp2 waits for pending */
+  gboolean reading;    /* a read from libsoup is under way */
+  GBytes *answer_body; /* a whole answer of our own (errors) */
+  gsize answer_sent;
 } H2Stream;
+
+enum { CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, CHUNK_DONE };
 
 struct _H2Conn {
   EdgeGateway *gateway;
@@ -65,6 +77,7 @@ struct _H2Conn {
   GByteArray *out;       /* framed bytes nghttp2 produced that the socket has not taken */
   GPtrArray *streams;    /* open H2Stream (nghttp2_session_del does not close them) */
   gsize max_body;
+  gboolean receiving; /* inside nghttp2_session_mem_recv: no sending from callbacks */
   gboolean dead;     /* the socket failed or the peer left: free at once */
   guint drain_timer; /* after our GOAWAY: reading what is left, until EOF */
 };
@@ -91,8 +104,10 @@ h2_stream_free (H2Stream *s)
   g_free (s->authority);
   if (s->body)
     g_byte_array_unref (s->body);
-  if (s->answer)
-    g_byte_array_unref (s->answer);
+  if (s->raw)
+    g_byte_array_unref (s->raw);
+  if (s->pending)
+    g_byte_array_unref (s->pending);
   if (s->answer_body)
     g_bytes_unref (s->answer_body);
   g_free (s);
@@ -165,54 +180,40 @@ connection_specific (const char *name)
   return g_strv_contains (names, name);
 }
 
-/* Undoes chunked transfer coding; NULL if it is malformed. */
-static GBytes *
-dechunk (const guint8 *data, gsize len)
+static void backend_read (H2Stream *s);
+
+/* DATA for a relayed answer: what has arrived, or wait for more. */
+static ssize_t
+pending_read (nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
+              uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
-  g_autoptr (GByteArray) out = g_byte_array_new ();
-  gsize at = 0;
-  for (;;) {
-    const guint8 *eol = memchr (data + at, '\n', len - at);
-    if (eol == NULL)
-      return NULL;
-    guint64 size = g_ascii_strtoull ((const char *) data + at, NULL, 16);
-    at = (gsize) (eol - data) + 1;
-    if (size == 0)
-      return g_byte_array_free_to_bytes (g_steal_pointer (&out));
-    if (size > len - at || len - at - size < 2)
-      return NULL;
-    g_byte_array_append (out, data + at, (guint) size);
-    at += size + 2;
+  H2Stream *s = source->ptr;
+  gsize n = MIN (length, s->pending->len);
+  if (n == 0 && !s->body_done) {
+    s->deferred = TRUE;
+    return NGHTTP2_ERR_DEFERRED;
   }
+  memcpy (buf, s->pending->data, n);
+  g_byte_array_remove_range (s->pending, 0, (guint) n);
+  if (s->body_done && s->pending->len == 0)
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (!s->reading && !s->body_done && s->backend && s->pending->len < H2_PENDING_MAX / 2)
+    backend_read (s);
+  return (ssize_t) n;
 }
 
-/* The whole HTTP/1.1 answer arrived: send it on the stream. */
-static void
-h2_stream_answer (H2Stream *s)
+/* The answer's head has arrived: send it as HEADERS. */
+static gboolean
+h2_stream_send_head (H2Stream *s, gsize head_len)
 {
-  const guint8 *data = s->answer->data;
-  gsize len = s->answer->len;
-  const guint8 *end = len >= 4 ? memmem (data, len, "\r\n\r\n", 4) : NULL;
   g_autoptr (SoupMessageHeaders) headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
   guint status = 0;
-
-  if (end == NULL || !soup_headers_parse_response ((const char *) data, (int) (end - data) + 4,
-                                                   headers, NULL, &status, NULL)) {
-    h2_stream_fail (s, 502, "BadGateway", "the request was not answered");
-    return;
-  }
+  if (!soup_headers_parse_response ((const char *) s->raw->data, (int) head_len, headers, NULL,
+                                    &status, NULL))
+    return FALSE;
+  s->chunked = soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED;
   /* An answer to HEAD has the length of the body it does not carry. */
   gboolean head_only = g_str_equal (s->method, "HEAD");
-  const guint8 *body = end + 4;
-  gsize body_len = len - (gsize) (body - data);
-  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED)
-    s->answer_body = dechunk (body, body_len);
-  else
-    s->answer_body = g_bytes_new (body, body_len);
-  if (s->answer_body == NULL) {
-    h2_stream_fail (s, 502, "BadGateway", "the answer was malformed");
-    return;
-  }
 
   g_autoptr (GArray) nva = g_array_new (FALSE, FALSE, sizeof (nghttp2_nv));
   g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func (g_free);
@@ -227,28 +228,84 @@ h2_stream_answer (H2Stream *s)
   while (soup_message_headers_iter_next (&iter, &name, &value)) {
     char *lower = g_ascii_strdown (name, -1);
     g_ptr_array_add (owned, lower);
-    if (connection_specific (lower) || (g_str_equal (lower, "content-length") && !head_only))
+    if (connection_specific (lower))
       continue;
     nghttp2_nv h = { (uint8_t *) lower, (uint8_t *) value, strlen (lower), strlen (value),
                      NGHTTP2_NV_FLAG_NONE };
     g_array_append_val (nva, h);
   }
-  if (!head_only) {
-    char *length = g_strdup_printf ("%zu", g_bytes_get_size (s->answer_body));
-    g_ptr_array_add (owned, length);
-    nghttp2_nv cl = { (uint8_t *) "content-length", (uint8_t *) length, 14, strlen (length),
-                      NGHTTP2_NV_FLAG_NONE };
-    g_array_append_val (nva, cl);
-  }
-  nghttp2_data_provider provider = { .source.ptr = s, .read_callback = answer_read };
+  g_byte_array_remove_range (s->raw, 0, (guint) head_len);
+  s->headers_sent = TRUE;
+  if (head_only)
+    s->body_done = TRUE;
+  nghttp2_data_provider provider = { .source.ptr = s, .read_callback = pending_read };
   /* nghttp2 copies the header block when the response is submitted. */
   nghttp2_submit_response (s->conn->session, s->id, (nghttp2_nv *) nva->data, nva->len,
                            head_only ? NULL : &provider);
-  g_clear_object (&s->backend);
-  h2_conn_flush (s->conn);
+  return TRUE;
 }
 
-static void backend_read (H2Stream *s);
+/* Moves body bytes from raw to pending, undoing chunked coding. FALSE if
+ * the coding is malformed. */
+static gboolean
+h2_stream_take_body (H2Stream *s)
+{
+  GByteArray *raw = s->raw;
+  if (!s->chunked) {
+    g_byte_array_append (s->pending, raw->data, raw->len);
+    g_byte_array_set_size (raw, 0);
+    return TRUE;
+  }
+  gsize at = 0;
+  while (at < raw->len && s->chunk_state != CHUNK_DONE) {
+    if (s->chunk_state == CHUNK_SIZE) {
+      const guint8 *eol = memchr (raw->data + at, '\n', raw->len - at);
+      if (eol == NULL) {
+        if (raw->len - at > 1024)
+          return FALSE;
+        break;
+      }
+      char *end;
+      s->chunk_left = g_ascii_strtoull ((const char *) raw->data + at, &end, 16);
+      if (end == (const char *) raw->data + at)
+        return FALSE;
+      at = (gsize) (eol - raw->data) + 1;
+      s->chunk_state = s->chunk_left > 0 ? CHUNK_DATA : CHUNK_DONE;
+    } else if (s->chunk_state == CHUNK_DATA) {
+      gsize n = (gsize) MIN (s->chunk_left, raw->len - at);
+      g_byte_array_append (s->pending, raw->data + at, (guint) n);
+      at += n;
+      s->chunk_left -= n;
+      if (s->chunk_left == 0)
+        s->chunk_state = CHUNK_CRLF;
+    } else { /* CHUNK_CRLF */
+      if (raw->len - at < 2)
+        break;
+      if (raw->data[at] != '\r' || raw->data[at + 1] != '\n')
+        return FALSE;
+      at += 2;
+      s->chunk_state = CHUNK_SIZE;
+    }
+  }
+  g_byte_array_remove_range (raw, 0, (guint) at);
+  if (s->chunk_state == CHUNK_DONE)
+    s->body_done = TRUE;
+  return TRUE;
+}
+
+/* Ends a stream whose answer broke: 502 before its head, a reset after. */
+static void
+h2_stream_broken (H2Stream *s, const char *why)
+{
+  g_debug ("HTTP/2 stream %d: %s", s->id, why);
+  g_clear_object (&s->backend);
+  if (!s->headers_sent) {
+    h2_stream_fail (s, 502, "BadGateway", why);
+    return;
+  }
+  nghttp2_submit_rst_stream (s->conn->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+  h2_conn_flush (s->conn);
+}
 
 static void
 backend_read_done (GObject *source, GAsyncResult *result, gpointer data)
@@ -259,25 +316,52 @@ backend_read_done (GObject *source, GAsyncResult *result, gpointer data)
   if (chunk == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return; /* the stream is gone */
   H2Stream *s = data;
+  s->reading = FALSE;
   if (chunk == NULL) {
-    h2_stream_fail (s, 502, "BadGateway", error->message);
+    h2_stream_broken (s, error->message);
     return;
   }
-  if (g_bytes_get_size (chunk) == 0) {
-    h2_stream_answer (s);
+  gsize size = g_bytes_get_size (chunk);
+  g_byte_array_append (s->raw, g_bytes_get_data (chunk, NULL), (guint) size);
+  if (!s->headers_sent) {
+    const guint8 *end = s->raw->len >= 4 ? memmem (s->raw->data, s->raw->len, "\r\n\r\n", 4)
+                                         : NULL;
+    if (end == NULL && (size == 0 || s->raw->len > H2_MAX_HEADER_BYTES)) {
+      h2_stream_broken (s, "the request was not answered");
+      return;
+    }
+    if (end && !h2_stream_send_head (s, (gsize) (end - s->raw->data) + 4)) {
+      h2_stream_broken (s, "the answer was malformed");
+      return;
+    }
+  }
+  if (s->headers_sent && !s->body_done && !h2_stream_take_body (s)) {
+    h2_stream_broken (s, "the answer was malformed");
     return;
   }
-  if (s->answer->len + g_bytes_get_size (chunk) > H2_MAX_ANSWER_BYTES) {
-    h2_stream_fail (s, 502, "BadGateway", "the answer is too large for HTTP/2 here");
-    return;
+  if (size == 0 && s->headers_sent && !s->body_done) {
+    if (s->chunked) {
+      h2_stream_broken (s, "the answer ended early");
+      return;
+    }
+    s->body_done = TRUE; /* Content-Length or EOF-delimited: the end is the socket's */
   }
-  g_byte_array_append (s->answer, g_bytes_get_data (chunk, NULL), (guint) g_bytes_get_size (chunk));
-  backend_read (s);
+  if (s->body_done)
+    g_clear_object (&s->backend);
+  else if (size > 0 && s->pending->len < H2_PENDING_MAX)
+    backend_read (s);
+  if (s->deferred && (s->pending->len > 0 || s->body_done)) {
+    s->deferred = FALSE;
+    nghttp2_session_resume_data (s->conn->session, s->id);
+  }
+  /* Last: sending may finish the stream, which frees it. */
+  h2_conn_flush (s->conn);
 }
 
 static void
 backend_read (H2Stream *s)
 {
+  s->reading = TRUE;
   g_input_stream_read_bytes_async (g_io_stream_get_input_stream (s->backend), H2_READ_BYTES,
                                    G_PRIORITY_DEFAULT, s->cancellable, backend_read_done, s);
 }
@@ -335,7 +419,8 @@ h2_stream_dispatch (H2Stream *s)
   g_object_set_data_full (G_OBJECT (s->backend), "edge-h2-request", bytes,
                           (GDestroyNotify) g_bytes_unref);
   g_clear_pointer (&s->body, g_byte_array_unref);
-  s->answer = g_byte_array_new ();
+  s->raw = g_byte_array_new ();
+  s->pending = g_byte_array_new ();
   s->cancellable = g_cancellable_new ();
   g_output_stream_write_all_async (g_io_stream_get_output_stream (s->backend),
                                    g_bytes_get_data (bytes, NULL), req_len, G_PRIORITY_DEFAULT,
@@ -471,6 +556,8 @@ static gboolean h2_conn_writable (GSocket *socket, GIOCondition condition, gpoin
 static void
 h2_conn_flush (H2Conn *conn)
 {
+  if (conn->receiving)
+    return; /* h2_conn_io sends once nghttp2 has taken the input */
   while (!conn->dead) {
     if (conn->out->len == 0) {
       const uint8_t *data;
@@ -531,8 +618,11 @@ h2_conn_io (GSocket *socket, GIOCondition condition, gpointer data)
     gssize n = g_socket_receive (socket, (char *) buf, sizeof buf, NULL, &error);
     if (n == 0 || (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)))
       conn->dead = TRUE;
-    else if (n > 0 && !conn->drain_timer)
+    else if (n > 0 && !conn->drain_timer) {
+      conn->receiving = TRUE;
       nghttp2_session_mem_recv (conn->session, buf, (size_t) n); /* errors: GOAWAY queued */
+      conn->receiving = FALSE;
+    }
   } else if (condition & (G_IO_HUP | G_IO_ERR)) {
     conn->dead = TRUE;
   }

@@ -66,6 +66,11 @@ struct _EdgeRequest {
   gboolean paused;
   gboolean responded;
   gboolean refused; /* answered on a connection taken back from libsoup */
+  /* An answer sent as it is produced (edge_request_stream_begin). */
+  gboolean streaming, stream_ended, held;
+  gsize stream_queued;
+  EdgeRequestGoneFunc gone;
+  gpointer gone_data;
 };
 
 /* gateway-ws.c */

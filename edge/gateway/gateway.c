@@ -133,6 +133,68 @@ request_finish_response (EdgeRequest *request)
   }
 }
 
+/* ---- answers sent as they are produced ---- */
+
+static void
+on_wrote_body_data (SoupServerMessage *msg, guint size, gpointer data)
+{
+  EdgeRequest *request = request_of (msg);
+  if (request)
+    request->stream_queued -= MIN (request->stream_queued, size);
+}
+
+void
+edge_request_stream_begin (EdgeRequest *request, guint status, const char *content_type,
+                           EdgeRequestGoneFunc gone, gpointer user_data)
+{
+  SoupServerMessage *msg = request->msg;
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  g_return_if_fail (!request->responded);
+  soup_server_message_set_status (msg, status, NULL);
+  soup_message_headers_replace (headers, "Connection", "close");
+  soup_message_headers_replace (headers, "Content-Type", content_type);
+  soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
+  soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
+  g_signal_connect (msg, "wrote-body-data", G_CALLBACK (on_wrote_body_data), NULL);
+  request->streaming = TRUE;
+  request->responded = TRUE;
+  request->gone = gone;
+  request->gone_data = user_data;
+  /* The message is held (and the request with it) until it finishes. */
+  request->held = TRUE;
+  if (request->paused) {
+    request->paused = FALSE;
+    soup_server_message_unpause (msg);
+  } else {
+    g_object_ref (msg);
+  }
+}
+
+void
+edge_request_stream_write (EdgeRequest *request, GBytes *bytes)
+{
+  g_return_if_fail (request->streaming && !request->stream_ended);
+  request->stream_queued += g_bytes_get_size (bytes);
+  soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg), bytes);
+  soup_server_message_unpause (request->msg);
+}
+
+gsize
+edge_request_stream_queued (EdgeRequest *request)
+{
+  return request->stream_queued;
+}
+
+void
+edge_request_stream_end (EdgeRequest *request)
+{
+  g_return_if_fail (request->streaming && !request->stream_ended);
+  request->stream_ended = TRUE;
+  request->gone = NULL;
+  soup_message_body_complete (soup_server_message_get_response_body (request->msg));
+  soup_server_message_unpause (request->msg);
+}
+
 void
 edge_request_respond_parts (EdgeRequest *request, guint status, const char *content_type,
                             GPtrArray *parts)
@@ -650,6 +712,17 @@ on_finished (SoupServerMessage *msg, gpointer data)
     return;
   request_log (request, status,
                (gsize) soup_server_message_get_response_body (msg)->length);
+  if (request->streaming) {
+    EdgeRequestGoneFunc gone = request->gone;
+    request->gone = NULL;
+    request->stream_ended = TRUE;
+    if (gone)
+      gone (request->gone_data);
+    if (request->held) {
+      request->held = FALSE;
+      g_object_unref (msg); /* the emission holds its own reference */
+    }
+  }
 }
 
 static void
