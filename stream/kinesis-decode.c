@@ -9,6 +9,7 @@
 
 #include "kinesis-decode.h"
 
+#include <json-glib/json-glib.h>
 #include <string.h>
 
 void
@@ -559,4 +560,83 @@ kinesis_put_check (const KinesisPut *put, gboolean single, guint64 max_record_by
                       where, max_record_bytes);
   }
   return TRUE;
+}
+
+/* ---- answers ---- */
+
+void
+kinesis_append_sequence (GString *out, guint32 ordinal, guint64 number)
+{
+  char seq[STREAM_SEQUENCE_MAX_LEN + 1];
+  gsize len = stream_sequence_format_to (ordinal, number, seq);
+  g_string_append_c (out, '"');
+  g_string_append_len (out, seq, (gssize) len);
+  g_string_append_c (out, '"');
+}
+
+/* Base64 of @bytes, quoted, encoded straight into @out. */
+static void
+append_base64 (GString *out, GBytes *bytes)
+{
+  gsize len;
+  const guint8 *data = g_bytes_get_data (bytes, &len);
+  gsize at = out->len + 1;
+  g_string_set_size (out, at + (len + 2) / 3 * 4 + 1);
+  out->str[at - 1] = '"';
+  kinesis_encode_base64 (data, len, out->str + at);
+  out->str[out->len - 1] = '"';
+}
+
+
+void
+kinesis_append_child_shards (GString *out, const StreamInfo *info, const StreamShardInfo *parent)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_array (b);
+  for (guint i = 0; i < info->shards->len; i++) {
+    const StreamShardInfo *c = g_ptr_array_index (info->shards, i);
+    if (g_strcmp0 (c->parent, parent->id) != 0 && g_strcmp0 (c->adjacent_parent, parent->id) != 0)
+      continue;
+    g_autofree char *start = stream_hash_key_format (&c->start);
+    g_autofree char *end = stream_hash_key_format (&c->end);
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "ShardId");
+    json_builder_add_string_value (b, c->id);
+    json_builder_set_member_name (b, "ParentShards");
+    json_builder_begin_array (b);
+    if (c->parent)
+      json_builder_add_string_value (b, c->parent);
+    if (c->adjacent_parent)
+      json_builder_add_string_value (b, c->adjacent_parent);
+    json_builder_end_array (b);
+    json_builder_set_member_name (b, "HashKeyRange");
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "StartingHashKey");
+    json_builder_add_string_value (b, start);
+    json_builder_set_member_name (b, "EndingHashKey");
+    json_builder_add_string_value (b, end);
+    json_builder_end_object (b);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, root);
+  gsize len;
+  g_autofree char *text = json_generator_to_data (gen, &len);
+  g_string_append_len (out, text, (gssize) len);
+}
+
+void
+kinesis_append_record (GString *out, guint32 ordinal, const StreamRecord *r)
+{
+  g_string_append (out, "{\"SequenceNumber\":");
+  kinesis_append_sequence (out, ordinal, r->number);
+  g_string_append_printf (out, ",\"ApproximateArrivalTimestamp\":%" G_GINT64_FORMAT ".%03d",
+                          r->arrival_ms / 1000, (int) (r->arrival_ms % 1000));
+  g_string_append (out, ",\"Data\":");
+  append_base64 (out, r->data);
+  g_string_append (out, ",\"PartitionKey\":");
+  edge_json_append_string (out, r->partition_key, strlen (r->partition_key));
+  g_string_append (out, ",\"EncryptionType\":\"KMS\"}");
 }

@@ -1,5 +1,5 @@
-/* kinesis-decode.h: pure decoding of Kinesis put request bodies, and the
- * base64 both ways (private to
+/* kinesis-decode.h: the Kinesis wire format, pure: decoding put request
+ * bodies, base64 both ways, and the JSON of records in answers (private to
  * stream/; fuzzed by tests/fuzz/fuzz-kinesis.c). Nothing here touches the
  * store or a socket: request bytes in, records or a Kinesis error out.
  *
@@ -60,3 +60,11 @@ gssize kinesis_decode_base64 (const char *text, gsize len, guint8 *out);
 /* Encodes @len bytes as padded base64 into @out, which has room for
  * (len + 2) / 3 * 4 characters (no NUL is written); returns that length. */
 gsize kinesis_encode_base64 (const guint8 *data, gsize len, char *out);
+
+/* Writing answers: a record as GetRecords and SubscribeToShard events
+ * carry it, the quoted decimal sequence number of (ordinal, number), and
+ * the ChildShards array of a closed shard. */
+void kinesis_append_record (GString *out, guint32 ordinal, const StreamRecord *r);
+void kinesis_append_sequence (GString *out, guint32 ordinal, guint64 number);
+void kinesis_append_child_shards (GString *out, const StreamInfo *info,
+                                  const StreamShardInfo *parent);

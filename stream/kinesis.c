@@ -17,6 +17,7 @@
 #include "stream.h"
 
 #include "kinesis-decode.h"
+#include "kinesis-subscribe.h"
 
 
 #define ACCOUNT "000000000000"
@@ -30,6 +31,7 @@
 struct _StreamKinesis {
   StreamStore *store;
   EdgeCipher *iterators; /* main thread only */
+  GHashTable *leases;    /* SubscribeToShard subscriptions by stream, consumer and shard */
   guint pending;         /* calls waiting for the writer or a reader */
 };
 
@@ -192,37 +194,6 @@ answer_part_done (GPtrArray *parts, GString **out)
   gsize len = (*out)->len;
   g_ptr_array_add (parts, g_bytes_new_take (g_string_free (*out, FALSE), len));
   *out = g_string_sized_new (ANSWER_PART_BYTES + 4096);
-}
-
-static void
-append_member (GString *out, const char *name)
-{
-  g_string_append_c (out, '"');
-  g_string_append (out, name);
-  g_string_append_len (out, "\":", 2);
-}
-
-static void
-append_sequence (GString *out, guint32 ordinal, guint64 number)
-{
-  char seq[STREAM_SEQUENCE_MAX_LEN + 1];
-  gsize len = stream_sequence_format_to (ordinal, number, seq);
-  g_string_append_c (out, '"');
-  g_string_append_len (out, seq, (gssize) len);
-  g_string_append_c (out, '"');
-}
-
-/* Base64 of @bytes, quoted, encoded straight into @out. */
-static void
-append_base64 (GString *out, GBytes *bytes)
-{
-  gsize len;
-  const guint8 *data = g_bytes_get_data (bytes, &len);
-  gsize at = out->len + 1;
-  g_string_set_size (out, at + (len + 2) / 3 * 4 + 1);
-  out->str[at - 1] = '"';
-  kinesis_encode_base64 (data, len, out->str + at);
-  out->str[out->len - 1] = '"';
 }
 
 static void
@@ -789,12 +760,12 @@ put_record_answer (Call *call, StreamPutResult *r)
   }
   GString *out = g_string_sized_new (128);
   g_string_append_c (out, '{');
-  append_member (out, "ShardId");
+  g_string_append (out, "\"ShardId\":");
   edge_json_append_string (out, shard_id_of (info, r->shard_ordinal),
                            strlen (shard_id_of (info, r->shard_ordinal)));
   g_string_append_c (out, ',');
-  append_member (out, "SequenceNumber");
-  append_sequence (out, r->shard_ordinal, r->number);
+  g_string_append (out, "\"SequenceNumber\":");
+  kinesis_append_sequence (out, r->shard_ordinal, r->number);
   g_string_append (out, ",\"EncryptionType\":\"KMS\"}");
   respond_text (call, out);
 }
@@ -862,16 +833,16 @@ put_records_answer (Call *call, StreamPutResult *results, guint n)
     g_string_append_c (out, '{');
     if (r->error) {
       failed++;
-      append_member (out, "ErrorCode");
+      g_string_append (out, "\"ErrorCode\":");
       g_string_append_printf (out, "\"%s\",", write_error_type (r->error));
-      append_member (out, "ErrorMessage");
+      g_string_append (out, "\"ErrorMessage\":");
       edge_json_append_string (out, r->error->message, strlen (r->error->message));
     } else {
       const char *shard = shard_id_of (info, r->shard_ordinal);
-      append_member (out, "SequenceNumber");
-      append_sequence (out, r->shard_ordinal, r->number);
+      g_string_append (out, "\"SequenceNumber\":");
+      kinesis_append_sequence (out, r->shard_ordinal, r->number);
       g_string_append_c (out, ',');
-      append_member (out, "ShardId");
+      g_string_append (out, "\"ShardId\":");
       edge_json_append_string (out, shard, strlen (shard));
     }
     g_string_append_c (out, '}');
@@ -983,13 +954,73 @@ iterator_decode (Call *call, const char *text, const StreamInfo **ret_info, guin
   return FALSE;
 }
 
+/* The record number a starting position names (GetShardIterator's
+ * ShardIteratorType, SubscribeToShard's StartingPosition); FALSE having
+ * answered. [first, next) are the shard's records. */
+static gboolean
+resolve_position (Call *call, const char *op, const char *type_member, const StreamInfo *info,
+                  const StreamShardInfo *shard, const char *type, const char *seq, JsonNode *t,
+                  guint64 *ret_number)
+{
+  const char *shard_id = shard->id;
+  guint64 first, next, number;
+  g_autoptr (GError) error = NULL;
+  if (!stream_store_shard_range (call->api->store, info->name, shard->ordinal, &first, &next,
+                                 &error)) {
+    fail (call, "InternalFailure", "%s", error->message);
+    return FALSE;
+  }
+  if (g_str_equal (type, "TRIM_HORIZON")) {
+    number = first;
+  } else if (g_str_equal (type, "LATEST")) {
+    number = next;
+  } else if (g_str_equal (type, "AT_SEQUENCE_NUMBER") ||
+             g_str_equal (type, "AFTER_SEQUENCE_NUMBER")) {
+    guint32 seq_ordinal;
+    if (seq == NULL) {
+      fail (call, "InvalidArgumentException",
+            "a starting sequence number is required for %s", type);
+      return FALSE;
+    }
+    if (!stream_sequence_parse (seq, &seq_ordinal, &number) || seq_ordinal != shard->ordinal) {
+      fail (call, "InvalidArgumentException",
+            "StartingSequenceNumber %s used in %s on shard %s in stream %s under "
+            "account " ACCOUNT " is invalid.",
+            seq, op, shard_id, info->name);
+      return FALSE;
+    }
+    if (g_str_equal (type, "AFTER_SEQUENCE_NUMBER"))
+      number++;
+  } else if (g_str_equal (type, "AT_TIMESTAMP")) {
+    double seconds;
+    if (t == NULL || !JSON_NODE_HOLDS_VALUE (t) ||
+        (json_node_get_value_type (t) != G_TYPE_DOUBLE &&
+         json_node_get_value_type (t) != G_TYPE_INT64)) {
+      fail (call, "InvalidArgumentException",
+            "Timestamp (epoch seconds) is required for AT_TIMESTAMP");
+      return FALSE;
+    }
+    seconds = json_node_get_double (t);
+    stream_store_shard_find_time (call->api->store, info->name, shard->ordinal,
+                                  (gint64) (seconds * 1000), &number, NULL);
+  } else {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value '%s' at '%s' failed to satisfy "
+          "constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
+          "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
+          type, type_member);
+    return FALSE;
+  }
+  *ret_number = number;
+  return TRUE;
+}
+
 static void
 op_get_shard_iterator (Call *call)
 {
   const StreamInfo *info = get_stream (call);
   const char *shard_id, *type, *seq;
-  guint64 first, next, number;
-  g_autoptr (GError) error = NULL;
+  guint64 number;
 
   if (info == NULL || !get_string (call, "ShardId", TRUE, &shard_id) ||
       !get_string (call, "ShardIteratorType", TRUE, &type) ||
@@ -1001,53 +1032,9 @@ op_get_shard_iterator (Call *call)
           " does not exist", shard_id, info->name);
     return;
   }
-  if (!stream_store_shard_range (call->api->store, info->name, shard->ordinal, &first, &next,
-                                 &error)) {
-    fail (call, "InternalFailure", "%s", error->message);
+  if (!resolve_position (call, "GetShardIterator", "shardIteratorType", info, shard, type, seq,
+                         json_object_get_member (call->body, "Timestamp"), &number))
     return;
-  }
-  if (g_str_equal (type, "TRIM_HORIZON")) {
-    number = first;
-  } else if (g_str_equal (type, "LATEST")) {
-    number = next;
-  } else if (g_str_equal (type, "AT_SEQUENCE_NUMBER") ||
-             g_str_equal (type, "AFTER_SEQUENCE_NUMBER")) {
-    guint32 seq_ordinal;
-    if (seq == NULL) {
-      fail (call, "InvalidArgumentException",
-            "StartingSequenceNumber is required for ShardIteratorType %s", type);
-      return;
-    }
-    if (!stream_sequence_parse (seq, &seq_ordinal, &number) || seq_ordinal != shard->ordinal) {
-      fail (call, "InvalidArgumentException",
-            "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under "
-            "account " ACCOUNT " is invalid.",
-            seq, shard_id, info->name);
-      return;
-    }
-    if (g_str_equal (type, "AFTER_SEQUENCE_NUMBER"))
-      number++;
-  } else if (g_str_equal (type, "AT_TIMESTAMP")) {
-    JsonNode *t = json_object_get_member (call->body, "Timestamp");
-    double seconds;
-    if (t == NULL || !JSON_NODE_HOLDS_VALUE (t) ||
-        (json_node_get_value_type (t) != G_TYPE_DOUBLE &&
-         json_node_get_value_type (t) != G_TYPE_INT64)) {
-      fail (call, "InvalidArgumentException",
-            "Timestamp (epoch seconds) is required for ShardIteratorType AT_TIMESTAMP");
-      return;
-    }
-    seconds = json_node_get_double (t);
-    stream_store_shard_find_time (call->api->store, info->name, shard->ordinal,
-                                  (gint64) (seconds * 1000), &number, NULL);
-  } else {
-    fail (call, "ValidationException",
-          "1 validation error detected: Value '%s' at 'shardIteratorType' failed to satisfy "
-          "constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
-          "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
-          type);
-    return;
-  }
   g_autofree char *iterator = iterator_encode (call->api, info, shard->ordinal, number);
   g_autoptr (JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
@@ -1057,37 +1044,6 @@ op_get_shard_iterator (Call *call)
   respond (call, b);
 }
 
-static void
-add_child_shards (JsonBuilder *b, const StreamInfo *info, const StreamShardInfo *parent)
-{
-  json_builder_begin_array (b);
-  for (guint i = 0; i < info->shards->len; i++) {
-    const StreamShardInfo *c = g_ptr_array_index (info->shards, i);
-    if (g_strcmp0 (c->parent, parent->id) != 0 && g_strcmp0 (c->adjacent_parent, parent->id) != 0)
-      continue;
-    g_autofree char *start = stream_hash_key_format (&c->start);
-    g_autofree char *end = stream_hash_key_format (&c->end);
-    json_builder_begin_object (b);
-    json_builder_set_member_name (b, "ShardId");
-    json_builder_add_string_value (b, c->id);
-    json_builder_set_member_name (b, "ParentShards");
-    json_builder_begin_array (b);
-    if (c->parent)
-      json_builder_add_string_value (b, c->parent);
-    if (c->adjacent_parent)
-      json_builder_add_string_value (b, c->adjacent_parent);
-    json_builder_end_array (b);
-    json_builder_set_member_name (b, "HashKeyRange");
-    json_builder_begin_object (b);
-    json_builder_set_member_name (b, "StartingHashKey");
-    json_builder_add_string_value (b, start);
-    json_builder_set_member_name (b, "EndingHashKey");
-    json_builder_add_string_value (b, end);
-    json_builder_end_object (b);
-    json_builder_end_object (b);
-  }
-  json_builder_end_array (b);
-}
 
 typedef struct {
   Call *call;
@@ -1124,15 +1080,7 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
     StreamRecord *r = g_ptr_array_index (records, i);
     if (i > 0)
       g_string_append_c (out, ',');
-    g_string_append (out, "{\"SequenceNumber\":");
-    append_sequence (out, rc->ordinal, r->number);
-    g_string_append_printf (out, ",\"ApproximateArrivalTimestamp\":%" G_GINT64_FORMAT ".%03d",
-                            r->arrival_ms / 1000, (int) (r->arrival_ms % 1000));
-    g_string_append (out, ",\"Data\":");
-    append_base64 (out, r->data);
-    g_string_append (out, ",\"PartitionKey\":");
-    edge_json_append_string (out, r->partition_key, strlen (r->partition_key));
-    g_string_append (out, ",\"EncryptionType\":\"KMS\"}");
+    kinesis_append_record (out, rc->ordinal, r);
     last_arrival = r->arrival_ms;
     if (out->len >= ANSWER_PART_BYTES)
       answer_part_done (parts, &out);
@@ -1142,16 +1090,11 @@ get_records_answer (ReadCall *rc, GAsyncResult *result)
   if (shard->closed && next >= shard_next &&
       stream_store_shard_sealed (call->api->store, info->name, rc->ordinal)) {
     /* The end of a closed shard: no next iterator, but where to go on. */
-    g_autoptr (JsonBuilder) b = json_builder_new ();
-    add_child_shards (b, info, shard);
-    g_autoptr (JsonNode) children = json_builder_get_root (b);
-    gsize len;
-    g_autofree char *text = edge_json_to_string (children, &len);
-    append_member (out, "ChildShards");
-    g_string_append_len (out, text, (gssize) len);
+    g_string_append (out, "\"ChildShards\":");
+    kinesis_append_child_shards (out, info, shard);
   } else {
     g_autofree char *iterator = iterator_encode (call->api, info, rc->ordinal, next);
-    append_member (out, "NextShardIterator");
+    g_string_append (out, "\"NextShardIterator\":");
     edge_json_append_string (out, iterator, strlen (iterator));
   }
   gint64 behind = next >= shard_next || last_arrival == 0
@@ -1556,6 +1499,64 @@ op_update_shard_count (Call *call)
   respond (call, b);
 }
 
+/* ---- SubscribeToShard ---- */
+
+/* Checks the request, then hands it to a subscription (kinesis-subscribe.c)
+ * that answers with an event stream. */
+static void
+op_subscribe_to_shard (Call *call)
+{
+  g_autoptr (StreamConsumerInfo) consumer = NULL;
+  const char *arn, *shard_id, *type, *seq = NULL;
+  guint64 from;
+
+  if (!get_string (call, "ConsumerARN", TRUE, &arn) || !get_string (call, "ShardId", TRUE, &shard_id))
+    return;
+  JsonNode *position = json_object_get_member (call->body, "StartingPosition");
+  if (position == NULL || !JSON_NODE_HOLDS_OBJECT (position)) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value null at 'startingPosition' failed to satisfy "
+          "constraint: Member must not be null");
+    return;
+  }
+  JsonObject *p = json_node_get_object (position);
+  JsonNode *type_node = json_object_get_member (p, "Type");
+  JsonNode *seq_node = json_object_get_member (p, "SequenceNumber");
+  if (type_node == NULL || !JSON_NODE_HOLDS_VALUE (type_node) ||
+      json_node_get_value_type (type_node) != G_TYPE_STRING) {
+    fail (call, "ValidationException",
+          "1 validation error detected: Value null at 'startingPosition.type' failed to satisfy "
+          "constraint: Member must not be null");
+    return;
+  }
+  type = json_node_get_string (type_node);
+  if (seq_node && JSON_NODE_HOLDS_VALUE (seq_node) &&
+      json_node_get_value_type (seq_node) == G_TYPE_STRING)
+    seq = json_node_get_string (seq_node);
+
+  const StreamInfo *info = get_consumer (call, &consumer);
+  if (info == NULL)
+    return;
+  const StreamShardInfo *shard = find_shard (info, shard_id);
+  if (shard == NULL) {
+    fail (call, "ResourceNotFoundException", "Shard %s in stream %s under account " ACCOUNT
+          " does not exist", shard_id, info->name);
+    return;
+  }
+  if (!resolve_position (call, "SubscribeToShard", "startingPosition.type", info, shard, type,
+                         seq, json_object_get_member (p, "Timestamp"), &from))
+    return;
+  g_autofree char *lease = g_strdup_printf ("%s|%s|%s", info->id, consumer->name, shard->id);
+  if (!kinesis_subscribe_take_over (call->api->leases, lease)) {
+    fail (call, "ResourceInUseException",
+          "Another active subscription exists for consumer %s on shard %s, started less than "
+          "5 seconds ago", consumer->name, shard->id);
+    return;
+  }
+  kinesis_subscribe_start (call->api->store, call->request, info, shard->ordinal, from,
+                           call->api->leases, lease);
+}
+
 /* ---- dispatch ---- */
 
 typedef void (*SyncOp) (Call *call);
@@ -1589,6 +1590,7 @@ static const struct {
   { "PutRecord", NULL, op_put_record },
   { "PutRecords", NULL, op_put_records },
   { "GetRecords", NULL, op_get_records },
+  { "SubscribeToShard", op_subscribe_to_shard, NULL },
 };
 
 /* The region a signed request names ("Credential=AKID/20260101/eu-west-1/kinesis/aws4_request"). */
@@ -1660,6 +1662,7 @@ stream_kinesis_new (EdgeGateway *gateway, StreamStore *store, EdgeKeyring *keyri
 {
   StreamKinesis *api = g_new0 (StreamKinesis, 1);
   api->store = store;
+  api->leases = kinesis_subscribe_leases_new ();
   api->iterators = edge_cipher_new (keyring, "kinesis/iterators", error);
   if (api->iterators == NULL ||
       !edge_gateway_add_amz_target (gateway, "Kinesis_20131202", handle_kinesis,
@@ -1676,8 +1679,10 @@ stream_kinesis_free (StreamKinesis *api)
   if (api == NULL)
     return;
   /* Answer the calls under way first: they point at this API and the store. */
+  kinesis_subscribe_stop_all (api->leases);
   while (api->pending > 0)
     g_main_context_iteration (NULL, TRUE);
+  g_hash_table_unref (api->leases);
   edge_cipher_free (api->iterators);
   g_free (api);
 }

@@ -250,6 +250,7 @@ typedef struct {
 } StreamConsumerInfo;
 
 void stream_consumer_info_free (StreamConsumerInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamConsumerInfo, stream_consumer_info_free)
 
 /* Registers a named consumer of @name (STREAM_ERROR_EXISTS if taken,
  * STREAM_ERROR_LIMIT past STREAM_MAX_CONSUMERS). */

@@ -69,6 +69,7 @@ struct _EdgeRequest {
   /* An answer sent as it is produced (edge_request_stream_begin). */
   gboolean streaming, stream_ended, held;
   gsize stream_queued;
+  GSource *hangup; /* watches the client's socket while streaming */
   EdgeRequestGoneFunc gone;
   gpointer gone_data;
 };

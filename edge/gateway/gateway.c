@@ -143,6 +143,38 @@ on_wrote_body_data (SoupServerMessage *msg, guint size, gpointer data)
     request->stream_queued -= MIN (request->stream_queued, size);
 }
 
+static void
+stream_stop_watching (EdgeRequest *request)
+{
+  if (request->hangup) {
+    g_source_destroy (request->hangup);
+    g_clear_pointer (&request->hangup, g_source_unref);
+  }
+}
+
+/* While an answer streams, libsoup reads nothing and notices a client that
+ * left only at its next write, which for an idle event stream may be
+ * seconds away. So the socket is watched: readable means the client closed
+ * (or broke the protocol: it has nothing to send during the answer). */
+static gboolean
+on_stream_hangup (GSocket *socket, GIOCondition condition, gpointer data)
+{
+  EdgeRequest *request = data;
+  char byte;
+  gssize n = recv (g_socket_get_fd (socket), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return G_SOURCE_CONTINUE;
+  g_clear_pointer (&request->hangup, g_source_unref);
+  EdgeRequestGoneFunc gone = request->gone;
+  request->gone = NULL;
+  request->stream_ended = TRUE;
+  g_socket_shutdown (socket, TRUE, TRUE, NULL); /* libsoup's next write fails and finishes it */
+  soup_server_message_unpause (request->msg);
+  if (gone)
+    gone (request->gone_data);
+  return G_SOURCE_REMOVE;
+}
+
 void
 edge_request_stream_begin (EdgeRequest *request, guint status, const char *content_type,
                            EdgeRequestGoneFunc gone, gpointer user_data)
@@ -168,12 +200,21 @@ edge_request_stream_begin (EdgeRequest *request, guint status, const char *conte
   } else {
     g_object_ref (msg);
   }
+  GSocket *socket = soup_server_message_get_socket (msg);
+  if (socket) {
+    request->hangup = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+    g_source_set_callback (request->hangup, (GSourceFunc) (void (*) (void)) on_stream_hangup,
+                           request, NULL);
+    g_source_attach (request->hangup, NULL);
+  }
 }
 
 void
 edge_request_stream_write (EdgeRequest *request, GBytes *bytes)
 {
-  g_return_if_fail (request->streaming && !request->stream_ended);
+  g_return_if_fail (request->streaming);
+  if (request->stream_ended)
+    return; /* the client is gone; its gone function is on its way out */
   request->stream_queued += g_bytes_get_size (bytes);
   soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg), bytes);
   soup_server_message_unpause (request->msg);
@@ -188,9 +229,12 @@ edge_request_stream_queued (EdgeRequest *request)
 void
 edge_request_stream_end (EdgeRequest *request)
 {
-  g_return_if_fail (request->streaming && !request->stream_ended);
+  g_return_if_fail (request->streaming);
+  if (request->stream_ended)
+    return;
   request->stream_ended = TRUE;
   request->gone = NULL;
+  stream_stop_watching (request);
   soup_message_body_complete (soup_server_message_get_response_body (request->msg));
   soup_server_message_unpause (request->msg);
 }
@@ -713,6 +757,7 @@ on_finished (SoupServerMessage *msg, gpointer data)
   request_log (request, status,
                (gsize) soup_server_message_get_response_body (msg)->length);
   if (request->streaming) {
+    stream_stop_watching (request);
     EdgeRequestGoneFunc gone = request->gone;
     request->gone = NULL;
     request->stream_ended = TRUE;

@@ -17,7 +17,8 @@ class NodeSdk(unittest.TestCase):
     def test_kinesis_sdk(self):
         self.assertTrue(os.path.exists(NODE),
                         "tests/node has no node_modules: run .ci/install-deps --test (it runs npm ci there)")
-        r = subprocess.run([NODE, "--test", "kinesis-sdk.test.mjs", "http2.test.mjs"], cwd=NODE_DIR,
+        r = subprocess.run([NODE, "--test", "kinesis-sdk.test.mjs", "http2.test.mjs",
+                            "subscribe.test.mjs"], cwd=NODE_DIR,
                            capture_output=True, text=True, timeout=900,
                            env=dict(os.environ, EDGED=os.path.abspath(os.environ["EDGED"])))
         sys.stderr.write(r.stdout[-3000:])

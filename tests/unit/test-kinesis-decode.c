@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "kinesis-decode.h"
+#include "kinesis-subscribe.h"
 
 static KinesisPut *
 decode (const char *body, gboolean single, KinesisFault *fault)
@@ -256,6 +257,36 @@ test_data_round_trip (void **state)
   }
 }
 
+/* SubscribeToShard's event stream framing: lengths, both CRCs, headers. */
+static void
+test_event_stream (void **state)
+{
+  (void) state;
+  assert_int_equal (kinesis_crc32 (0, (const guint8 *) "123456789", 9), 0xcbf43926u);
+  g_autoptr (GBytes) event = kinesis_event_encode ("event", "SubscribeToShardEvent", "{}", 2);
+  gsize len;
+  const guint8 *m = g_bytes_get_data (event, &len);
+  assert_int_equal (edge_get_be32 (m), len);
+  guint32 headers_len = edge_get_be32 (m + 4);
+  assert_int_equal (edge_get_be32 (m + 8), kinesis_crc32 (0, m, 8));
+  assert_int_equal (edge_get_be32 (m + len - 4), kinesis_crc32 (0, m, len - 4));
+  assert_memory_equal (m + 12 + headers_len, "{}", 2);
+  assert_int_equal (12 + headers_len + 2 + 4, len);
+  /* The first header, as a decoder reads it. */
+  assert_int_equal (m[12], strlen (":message-type"));
+  assert_memory_equal (m + 13, ":message-type", 13);
+  assert_int_equal (m[26], 7);
+  assert_int_equal (m[27] << 8 | m[28], 5);
+  assert_memory_equal (m + 29, "event", 5);
+  const char *h = (const char *) m + 12;
+  assert_non_null (memmem (h, headers_len, ":event-type", 11));
+  assert_non_null (memmem (h, headers_len, "SubscribeToShardEvent", 21));
+  g_autoptr (GBytes) error = kinesis_event_encode ("exception", "ResourceNotFoundException",
+                                                   "{\"message\":\"x\"}", 15);
+  h = (const char *) g_bytes_get_data (error, NULL) + 12;
+  assert_non_null (memmem (h, 60, ":exception-type", 15));
+}
+
 int
 main (void)
 {
@@ -266,6 +297,7 @@ main (void)
     cmocka_unit_test (test_limits),
     cmocka_unit_test (test_base64),
     cmocka_unit_test (test_data_round_trip),
+    cmocka_unit_test (test_event_stream),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
