@@ -10,9 +10,12 @@
  * nghttp2 does the framing, HPACK and flow control. Each request stream,
  * once whole, is replayed as an HTTP/1.1 request into libsoup over a
  * socketpair, so that every route, limit, access log line and metric is the
- * same whichever protocol a client speaks; the HTTP/1.1 answer (always
- * "Connection: close", so its end is the socket's end) is read back and sent
- * as the stream's HEADERS and DATA.
+ * same whichever protocol a client speaks. The HTTP/1.1 answer is relayed
+ * as it arrives: its head as the stream's HEADERS, its body (undoing chunked
+ * coding; otherwise up to the socket's end, as every answer says
+ * "Connection: close") as DATA, so that event streams flow too. While more
+ * than H2_PENDING_MAX bytes wait for a slow client, reading from libsoup
+ * stops, and libsoup's own back-pressure takes over.
  *
  *   client ==h2==> H2Conn (nghttp2) --stream 1--> socketpair --> libsoup --> route
  *                                  <-- HTTP/1.1 answer ----
