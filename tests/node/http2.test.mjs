@@ -138,7 +138,7 @@ test('clients that vanish mid-request leave nothing behind', { timeout: 60000 },
     }
     for (let i = 0; i < 100 && await connections(edged.url) > 1; i++)
       await new Promise((r) => setTimeout(r, 20));
-    assert.equal(await connections(edged.url), 1);
+    assert.ok(await connections(edged.url) <= 1, 'no connection left behind');
     // Whatever was accepted is whole and readable; the server answers as before.
     const session = http2.connect(edged.url);
     const summary = await request(session, { ':method': 'POST', ':path': '/',
