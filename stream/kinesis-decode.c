@@ -39,6 +39,8 @@ set_fault (KinesisFault *fault, const char *type, const char *format, ...)
  * outside the alphabet ('=', '"', '\\', anything else) carry BASE64_BAD,
  * above the 24 bits a quad can fill. */
 #define BASE64_BAD 0x01000000u
+static const char base64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static guint32 base64_tables[4][256];
 
 static void
@@ -46,14 +48,12 @@ base64_tables_init (void)
 {
   static gsize done = 0;
   if (g_once_init_enter (&done)) {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (int t = 0; t < 4; t++)
       for (int c = 0; c < 256; c++)
         base64_tables[t][c] = BASE64_BAD;
     for (guint32 i = 0; i < 64; i++)
       for (int t = 0; t < 4; t++)
-        base64_tables[t][(guchar) alphabet[i]] = i << (18 - 6 * t);
+        base64_tables[t][(guchar) base64_alphabet[i]] = i << (18 - 6 * t);
     g_once_init_leave (&done, 1);
   }
 }
@@ -120,10 +120,8 @@ base64_pairs_init (void)
 {
   static gsize done = 0;
   if (g_once_init_enter (&done)) {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (guint i = 0; i < 4096; i++) {
-      char pair[2] = { alphabet[i >> 6], alphabet[i & 63] };
+      char pair[2] = { base64_alphabet[i >> 6], base64_alphabet[i & 63] };
       memcpy (&base64_pairs[i], pair, 2);
     }
     g_once_init_leave (&done, 1);
@@ -133,8 +131,7 @@ base64_pairs_init (void)
 gsize
 kinesis_encode_base64 (const guint8 *data, gsize len, char *out)
 {
-  static const char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const char *alphabet = base64_alphabet;
   char *o = out;
   gsize i = 0;
   base64_pairs_init ();
@@ -589,6 +586,20 @@ append_base64 (GString *out, GBytes *bytes)
 
 
 void
+kinesis_add_hash_key_range (JsonBuilder *b, const StreamShardInfo *shard)
+{
+  g_autofree char *start = stream_hash_key_format (&shard->start);
+  g_autofree char *end = stream_hash_key_format (&shard->end);
+  json_builder_set_member_name (b, "HashKeyRange");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "StartingHashKey");
+  json_builder_add_string_value (b, start);
+  json_builder_set_member_name (b, "EndingHashKey");
+  json_builder_add_string_value (b, end);
+  json_builder_end_object (b);
+}
+
+void
 kinesis_append_child_shards (GString *out, const StreamInfo *info, const StreamShardInfo *parent)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -597,8 +608,6 @@ kinesis_append_child_shards (GString *out, const StreamInfo *info, const StreamS
     const StreamShardInfo *c = g_ptr_array_index (info->shards, i);
     if (g_strcmp0 (c->parent, parent->id) != 0 && g_strcmp0 (c->adjacent_parent, parent->id) != 0)
       continue;
-    g_autofree char *start = stream_hash_key_format (&c->start);
-    g_autofree char *end = stream_hash_key_format (&c->end);
     json_builder_begin_object (b);
     json_builder_set_member_name (b, "ShardId");
     json_builder_add_string_value (b, c->id);
@@ -609,13 +618,7 @@ kinesis_append_child_shards (GString *out, const StreamInfo *info, const StreamS
     if (c->adjacent_parent)
       json_builder_add_string_value (b, c->adjacent_parent);
     json_builder_end_array (b);
-    json_builder_set_member_name (b, "HashKeyRange");
-    json_builder_begin_object (b);
-    json_builder_set_member_name (b, "StartingHashKey");
-    json_builder_add_string_value (b, start);
-    json_builder_set_member_name (b, "EndingHashKey");
-    json_builder_add_string_value (b, end);
-    json_builder_end_object (b);
+    kinesis_add_hash_key_range (b, c);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);

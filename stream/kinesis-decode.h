@@ -11,6 +11,8 @@
 
 #include "stream.h"
 
+#include <json-glib/json-glib.h>
+
 #define KINESIS_PUT_RECORDS_MAX 500
 #define KINESIS_PUT_RECORDS_MAX_BYTES (5 * 1024 * 1024)
 
@@ -68,3 +70,6 @@ void kinesis_append_record (GString *out, guint32 ordinal, const StreamRecord *r
 void kinesis_append_sequence (GString *out, guint32 ordinal, guint64 number);
 void kinesis_append_child_shards (GString *out, const StreamInfo *info,
                                   const StreamShardInfo *parent);
+/* "HashKeyRange": {"StartingHashKey": ..., "EndingHashKey": ...} as a member
+ * of the object @b is building. */
+void kinesis_add_hash_key_range (JsonBuilder *b, const StreamShardInfo *shard);

@@ -173,6 +173,17 @@ find_shard (const StreamInfo *info, const char *shard_id)
   return NULL;
 }
 
+/* The shard a request names; answers ResourceNotFoundException itself. */
+static const StreamShardInfo *
+get_shard (Call *call, const StreamInfo *info, const char *shard_id)
+{
+  const StreamShardInfo *shard = find_shard (info, shard_id);
+  if (shard == NULL)
+    fail (call, "ResourceNotFoundException",
+          "Shard %s in stream %s under account " ACCOUNT " does not exist", shard_id, info->name);
+  return shard;
+}
+
 /* Answers with a JSON text built by hand (the hot paths). */
 static void
 respond_text (Call *call, GString *text)
@@ -199,8 +210,6 @@ answer_part_done (GPtrArray *parts, GString **out)
 static void
 add_shard (JsonBuilder *b, StreamStore *store, const StreamInfo *info, const StreamShardInfo *s)
 {
-  g_autofree char *start = stream_hash_key_format (&s->start);
-  g_autofree char *end = stream_hash_key_format (&s->end);
   g_autofree char *first = stream_sequence_format (s->ordinal, 0);
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "ShardId");
@@ -213,13 +222,7 @@ add_shard (JsonBuilder *b, StreamStore *store, const StreamInfo *info, const Str
     json_builder_set_member_name (b, "AdjacentParentShardId");
     json_builder_add_string_value (b, s->adjacent_parent);
   }
-  json_builder_set_member_name (b, "HashKeyRange");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "StartingHashKey");
-  json_builder_add_string_value (b, start);
-  json_builder_set_member_name (b, "EndingHashKey");
-  json_builder_add_string_value (b, end);
-  json_builder_end_object (b);
+  kinesis_add_hash_key_range (b, s);
   json_builder_set_member_name (b, "SequenceNumberRange");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "StartingSequenceNumber");
@@ -1026,12 +1029,9 @@ op_get_shard_iterator (Call *call)
       !get_string (call, "ShardIteratorType", TRUE, &type) ||
       !get_string (call, "StartingSequenceNumber", FALSE, &seq))
     return;
-  const StreamShardInfo *shard = find_shard (info, shard_id);
-  if (shard == NULL) {
-    fail (call, "ResourceNotFoundException", "Shard %s in stream %s under account " ACCOUNT
-          " does not exist", shard_id, info->name);
+  const StreamShardInfo *shard = get_shard (call, info, shard_id);
+  if (shard == NULL)
     return;
-  }
   if (!resolve_position (call, "GetShardIterator", "shardIteratorType", info, shard, type, seq,
                          json_object_get_member (call->body, "Timestamp"), &number))
     return;
@@ -1537,12 +1537,9 @@ op_subscribe_to_shard (Call *call)
   const StreamInfo *info = get_consumer (call, &consumer);
   if (info == NULL)
     return;
-  const StreamShardInfo *shard = find_shard (info, shard_id);
-  if (shard == NULL) {
-    fail (call, "ResourceNotFoundException", "Shard %s in stream %s under account " ACCOUNT
-          " does not exist", shard_id, info->name);
+  const StreamShardInfo *shard = get_shard (call, info, shard_id);
+  if (shard == NULL)
     return;
-  }
   if (!resolve_position (call, "SubscribeToShard", "startingPosition.type", info, shard, type,
                          seq, json_object_get_member (p, "Timestamp"), &from))
     return;
