@@ -363,25 +363,36 @@ decode_stream_member (Decoder *d, const char *name, gsize len, gboolean *ret_tak
   return ok;
 }
 
+/* Reads the members of one record object, the reader just inside it, into
+ * @r. A PutRecord body is such an object with StreamName and StreamARN
+ * beside the record's own members (@with_stream). */
 static gboolean
-decode_single (Decoder *d)
+decode_record_object (Decoder *d, const char *where, gboolean with_stream, KinesisRecord *r)
 {
-  KinesisRecord r = { 0 };
   Pending pending = { 0 };
   const char *name;
   gsize len;
   gboolean taken;
 
   while (edge_json_reader_next_member (&d->json, &name, &len)) {
-    if (!decode_stream_member (d, name, len, &taken) ||
-        (!taken && !read_record_member (d, name, len, "", &r, &pending, &taken)))
+    taken = FALSE;
+    if (with_stream && !decode_stream_member (d, name, len, &taken))
+      return FALSE;
+    if (!taken && !read_record_member (d, name, len, where, r, &pending, &taken))
       return FALSE;
     if (!taken && !edge_json_reader_skip (&d->json)) /* SequenceNumberForOrdering, ... */
       return json_fault (d);
   }
   if (d->json.error)
     return json_fault (d);
-  if (!finish_record (d, "", &r, &pending))
+  return finish_record (d, where, r, &pending);
+}
+
+static gboolean
+decode_single (Decoder *d)
+{
+  KinesisRecord r = { 0 }; /* its data is set last, so a failure holds nothing */
+  if (!decode_record_object (d, "", TRUE, &r))
     return FALSE;
   g_array_append_val (d->put->records, r);
   return TRUE;
@@ -411,19 +422,7 @@ decode_records (Decoder *d)
       return set_fault (d->fault, "SerializationException", "each record is an object");
     edge_json_reader_enter_object (&d->json);
     KinesisRecord r = { 0 };
-    Pending pending = { 0 };
-    const char *name;
-    gsize len;
-    gboolean taken;
-    while (edge_json_reader_next_member (&d->json, &name, &len)) {
-      if (!read_record_member (d, name, len, where, &r, &pending, &taken))
-        return FALSE;
-      if (!taken && !edge_json_reader_skip (&d->json))
-        return json_fault (d);
-    }
-    if (d->json.error)
-      return json_fault (d);
-    if (!finish_record (d, where, &r, &pending))
+    if (!decode_record_object (d, where, FALSE, &r))
       return FALSE;
     g_array_append_val (records, r);
   }

@@ -64,8 +64,6 @@ typedef struct {
   gboolean body_done;  /* pending holds the rest of the body */
   gboolean deferred;   /* nghttp2 waits for pending */
   gboolean reading;    /* a read from libsoup is under way */
-  GBytes *answer_body; /* a whole answer of our own (errors) */
-  gsize answer_sent;
 } H2Stream;
 
 enum { CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, CHUNK_DONE };
@@ -111,8 +109,6 @@ h2_stream_free (H2Stream *s)
     g_byte_array_unref (s->raw);
   if (s->pending)
     g_byte_array_unref (s->pending);
-  if (s->answer_body)
-    g_bytes_unref (s->answer_body);
   g_free (s);
 }
 
@@ -127,51 +123,34 @@ largest_body (EdgeGateway *gateway)
   return (gsize) max;
 }
 
-static ssize_t
-answer_read (nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
-             uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
-{
-  H2Stream *s = source->ptr;
-  gsize size;
-  const guint8 *data = g_bytes_get_data (s->answer_body, &size);
-  gsize n = MIN (length, size - s->answer_sent);
-  if (n > 0)
-    memcpy (buf, data + s->answer_sent, n);
-  s->answer_sent += n;
-  if (s->answer_sent == size)
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-  return (ssize_t) n;
-}
+static ssize_t pending_read (nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
+                             uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
 
-/* Answers the stream itself (bad request, refusal). */
-static void
-h2_stream_respond (H2Stream *s, guint status, const char *content_type, GBytes *body)
-{
-  char status_text[8];
-  g_snprintf (status_text, sizeof status_text, "%u", status);
-  g_autofree char *length = g_strdup_printf ("%zu", g_bytes_get_size (body));
-  nghttp2_nv nva[] = {
-    { (uint8_t *) ":status", (uint8_t *) status_text, 7, strlen (status_text),
-      NGHTTP2_NV_FLAG_NONE },
-    { (uint8_t *) "content-type", (uint8_t *) content_type, 12, strlen (content_type),
-      NGHTTP2_NV_FLAG_NONE },
-    { (uint8_t *) "content-length", (uint8_t *) length, 14, strlen (length),
-      NGHTTP2_NV_FLAG_NONE },
-  };
-  s->answer_body = g_bytes_ref (body);
-  nghttp2_data_provider provider = { .source.ptr = s, .read_callback = answer_read };
-  nghttp2_submit_response (s->conn->session, s->id, nva, G_N_ELEMENTS (nva), &provider);
-  h2_conn_flush (s->conn);
-}
-
+/* Answers the stream itself (bad request, refusal) in edged's error shape,
+ * through the same DATA path as relayed answers. */
 static void
 h2_stream_fail (H2Stream *s, guint status, const char *code, const char *message)
 {
   gsize len;
-  char *text = edge_json_error (code, message, &len);
-  g_autoptr (GBytes) body = g_bytes_new_take (text, len);
+  g_autofree char *text = edge_json_error (code, message, &len);
+  char status_text[8];
+  g_snprintf (status_text, sizeof status_text, "%u", status);
+  g_autofree char *length = g_strdup_printf ("%zu", len);
+  nghttp2_nv nva[] = {
+    { (uint8_t *) ":status", (uint8_t *) status_text, 7, strlen (status_text),
+      NGHTTP2_NV_FLAG_NONE },
+    { (uint8_t *) "content-type", (uint8_t *) "application/json", 12, 16, NGHTTP2_NV_FLAG_NONE },
+    { (uint8_t *) "content-length", (uint8_t *) length, 14, strlen (length),
+      NGHTTP2_NV_FLAG_NONE },
+  };
   s->refused = TRUE;
-  h2_stream_respond (s, status, "application/json", body);
+  s->headers_sent = TRUE;
+  s->body_done = TRUE;
+  g_byte_array_set_size (s->pending, 0);
+  g_byte_array_append (s->pending, (const guint8 *) text, (guint) len);
+  nghttp2_data_provider provider = { .source.ptr = s, .read_callback = pending_read };
+  nghttp2_submit_response (s->conn->session, s->id, nva, G_N_ELEMENTS (nva), &provider);
+  h2_conn_flush (s->conn);
 }
 
 /* Headers HTTP/2 forbids in a response (RFC 9113, 8.2.2). */
@@ -185,7 +164,7 @@ connection_specific (const char *name)
 
 static void backend_read (H2Stream *s);
 
-/* DATA for a relayed answer: what has arrived, or wait for more. */
+/* DATA for an answer: what has arrived, or wait for more. */
 static ssize_t
 pending_read (nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
               uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
@@ -423,7 +402,6 @@ h2_stream_dispatch (H2Stream *s)
                           (GDestroyNotify) g_bytes_unref);
   g_clear_pointer (&s->body, g_byte_array_unref);
   s->raw = g_byte_array_new ();
-  s->pending = g_byte_array_new ();
   s->cancellable = g_cancellable_new ();
   g_output_stream_write_all_async (g_io_stream_get_output_stream (s->backend),
                                    g_bytes_get_data (bytes, NULL), req_len, G_PRIORITY_DEFAULT,
@@ -444,6 +422,7 @@ on_begin_headers (nghttp2_session *session, const nghttp2_frame *frame, void *us
   s->id = frame->hd.stream_id;
   s->head = g_string_new (NULL);
   s->body = g_byte_array_new ();
+  s->pending = g_byte_array_new ();
   g_ptr_array_add (conn->streams, s);
   nghttp2_session_set_stream_user_data (session, s->id, s);
   return 0;

@@ -133,6 +133,22 @@ request_finish_response (EdgeRequest *request)
   }
 }
 
+/* Status and headers every answer has. libsoup 3.2.3 (Debian 12) never
+ * closes a kept-alive connection that its client closes while idle (fixed
+ * upstream in 2022, "server: do not leak idle connections closed by the
+ * client"), and it keeps connections alive only for servers that accept
+ * through its own listeners. So every answer ends its connection, which
+ * libsoup then closes properly. */
+static void
+answer_head (EdgeRequest *request, guint status, const char *content_type)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
+  soup_server_message_set_status (request->msg, status, NULL);
+  soup_message_headers_replace (headers, "Connection", "close");
+  if (content_type)
+    soup_message_headers_replace (headers, "Content-Type", content_type);
+}
+
 /* ---- answers sent as they are produced ---- */
 
 static void
@@ -182,9 +198,7 @@ edge_request_stream_begin (EdgeRequest *request, guint status, const char *conte
   SoupServerMessage *msg = request->msg;
   SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
   g_return_if_fail (!request->responded);
-  soup_server_message_set_status (msg, status, NULL);
-  soup_message_headers_replace (headers, "Connection", "close");
-  soup_message_headers_replace (headers, "Content-Type", content_type);
+  answer_head (request, status, content_type);
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
   soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
   g_signal_connect (msg, "wrote-body-data", G_CALLBACK (on_wrote_body_data), NULL);
@@ -243,14 +257,9 @@ void
 edge_request_respond_parts (EdgeRequest *request, guint status, const char *content_type,
                             GPtrArray *parts)
 {
-  SoupServerMessage *msg = request->msg;
-  soup_server_message_set_status (msg, status, NULL);
-  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection",
-                                "close");
-  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Content-Type",
-                                content_type);
+  answer_head (request, status, content_type);
   for (guint i = 0; i < parts->len; i++)
-    soup_message_body_append_bytes (soup_server_message_get_response_body (msg),
+    soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg),
                                     g_ptr_array_index (parts, i));
   request_finish_response (request);
 }
@@ -258,20 +267,9 @@ edge_request_respond_parts (EdgeRequest *request, guint status, const char *cont
 void
 edge_request_respond (EdgeRequest *request, guint status, const char *content_type, GBytes *body)
 {
-  SoupServerMessage *msg = request->msg;
-  soup_server_message_set_status (msg, status, NULL);
-  /* libsoup 3.2.3 (Debian 12) never closes a kept-alive connection that its
-   * client closes while idle (fixed upstream in 2022, "server: do not leak
-   * idle connections closed by the client"), and it keeps connections alive
-   * only for servers that accept through its own listeners. So every answer
-   * ends its connection, which libsoup then closes properly. */
-  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection",
-                                "close");
-  if (body != NULL) {
-    soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Content-Type",
-                                  content_type);
-    soup_message_body_append_bytes (soup_server_message_get_response_body (msg), body);
-  }
+  answer_head (request, status, body ? content_type : NULL);
+  if (body != NULL)
+    soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg), body);
   request_finish_response (request);
 }
 
