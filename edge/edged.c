@@ -465,7 +465,8 @@ run_daemon (void)
  * allocations that large with mmap and unmaps them on free, so every
  * request faulted in fresh, zeroed pages: that cost more than decoding,
  * encrypting and writing the records (bench/streams/kinesis-sdk.mjs, 1 KiB
- * puts: 13.4 us of server CPU a record before, 4.6 after). Keeping them on the heap up to 16 MiB (above the
+ * puts: 13.4 us of server CPU a record before, 4.6 after this and one
+ * smaller change). Keeping them on the heap up to 16 MiB (above the
  * largest body) and returning freed memory past 64 MiB bounds what is kept
  * to the peak that was in use anyway. */
 static void
