@@ -12,6 +12,7 @@
 #include "edge-gateway.h"
 #include "edged-version.h"
 #include "hw.h"
+#include "media.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@ typedef struct {
   EdgeGateway *gateway;
   StreamStore *streams;
   StreamKinesis *kinesis;
+  MediaService *media;
   HwBoard *board;
   GMainLoop *loop;
   GDateTime *started_at;
@@ -270,6 +272,15 @@ daemon_start (Daemon *d, GError **error)
   if (d->kinesis == NULL || !stream_subscribe_register (d->gateway, d->streams, error) ||
       !stream_rest_register (d->gateway, d->streams, error))
     return FALSE;
+  g_autofree char *media_dir = g_build_filename (edge_data_dir_path (d->data_dir), "media", NULL);
+  d->media = media_service_new (d->gateway, d->state, d->keyring, media_dir, error);
+  if (d->media == NULL)
+    return FALSE;
+  for (guint i = 0; i < c->cameras->len; i++)
+    if (!media_service_add_configured_camera (d->media, g_ptr_array_index (c->cameras, i), error)) {
+      g_prefix_error (error, "%s: cameras: ", d->config_source);
+      return FALSE;
+    }
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -290,6 +301,7 @@ daemon_stop (Daemon *d)
   /* Answer the API calls under way, then stop serving, then close the
    * stores (which finish and sync their writes). */
   g_clear_pointer (&d->kinesis, stream_kinesis_free);
+  g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
   /* Let libsoup finish closing what the gateway let go of. */
   while (g_main_context_iteration (NULL, FALSE))
@@ -337,7 +349,7 @@ load_config (char **ret_source, GError **error)
     config = edge_config_load_file (opt_config, error);
     *ret_source = g_strdup (opt_config);
   } else {
-    config = edge_config_new_default ();
+    config = edge_config_new_embedded ();
     *ret_source = g_strdup ("(embedded default)");
   }
   if (config == NULL)
@@ -402,7 +414,7 @@ run_one_shot_command (void)
     return 0;
   }
   if (opt_print_default) {
-    g_autoptr (EdgeConfig) config = edge_config_new_default ();
+    g_autoptr (EdgeConfig) config = edge_config_new_embedded ();
     g_autofree char *text = edge_config_to_yaml (config);
     g_print ("%s", text);
     return 0;

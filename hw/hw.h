@@ -1,8 +1,8 @@
-/* hw.h: what board edged runs on.
+/* hw.h: what board edged runs on and which encoder it has.
  *
- * Board detection today; encoder and camera discovery and GPIO come with
- * their issues. Depends on edge/core only. Pure readers of /proc and /sys:
- * no logging, no side effects.
+ * Board detection and the H.264 encoder choice; camera discovery and GPIO
+ * come with their issues. Depends on edge/core and GStreamer's registry
+ * only. Readers of /proc, /sys and /dev: no logging, no side effects.
  */
 #pragma once
 
@@ -26,5 +26,21 @@ typedef struct {
 HwBoard *hw_board_detect (const char *root);
 void hw_board_free (HwBoard *board);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (HwBoard, hw_board_free)
+
+/* H.264 encoders for raw camera sources (hw/encoder.c). */
+typedef enum {
+  HW_ENCODER_X264,
+  HW_ENCODER_V4L2,  /* V4L2 memory-to-memory (Raspberry Pi 4) */
+  HW_ENCODER_VAAPI, /* VA-API (Intel, AMD) */
+} HwEncoderKind;
+
+/* The encoder raw sources should use on the machine whose device files are
+ * under @root ("/"); needs gst_init. */
+HwEncoderKind hw_encoder_detect (const char *root);
+/* The GStreamer element's name. (transfer none) */
+const char *hw_encoder_name (HwEncoderKind kind);
+/* A gst-launch fragment encoding raw video at @bitrate_kbps with a keyframe
+ * every @keyframe_frames frames. (transfer full) */
+char *hw_encoder_pipeline (HwEncoderKind kind, guint bitrate_kbps, guint keyframe_frames);
 
 G_END_DECLS

@@ -104,6 +104,41 @@ static const ConfigKey stream_keys[] = {
 static const ListSpec stream_list = { stream_keys, G_N_ELEMENTS (stream_keys),
                                       sizeof (EdgeConfigStream), "name", 1000 };
 
+static const char *const rtsp_transports[] = { "tcp", "udp", NULL };
+
+#define COFF(field) G_STRUCT_OFFSET (EdgeConfigCamera, field)
+
+static const ConfigKey camera_keys[] = {
+  { "name", KEY_STRING, COFF (name), NULL, 0, 0, NULL,
+    "Camera name (also its Kinesis Video stream name): 1 to 128 of a-z, A-Z, 0-9, _ - and .",
+    NULL },
+  { "source", KEY_STRING, COFF (source), NULL, 0, 0, NULL,
+    "test:// (generated scene), file:///PATH (played in real time, looped), "
+    "rtsp://[USER:PASS@]HOST/PATH, v4l2:///dev/videoN or libcamera://[NAME].", NULL },
+  { "rtsp_transport", KEY_ENUM, COFF (rtsp_transport), "tcp", 0, 0, rtsp_transports,
+    "RTP over the RTSP connection (tcp) or over UDP (udp).", NULL },
+  { "fragment_duration", KEY_DURATION, COFF (fragment_ms), "2s", 500, 10000, NULL,
+    "Target fragment length; fragments are cut at the first keyframe past it.", NULL },
+  { "retention_hours", KEY_INT, COFF (retention_hours), "24", 1, 8760, NULL,
+    "Hours recordings are kept.", NULL },
+  { "retention_bytes", KEY_SIZE, COFF (retention_bytes), "0", 0, G_MAXINT64, NULL,
+    "Most bytes of recordings kept, oldest removed first; 0: no size limit.", NULL },
+  { "bitrate_kbps", KEY_INT, COFF (bitrate_kbps), "1500", 50, 100000, NULL,
+    "Encoder bitrate for raw sources (test, V4L2, libcamera); compressed sources are kept as "
+    "they come.", NULL },
+  { "keyframe_interval", KEY_DURATION, COFF (keyframe_ms), "2s", 200, 10000, NULL,
+    "Keyframe interval the encoder of a raw source is set to.", NULL },
+  { "width", KEY_INT, COFF (width), "0", 0, 7680, NULL,
+    "Raw sources: frame width; 0: the source's own (test: 640).", NULL },
+  { "height", KEY_INT, COFF (height), "0", 0, 4320, NULL,
+    "Raw sources: frame height; 0: the source's own (test: 360).", NULL },
+  { "fps", KEY_INT, COFF (fps), "0", 0, 240, NULL,
+    "Raw sources: frames per second; 0: the source's own (test: 15).", NULL },
+};
+
+static const ListSpec camera_list = { camera_keys, G_N_ELEMENTS (camera_keys),
+                                      sizeof (EdgeConfigCamera), "name", 64 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -150,6 +185,9 @@ static const ConfigKey config_keys[] = {
   { "streams", KEY_LIST, OFF (streams), NULL, 0, 0, NULL,
     "Data streams to create at start if missing (an existing stream is kept, its retention "
     "updated).", &stream_list },
+  { "cameras", KEY_LIST, OFF (cameras), NULL, 0, 0, NULL,
+    "Cameras recorded from start (more can be added at run time with POST /v1/cameras).",
+    &camera_list },
 };
 
 static const ConfigKey *
@@ -448,6 +486,21 @@ edge_config_new_default (void)
 {
   EdgeConfig *config = g_new0 (EdgeConfig, 1);
   fields_init (config, config_keys, G_N_ELEMENTS (config_keys));
+  return config;
+}
+
+EdgeConfig *
+edge_config_new_embedded (void)
+{
+  EdgeConfig *config = edge_config_new_default ();
+  EdgeConfigCamera *demo = g_new0 (EdgeConfigCamera, 1);
+  fields_init (demo, camera_keys, G_N_ELEMENTS (camera_keys));
+  g_free (demo->name);
+  demo->name = g_strdup ("demo");
+  g_free (demo->source);
+  demo->source = g_strdup ("test://");
+  demo->retention_hours = 1;
+  g_ptr_array_add (config->cameras, demo);
   return config;
 }
 

@@ -77,6 +77,19 @@ typedef struct {
   gint64 write_bytes_per_second;   /* per shard; 0: no limit */
 } EdgeConfigStream;
 
+/* One camera declared in the configuration (the "cameras" list). */
+typedef struct {
+  char *name;
+  char *source;            /* test://, file://, rtsp://, v4l2://, libcamera:// */
+  char *rtsp_transport;    /* "tcp" or "udp" */
+  gint64 fragment_ms;      /* target fragment duration */
+  gint64 retention_hours;
+  gint64 retention_bytes;  /* 0: no size limit */
+  gint64 bitrate_kbps;     /* raw sources: encoder bitrate */
+  gint64 keyframe_ms;      /* raw sources: keyframe interval */
+  gint64 width, height, fps; /* raw sources; 0: the source's own */
+} EdgeConfigCamera;
+
 /* The daemon's whole configuration, as values. Strings are owned by the
  * struct; an unset optional string is "" (never NULL). Sizes are bytes,
  * durations milliseconds. */
@@ -96,10 +109,17 @@ typedef struct {
   char *keys_master_key_file;
   gint64 storage_min_free_bytes;
   GPtrArray *streams; /* EdgeConfigStream *, in file order; never NULL */
+  GPtrArray *cameras; /* EdgeConfigCamera *, in file order; never NULL */
 } EdgeConfig;
 
-/* Returns the embedded default configuration. (transfer full) */
+/* Every key at its default and empty lists: what a configuration file
+ * starts from. (transfer full) */
 EdgeConfig *edge_config_new_default (void);
+
+/* What edged runs without a configuration file: the defaults plus a demo
+ * camera (test://), so that a first start has something to show.
+ * (transfer full) */
+EdgeConfig *edge_config_new_embedded (void);
 
 /* Parses YAML text @data of @len bytes. @name is used in error messages
  * ("edged.yaml:14: gateway.listen: ..."); @base_dir (nullable) is where

@@ -337,6 +337,12 @@ handle_index (EdgeRequest *request, gpointer data)
 }
 
 static void
+handle_camera_page (EdgeRequest *request, gpointer data)
+{
+  serve_web_file (request, data, "camera.html");
+}
+
+static void
 handle_asset (EdgeRequest *request, gpointer data)
 {
   g_autofree char *name = g_strconcat ("assets/", edge_request_param (request, "path"), NULL);
@@ -351,6 +357,7 @@ gateway_builtin_register (EdgeGateway *gateway)
     { "GET", "/metrics", handle_metrics, "Prometheus metrics", "system", 0 },
     { "GET", "/v1/openapi.json", handle_openapi, "This OpenAPI document", "system", 0 },
     { "GET", "/", handle_index, "The web UI", "ui", 0 },
+    { "GET", "/camera", handle_camera_page, "The web UI's page for one camera (?name=)", "ui", 0 },
     { "GET", "/assets/{path*}", handle_asset, "Files of the web UI", "ui", 0 },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (routes); i++) {

@@ -148,7 +148,49 @@ function watchFromHash() {
 }
 window.addEventListener("hashchange", watchFromHash);
 
+// One live tile per camera; tiles stay (and keep playing) across refreshes.
+const tiles = new Map();
+
+async function loadCameras() {
+  try {
+    const { body } = await getJSON("/v1/cameras");
+    const grid = $("camera-grid");
+    for (const c of body.cameras) {
+      let tile = tiles.get(c.name);
+      if (!tile) {
+        const a = document.createElement("a");
+        a.className = "camera-tile";
+        a.href = `/camera?name=${encodeURIComponent(c.name)}`;
+        const video = document.createElement("video");
+        video.autoplay = true;
+        const caption = document.createElement("div");
+        caption.className = "caption";
+        const title = document.createElement("span");
+        title.textContent = c.name;
+        const state = document.createElement("span");
+        state.className = "muted";
+        caption.append(title, state);
+        a.append(video, caption);
+        grid.append(a);
+        tile = { element: a, state, player: edgedPlayLive(video, c.name, (s) => { state.textContent = s; }) };
+        tiles.set(c.name, tile);
+      }
+      if (c.state !== "running") tile.state.textContent = c.error || c.state;
+    }
+    for (const [name, tile] of tiles) {
+      if (!body.cameras.some((c) => c.name === name)) {
+        tile.player.stop();
+        tile.element.remove();
+        tiles.delete(name);
+      }
+    }
+    $("no-cameras").hidden = body.cameras.length > 0;
+  } catch (e) { /* the status card reports reachability */ }
+}
+
 refresh();
+loadCameras();
+setInterval(loadCameras, 5000);
 loadRoutes();
 loadStreams();
 watchFromHash();

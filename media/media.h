@@ -1,0 +1,36 @@
+/* media.h: the video plane of edged (docs/internals/media.md).
+ *
+ * Cameras captured through GStreamer, cut into keyframe-aligned fMP4
+ * fragments, sealed into the fragment store and indexed; live playback over
+ * WebSocket (Media Source Extensions), HLS, clips and snapshots; the Kinesis
+ * Video Streams archived-media and control-plane calls that apply to
+ * cameras. Everything is registered into the gateway by media_service_new.
+ *
+ * Threads: every function here is for the main thread.
+ */
+#pragma once
+
+#include "edge-core.h"
+#include "edge-gateway.h"
+
+G_BEGIN_DECLS
+
+typedef struct _MediaService MediaService;
+
+/* Opens the fragment store under @directory, registers the camera routes
+ * and starts the cameras added at run time in earlier runs. @gateway,
+ * @state and @keyring are borrowed and must outlive the service.
+ * (transfer full) */
+MediaService *media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
+                                 const char *directory, GError **error);
+
+/* Starts a camera declared in the configuration (@config is copied). Fails
+ * for an invalid name or source, or a name already taken. */
+gboolean media_service_add_configured_camera (MediaService *service,
+                                              const EdgeConfigCamera *config, GError **error);
+
+/* Stops every camera (each flushes its last fragment) and closes the
+ * store. Accepts NULL. */
+void media_service_free (MediaService *service);
+
+G_END_DECLS

@@ -1,0 +1,107 @@
+/* service.h: what the media service's parts share (service.c holds the
+ * cameras and the REST API; live.c, hls.c, kvs.c and images.c serve them).
+ * Main thread only, unless a function says otherwise. */
+#pragma once
+
+#include "camera.h"
+#include "media.h"
+#include "store.h"
+
+G_BEGIN_DECLS
+
+/* Fragments kept in memory per camera for live viewers and the live
+ * playlist, newest last. */
+#define MEDIA_RECENT_FRAGMENTS 8
+/* Clip limits, as Kinesis Video Streams sets them for GetClip. */
+#define MEDIA_CLIP_MAX_FRAGMENTS 200
+#define MEDIA_CLIP_MAX_BYTES (100u * 1024 * 1024)
+
+typedef struct {
+  MediaFragmentMeta meta;
+  GBytes *bytes;
+} MediaRecentFragment;
+
+typedef struct {
+  MediaService *service;
+  MediaCamera *camera;
+  char *name;
+  gboolean from_config;
+  gint64 created_ms;
+  GPtrArray *viewers; /* MediaLiveViewer *, live.c */
+  gboolean have_init;
+  MediaInitMeta init_meta;
+  GBytes *init;       /* the current init segment */
+  GQueue recent;      /* MediaRecentFragment * */
+} MediaServiceCamera;
+
+struct _MediaService {
+  EdgeGateway *gateway;
+  EdgeState *state;
+  EdgeKeyring *keyring;
+  MediaStore *store;
+  guint encoder;
+  GHashTable *cameras; /* name -> MediaServiceCamera * */
+  guint retention_timer;
+  guint jobs; /* worker-thread reads and decodes in flight */
+};
+
+/* The camera called @name, or NULL. */
+MediaServiceCamera *media_service_lookup (MediaService *service, const char *name);
+
+/* The RFC 6381 codec string of an init segment's track ("avc1.64001f"),
+ * for MediaSource.isTypeSupported and HLS CODECS. (transfer full) */
+char *media_codec_string (GBytes *init);
+
+/* Reads fragments (and their init segments) from the store on a worker
+ * thread; @done runs on the main thread with the plaintext bytes in the
+ * order asked, or an error. */
+typedef void (*MediaReadDone) (GPtrArray *fragments, GBytes *init, GError *error,
+                               gpointer user_data);
+void media_service_read_async (MediaService *service, const char *camera, guint32 init_id,
+                               const guint64 *numbers, guint n, MediaReadDone done,
+                               gpointer user_data);
+
+/* Reads the fragments and builds one progressive MP4 of them
+ * (media_mp4_clip) on a worker thread; @done runs on the main thread. */
+typedef void (*MediaClipDone) (GBytes *clip, GError *error, gpointer user_data);
+void media_service_clip_async (MediaService *service, const char *camera, guint32 init_id,
+                               const guint64 *numbers, guint n, MediaClipDone done,
+                               gpointer user_data);
+
+/* Chooses a clip's fragments: those of @camera overlapping the range, in
+ * order, as far as the first change of init segment and the clip limits.
+ * Returns the numbers (empty when none) and the init id. (transfer full) */
+GArray *media_clip_select (MediaService *service, const char *camera, MediaTimeKind kind,
+                           gint64 start_ms, gint64 end_ms, guint32 *ret_init_id);
+
+/* Unix milliseconds as ISO 8601 UTC with milliseconds. (transfer full) */
+char *media_format_time (gint64 ms);
+
+/* The base URL a client reached us by (scheme and Host of @request).
+ * (transfer full) */
+char *media_request_base_url (EdgeRequest *request);
+
+/* Registration of each part's routes. */
+gboolean media_live_register (MediaService *service, GError **error);
+void media_live_publish (MediaServiceCamera *camera, const MediaFragmentEvent *event);
+void media_live_close_all (MediaServiceCamera *camera);
+gboolean media_hls_register (MediaService *service, GError **error);
+gboolean media_kvs_register (MediaService *service, GError **error);
+gboolean media_images_register (MediaService *service, GError **error);
+
+/* Adds a camera (started at once) or fails for a bad name or source or a
+ * taken name. */
+MediaServiceCamera *media_service_add_camera (MediaService *service,
+                                              const EdgeConfigCamera *config,
+                                              gboolean from_config, GError **error);
+/* Adds a camera through the API: started, and kept in the state database
+ * so that it starts again with edged. */
+MediaServiceCamera *media_service_create_camera (MediaService *service,
+                                                 const EdgeConfigCamera *config, GError **error);
+/* Fills @ret (strings borrowed from @o) from the API's camera settings. */
+gboolean media_service_camera_settings_from_json (JsonObject *o, EdgeConfigCamera *ret,
+                                                  GError **error);
+/* Stops @name and deletes its recordings. */
+gboolean media_service_remove_camera (MediaService *service, const char *name, GError **error);
+
+G_END_DECLS

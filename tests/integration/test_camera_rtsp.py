@@ -1,0 +1,136 @@
+"""RTSP cameras against a local RTSP server (tests/rtsp-server.c, the
+gst-rtsp-server library): passthrough over TCP and UDP, the source lost and
+back, the gap visible in ListFragments, and other cameras unaffected."""
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from edged_harness import Daemon, free_port  # noqa: E402
+
+AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
+RTSP_SERVER = os.environ.get("RTSP_SERVER", "build/tests/rtsp-server")
+
+
+class RtspServer:
+    def __init__(self, port):
+        self.port = port
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([RTSP_SERVER, str(self.port), "15"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        if self.proc:
+            self.proc.stdout.close()
+
+
+class CameraRtsp(unittest.TestCase):
+    def setUp(self):
+        self.port = free_port()
+        self.server = RtspServer(self.port).start()
+        self.tmp = tempfile.mkdtemp(prefix="edged-rtsp-")
+        self.d = Daemon(config=f"""cameras:
+  - name: door
+    source: rtsp://127.0.0.1:{self.port}/cam
+    fragment_duration: 1s
+  - name: door-udp
+    source: rtsp://127.0.0.1:{self.port}/cam
+    rtsp_transport: udp
+    fragment_duration: 1s
+  - name: yard
+    source: test://
+    fragment_duration: 1s
+    keyframe_interval: 1s
+    width: 320
+    height: 180
+""").start()
+
+    def tearDown(self):
+        self.server.kill()
+        self.d.cleanup()
+
+    def status(self, name):
+        return self.d.get_json(f"/v1/cameras/{name}")[2]
+
+    def wait(self, name, predicate, what, timeout=40):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.status(name)
+            if predicate(s):
+                return s
+            time.sleep(0.25)
+        raise AssertionError(f"{name}: {what} within {timeout}s: {self.status(name)}\n{self.d.log()}")
+
+    def fragments(self, name):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="edged", AWS_SECRET_ACCESS_KEY="edged",
+                   AWS_DEFAULT_REGION="eu-west-1", AWS_PAGER="",
+                   AWS_CONFIG_FILE=os.path.join(self.tmp, "c"),
+                   AWS_SHARED_CREDENTIALS_FILE=os.path.join(self.tmp, "k"))
+        r = subprocess.run([AWS, "--endpoint-url", self.d.url, "--output", "json",
+                            "kinesis-video-archived-media", "list-fragments", "--stream-name", name],
+                           capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        frags = json.loads(r.stdout)["Fragments"]
+        for f in frags:
+            f["ProducerTimestamp"] = datetime.datetime.fromisoformat(f["ProducerTimestamp"]).timestamp()
+        return sorted(frags, key=lambda f: int(f["FragmentNumber"]))
+
+    def test_passthrough_loss_and_return(self):
+        s = self.wait("door", lambda s: s["recorded"]["fragments"] >= 3, "3 fragments")
+        # Passthrough: the server's 320x240 H.264, not re-encoded.
+        self.assertEqual((s["codec"], s["width"], s["height"]), ("h264", 320, 240))
+        self.wait("door-udp", lambda s: s["recorded"]["fragments"] >= 2, "2 fragments over UDP")
+
+        self.server.kill()
+        lost_at = time.time()
+        s = self.wait("door", lambda s: s["state"] == "retrying", "noticing the loss", timeout=15)
+        self.assertIn("retrying in", s["error"])
+        yard_before = self.status("yard")["recorded"]["fragments"]
+        time.sleep(4)
+        # The other cameras and the daemon go on.
+        self.assertGreater(self.status("yard")["recorded"]["fragments"], yard_before + 2)
+        status, _, _ = self.d.request("GET", "/healthz")
+        self.assertEqual(status, 200)
+
+        self.server = RtspServer(self.port).start()
+        before = self.status("door")["recorded"]["fragments"]
+        s = self.wait("door", lambda s: s["recorded"]["fragments"] >= before + 3 and
+                      s["state"] == "running", "recording again", timeout=60)
+        self.assertIsNone(s["error"])
+        self.assertGreaterEqual(s["restarts"], 1)
+
+        # ListFragments shows the hole: consecutive numbers, one long jump in time.
+        frags = self.fragments("door")
+        numbers = [int(f["FragmentNumber"]) for f in frags]
+        self.assertEqual(numbers, list(range(numbers[0], numbers[0] + len(numbers))))
+        holes = []
+        for a, b in zip(frags, frags[1:]):
+            end = a["ProducerTimestamp"] + a["FragmentLengthInMilliseconds"] / 1000
+            if b["ProducerTimestamp"] - end > 1.0:
+                holes.append((end, b["ProducerTimestamp"]))
+        self.assertEqual(len(holes), 1, frags)
+        self.assertGreater(holes[0][1] - holes[0][0], 3.5)
+        self.assertLess(abs(holes[0][0] - lost_at), 3)
+        # And the gap is recorded, with why.
+        gaps = self.d.get_json("/v1/cameras/door/gaps")[2]["gaps"]
+        self.assertEqual(len(gaps), 1)
+        self.assertGreater((gaps[0]["endMs"] - gaps[0]["startMs"]) / 1000, 3.5)
+        self.assertEqual(self.d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

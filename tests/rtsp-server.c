@@ -1,0 +1,42 @@
+/* rtsp-server: a camera for the tests. Serves rtsp://127.0.0.1:PORT/cam,
+ * H.264 from a moving test pattern, with the gst-rtsp-server library. The
+ * tests stop and restart it to take the source away and give it back.
+ *
+ *   rtsp-server PORT [KEYFRAME_FRAMES]
+ */
+#include <gst/gst.h>
+#include <gst/rtsp-server/rtsp-server.h>
+#include <stdlib.h>
+
+int
+main (int argc, char **argv)
+{
+  gst_init (&argc, &argv);
+  if (argc < 2) {
+    g_printerr ("usage: rtsp-server PORT [KEYFRAME_FRAMES]\n");
+    return 2;
+  }
+  guint keyframes = argc > 2 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 30;
+  GMainLoop *loop = g_main_loop_new (NULL, FALSE);
+  GstRTSPServer *server = gst_rtsp_server_new ();
+  gst_rtsp_server_set_address (server, "127.0.0.1");
+  gst_rtsp_server_set_service (server, argv[1]);
+  GstRTSPMountPoints *mounts = gst_rtsp_server_get_mount_points (server);
+  GstRTSPMediaFactory *factory = gst_rtsp_media_factory_new ();
+  g_autofree char *launch = g_strdup_printf (
+      "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
+      "! timeoverlay ! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
+      "key-int-max=%u bitrate=300 ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+      keyframes);
+  gst_rtsp_media_factory_set_launch (factory, launch);
+  gst_rtsp_media_factory_set_shared (factory, TRUE);
+  gst_rtsp_mount_points_add_factory (mounts, "/cam", factory);
+  g_object_unref (mounts);
+  if (gst_rtsp_server_attach (server, NULL) == 0) {
+    g_printerr ("rtsp-server: cannot listen on port %s\n", argv[1]);
+    return 1;
+  }
+  g_print ("ready\n");
+  g_main_loop_run (loop);
+  return 0;
+}
