@@ -5,6 +5,9 @@
  *   edgectl streams create NAME [SHARDS]
  *   edgectl streams delete NAME
  *   edgectl streams tail NAME [--from-start]   print records as they land
+ *   edgectl cameras [list]                 cameras, their state and what they recorded
+ *   edgectl cameras add NAME SOURCE        record a camera (kept across restarts)
+ *   edgectl cameras remove NAME            stop it and delete its recordings
  *   edgectl check-config FILE
  *   edgectl version
  *
@@ -355,6 +358,90 @@ cmd_streams (int argc, char **argv)
 }
 
 static int
+cmd_cameras_list (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/cameras");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *cameras = json_object_get_array_member (json_node_get_object (root), "cameras");
+  g_print ("%-20s %-9s %-14s %10s %12s  %s\n", "NAME", "STATE", "VIDEO", "FRAGMENTS", "BYTES",
+           "SOURCE");
+  for (guint i = 0; i < json_array_get_length (cameras); i++) {
+    JsonObject *c = json_array_get_object_element (cameras, i);
+    JsonObject *recorded = json_object_get_object_member (c, "recorded");
+    g_autofree char *video = NULL;
+    if (json_object_get_string_member_with_default (c, "codec", NULL))
+      video = g_strdup_printf ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT,
+                               json_object_get_string_member (c, "codec"),
+                               json_object_get_int_member_with_default (c, "width", 0),
+                               json_object_get_int_member_with_default (c, "height", 0));
+    g_print ("%-20s %-9s %-14s %10" G_GINT64_FORMAT " %12" G_GINT64_FORMAT "  %s\n",
+             member_string (c, "name"), member_string (c, "state"), video ? video : "-",
+             json_object_get_int_member_with_default (recorded, "fragments", 0),
+             json_object_get_int_member_with_default (recorded, "bytes", 0),
+             member_string (c, "source"));
+    const char *error = json_object_get_string_member_with_default (c, "error", NULL);
+    if (error)
+      g_print ("%-20s   %s\n", "", error);
+  }
+  return 0;
+}
+
+static int
+cmd_cameras_add (const char *name, const char *source)
+{
+  gboolean failed;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "name");
+  json_builder_add_string_value (b, name);
+  json_builder_set_member_name (b, "source");
+  json_builder_add_string_value (b, source);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) body = json_builder_get_root (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, body);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  JsonNode *answer = request_json ("POST", "/v1/cameras", text, &failed);
+  g_clear_pointer (&answer, json_node_unref);
+  if (failed)
+    return 1;
+  g_print ("recording camera %s from %s\n", name, source);
+  return 0;
+}
+
+static int
+cmd_cameras_remove (const char *name)
+{
+  gboolean failed;
+  g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
+  g_autofree char *path = g_strconcat ("/v1/cameras/", escaped, NULL);
+  JsonNode *answer = request_json ("DELETE", path, NULL, &failed);
+  g_clear_pointer (&answer, json_node_unref);
+  if (failed)
+    return 1;
+  g_print ("removed camera %s and its recordings\n", name);
+  return 0;
+}
+
+static int
+cmd_cameras (int argc, char **argv)
+{
+  if (argc == 2 || (argc == 3 && g_str_equal (argv[2], "list")))
+    return cmd_cameras_list ();
+  if (argc == 5 && g_str_equal (argv[2], "add"))
+    return cmd_cameras_add (argv[3], argv[4]);
+  if (argc == 4 && g_str_equal (argv[2], "remove"))
+    return cmd_cameras_remove (argv[3]);
+  g_printerr ("edgectl: usage: edgectl cameras [list | add NAME SOURCE | remove NAME]\n");
+  return 2;
+}
+
+static int
 cmd_check_config (const char *path)
 {
   g_autoptr (GError) error = NULL;
@@ -381,6 +468,9 @@ main (int argc, char **argv)
                                          "  streams create NAME [SHARDS]\n"
                                          "  streams delete NAME\n"
                                          "  streams tail NAME   print records as they land\n"
+                                         "  cameras [list]      cameras, their state and recordings\n"
+                                         "  cameras add NAME SOURCE\n"
+                                         "  cameras remove NAME\n"
                                          "  check-config FILE   validate a configuration file\n"
                                          "  version             print edgectl's version");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
@@ -396,6 +486,8 @@ main (int argc, char **argv)
     status = cmd_status ();
   else if (g_str_equal (argv[1], "streams"))
     status = cmd_streams (argc, argv);
+  else if (g_str_equal (argv[1], "cameras"))
+    status = cmd_cameras (argc, argv);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)
     status = cmd_check_config (argv[2]);
   else if (g_str_equal (argv[1], "version") && argc == 2) {

@@ -2,11 +2,12 @@
  * H.264 from a moving test pattern, with the gst-rtsp-server library. The
  * tests stop and restart it to take the source away and give it back.
  *
- *   rtsp-server PORT [KEYFRAME_FRAMES]
+ *   rtsp-server PORT [KEYFRAME_FRAMES [WIDTH HEIGHT FPS KBPS]]
+ *
+ * (bench/media uses the larger sizes.)
  */
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
-#include <stdlib.h>
 
 int
 main (int argc, char **argv)
@@ -17,6 +18,10 @@ main (int argc, char **argv)
     return 2;
   }
   guint keyframes = argc > 2 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 30;
+  guint width = argc > 6 ? (guint) g_ascii_strtoull (argv[3], NULL, 10) : 320;
+  guint height = argc > 6 ? (guint) g_ascii_strtoull (argv[4], NULL, 10) : 240;
+  guint fps = argc > 6 ? (guint) g_ascii_strtoull (argv[5], NULL, 10) : 15;
+  guint kbps = argc > 6 ? (guint) g_ascii_strtoull (argv[6], NULL, 10) : 300;
   GMainLoop *loop = g_main_loop_new (NULL, FALSE);
   GstRTSPServer *server = gst_rtsp_server_new ();
   gst_rtsp_server_set_address (server, "127.0.0.1");
@@ -24,10 +29,10 @@ main (int argc, char **argv)
   GstRTSPMountPoints *mounts = gst_rtsp_server_get_mount_points (server);
   GstRTSPMediaFactory *factory = gst_rtsp_media_factory_new ();
   g_autofree char *launch = g_strdup_printf (
-      "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
+      "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
       "! timeoverlay ! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
-      "key-int-max=%u bitrate=300 ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
-      keyframes);
+      "key-int-max=%u bitrate=%u ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+      width, height, fps, keyframes, kbps);
   gst_rtsp_media_factory_set_launch (factory, launch);
   gst_rtsp_media_factory_set_shared (factory, TRUE);
   gst_rtsp_mount_points_add_factory (mounts, "/cam", factory);

@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import Daemon  # noqa: E402
+from edged_harness import EDGECTL, Daemon  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
 FFPROBE = "/usr/bin/ffprobe"
@@ -336,6 +336,28 @@ class Camera(unittest.TestCase):
         self.assertEqual(status, 204)
         status, _, _ = self.d.request("GET", "/v1/cameras/lab")
         self.assertEqual(status, 404)
+
+
+    def test_edgectl_cameras(self):
+        def ctl(*args):
+            return subprocess.run([EDGECTL, "--url", self.d.url, "cameras", *args],
+                                  capture_output=True, text=True, timeout=30)
+        r = ctl("add", "shed", "test://")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("recording camera shed", r.stdout)
+        self.wait_fragments(1, "shed")
+        r = ctl("list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = {l.split()[0]: l.split() for l in r.stdout.splitlines()[1:] if l.strip()}
+        self.assertEqual(lines["shed"][1:3], ["running", "h264"])
+        self.assertEqual(lines["yard"][-1], "test://")
+        r = ctl("add", "shed", "test://")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already exists", r.stderr)
+        r = ctl("remove", "shed")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = ctl("remove", "shed")
+        self.assertEqual(r.returncode, 1)
 
 
 class CameraRestart(unittest.TestCase):

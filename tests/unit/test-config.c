@@ -91,7 +91,7 @@ static const InvalidCase invalid_cases[] = {
     "edged.yaml:1: gatway: unknown key (did you mean \"gateway\"?)" },
   { "\ngateway:\n  lisen: 127.0.0.1:80\n",
     "edged.yaml:3: gateway.lisen: unknown key (did you mean \"gateway.listen\"?)" },
-  { "cameras: []\n", "edged.yaml:1: cameras: unknown key" },
+  { "sensors: []\n", "edged.yaml:1: sensors: unknown key" },
   { "stream: []\n", "edged.yaml:1: stream: unknown key (did you mean \"streams\"?)" },
   { "log:\n  level: verbose\n",
     "edged.yaml:2: log.level: expected one of error, warning, info, debug, got \"verbose\"" },

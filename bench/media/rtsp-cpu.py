@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""CPU and memory of recording one passthrough RTSP camera: edged (ingest,
+fragment, encrypt, fdatasync, index) side by side with ffmpeg stream-copying
+the same source to HLS (`ffmpeg -rtsp_transport tcp -i URL -c copy -f hls`),
+both pulling from one local RTSP server (tests/rtsp-server.c) at the same time.
+
+    python3 bench/media/rtsp-cpu.py [BUILD_DIR] [ROUNDS] [SECONDS]
+
+For 720p30 (2 Mb/s) and 1080p30 (4 Mb/s) sources: per round, fresh processes,
+a 5 s warm-up, then the CPU seconds (user + system, /proc/PID/stat) each
+process spends over the window. Prints the median CPU (% of one core) per
+process, the ratio edged / ffmpeg, and the peak RSS (VmHWM) of each.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 20
+TICK = os.sysconf("SC_CLK_TCK")
+SIZES = [("720p30", 1280, 720, 30, 2000), ("1080p30", 1920, 1080, 30, 4000)]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_http(url, timeout=15):
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return r.read()
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def one_round(width, height, fps, kbps):
+    work = tempfile.mkdtemp(prefix="edged-bench-media-")
+    rtsp_port, http_port = free_port(), free_port()
+    server = subprocess.Popen([f"{BUILD}/tests/rtsp-server", str(rtsp_port), str(2 * fps),
+                               str(width), str(height), str(fps), str(kbps)],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    url = f"rtsp://127.0.0.1:{rtsp_port}/cam"
+    config = os.path.join(work, "edged.yaml")
+    with open(config, "w") as f:
+        f.write(f"data_dir: {work}/data\nlog:\n  level: warning\ngateway:\n"
+                f"  listen: 127.0.0.1:{http_port}\n  access_log: false\n"
+                f"cameras:\n  - name: cam\n    source: {url}\n")
+    edged = subprocess.Popen([f"{BUILD}/edge/edged", "--config", config],
+                             stderr=open(os.path.join(work, "edged.log"), "w"))
+    os.makedirs(os.path.join(work, "hls"))
+    ffmpeg = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+                               "-i", url, "-c", "copy", "-f", "hls", "-hls_time", "2",
+                               os.path.join(work, "hls", "out.m3u8")])
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/healthz")
+        time.sleep(5)
+        start = {p.pid: cpu_seconds(p.pid) for p in (edged, ffmpeg)}
+        t0 = time.monotonic()
+        time.sleep(SECONDS)
+        elapsed = time.monotonic() - t0
+        used = {p.pid: (cpu_seconds(p.pid) - start[p.pid]) / elapsed for p in (edged, ffmpeg)}
+        import json
+        import urllib.request
+        status = json.loads(wait_http(f"http://127.0.0.1:{http_port}/v1/cameras/cam"))
+        if status["state"] != "running" or status["recorded"]["fragments"] < SECONDS / 3:
+            raise SystemExit(f"edged did not record: {status}")
+        if not any(n.endswith(".ts") for n in os.listdir(os.path.join(work, "hls"))):
+            raise SystemExit("ffmpeg wrote no segment")
+        return used[edged.pid], used[ffmpeg.pid], peak_rss(edged.pid), peak_rss(ffmpeg.pid)
+    finally:
+        for p in (ffmpeg, edged, server):
+            p.send_signal(signal.SIGTERM)
+        for p in (ffmpeg, edged, server):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        server.stdout.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    print(f"# {ROUNDS} rounds of {SECONDS:.0f} s each; CPU in % of one core, medians")
+    print("| source | edged CPU | ffmpeg CPU | edged / ffmpeg | edged peak RSS | ffmpeg peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for name, width, height, fps, kbps in SIZES:
+        rounds = [one_round(width, height, fps, kbps) for _ in range(ROUNDS)]
+        e = statistics.median(r[0] for r in rounds)
+        f = statistics.median(r[1] for r in rounds)
+        print(f"| {name} {kbps // 1000} Mb/s | {e * 100:.2f}% | {f * 100:.2f}% | {e / f:.2f} | "
+              f"{max(r[2] for r in rounds) / 2**20:.1f} MiB | {max(r[3] for r in rounds) / 2**20:.1f} MiB |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
