@@ -73,6 +73,20 @@ on_fragment (const MediaFragmentEvent *event, gpointer user_data)
   media_live_publish (c, event);
 }
 
+/* GStreamer starts with the first camera: a box without cameras never
+ * loads its registry or plugins. */
+static void
+service_start_gstreamer (MediaService *service)
+{
+  if (service->gstreamer_started)
+    return;
+  if (!gst_is_initialized ())
+    gst_init (NULL, NULL);
+  service->encoder = hw_encoder_detect ("/");
+  service->gstreamer_started = TRUE;
+  g_message ("video: raw sources encode with %s", hw_encoder_name (service->encoder));
+}
+
 MediaServiceCamera *
 media_service_add_camera (MediaService *service, const EdgeConfigCamera *config,
                           gboolean from_config, GError **error)
@@ -94,6 +108,7 @@ media_service_add_camera (MediaService *service, const EdgeConfigCamera *config,
   }
   if (!media_camera_source_check (config, error))
     return NULL;
+  service_start_gstreamer (service);
   MediaServiceCamera *c = g_new0 (MediaServiceCamera, 1);
   c->service = service;
   c->name = g_strdup (config->name);
@@ -791,14 +806,11 @@ media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
     { "GET", "/v1/cameras/{name}/gaps", handle_gaps, "When the source gave nothing", "cameras",
       0 },
   };
-  if (!gst_is_initialized ())
-    gst_init (NULL, NULL);
   MediaService *service = g_new0 (MediaService, 1);
   service->gateway = gateway;
   service->state = state;
   service->keyring = keyring;
   service->cameras = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, service_camera_free);
-  service->encoder = hw_encoder_detect ("/");
   service->store = media_store_open (directory, state, keyring, error);
   if (service->store == NULL) {
     media_service_free (service);
@@ -814,7 +826,6 @@ media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
     media_service_free (service);
     return NULL;
   }
-  g_message ("video: raw sources encode with %s", hw_encoder_name (service->encoder));
   start_stored_cameras (service);
   service->retention_timer = g_timeout_add_seconds (RETENTION_INTERVAL_S, retention_tick, service);
   return service;

@@ -40,6 +40,7 @@ struct _MediaService {
   EdgeKeyring *keyring;
   MediaStore *store;
   guint encoder;
+  gboolean gstreamer_started;
   GHashTable *cameras; /* name -> MediaServiceCamera * */
   guint retention_timer;
   guint jobs; /* worker-thread reads and decodes in flight */

@@ -23,6 +23,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def camera_env(env=None):
+    """The environment for a daemon that runs cameras. Under AddressSanitizer,
+    LeakSanitizer needs whole stacks to match the suppressions for what the
+    libraries GStreamer loads allocate once (tests/lsan.supp)."""
+    env = dict(env or {})
+    asan = os.environ.get("ASAN_OPTIONS")
+    if asan is not None:
+        env["ASAN_OPTIONS"] = asan + ":fast_unwind_on_malloc=0"
+    return env
+
+
 class Daemon:
     """One edged process. `config` is YAML text appended to the listen and
     data_dir lines this class writes."""

@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGECTL, Daemon  # noqa: E402
+from edged_harness import EDGECTL, Daemon, camera_env  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
 FFPROBE = "/usr/bin/ffprobe"
@@ -61,7 +61,7 @@ class Camera(unittest.TestCase):
             if not os.path.exists(tool):
                 raise unittest.SkipTest(f"{tool} is not installed")
         cls.tmp = tempfile.mkdtemp(prefix="edged-kvs-")
-        cls.d = Daemon(config=CAMERA).start()
+        cls.d = Daemon(config=CAMERA, env=camera_env()).start()
         cls.env = dict(os.environ, AWS_ACCESS_KEY_ID="edged", AWS_SECRET_ACCESS_KEY="edged",
                        AWS_DEFAULT_REGION="eu-west-1", AWS_PAGER="",
                        AWS_CONFIG_FILE=os.path.join(cls.tmp, "config"),
@@ -74,7 +74,7 @@ class Camera(unittest.TestCase):
     def tearDownClass(cls):
         code = cls.d.stop()
         cls.d.cleanup()
-        assert code == 0, code
+        assert code == 0, (code, cls.d.log()[-6000:])
 
     def wait_fragments(self, n, camera="yard", timeout=40):
         deadline = time.time() + timeout
@@ -364,11 +364,11 @@ class CameraRestart(unittest.TestCase):
     """The index and the fragment numbers survive restarts and kill -9."""
 
     def test_restart_and_kill(self):
-        d = Daemon(config=CAMERA)
+        d = Daemon(config=CAMERA, env=camera_env())
         try:
             d.start()
             self.wait(d, 3)
-            self.assertEqual(d.stop(), 0)
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
             d.start()
             status, _, body = d.get_json("/v1/cameras/yard")
             kept = body["recorded"]["fragments"]
@@ -397,7 +397,7 @@ class CameraRestart(unittest.TestCase):
             for gap in gaps["gaps"]:
                 self.assertLess(gap["startMs"], gap["endMs"])
                 self.assertIn(gap["endMs"], starts)
-            self.assertEqual(d.stop(), 0)
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
         finally:
             d.cleanup()
 

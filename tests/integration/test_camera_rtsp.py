@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import Daemon, free_port  # noqa: E402
+from edged_harness import Daemon, camera_env, free_port  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
 RTSP_SERVER = os.environ.get("RTSP_SERVER", "build/tests/rtsp-server")
@@ -57,7 +57,7 @@ class CameraRtsp(unittest.TestCase):
     keyframe_interval: 1s
     width: 320
     height: 180
-""").start()
+""", env=camera_env()).start()
 
     def tearDown(self):
         self.server.kill()
@@ -129,7 +129,7 @@ class CameraRtsp(unittest.TestCase):
         gaps = self.d.get_json("/v1/cameras/door/gaps")[2]["gaps"]
         self.assertEqual(len(gaps), 1)
         self.assertGreater((gaps[0]["endMs"] - gaps[0]["startMs"]) / 1000, 3.5)
-        self.assertEqual(self.d.stop(), 0)
+        self.assertEqual(self.d.stop(), 0, self.d.log()[-6000:])
 
 
 if __name__ == "__main__":

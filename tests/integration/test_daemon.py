@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGECTL, EDGED, Daemon, free_port, make_certificate, run  # noqa: E402
+from edged_harness import EDGECTL, EDGED, Daemon, camera_env, free_port, make_certificate, run  # noqa: E402
 
 
 class RunningDaemon(unittest.TestCase):
@@ -410,7 +410,7 @@ class Lifecycle(unittest.TestCase):
             p = __import__("subprocess").Popen(
                 [EDGED, "--set", f"gateway.listen=127.0.0.1:{port}",
                  "--set", f"data_dir={os.path.join(self.tmp, 'setdata')}", "--set", "log.level=debug"],
-                stderr=err, cwd=self.tmp)
+                stderr=err, cwd=self.tmp, env=dict(os.environ, **camera_env()))  # the demo camera
             try:
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
