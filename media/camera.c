@@ -55,6 +55,9 @@ typedef struct {
   guint64 last_end;     /* end of the last fragment, 90 kHz; survives sessions */
 
   /* The fragment being gathered. */
+  guint32 last_delta; /* the last frame interval, 90 kHz: a chunk's duration */
+  gboolean chunk_init_sent;
+  guint32 chunk_sequence;
   GArray *samples;  /* MediaSample */
   GArray *decode;   /* guint64 decode times, 90 kHz */
   GByteArray *data;
@@ -91,6 +94,8 @@ struct _MediaCamera {
   /* Written by the streaming thread, read by the main thread. */
   gint64 last_sample_us; /* atomic */
   guint64 frames;        /* atomic */
+  gint want_chunks;      /* atomic: low-latency viewers are watching */
+  MediaChunkFunc on_chunk;
 
   Fragmenter frag; /* the streaming thread's while a pipeline runs */
 };
@@ -103,6 +108,14 @@ typedef struct {
   GBytes *init;
   char *write_error;
 } PendingFragment;
+
+typedef struct {
+  MediaCamera *camera;
+  GBytes *chunk;
+  gboolean keyframe;
+  MediaInitMeta init_meta;
+  GBytes *init;
+} PendingChunk;
 
 static void camera_start (MediaCamera *camera);
 static void camera_stop_pipeline (MediaCamera *camera);
@@ -324,6 +337,30 @@ fragmenter_emit (MediaCamera *camera, guint64 end)
   deliver_on_main (camera, p);
 }
 
+static void deliver_chunk_on_main (MediaCamera *camera, PendingChunk *pending);
+
+/* A chunk for low-latency viewers: the one frame just taken, as its own
+ * moof + mdat. Its duration is not known until the next frame arrives; the
+ * last frame interval stands in for it (exact at a steady frame rate). The
+ * stored fragment is unaffected: it is cut with the true durations. */
+static void
+fragmenter_chunk (MediaCamera *camera, const MediaSample *sample, guint64 decode,
+                  const guint8 *data)
+{
+  Fragmenter *f = &camera->frag;
+  MediaSample one = *sample;
+  one.duration = f->last_delta ? f->last_delta : MEDIA_TIMESCALE / 30;
+  PendingChunk *p = g_new0 (PendingChunk, 1);
+  p->chunk = media_fmp4_fragment (f->chunk_sequence++, decode, &one, 1, data, sample->size);
+  p->keyframe = sample->keyframe;
+  if (!f->chunk_init_sent) {
+    p->init = g_bytes_ref (f->init);
+    p->init_meta = f->init_meta;
+    f->chunk_init_sent = TRUE;
+  }
+  deliver_chunk_on_main (camera, p);
+}
+
 /* Takes new caps: a new init segment when the codec configuration
  * changed. FALSE when the caps carry no usable codec data. */
 static gboolean
@@ -369,6 +406,7 @@ fragmenter_set_caps (MediaCamera *camera, GstCaps *caps)
   };
   f->have_init = TRUE;
   f->init_unsent = TRUE;
+  f->chunk_init_sent = FALSE;
   f->waiting_for_keyframe = TRUE;
   return TRUE;
 }
@@ -401,10 +439,28 @@ on_new_sample (GstAppSink *sink, gpointer data)
     f->waiting_for_keyframe = FALSE;
   }
   if (!f->session_started) {
-    guint64 now = (guint64) (now_us / 1000) * (MEDIA_TIMESCALE / 1000);
+    /* Anchor the session at the wall-clock time the first frame entered the
+     * pipeline (captured, for a local camera; received, for RTSP): its
+     * running time against the pipeline clock says how long ago that was. */
+    gint64 age_us = 0;
+    GstClock *clock = gst_element_get_clock (GST_ELEMENT (sink));
+    const GstSegment *segment = gst_sample_get_segment (sample);
+    /* Encoders shift their output segment (by 1000 hours, to keep decode
+     * times positive): the frame's running time is what the clock knows. */
+    GstClockTime frame_running =
+        segment ? gst_segment_to_running_time (segment, GST_FORMAT_TIME, pts) : pts;
+    if (clock && GST_CLOCK_TIME_IS_VALID (frame_running)) {
+      GstClockTime running =
+          gst_clock_get_time (clock) - gst_element_get_base_time (GST_ELEMENT (sink));
+      if (running > frame_running)
+        age_us = (gint64) MIN ((running - frame_running) / GST_USECOND,
+                               (GstClockTime) 10 * G_USEC_PER_SEC);
+    }
+    g_clear_object (&clock);
+    guint64 captured = (guint64) ((now_us - age_us) / 1000) * (MEDIA_TIMESCALE / 1000);
     f->session_started = TRUE;
     f->first_dts = dts;
-    f->session_base = MAX (now, f->last_end);
+    f->session_base = MAX (captured, f->last_end);
   }
   guint64 decode = f->session_base;
   if (dts > f->first_dts)
@@ -413,6 +469,7 @@ on_new_sample (GstAppSink *sink, gpointer data)
     guint64 previous = g_array_index (f->decode, guint64, f->decode->len - 1);
     if (decode <= previous)
       decode = previous + 1; /* decode times strictly increase */
+    f->last_delta = (guint32) MIN (decode - previous, (guint64) MEDIA_TIMESCALE);
   }
 
   guint n = f->samples->len;
@@ -451,6 +508,8 @@ on_new_sample (GstAppSink *sink, gpointer data)
   g_array_append_val (f->samples, s);
   g_array_append_val (f->decode, decode);
   g_byte_array_append (f->data, map.data, (guint) map.size);
+  if (g_atomic_int_get (&camera->want_chunks))
+    fragmenter_chunk (camera, &s, decode, map.data);
   gst_buffer_unmap (buffer, &map);
   return GST_FLOW_OK;
 }
@@ -538,6 +597,48 @@ deliver_on_main (MediaCamera *camera, PendingFragment *p)
   p->camera = camera_ref (camera);
   g_main_context_invoke_full (camera->context, G_PRIORITY_DEFAULT, deliver, p,
                               (GDestroyNotify) pending_free);
+}
+
+static void
+pending_chunk_free (PendingChunk *p)
+{
+  g_clear_pointer (&p->chunk, g_bytes_unref);
+  g_clear_pointer (&p->init, g_bytes_unref);
+  camera_unref (p->camera);
+  g_free (p);
+}
+
+static gboolean
+deliver_chunk (gpointer data)
+{
+  PendingChunk *p = data;
+  MediaCamera *camera = p->camera;
+  if (camera->removed || camera->on_chunk == NULL)
+    return G_SOURCE_REMOVE;
+  MediaChunkEvent event = {
+    .camera = camera->config.name,
+    .chunk = p->chunk,
+    .keyframe = p->keyframe,
+    .init_meta = p->init ? &p->init_meta : NULL,
+    .init = p->init,
+  };
+  camera->on_chunk (&event, camera->user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+deliver_chunk_on_main (MediaCamera *camera, PendingChunk *p)
+{
+  p->camera = camera_ref (camera);
+  g_main_context_invoke_full (camera->context, G_PRIORITY_DEFAULT, deliver_chunk, p,
+                              (GDestroyNotify) pending_chunk_free);
+}
+
+void
+media_camera_set_chunks (MediaCamera *camera, MediaChunkFunc on_chunk)
+{
+  camera->on_chunk = on_chunk;
+  g_atomic_int_set (&camera->want_chunks, on_chunk != NULL);
 }
 
 /* ---- lifecycle (main thread) ---- */
@@ -855,6 +956,7 @@ media_camera_free (MediaCamera *camera)
   g_clear_pointer (&f->init, g_bytes_unref);
   gst_caps_replace (&f->caps, NULL);
   camera->on_fragment = NULL;
+  camera->on_chunk = NULL;
   camera_unref (camera);
 }
 

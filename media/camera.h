@@ -37,6 +37,23 @@ typedef struct {
 
 typedef void (*MediaFragmentFunc) (const MediaFragmentEvent *event, gpointer user_data);
 
+/* One frame as a CMAF chunk (moof + mdat) for low-latency live viewers.
+ * @init is non-NULL on the first chunk against a new init segment. */
+typedef struct {
+  const char *camera;
+  GBytes *chunk;
+  gboolean keyframe;
+  const MediaInitMeta *init_meta; /* nullable */
+  GBytes *init;                   /* nullable */
+} MediaChunkEvent;
+
+typedef void (*MediaChunkFunc) (const MediaChunkEvent *event, gpointer user_data);
+
+/* Asks for a chunk per frame (@on_chunk, with the camera's user data, on
+ * the main thread), or stops them (NULL): chunks cost a little per frame,
+ * so they are made only while someone watches with low latency. */
+void media_camera_set_chunks (MediaCamera *camera, MediaChunkFunc on_chunk);
+
 /* Parses @config->source and builds nothing yet. FALSE with @error for a
  * source edged cannot read (unknown scheme, malformed URL). */
 gboolean media_camera_source_check (const EdgeConfigCamera *config, GError **error);

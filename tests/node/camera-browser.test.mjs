@@ -84,6 +84,18 @@ test('the live page plays the camera in the browser', async () => {
   await page.close();
 });
 
+test('low latency: a chunk per frame, played as it comes', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${edged.url}/camera?name=cam&latency=low`);
+  await assertPlays(page, '#live', 'the low-latency video');
+  // Chunks, not fragments: at 15 frames a second, about 15 appends a second.
+  const before = await page.evaluate(() => window.edgedLiveLatency.length);
+  await new Promise((r) => setTimeout(r, 2000));
+  const after = await page.evaluate(() => window.edgedLiveLatency.length);
+  assert.ok(after - before >= 15, `${after - before} appends in 2 s`);
+  await page.close();
+});
+
 test('the home page shows a live tile per camera', async () => {
   const page = await browser.newPage();
   await page.goto(`${edged.url}/`);
