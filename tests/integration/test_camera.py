@@ -338,6 +338,33 @@ class Camera(unittest.TestCase):
         self.assertEqual(status, 404)
 
 
+    def test_file_source_plays_in_real_time_and_loops(self):
+        # A 3 s H.264 MP4 with a keyframe every second, made with GStreamer.
+        clip = os.path.join(self.tmp, "source.mp4")
+        r = subprocess.run(["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=90", "pattern=smpte",
+                            "!", "video/x-raw,width=320,height=240,framerate=30/1", "!", "x264enc",
+                            "key-int-max=30", "speed-preset=ultrafast", "!", "h264parse", "!", "mp4mux",
+                            "!", "filesink", f"location={clip}"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status, _, body = self.d.request("POST", "/v1/cameras", body=json.dumps(
+            {"name": "replay", "source": f"file://{clip}", "fragment_duration_ms": 1000}).encode())
+        self.assertEqual(status, 201, body)
+        started = time.time()
+        s = self.wait_fragments(7, "replay")
+        elapsed = time.time() - started
+        # Recorded as it is (no re-encode), at the pace of its timestamps:
+        # seven 1 s fragments take about seven seconds, across two loops.
+        self.assertEqual((s["codec"], s["width"], s["height"]), ("h264", 320, 240))
+        self.assertGreater(elapsed, 5)
+        status, _, listing = self.d.get_json("/v1/cameras/replay/fragments")
+        frags = listing["fragments"]
+        for a, b in zip(frags, frags[1:]):
+            self.assertEqual(b["number"], a["number"] + 1)
+            self.assertAlmostEqual(b["producerMs"], a["producerMs"] + a["durationMs"], delta=40)
+        self.assertEqual({f["frames"] for f in frags[:6]}, {30})
+        self.d.request("DELETE", "/v1/cameras/replay")
+
     def test_edgectl_cameras(self):
         def ctl(*args):
             return subprocess.run([EDGECTL, "--url", self.d.url, "cameras", *args],
@@ -409,6 +436,43 @@ class CameraRestart(unittest.TestCase):
                 return
             time.sleep(0.25)
         raise AssertionError(f"fewer than {n} fragments:\n{d.log()}")
+
+
+class CameraRetention(unittest.TestCase):
+    """Retention by bytes removes the oldest fragments, index and files."""
+
+    def test_retention_bytes(self):
+        d = Daemon(config="""cameras:
+  - name: tight
+    source: test://
+    fragment_duration: 1s
+    keyframe_interval: 1s
+    retention_bytes: 150KiB
+""", env=camera_env())
+        try:
+            d.start()
+            deadline = time.time() + 40
+            removed = False
+            while time.time() < deadline and not removed:
+                time.sleep(1)
+                _, _, listing = d.get_json("/v1/cameras/tight/fragments")
+                numbers = [f["number"] for f in listing["fragments"]]
+                removed = bool(numbers) and numbers[0] > 1
+            self.assertTrue(removed, f"nothing removed: {listing}\n{d.log()}")
+            _, _, status = d.get_json("/v1/cameras/tight")
+            # Within the limit after a pass (plus what arrived since it ran).
+            newest = max(f["bytes"] for f in listing["fragments"])
+            self.assertLessEqual(status["recorded"]["bytes"], 150 * 1024 + 12 * newest)
+            # The oldest fragments' files are gone; the kept ones are there.
+            files = sorted(int(n.split(".")[0]) for n in os.listdir(os.path.join(d.data_dir, "media", "tight"))
+                           if n.endswith(".frag"))
+            self.assertNotIn(1, files)
+            self.assertTrue(set(numbers) <= set(files))
+            status, _, _ = d.request("GET", "/v1/cameras/tight/hls/fragment/1.m4s")
+            self.assertEqual(status, 404)
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
+        finally:
+            d.cleanup()
 
 
 if __name__ == "__main__":
