@@ -151,6 +151,11 @@ camera_unref (MediaCamera *camera)
 
 /* ---- sources ---- */
 
+/* The videotestsrc patterns a test:// source takes ("test://?pattern=snow");
+ * the moving ball by default. */
+static const char *const test_patterns[] = { "ball", "smpte", "snow", "pinwheel", "circular",
+                                             "gamut", "spokes", NULL };
+
 typedef enum {
   SOURCE_TEST,
   SOURCE_FILE,
@@ -187,6 +192,14 @@ source_parse (const char *source, SourceKind *ret_kind, char **ret_target, GErro
     if ((schemes[i].kind == SOURCE_FILE || schemes[i].kind == SOURCE_V4L2) && rest[0] != '/') {
       g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_PATH,
                    "%s: expected an absolute path (%s/path)", source, schemes[i].prefix);
+      return FALSE;
+    }
+    if (schemes[i].kind == SOURCE_TEST && rest[0] != '\0' &&
+        !(g_str_has_prefix (rest, "?pattern=") &&
+          g_strv_contains (test_patterns, rest + strlen ("?pattern=")))) {
+      g_autofree char *known = g_strjoinv (", ", (char **) test_patterns);
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
+                   "%s: test:// takes ?pattern= one of %s", source, known);
       return FALSE;
     }
     if (strchr (rest, '"') != NULL || strchr (rest, '\n') != NULL) {
@@ -228,6 +241,13 @@ media_camera_display_source (const char *source)
   return g_uri_to_string (shown);
 }
 
+static const char *
+test_pattern (const char *target)
+{
+  const char *p = g_str_has_prefix (target, "?pattern=") ? target + strlen ("?pattern=") : NULL;
+  return p && g_strv_contains (test_patterns, p) ? p : "ball";
+}
+
 /* The pipeline description for a raw source: source, then conversion,
  * encoder and parser. */
 static char *
@@ -255,11 +275,11 @@ raw_pipeline (MediaCamera *camera, SourceKind kind, const char *target)
 
   switch (kind) {
   case SOURCE_TEST:
-    source = g_strdup_printf ("videotestsrc is-live=true pattern=ball ! %s ! "
+    source = g_strdup_printf ("videotestsrc is-live=true pattern=%s ! %s ! "
                               "clockoverlay halignment=right valignment=bottom "
                               "time-format=\"%%Y-%%m-%%d %%H:%%M:%%S\" font-desc=\"Sans 20\" ! "
                               "timeoverlay halignment=left valignment=top",
-                              caps->str);
+                              test_pattern (target), caps->str);
     break;
   case SOURCE_V4L2:
     source = g_strdup_printf ("v4l2src device=\"%s\" ! decodebin ! videoconvert ! videoscale ! "

@@ -69,6 +69,8 @@ send_fragment (LiveViewer *v, GBytes *fragment)
     break;
   case EDGE_WS_DROPPED:
     v->skipped++;
+    if (v->camera)
+      v->camera->live_skipped++;
     break;
   case EDGE_WS_CLOSED:
     break;
@@ -121,6 +123,7 @@ on_chunk (const MediaChunkEvent *event, gpointer data)
     case EDGE_WS_DROPPED:
       /* Behind: skip to the next keyframe, which decodes on its own. */
       v->skipped++;
+      camera->live_skipped++;
       v->waiting_for_keyframe = TRUE;
       break;
     case EDGE_WS_CLOSED:

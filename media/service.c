@@ -417,6 +417,8 @@ camera_status (MediaService *service, MediaServiceCamera *c)
   json_builder_add_int_value (b, media_camera_restarts (c->camera));
   json_builder_set_member_name (b, "liveViewers");
   json_builder_add_int_value (b, c->viewers->len);
+  json_builder_set_member_name (b, "liveSkipped");
+  json_builder_add_int_value (b, (gint64) c->live_skipped);
   json_builder_set_member_name (b, "recorded");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "fragments");

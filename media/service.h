@@ -27,7 +27,8 @@ typedef struct {
   char *name;
   gboolean from_config;
   gint64 created_ms;
-  GPtrArray *viewers; /* MediaLiveViewer *, live.c */
+  GPtrArray *viewers; /* live viewers (live.c) */
+  guint64 live_skipped; /* fragments and chunks skipped for slow viewers */
   gboolean have_init;
   MediaInitMeta init_meta;
   GBytes *init;       /* the current init segment */

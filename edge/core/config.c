@@ -113,7 +113,8 @@ static const ConfigKey camera_keys[] = {
     "Camera name (also its Kinesis Video stream name): 1 to 128 of a-z, A-Z, 0-9, _ - and .",
     NULL },
   { "source", KEY_STRING, COFF (source), NULL, 0, 0, NULL,
-    "test:// (generated scene), file:///PATH (played in real time, looped), "
+    "test:// (a moving ball and a clock; test://?pattern=snow and other videotestsrc patterns), "
+    "file:///PATH (played in real time, looped), "
     "rtsp://[USER:PASS@]HOST/PATH, v4l2:///dev/videoN or libcamera://[NAME].", NULL },
   { "rtsp_transport", KEY_ENUM, COFF (rtsp_transport), "tcp", 0, 0, rtsp_transports,
     "RTP over the RTSP connection (tcp) or over UDP (udp).", NULL },

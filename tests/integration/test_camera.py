@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGECTL, Daemon, camera_env  # noqa: E402
+from edged_harness import EDGECTL, Daemon, WebSocket, camera_env  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
 FFPROBE = "/usr/bin/ffprobe"
@@ -436,6 +437,67 @@ class CameraRestart(unittest.TestCase):
                 return
             time.sleep(0.25)
         raise AssertionError(f"fewer than {n} fragments:\n{d.log()}")
+
+
+class CameraLive(unittest.TestCase):
+    """WS /v1/cameras/NAME/live as a client sees it, and a viewer that stops
+    reading: it has fragments skipped, never grows edged's memory, is closed
+    after the stall timeout, and the other viewers see no difference."""
+
+    def test_live_messages_and_a_slow_viewer(self):
+        # The first lines continue the harness's gateway: section.
+        d = Daemon(config="""  websocket:
+    max_buffered_bytes: 1MiB
+    stall_timeout: 6s
+cameras:
+  - name: busy
+    source: test://?pattern=snow
+    fragment_duration: 1s
+    keyframe_interval: 1s
+    bitrate_kbps: 8000
+    width: 1280
+    height: 720
+""", env=camera_env())
+        try:
+            d.start()
+            ws = WebSocket(d.port, "/v1/cameras/busy/live")
+            self.assertEqual(ws.status, 101)
+            opcode, payload = ws.recv()
+            init = json.loads(payload)
+            self.assertEqual(opcode, 1)
+            self.assertEqual(init["type"], "init")
+            self.assertRegex(init["codec"], r"^avc1\.[0-9a-f]{6}$")
+            self.assertEqual((init["width"], init["height"]), (1280, 720))
+            opcode, payload = ws.recv()
+            self.assertEqual((opcode, payload[4:8]), (2, b"ftyp"))
+            # A stalled viewer: connected, never reading.
+            stalled = WebSocket(d.port, "/v1/cameras/busy/live")
+            stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            deadline = time.time() + 40
+            fragments = 0
+            last_sequence = None
+            while time.time() < deadline:
+                opcode, payload = ws.recv()
+                if opcode == 2 and payload[4:8] == b"moof":
+                    fragments += 1
+                    sequence = int.from_bytes(payload[20:24], "big")  # mfhd
+                    if last_sequence is not None:
+                        # The reading viewer misses nothing.
+                        self.assertEqual(sequence, last_sequence + 1)
+                    last_sequence = sequence
+                _, _, status = d.get_json("/v1/cameras/busy")
+                if status["liveSkipped"] > 0 and status["liveViewers"] == 1:
+                    break
+            self.assertGreater(status["liveSkipped"], 0, status)
+            # The stalled viewer was closed; memory stayed bounded.
+            self.assertEqual(status["liveViewers"], 1, status)
+            self.assertLess(d.rss_bytes(), 400 * 2**20)
+            self.assertGreater(fragments, 3)
+            stalled.sock.close()
+            ws.sock.close()
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
+        finally:
+            d.cleanup()
 
 
 class CameraRetention(unittest.TestCase):
