@@ -128,7 +128,8 @@ media_service_add_camera (MediaService *service, const EdgeConfigCamera *config,
   }
   g_array_unref (last);
   c->camera = media_camera_new (config, service->store, service->encoder, on_fragment, c);
-  g_message ("camera \"%s\": recording from %s", config->name, config->source);
+  g_autofree char *shown = media_camera_display_source (config->source);
+  g_message ("camera \"%s\": recording from %s", config->name, shown);
   return c;
 }
 

@@ -4,7 +4,8 @@
  *
  *   rtsp-server PORT [KEYFRAME_FRAMES [WIDTH HEIGHT FPS KBPS]]
  *
- * (bench/media uses the larger sizes.)
+ * (bench/media uses the larger sizes.) With RTSP_USER and RTSP_PASS in the
+ * environment, clients must log in with them (basic authentication).
  */
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
@@ -35,6 +36,23 @@ main (int argc, char **argv)
       width, height, fps, keyframes, kbps);
   gst_rtsp_media_factory_set_launch (factory, launch);
   gst_rtsp_media_factory_set_shared (factory, TRUE);
+  const char *user = g_getenv ("RTSP_USER"), *pass = g_getenv ("RTSP_PASS");
+  if (user && pass) {
+    GstRTSPAuth *auth = gst_rtsp_auth_new ();
+    GstRTSPToken *token = gst_rtsp_token_new (GST_RTSP_TOKEN_MEDIA_FACTORY_ROLE, G_TYPE_STRING,
+                                              "camera", NULL);
+    g_autofree char *basic = gst_rtsp_auth_make_basic (user, pass);
+    gst_rtsp_auth_add_basic (auth, basic, token);
+    gst_rtsp_token_unref (token);
+    gst_rtsp_server_set_auth (server, auth);
+    g_object_unref (auth);
+    GstRTSPPermissions *permissions = gst_rtsp_permissions_new ();
+    gst_rtsp_permissions_add_role (permissions, "camera", GST_RTSP_PERM_MEDIA_FACTORY_ACCESS,
+                                   G_TYPE_BOOLEAN, TRUE, GST_RTSP_PERM_MEDIA_FACTORY_CONSTRUCT,
+                                   G_TYPE_BOOLEAN, TRUE, NULL);
+    gst_rtsp_media_factory_set_permissions (factory, permissions);
+    gst_rtsp_permissions_unref (permissions);
+  }
   gst_rtsp_mount_points_add_factory (mounts, "/cam", factory);
   g_object_unref (mounts);
   if (gst_rtsp_server_attach (server, NULL) == 0) {

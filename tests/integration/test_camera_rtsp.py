@@ -20,13 +20,15 @@ RTSP_SERVER = os.environ.get("RTSP_SERVER", "build/tests/rtsp-server")
 
 
 class RtspServer:
-    def __init__(self, port):
+    def __init__(self, port, env=None):
         self.port = port
+        self.env = env
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen([RTSP_SERVER, str(self.port), "15"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, **(self.env or {})))
         assert self.proc.stdout.readline().strip() == "ready"
         return self
 
@@ -130,6 +132,44 @@ class CameraRtsp(unittest.TestCase):
         self.assertEqual(len(gaps), 1)
         self.assertGreater((gaps[0]["endMs"] - gaps[0]["startMs"]) / 1000, 3.5)
         self.assertEqual(self.d.stop(), 0, self.d.log()[-6000:])
+
+
+class CameraRtspLogin(unittest.TestCase):
+    """Credentials in the camera's URL log in; wrong ones are retried with
+    the reason shown, and never appear in the status."""
+
+    def test_credentials(self):
+        port = free_port()
+        server = RtspServer(port, env={"RTSP_USER": "viewer", "RTSP_PASS": "s3cret"}).start()
+        d = Daemon(config=f"""cameras:
+  - name: good
+    source: rtsp://viewer:s3cret@127.0.0.1:{port}/cam
+    fragment_duration: 1s
+  - name: bad
+    source: rtsp://viewer:wrong@127.0.0.1:{port}/cam
+""", env=camera_env())
+        try:
+            d.start()
+            deadline = time.time() + 40
+            while time.time() < deadline:
+                good = d.get_json("/v1/cameras/good")[2]
+                bad = d.get_json("/v1/cameras/bad")[2]
+                if good["recorded"]["fragments"] >= 2 and bad["state"] == "retrying":
+                    break
+                time.sleep(0.25)
+            self.assertGreaterEqual(good["recorded"]["fragments"], 2, good)
+            self.assertEqual(bad["state"], "retrying", bad)
+            self.assertRegex(bad["error"], r"(?i)unauthori[sz]ed|authentication|not authorized")
+            self.assertEqual(bad["recorded"]["fragments"], 0)
+            for c in (good, bad):
+                self.assertNotIn("s3cret", json.dumps(c))
+                self.assertNotIn("wrong", json.dumps(c))
+                self.assertIn("viewer:***@", c["source"])
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
+            self.assertNotIn("s3cret", d.log())
+        finally:
+            server.kill()
+            d.cleanup()
 
 
 if __name__ == "__main__":
