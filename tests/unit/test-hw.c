@@ -9,6 +9,7 @@
 #include "hw.h"
 
 #include <glib/gstdio.h>
+#include <gst/gst.h>
 
 static char *
 make_tree (const char *const *files)
@@ -67,12 +68,48 @@ test_x86_dmi_and_unknown (void **state)
   remove_tree (root);
 }
 
+/* The encoder choice: a device node alone is not enough, the GStreamer
+ * element must exist too (on this machine neither v4l2h264enc nor
+ * vaapih264enc is installed, so x264 is chosen whatever the tree says). */
+static void
+test_encoder_choice (void **state)
+{
+  (void) state;
+  gst_init (NULL, NULL);
+  static const char *const none[] = { NULL };
+  char *root = make_tree (none);
+  assert_int_equal (hw_encoder_detect (root), HW_ENCODER_X264);
+  remove_tree (root);
+
+  static const char *const pi4[] = { "dev/video11", "", "dev/dri/renderD128", "", NULL };
+  root = make_tree (pi4);
+  g_autoptr (GstElementFactory) v4l2 = gst_element_factory_find ("v4l2h264enc");
+  g_autoptr (GstElementFactory) vaapi = gst_element_factory_find ("vaapih264enc");
+  HwEncoderKind expected = v4l2 ? HW_ENCODER_V4L2 : vaapi ? HW_ENCODER_VAAPI : HW_ENCODER_X264;
+  assert_int_equal (hw_encoder_detect (root), expected);
+  remove_tree (root);
+
+  assert_string_equal (hw_encoder_name (HW_ENCODER_X264), "x264enc");
+  g_autofree char *x264 = hw_encoder_pipeline (HW_ENCODER_X264, 1500, 30);
+  assert_non_null (strstr (x264, "bitrate=1500"));
+  assert_non_null (strstr (x264, "key-int-max=30"));
+  g_autofree char *pi = hw_encoder_pipeline (HW_ENCODER_V4L2, 2000, 60);
+  assert_non_null (strstr (pi, "video_bitrate=2000000"));
+  assert_non_null (strstr (pi, "h264_i_frame_period=60"));
+  /* Every description parses as a GStreamer pipeline fragment. */
+  g_autofree char *launch = g_strdup_printf ("videotestsrc num-buffers=1 ! %s ! fakesink", x264);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GstElement) pipeline = gst_parse_launch (launch, &error);
+  assert_non_null (pipeline);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_raspberry_pi),
     cmocka_unit_test (test_x86_dmi_and_unknown),
+    cmocka_unit_test (test_encoder_choice),
   };
   return cmocka_run_group_tests_name ("hw", tests, NULL, NULL);
 }
