@@ -274,13 +274,19 @@ raw_pipeline (MediaCamera *camera, SourceKind kind, const char *target)
     g_string_append_printf (caps, ",framerate=%" G_GINT64_FORMAT "/1", fps);
 
   switch (kind) {
-  case SOURCE_TEST:
-    source = g_strdup_printf ("videotestsrc is-live=true pattern=%s ! %s ! "
-                              "clockoverlay halignment=right valignment=bottom "
-                              "time-format=\"%%Y-%%m-%%d %%H:%%M:%%S\" font-desc=\"Sans 20\" ! "
-                              "timeoverlay halignment=left valignment=top",
-                              test_pattern (target), caps->str);
+  case SOURCE_TEST: {
+    /* The clock is burnt in where GStreamer's Pango plugin is installed
+     * (gstreamer1.0-x); without it the scene is the moving pattern alone. */
+    g_autoptr (GstElementFactory) overlay = gst_element_factory_find ("clockoverlay");
+    source = g_strdup_printf ("videotestsrc is-live=true pattern=%s ! %s%s",
+                              test_pattern (target), caps->str,
+                              overlay ? " ! clockoverlay halignment=right valignment=bottom "
+                                        "time-format=\"%Y-%m-%d %H:%M:%S\" "
+                                        "font-desc=\"Sans 20\" ! "
+                                        "timeoverlay halignment=left valignment=top"
+                                      : "");
     break;
+  }
   case SOURCE_V4L2:
     source = g_strdup_printf ("v4l2src device=\"%s\" ! decodebin ! videoconvert ! videoscale ! "
                               "videorate ! %s",
