@@ -31,7 +31,7 @@ main (int argc, char **argv)
   GstRTSPMediaFactory *factory = gst_rtsp_media_factory_new ();
   g_autofree char *launch = g_strdup_printf (
       "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
-      "! timeoverlay ! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
+      "! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
       "key-int-max=%u bitrate=%u ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
       width, height, fps, keyframes, kbps);
   gst_rtsp_media_factory_set_launch (factory, launch);
