@@ -4,8 +4,8 @@
  *
  * Archived media (POST, JSON bodies, the rest-json protocol):
  *   /listFragments             fragments by server or producer time range
- *   /getMediaForFragmentList   the init segment and the fragments named, as one
- *                              fragmented MP4 (Kinesis Video sends Matroska)
+ *   /getMediaForFragmentList   the fragments named, as Matroska with Kinesis
+ *                              Video's per-fragment tags
  *   /getClip                   one progressive MP4 of a time range
  *   /getImages                 JPEG or PNG at a sampling interval, base64
  *   /getHLSStreamingSessionURL a URL of edged's own HLS playlists
@@ -307,18 +307,19 @@ handle_list_fragments (EdgeRequest *request, gpointer data)
 /* ---- GetMediaForFragmentList ---- */
 
 static void
-media_list_done (GPtrArray *fragments, GBytes *init, GError *error, gpointer data)
+media_list_done (GBytes *mkv, GError *error, gpointer data)
 {
   EdgeRequest *request = data;
-  if (error) {
-    kvs_error (request, 404, "ResourceNotFoundException", "a fragment is no longer recorded");
+  if (mkv == NULL) {
+    gboolean gone = g_error_matches (error, MEDIA_STORE_ERROR, MEDIA_STORE_ERROR_NOT_FOUND);
+    if (!gone)
+      g_warning ("GetMediaForFragmentList: %s", error->message);
+    kvs_error (request, gone ? 404 : 500,
+               gone ? "ResourceNotFoundException" : "ClientLimitExceededException",
+               gone ? "a fragment is no longer recorded" : "the recording does not open");
     return;
   }
-  g_autoptr (GPtrArray) parts = g_ptr_array_new ();
-  g_ptr_array_add (parts, init);
-  for (guint i = 0; i < fragments->len; i++)
-    g_ptr_array_add (parts, g_ptr_array_index (fragments, i));
-  edge_request_respond_parts (request, 200, "video/mp4", parts);
+  edge_request_respond (request, 200, "video/webm", mkv);
 }
 
 static void
@@ -339,6 +340,7 @@ handle_get_media_for_fragment_list (EdgeRequest *request, gpointer data)
     return;
   }
   g_autoptr (GArray) numbers = g_array_sized_new (FALSE, FALSE, sizeof (guint64), len);
+  g_autoptr (GArray) tags = g_array_sized_new (FALSE, FALSE, sizeof (MediaMkvFragmentTags), len);
   guint32 init_id = 0;
   guint64 bytes = 0;
   for (guint i = 0; i < len; i++) {
@@ -373,10 +375,13 @@ handle_get_media_for_fragment_list (EdgeRequest *request, gpointer data)
     }
     init_id = meta.init_id;
     g_array_append_val (numbers, number);
+    MediaMkvFragmentTags t = { number, meta.producer_ms, meta.server_ms };
+    g_array_append_val (tags, t);
   }
   edge_request_pause (request);
-  media_service_read_async (service, c->name, init_id, (const guint64 *) (void *) numbers->data,
-                            numbers->len, media_list_done, request);
+  media_service_mkv_async (service, c->name, init_id, (const guint64 *) (void *) numbers->data,
+                           (const MediaMkvFragmentTags *) (void *) tags->data, numbers->len,
+                           media_list_done, request);
 }
 
 /* ---- GetClip ---- */

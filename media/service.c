@@ -686,6 +686,7 @@ typedef struct {
   GPtrArray *fragments;
   GBytes *init;
   gboolean make_clip;
+  GArray *mkv_tags; /* MediaMkvFragmentTags: make Matroska instead of a clip */
   MediaClipDone clip_done;
   GBytes *clip;
 } ReadJob;
@@ -698,6 +699,7 @@ read_job_free (ReadJob *job)
   g_clear_pointer (&job->fragments, g_ptr_array_unref);
   g_clear_pointer (&job->init, g_bytes_unref);
   g_clear_pointer (&job->clip, g_bytes_unref);
+  g_clear_pointer (&job->mkv_tags, g_array_unref);
   g_free (job);
 }
 
@@ -724,8 +726,14 @@ read_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancella
     g_ptr_array_add (job->fragments, bytes);
   }
   if (job->make_clip) {
-    job->clip = media_mp4_clip (job->init, (GBytes *const *) job->fragments->pdata,
-                                job->fragments->len, &error);
+    job->clip = job->mkv_tags
+                    ? media_mkv_from_fragments (job->init,
+                                                (GBytes *const *) job->fragments->pdata,
+                                                (const MediaMkvFragmentTags *) (void *)
+                                                    job->mkv_tags->data,
+                                                job->fragments->len, &error)
+                    : media_mp4_clip (job->init, (GBytes *const *) job->fragments->pdata,
+                                      job->fragments->len, &error);
     if (job->clip == NULL) {
       g_task_return_error (task, error);
       return;
@@ -788,6 +796,19 @@ media_service_clip_async (MediaService *service, const char *camera, guint32 ini
 {
   ReadJob *job = read_job_new (service, camera, init_id, numbers, n, user_data);
   job->make_clip = TRUE;
+  job->clip_done = done;
+  read_job_run (job);
+}
+
+void
+media_service_mkv_async (MediaService *service, const char *camera, guint32 init_id,
+                         const guint64 *numbers, const MediaMkvFragmentTags *tags, guint n,
+                         MediaClipDone done, gpointer user_data)
+{
+  ReadJob *job = read_job_new (service, camera, init_id, numbers, n, user_data);
+  job->make_clip = TRUE;
+  job->mkv_tags = g_array_sized_new (FALSE, FALSE, sizeof (MediaMkvFragmentTags), n);
+  g_array_append_vals (job->mkv_tags, tags, n);
   job->clip_done = done;
   read_job_run (job);
 }

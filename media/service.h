@@ -5,6 +5,7 @@
 
 #include "camera.h"
 #include "media.h"
+#include "mkv.h"
 #include "store.h"
 
 G_BEGIN_DECLS
@@ -69,6 +70,12 @@ typedef void (*MediaClipDone) (GBytes *clip, GError *error, gpointer user_data);
 void media_service_clip_async (MediaService *service, const char *camera, guint32 init_id,
                                const guint64 *numbers, guint n, MediaClipDone done,
                                gpointer user_data);
+
+/* The same, as Matroska (media_mkv_from_fragments) with each fragment's
+ * Kinesis Video tags. */
+void media_service_mkv_async (MediaService *service, const char *camera, guint32 init_id,
+                              const guint64 *numbers, const MediaMkvFragmentTags *tags, guint n,
+                              MediaClipDone done, gpointer user_data);
 
 /* Chooses a clip's fragments: those of @camera overlapping the range, in
  * order, as far as the first change of init segment and the clip limits.

@@ -1,9 +1,10 @@
 /* Fuzzes the fMP4 box reader: media_fmp4_parse_fragment on any bytes, and
- * what clips and images do with a fragment that parses (media_mp4_clip
- * against a fixed init segment). Must refuse or succeed, never read out of
+ * what clips and GetMediaForFragmentList do with a fragment that parses
+ * (media_mp4_clip and media_mkv_from_fragments against a fixed init segment). Must refuse or succeed, never read out of
  * bounds, and a clip made must hold every sample's bytes. */
 #include "edge-core.h"
 #include "fmp4.h"
+#include "mkv.h"
 
 #include <stdint.h>
 
@@ -40,6 +41,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (g_bytes_get_size (clip) < total)
     __builtin_trap ();
   g_bytes_unref (clip);
+  MediaMkvFragmentTags tags = { 1, 0, 0 };
+  GBytes *mkv = media_mkv_from_fragments (init, &fragment, &tags, 1, NULL);
+  if (mkv == NULL || g_bytes_get_size (mkv) < total)
+    __builtin_trap ();
+  g_bytes_unref (mkv);
   g_bytes_unref (fragment);
   return 0;
 }

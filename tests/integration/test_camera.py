@@ -175,16 +175,24 @@ class Camera(unittest.TestCase):
     def test_every_fragment_starts_with_a_keyframe(self):
         frags = self.list_all()[:6]
         out = os.path.join(self.tmp, "media.mp4")
-        self.media("get-media-for-fragment-list", "--stream-name", "yard", "--fragments",
-                   *[f["FragmentNumber"] for f in frags], outfile=out)
-        # The whole list plays as one stream ...
-        probe = ffprobe(out, "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames")
+        meta = self.media("get-media-for-fragment-list", "--stream-name", "yard", "--fragments",
+                          *[f["FragmentNumber"] for f in frags], outfile=out)
+        self.assertEqual(meta["ContentType"], "video/webm")
+        # Matroska, as Kinesis Video sends, each fragment tagged with its number ...
+        with open(out, "rb") as f:
+            data = f.read()
+        self.assertEqual(data[:4], b"\x1a\x45\xdf\xa3")
+        self.assertEqual(data.count(b"AWS_KINESISVIDEO_FRAGMENT_NUMBER"), len(frags))
+        # ... and the whole list plays as one stream ...
+        probe = ffprobe(out, "-count_frames", "-show_entries",
+                        "stream=codec_name,nb_read_frames:format=format_name")
+        self.assertEqual(probe["format"]["format_name"], "matroska,webm")
         self.assertEqual(probe["streams"][0]["codec_name"], "h264")
         self.assertGreaterEqual(int(probe["streams"][0]["nb_read_frames"]), 6 * 13)
         # ... and each fragment, decoded on its own behind the init segment,
         # starts with a keyframe.
         for f in frags:
-            one = os.path.join(self.tmp, f"one-{f['FragmentNumber']}.mp4")
+            one = os.path.join(self.tmp, f"one-{f['FragmentNumber']}.mkv")
             self.media("get-media-for-fragment-list", "--stream-name", "yard", "--fragments",
                        f["FragmentNumber"], outfile=one)
             probe = ffprobe(one, "-show_frames", "-read_intervals", "%+#1",
