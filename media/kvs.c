@@ -315,7 +315,7 @@ media_list_done (GBytes *mkv, GError *error, gpointer data)
     if (!gone)
       g_warning ("GetMediaForFragmentList: %s", error->message);
     kvs_error (request, gone ? 404 : 500,
-               gone ? "ResourceNotFoundException" : "ClientLimitExceededException",
+               gone ? "ResourceNotFoundException" : "InternalFailure",
                gone ? "a fragment is no longer recorded" : "the recording does not open");
     return;
   }
@@ -392,7 +392,7 @@ kvs_clip_done (GBytes *clip, GError *error, gpointer data)
   EdgeRequest *request = data;
   if (clip == NULL) {
     g_warning ("GetClip: %s", error->message);
-    kvs_error (request, 500, "ClientLimitExceededException", "the recording does not open");
+    kvs_error (request, 500, "InternalFailure", "the recording does not open");
     return;
   }
   edge_request_respond (request, 200, "video/mp4", clip);
