@@ -276,6 +276,8 @@ daemon_start (Daemon *d, GError **error)
   d->media = media_service_new (d->gateway, d->state, d->keyring, media_dir, error);
   if (d->media == NULL)
     return FALSE;
+  media_service_set_free_space (d->media, (guint64) c->storage_min_free_bytes,
+                                (guint64) c->storage_video_reserve_bytes);
   for (guint i = 0; i < c->cameras->len; i++)
     if (!media_service_add_configured_camera (d->media, g_ptr_array_index (c->cameras, i), error)) {
       g_prefix_error (error, "%s: cameras: ", d->config_source);

@@ -29,6 +29,12 @@ MediaService *media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKey
 gboolean media_service_add_configured_camera (MediaService *service,
                                               const EdgeConfigCamera *config, GError **error);
 
+/* Keeps free space on the data disk: recordings are removed, oldest first
+ * across cameras, while less than @min_free_bytes + @video_reserve_bytes is
+ * free (checked every 2 s). 0 + 0 turns it off. */
+void media_service_set_free_space (MediaService *service, guint64 min_free_bytes,
+                                   guint64 video_reserve_bytes);
+
 /* Stops every camera (each flushes its last fragment) and closes the
  * store. Accepts NULL. */
 void media_service_free (MediaService *service);

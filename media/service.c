@@ -355,6 +355,35 @@ retention_tick (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* ---- free space ---- */
+
+#define SPACE_INTERVAL_S 2
+
+static gboolean
+space_tick (gpointer data)
+{
+  MediaService *service = data;
+  guint64 free_bytes = media_store_free_bytes (service->store);
+  if (service->keep_free_bytes == 0 || free_bytes >= service->keep_free_bytes)
+    return G_SOURCE_CONTINUE;
+  guint64 removed = media_store_remove_oldest (service->store,
+                                               service->keep_free_bytes - free_bytes);
+  if (removed > 0)
+    g_message ("video: %.1f MiB free of the %.1f MiB to keep; removed %.1f MiB of the oldest "
+               "recordings",
+               free_bytes / 1048576.0, service->keep_free_bytes / 1048576.0, removed / 1048576.0);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+media_service_set_free_space (MediaService *service, guint64 min_free_bytes,
+                              guint64 video_reserve_bytes)
+{
+  service->keep_free_bytes = min_free_bytes + video_reserve_bytes;
+  if (service->space_timer == 0)
+    service->space_timer = g_timeout_add_seconds (SPACE_INTERVAL_S, space_tick, service);
+}
+
 /* ---- status ---- */
 
 static void
@@ -862,6 +891,8 @@ media_service_free (MediaService *service)
     return;
   if (service->retention_timer)
     g_source_remove (service->retention_timer);
+  if (service->space_timer)
+    g_source_remove (service->space_timer);
   /* Reads in flight answer their requests first. */
   while (service->jobs > 0)
     g_main_context_iteration (NULL, TRUE);

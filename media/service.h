@@ -45,6 +45,8 @@ struct _MediaService {
   gboolean gstreamer_started;
   GHashTable *cameras; /* name -> MediaServiceCamera * */
   guint retention_timer;
+  guint space_timer;
+  guint64 keep_free_bytes; /* storage.min_free_bytes + storage.video_reserve_bytes */
   guint jobs; /* worker-thread reads and decodes in flight */
 };
 

@@ -39,6 +39,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 G_DEFINE_QUARK (media-store-error-quark, media_store_error)
@@ -736,6 +737,53 @@ media_store_enforce_retention (MediaStore *store, const char *camera, gint64 max
       sqlite3_finalize (g);
     }
   }
+  return removed;
+}
+
+guint64
+media_store_free_bytes (MediaStore *store)
+{
+  struct statvfs st;
+  if (statvfs (store->directory, &st) != 0)
+    return G_MAXUINT64;
+  return (guint64) st.f_bavail * st.f_frsize;
+}
+
+guint64
+media_store_remove_oldest (MediaStore *store, guint64 bytes)
+{
+  sqlite3_stmt *oldest = prepare (store, "SELECT camera, number, bytes FROM media_fragments"
+                                         " ORDER BY server_ms LIMIT 500");
+  sqlite3_stmt *del = prepare (store, "DELETE FROM media_fragments WHERE camera = ? AND number = ?");
+  guint64 removed = 0;
+  GPtrArray *cameras = g_ptr_array_new_with_free_func (g_free);
+  GArray *numbers = g_array_new (FALSE, FALSE, sizeof (guint64));
+  if (oldest == NULL || del == NULL)
+    goto out;
+  while (removed < bytes && sqlite3_step (oldest) == SQLITE_ROW) {
+    g_ptr_array_add (cameras, g_strdup ((const char *) sqlite3_column_text (oldest, 0)));
+    guint64 number = (guint64) sqlite3_column_int64 (oldest, 1);
+    g_array_append_val (numbers, number);
+    removed += (guint64) sqlite3_column_int64 (oldest, 2);
+  }
+  sqlite3_reset (oldest);
+  /* The index first, then the files (see media_store_enforce_retention). */
+  sqlite3_exec (edge_state_db (store->state), "BEGIN", NULL, NULL, NULL);
+  for (guint i = 0; i < numbers->len; i++) {
+    sqlite3_bind_text (del, 1, g_ptr_array_index (cameras, i), -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (del, 2, (sqlite3_int64) g_array_index (numbers, guint64, i));
+    sqlite3_step (del);
+    sqlite3_reset (del);
+  }
+  sqlite3_exec (edge_state_db (store->state), "COMMIT", NULL, NULL, NULL);
+  for (guint i = 0; i < numbers->len; i++)
+    remove_fragment_file (store, g_ptr_array_index (cameras, i),
+                          g_array_index (numbers, guint64, i));
+out:
+  sqlite3_finalize (oldest);
+  sqlite3_finalize (del);
+  g_ptr_array_unref (cameras);
+  g_array_unref (numbers);
   return removed;
 }
 

@@ -120,6 +120,12 @@ void media_store_usage (MediaStore *store, const char *camera, MediaStoreUsage *
  * kind). Returns how many were removed. */
 guint media_store_enforce_retention (MediaStore *store, const char *camera, gint64 max_age_ms,
                                      guint64 max_bytes);
+/* Removes the oldest fragments of any camera (by server time) until about
+ * @bytes of them are gone; returns the bytes removed. */
+guint64 media_store_remove_oldest (MediaStore *store, guint64 bytes);
+/* Free bytes on the disk holding the store (statvfs), or G_MAXUINT64. */
+guint64 media_store_free_bytes (MediaStore *store);
+
 /* Forgets @camera's recordings: index rows and files. */
 gboolean media_store_delete_camera (MediaStore *store, const char *camera, GError **error);
 

@@ -183,6 +183,11 @@ static const ConfigKey config_keys[] = {
     "Writes are refused (Kinesis: ProvisionedThroughputExceededException, so clients back off "
     "and retry) while the disk holding the data has less free space than this; 0: only a full "
     "disk stops them.", NULL },
+  { "storage.video_reserve_bytes", KEY_SIZE, OFF (storage_video_reserve_bytes), "256MiB", 0,
+    1024LL * 1024 * MiB, NULL,
+    "Recordings are removed, oldest first across all cameras, while the disk holding the data "
+    "has less free space than storage.min_free_bytes plus this: video makes room before data "
+    "streams would refuse writes.", NULL },
   { "streams", KEY_LIST, OFF (streams), NULL, 0, 0, NULL,
     "Data streams to create at start if missing (an existing stream is kept, its retention "
     "updated).", &stream_list },

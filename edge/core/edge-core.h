@@ -108,6 +108,7 @@ typedef struct {
   gint64 gateway_ws_stall_timeout_ms;
   char *keys_master_key_file;
   gint64 storage_min_free_bytes;
+  gint64 storage_video_reserve_bytes;
   GPtrArray *streams; /* EdgeConfigStream *, in file order; never NULL */
   GPtrArray *cameras; /* EdgeConfigCamera *, in file order; never NULL */
 } EdgeConfig;

@@ -545,5 +545,65 @@ class CameraRetention(unittest.TestCase):
             d.cleanup()
 
 
+class CameraDiskSpace(unittest.TestCase):
+    """On a small disk (a 48 MiB tmpfs), recording makes room for itself:
+    the oldest footage goes, free space stays near the reserve, and the
+    camera never stops."""
+
+    def setUp(self):
+        self.mnt = tempfile.mkdtemp(prefix="edged-video-full-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            os.rmdir(self.mnt)
+            self.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+
+    def tearDown(self):
+        subprocess.run(["umount", "-l", self.mnt])
+        os.rmdir(self.mnt)
+
+    def test_oldest_footage_makes_room(self):
+        d = Daemon(config="""storage:
+  min_free_bytes: 0
+  video_reserve_bytes: 24MiB
+cameras:
+  - name: noisy
+    source: test://?pattern=snow
+    width: 1280
+    height: 720
+    fragment_duration: 1s
+    keyframe_interval: 1s
+    bitrate_kbps: 20000
+""", data_dir=os.path.join(self.mnt, "data"), env=camera_env())
+        try:
+            d.start()
+            deadline = time.time() + 90
+            lowest_free = None
+            removed = False
+            while time.time() < deadline and not removed:
+                time.sleep(1)
+                st = os.statvfs(self.mnt)
+                free = st.f_bavail * st.f_frsize
+                lowest_free = free if lowest_free is None else min(lowest_free, free)
+                _, _, listing = d.get_json("/v1/cameras/noisy/fragments")
+                numbers = [f["number"] for f in listing["fragments"]]
+                removed = bool(numbers) and numbers[0] > 1
+            self.assertTrue(removed, f"nothing was removed; lowest free {lowest_free}\n{d.log()[-3000:]}")
+            self.assertIn("removed", d.log())
+            # Free space never fell far below the reserve (one check period of
+            # recording at most), and the camera kept recording throughout.
+            self.assertGreater(lowest_free, 12 * 2**20)
+            _, _, status = d.get_json("/v1/cameras/noisy")
+            self.assertEqual(status["state"], "running", status)
+            self.assertIsNone(status["error"], status)
+            newest = numbers[-1]
+            time.sleep(3)
+            _, _, listing = d.get_json("/v1/cameras/noisy/fragments")
+            self.assertGreater(listing["fragments"][-1]["number"], newest + 1)
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
+        finally:
+            d.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
