@@ -16,7 +16,6 @@
 
 #include "service.h"
 
-#include <math.h>
 #include <string.h>
 
 /* Fragments in the live playlist's window. */
@@ -76,46 +75,16 @@ respond_playlist (EdgeRequest *request, GBytes *text)
   edge_request_respond (request, 200, "application/vnd.apple.mpegurl", text);
 }
 
-static MediaServiceCamera *
-require_camera (EdgeRequest *request, MediaService *service)
-{
-  const char *name = edge_request_param (request, "name");
-  MediaServiceCamera *c = media_service_lookup (service, name);
-  if (c == NULL)
-    edge_request_respond_error (request, 404, "NotFound", "camera %s not found", name);
-  return c;
-}
-
 static void
 handle_live_playlist (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   if (c == NULL)
     return;
   g_autoptr (GArray) list = media_store_list_last (service->store, c->name, LIVE_WINDOW);
   g_autoptr (GBytes) text = playlist_text (list, TRUE);
   respond_playlist (request, text);
-}
-
-static gboolean
-query_seconds (EdgeRequest *request, const char *name, gint64 *ret_ms)
-{
-  const char *text = edge_request_query (request, name);
-  char *end = NULL;
-  if (text == NULL) {
-    edge_request_respond_error (request, 400, "InvalidArgument",
-                                "%s (Unix seconds) is required", name);
-    return FALSE;
-  }
-  double seconds = g_ascii_strtod (text, &end);
-  if (end == text || *end != '\0' || !(seconds >= 0 && seconds < 1e11)) {
-    edge_request_respond_error (request, 400, "InvalidArgument",
-                                "%s: Unix seconds expected, got \"%s\"", name, text);
-    return FALSE;
-  }
-  *ret_ms = (gint64) llround (seconds * 1000);
-  return TRUE;
 }
 
 static MediaTimeKind
@@ -131,10 +100,10 @@ static void
 handle_range_playlist (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
-  if (c == NULL || !query_seconds (request, "start", &start) ||
-      !query_seconds (request, "end", &end))
+  if (c == NULL || !media_request_time (request, "start", -1, &start) ||
+      !media_request_time (request, "end", -1, &end))
     return;
   if (end <= start) {
     edge_request_respond_error (request, 400, "InvalidArgument", "end must be after start");
@@ -196,7 +165,7 @@ static void
 handle_init (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   guint64 id;
   MediaInitMeta meta;
   if (c == NULL)
@@ -217,7 +186,7 @@ static void
 handle_fragment (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   guint64 number;
   MediaFragmentMeta meta;
   if (c == NULL)
@@ -274,11 +243,11 @@ static void
 handle_clip (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
   guint32 init_id;
-  if (c == NULL || !query_seconds (request, "start", &start) ||
-      !query_seconds (request, "end", &end))
+  if (c == NULL || !media_request_time (request, "start", -1, &start) ||
+      !media_request_time (request, "end", -1, &end))
     return;
   if (end <= start) {
     edge_request_respond_error (request, 400, "InvalidArgument", "end must be after start");

@@ -271,13 +271,9 @@ handle_snapshot (EdgeRequest *request, gpointer data)
       !query_uint (request, "height", 2160, &options.height))
     return;
   if (time) {
-    char *end = NULL;
-    double seconds = g_ascii_strtod (time, &end);
-    if (end == time || *end != '\0' || !(seconds >= 0 && seconds < 1e11)) {
-      edge_request_respond_error (request, 400, "InvalidArgument", "time: Unix seconds");
+    gint64 ms;
+    if (!media_request_time (request, "time", -1, &ms))
       return;
-    }
-    gint64 ms = (gint64) (seconds * 1000);
     list = media_store_list (service->store, c->name, MEDIA_TIME_SERVER, ms, ms + 1, 0, 1);
   } else {
     list = media_store_list_last (service->store, c->name, 1);

@@ -57,6 +57,19 @@ kvs_json (EdgeRequest *request, JsonNode *node)
   edge_request_respond (request, 200, "application/json", bytes);
 }
 
+/* Answers {"NAME": "VALUE"}. */
+static void
+kvs_json_string (EdgeRequest *request, const char *name, const char *value)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, name);
+  json_builder_add_string_value (b, value);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) out = json_builder_get_root (b);
+  kvs_json (request, out);
+}
+
 /* The body as an object; answers InvalidArgumentException itself. */
 static JsonObject *
 kvs_body (EdgeRequest *request, JsonNode **ret_root)
@@ -597,13 +610,7 @@ handle_get_hls_url (EdgeRequest *request, gpointer data)
                "PlaybackMode must be LIVE, LIVE_REPLAY or ON_DEMAND");
     return;
   }
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "HLSStreamingSessionURL");
-  json_builder_add_string_value (b, url);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) out = json_builder_get_root (b);
-  kvs_json (request, out);
+  kvs_json_string (request, "HLSStreamingSessionURL", url);
 }
 
 /* ---- control plane ---- */
@@ -740,13 +747,7 @@ handle_get_data_endpoint (EdgeRequest *request, gpointer data)
     return;
   }
   g_autofree char *base = media_request_base_url (request);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "DataEndpoint");
-  json_builder_add_string_value (b, base);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) out = json_builder_get_root (b);
-  kvs_json (request, out);
+  kvs_json_string (request, "DataEndpoint", base);
 }
 
 static void
@@ -794,13 +795,7 @@ handle_create_stream (EdgeRequest *request, gpointer data)
     return;
   }
   g_autofree char *arn = stream_arn (c);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "StreamARN");
-  json_builder_add_string_value (b, arn);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) out = json_builder_get_root (b);
-  kvs_json (request, out);
+  kvs_json_string (request, "StreamARN", arn);
 }
 
 static void

@@ -18,6 +18,7 @@
 #include "hw.h"
 
 #include <gst/gst.h>
+#include <math.h>
 #include <string.h>
 
 #define RETENTION_INTERVAL_S 10
@@ -480,8 +481,8 @@ handle_list (EdgeRequest *request, gpointer data)
   edge_request_respond_json (request, 200, root);
 }
 
-static MediaServiceCamera *
-require_camera (EdgeRequest *request, MediaService *service)
+MediaServiceCamera *
+media_request_camera (EdgeRequest *request, MediaService *service)
 {
   const char *name = edge_request_param (request, "name");
   MediaServiceCamera *c = media_service_lookup (service, name);
@@ -494,7 +495,7 @@ static void
 handle_get (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   if (c == NULL)
     return;
   g_autoptr (JsonNode) root = camera_status (service, c);
@@ -548,7 +549,7 @@ handle_delete (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
   g_autoptr (GError) error = NULL;
-  if (require_camera (request, service) == NULL)
+  if (media_request_camera (request, service) == NULL)
     return;
   if (!media_service_remove_camera (service, edge_request_param (request, "name"), &error)) {
     gboolean busy = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BUSY);
@@ -559,15 +560,19 @@ handle_delete (EdgeRequest *request, gpointer data)
   edge_request_respond (request, 204, NULL, NULL);
 }
 
-/* A query parameter holding Unix seconds (fractions allowed) as ms. */
-static gboolean
-query_time (EdgeRequest *request, const char *name, gint64 fallback, gint64 *ret_ms)
+gboolean
+media_request_time (EdgeRequest *request, const char *name, gint64 fallback, gint64 *ret_ms)
 {
   const char *text = edge_request_query (request, name);
   char *end = NULL;
-  if (text == NULL) {
+  if (text == NULL && fallback >= 0) {
     *ret_ms = fallback;
     return TRUE;
+  }
+  if (text == NULL) {
+    edge_request_respond_error (request, 400, "InvalidArgument", "%s (Unix seconds) is required",
+                                name);
+    return FALSE;
   }
   double seconds = g_ascii_strtod (text, &end);
   if (end == text || *end != '\0' || !(seconds >= 0 && seconds < 1e11)) {
@@ -575,7 +580,7 @@ query_time (EdgeRequest *request, const char *name, gint64 fallback, gint64 *ret
                                 "%s: Unix seconds expected, got \"%s\"", name, text);
     return FALSE;
   }
-  *ret_ms = (gint64) (seconds * 1000);
+  *ret_ms = (gint64) llround (seconds * 1000);
   return TRUE;
 }
 
@@ -583,10 +588,10 @@ static void
 handle_fragments (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
-  if (c == NULL || !query_time (request, "start", 0, &start) ||
-      !query_time (request, "end", G_MAXINT64 / 2, &end))
+  if (c == NULL || !media_request_time (request, "start", 0, &start) ||
+      !media_request_time (request, "end", G_MAXINT64 / 2, &end))
     return;
   g_autoptr (GArray) list =
       media_store_list (service->store, c->name, MEDIA_TIME_SERVER, start, end, 0,
@@ -626,10 +631,10 @@ static void
 handle_gaps (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = require_camera (request, service);
+  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
-  if (c == NULL || !query_time (request, "start", 0, &start) ||
-      !query_time (request, "end", G_MAXINT64 / 2, &end))
+  if (c == NULL || !media_request_time (request, "start", 0, &start) ||
+      !media_request_time (request, "end", G_MAXINT64 / 2, &end))
     return;
   g_autoptr (GArray) gaps = media_store_gaps (service->store, c->name, start, end);
   g_autoptr (JsonBuilder) b = json_builder_new ();

@@ -53,6 +53,16 @@ struct _MediaService {
 /* The camera called @name, or NULL. */
 MediaServiceCamera *media_service_lookup (MediaService *service, const char *name);
 
+/* The camera named by the route's {name}; answers 404 itself when there is
+ * none. */
+MediaServiceCamera *media_request_camera (EdgeRequest *request, MediaService *service);
+
+/* A query parameter of Unix seconds (fractions allowed) as milliseconds;
+ * @fallback when absent, or, when @fallback is negative, a 400 answered
+ * here. FALSE after answering a malformed value. */
+gboolean media_request_time (EdgeRequest *request, const char *name, gint64 fallback,
+                             gint64 *ret_ms);
+
 /* The RFC 6381 codec string of an init segment's track ("avc1.64001f"),
  * for MediaSource.isTypeSupported and HLS CODECS. (transfer full) */
 char *media_codec_string (GBytes *init);
