@@ -5,7 +5,9 @@
  *   rtsp-server PORT [KEYFRAME_FRAMES [WIDTH HEIGHT FPS KBPS]]
  *
  * (bench/media uses the larger sizes.) With RTSP_USER and RTSP_PASS in the
- * environment, clients must log in with them (basic authentication).
+ * environment, clients must log in with them (basic authentication);
+ * RTSP_PATTERN picks the videotestsrc pattern (snow: a stream at its full
+ * bitrate).
  */
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
@@ -30,10 +32,11 @@ main (int argc, char **argv)
   GstRTSPMountPoints *mounts = gst_rtsp_server_get_mount_points (server);
   GstRTSPMediaFactory *factory = gst_rtsp_media_factory_new ();
   g_autofree char *launch = g_strdup_printf (
-      "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
+      "( videotestsrc is-live=true pattern=%s ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
       "! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
       "key-int-max=%u bitrate=%u ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
-      width, height, fps, keyframes, kbps);
+      g_getenv ("RTSP_PATTERN") ? g_getenv ("RTSP_PATTERN") : "ball", width, height, fps,
+      keyframes, kbps);
   gst_rtsp_media_factory_set_launch (factory, launch);
   gst_rtsp_media_factory_set_shared (factory, TRUE);
   const char *user = g_getenv ("RTSP_USER"), *pass = g_getenv ("RTSP_PASS");

@@ -12,6 +12,7 @@ process spends over the window. Prints the median CPU (% of one core) per
 process, the ratio edged / ffmpeg, and the peak RSS (VmHWM) of each.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -50,7 +52,6 @@ def peak_rss(pid):
 
 
 def wait_http(url, timeout=15):
-    import urllib.request
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -64,9 +65,11 @@ def wait_http(url, timeout=15):
 def one_round(width, height, fps, kbps):
     work = tempfile.mkdtemp(prefix="edged-bench-media-")
     rtsp_port, http_port = free_port(), free_port()
+    # A noise pattern, so that the stream runs at its full bitrate.
     server = subprocess.Popen([f"{BUILD}/tests/rtsp-server", str(rtsp_port), str(2 * fps),
                                str(width), str(height), str(fps), str(kbps)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, RTSP_PATTERN="snow"))
     assert server.stdout.readline().strip() == "ready"
     url = f"rtsp://127.0.0.1:{rtsp_port}/cam"
     config = os.path.join(work, "edged.yaml")
@@ -83,19 +86,21 @@ def one_round(width, height, fps, kbps):
     try:
         wait_http(f"http://127.0.0.1:{http_port}/healthz")
         time.sleep(5)
+        status_url = f"http://127.0.0.1:{http_port}/v1/cameras/cam"
+        bytes_before = json.loads(wait_http(status_url))["recorded"]["bytes"]
         start = {p.pid: cpu_seconds(p.pid) for p in (edged, ffmpeg)}
         t0 = time.monotonic()
         time.sleep(SECONDS)
         elapsed = time.monotonic() - t0
         used = {p.pid: (cpu_seconds(p.pid) - start[p.pid]) / elapsed for p in (edged, ffmpeg)}
-        import json
-        import urllib.request
-        status = json.loads(wait_http(f"http://127.0.0.1:{http_port}/v1/cameras/cam"))
+        status = json.loads(wait_http(status_url))
+        rate = (status["recorded"]["bytes"] - bytes_before) * 8 / elapsed / 1e6
         if status["state"] != "running" or status["recorded"]["fragments"] < SECONDS / 3:
             raise SystemExit(f"edged did not record: {status}")
         if not any(n.endswith(".ts") for n in os.listdir(os.path.join(work, "hls"))):
             raise SystemExit("ffmpeg wrote no segment")
-        return used[edged.pid], used[ffmpeg.pid], peak_rss(edged.pid), peak_rss(ffmpeg.pid)
+        return (used[edged.pid], used[ffmpeg.pid], peak_rss(edged.pid), peak_rss(ffmpeg.pid),
+                rate)
     finally:
         for p in (ffmpeg, edged, server):
             p.send_signal(signal.SIGTERM)
@@ -110,13 +115,14 @@ def one_round(width, height, fps, kbps):
 
 def main():
     print(f"# {ROUNDS} rounds of {SECONDS:.0f} s each; CPU in % of one core, medians")
-    print("| source | edged CPU | ffmpeg CPU | edged / ffmpeg | edged peak RSS | ffmpeg peak RSS |")
-    print("|---|---|---|---|---|---|")
+    print("| source | recorded | edged CPU | ffmpeg CPU | edged / ffmpeg | edged peak RSS | ffmpeg peak RSS |")
+    print("|---|---|---|---|---|---|---|")
     for name, width, height, fps, kbps in SIZES:
         rounds = [one_round(width, height, fps, kbps) for _ in range(ROUNDS)]
         e = statistics.median(r[0] for r in rounds)
         f = statistics.median(r[1] for r in rounds)
-        print(f"| {name} {kbps // 1000} Mb/s | {e * 100:.2f}% | {f * 100:.2f}% | {e / f:.2f} | "
+        rate = statistics.median(r[4] for r in rounds)
+        print(f"| {name} | {rate:.1f} Mb/s | {e * 100:.2f}% | {f * 100:.2f}% | {e / f:.2f} | "
               f"{max(r[2] for r in rounds) / 2**20:.1f} MiB | {max(r[3] for r in rounds) / 2**20:.1f} MiB |",
               flush=True)
 
