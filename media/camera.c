@@ -483,6 +483,8 @@ on_new_sample (GstAppSink *sink, gpointer data)
                                (GstClockTime) 10 * G_USEC_PER_SEC);
     }
     g_clear_object (&clock);
+    g_debug ("camera \"%s\": first frame entered the pipeline %.1f ms ago", camera->config.name,
+             age_us / 1000.0);
     guint64 captured = (guint64) ((now_us - age_us) / 1000) * (MEDIA_TIMESCALE / 1000);
     f->session_started = TRUE;
     f->first_dts = dts;

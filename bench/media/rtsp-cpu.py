@@ -80,11 +80,19 @@ def one_round(width, height, fps, kbps):
     edged = subprocess.Popen([f"{BUILD}/edge/edged", "--config", config],
                              stderr=open(os.path.join(work, "edged.log"), "w"))
     os.makedirs(os.path.join(work, "hls"))
-    ffmpeg = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-                               "-i", url, "-c", "copy", "-f", "hls", "-hls_time", "2",
-                               os.path.join(work, "hls", "out.m3u8")])
+    ffmpeg = None
     try:
         wait_http(f"http://127.0.0.1:{http_port}/healthz")
+        # One client at a time joins the RTSP server (two at once can trip an
+        # assertion in gst-rtsp-server 1.22's shared media).
+        deadline = time.time() + 20
+        while json.loads(wait_http(f"http://127.0.0.1:{http_port}/v1/cameras/cam"))["codec"] is None:
+            if time.time() > deadline:
+                raise SystemExit("edged got no video from the RTSP server")
+            time.sleep(0.2)
+        ffmpeg = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport",
+                                   "tcp", "-i", url, "-c", "copy", "-f", "hls", "-hls_time", "2",
+                                   os.path.join(work, "hls", "out.m3u8")])
         time.sleep(5)
         status_url = f"http://127.0.0.1:{http_port}/v1/cameras/cam"
         bytes_before = json.loads(wait_http(status_url))["recorded"]["bytes"]
@@ -102,9 +110,10 @@ def one_round(width, height, fps, kbps):
         return (used[edged.pid], used[ffmpeg.pid], peak_rss(edged.pid), peak_rss(ffmpeg.pid),
                 rate)
     finally:
-        for p in (ffmpeg, edged, server):
+        procs = [p for p in (ffmpeg, edged, server) if p is not None]
+        for p in procs:
             p.send_signal(signal.SIGTERM)
-        for p in (ffmpeg, edged, server):
+        for p in procs:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
