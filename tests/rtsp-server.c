@@ -7,7 +7,7 @@
  * (bench/media uses the larger sizes.) With RTSP_USER and RTSP_PASS in the
  * environment, clients must log in with them (basic authentication);
  * RTSP_PATTERN picks the videotestsrc pattern (snow: a stream at its full
- * bitrate).
+ * bitrate); RTSP_CODEC=h265 sends H.265 (x265) instead of H.264.
  */
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
@@ -31,12 +31,19 @@ main (int argc, char **argv)
   gst_rtsp_server_set_service (server, argv[1]);
   GstRTSPMountPoints *mounts = gst_rtsp_server_get_mount_points (server);
   GstRTSPMediaFactory *factory = gst_rtsp_media_factory_new ();
+  gboolean h265 = g_strcmp0 (g_getenv ("RTSP_CODEC"), "h265") == 0;
+  g_autofree char *encoder =
+      h265 ? g_strdup_printf ("x265enc tune=zerolatency speed-preset=ultrafast key-int-max=%u "
+                              "bitrate=%u ! rtph265pay name=pay0 pt=96 config-interval=-1",
+                              keyframes, kbps)
+           : g_strdup_printf ("x264enc tune=zerolatency speed-preset=ultrafast key-int-max=%u "
+                              "bitrate=%u ! rtph264pay name=pay0 pt=96 config-interval=-1",
+                              keyframes, kbps);
   g_autofree char *launch = g_strdup_printf (
       "( videotestsrc is-live=true pattern=%s ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
-      "! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast "
-      "key-int-max=%u bitrate=%u ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+      "! videoconvert ! %s )",
       g_getenv ("RTSP_PATTERN") ? g_getenv ("RTSP_PATTERN") : "ball", width, height, fps,
-      keyframes, kbps);
+      encoder);
   gst_rtsp_media_factory_set_launch (factory, launch);
   gst_rtsp_media_factory_set_shared (factory, TRUE);
   const char *user = g_getenv ("RTSP_USER"), *pass = g_getenv ("RTSP_PASS");

@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import Daemon, camera_env, free_port  # noqa: E402
+from edged_harness import Daemon, WebSocket, camera_env, free_port  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
 RTSP_SERVER = os.environ.get("RTSP_SERVER", "build/tests/rtsp-server")
@@ -167,6 +167,56 @@ class CameraRtspLogin(unittest.TestCase):
                 self.assertIn("viewer:***@", c["source"])
             self.assertEqual(d.stop(), 0, d.log()[-6000:])
             self.assertNotIn("s3cret", d.log())
+        finally:
+            server.kill()
+            d.cleanup()
+
+
+class CameraRtspH265(unittest.TestCase):
+    """An H.265 camera, recorded as it comes: hvc1 init segments, clips,
+    Matroska, snapshots and the live codec string."""
+
+    def test_h265_passthrough(self):
+        port = free_port()
+        server = RtspServer(port, env={"RTSP_CODEC": "h265"}).start()
+        tmp = tempfile.mkdtemp(prefix="edged-h265-")
+        d = Daemon(config=f"""cameras:
+  - name: hevc
+    source: rtsp://127.0.0.1:{port}/cam
+    fragment_duration: 1s
+""", env=camera_env())
+        try:
+            d.start()
+            deadline = time.time() + 40
+            while time.time() < deadline:
+                s = d.get_json("/v1/cameras/hevc")[2]
+                if s["recorded"]["fragments"] >= 3:
+                    break
+                time.sleep(0.25)
+            self.assertEqual((s["codec"], s["width"], s["height"]), ("h265", 320, 240), s)
+            status, _, clip = d.request("GET", f"/v1/cameras/hevc/clip.mp4?start={time.time() - 60:.0f}"
+                                        f"&end={time.time():.0f}")
+            self.assertEqual(status, 200)
+            path = os.path.join(tmp, "clip.mp4")
+            with open(path, "wb") as f:
+                f.write(clip)
+            r = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_entries",
+                                "stream=codec_name,codec_tag_string,width", path],
+                               capture_output=True, text=True, timeout=60)
+            stream = json.loads(r.stdout)["streams"][0]
+            self.assertEqual((stream["codec_name"], stream["codec_tag_string"], stream["width"]),
+                             ("hevc", "hvc1", 320))
+            status, _, snap = d.request("GET", "/v1/cameras/hevc/snapshot.jpg")
+            self.assertEqual((status, snap[:2]), (200, b"\xff\xd8"))
+            status, _, body = d.request("POST", "/getMediaForFragmentList", body=json.dumps(
+                {"StreamName": "hevc", "Fragments": ["1", "2"]}).encode())
+            self.assertEqual(status, 200)
+            self.assertIn(b"V_MPEGH/ISO/HEVC", body)
+            ws = WebSocket(d.port, "/v1/cameras/hevc/live")
+            init = json.loads(ws.recv()[1])
+            self.assertRegex(init["codec"], r"^hvc1\.")
+            ws.sock.close()
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
         finally:
             server.kill()
             d.cleanup()

@@ -223,6 +223,62 @@ test_reference_lists_every_key (void **state)
 }
 
 static void
+test_camera_list (void **state)
+{
+  (void) state;
+  static const char yaml[] = "cameras:\n"
+                             "  - name: door\n"
+                             "    source: rtsp://user:pass@10.0.0.5/stream1\n"
+                             "    rtsp_transport: udp\n"
+                             "    fragment_duration: 4s\n"
+                             "    retention_bytes: 10GiB\n"
+                             "  - name: yard\n"
+                             "    source: test://\n";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeConfig) c = load (yaml, &error);
+  assert_null (error);
+  assert_int_equal (c->cameras->len, 2);
+  EdgeConfigCamera *door = g_ptr_array_index (c->cameras, 0);
+  EdgeConfigCamera *yard = g_ptr_array_index (c->cameras, 1);
+  assert_string_equal (door->source, "rtsp://user:pass@10.0.0.5/stream1");
+  assert_string_equal (door->rtsp_transport, "udp");
+  assert_int_equal (door->fragment_ms, 4000);
+  assert_true (door->retention_bytes == G_GINT64_CONSTANT (10) * 1024 * 1024 * 1024);
+  assert_string_equal (yard->rtsp_transport, "tcp"); /* the defaults */
+  assert_int_equal (yard->fragment_ms, 2000);
+  assert_int_equal (yard->retention_hours, 24);
+  assert_int_equal (yard->bitrate_kbps, 1500);
+
+  static const char *const bad[][2] = {
+    { "cameras:\n  - name: a\n", "edged.yaml:2: cameras[0]: source is required" },
+    { "cameras:\n  - name: a\n    source: test://\n    fragment_duration: 100ms\n",
+      "fragment_duration" },
+    { "cameras:\n  - name: a\n    source: test://\n    rtsp_transport: http\n",
+      "rtsp_transport" },
+    { "cameras:\n  - name: a\n    source: test://\n  - name: a\n    source: test://\n",
+      "\"a\"" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autoptr (GError) e = NULL;
+    g_autoptr (EdgeConfig) none = load (bad[i][0], &e);
+    assert_null (none);
+    if (strstr (e->message, bad[i][1]) == NULL)
+      fail_msg ("case %u: %s lacks %s", i, e->message, bad[i][1]);
+  }
+
+  /* The embedded default is the defaults plus one test camera. */
+  g_autoptr (EdgeConfig) embedded = edge_config_new_embedded ();
+  assert_int_equal (embedded->cameras->len, 1);
+  EdgeConfigCamera *demo = g_ptr_array_index (embedded->cameras, 0);
+  assert_string_equal (demo->name, "demo");
+  assert_string_equal (demo->source, "test://");
+  g_autofree char *out = edge_config_to_yaml (embedded);
+  g_autoptr (EdgeConfig) again = load (out, &error);
+  assert_null (error);
+  assert_int_equal (again->cameras->len, 1);
+}
+
+static void
 test_stream_list (void **state)
 {
   static const char yaml[] = "streams:\n"
@@ -326,6 +382,7 @@ main (void)
     cmocka_unit_test (test_reference_lists_every_key),
     cmocka_unit_test (test_parse_listen),
     cmocka_unit_test (test_stream_list),
+    cmocka_unit_test (test_camera_list),
     cmocka_unit_test (test_invalid_lists),
   };
   return cmocka_run_group_tests_name ("config", tests, NULL, NULL);
