@@ -22,6 +22,7 @@
 #include "camera.h"
 
 #include "hw.h"
+#include "rtsp.h"
 
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
@@ -82,6 +83,7 @@ struct _MediaCamera {
   guint retry_source;
   guint watchdog_source;
   GstElement *pipeline;
+  MediaRtspClient *rtsp; /* RTSP over TCP: edged's own client feeds the pipeline */
   guint bus_watch;
   gint64 started_us;
   gint64 lost_at_ms; /* server time the source was lost at; 0: not lost */
@@ -822,6 +824,21 @@ on_parsed_pad (GstElement *parsebin, GstPad *pad, gpointer pipeline)
   link_compressed_pad (pipeline, pad, FALSE, TRUE);
 }
 
+static void
+on_parsed_live_pad (GstElement *parsebin, GstPad *pad, gpointer pipeline)
+{
+  link_compressed_pad (pipeline, pad, FALSE, FALSE);
+}
+
+/* RTSP over TCP goes through edged's own client (media/rtsp.c); over UDP,
+ * and for rtsps://, through rtspsrc. */
+static gboolean
+rtsp_own_client (MediaCamera *camera)
+{
+  return g_str_has_prefix (camera->config.source, "rtsp://") &&
+         !g_str_equal (camera->config.rtsp_transport, "udp");
+}
+
 static GstElement *
 build_pipeline (MediaCamera *camera, GError **error)
 {
@@ -835,6 +852,12 @@ build_pipeline (MediaCamera *camera, GError **error)
                                   "stream-format=hvc1,alignment=au\"";
   switch (kind) {
   case SOURCE_RTSP:
+    if (rtsp_own_client (camera)) {
+      description = g_strdup_printf ("appsrc name=rtp is-live=true format=time max-bytes=8000000 "
+                                     "! parsebin name=parse %s",
+                                     sink_caps);
+      break;
+    }
     description = g_strdup_printf ("rtspsrc name=src location=\"%s\" protocols=%s latency=200 "
                                    "tcp-timeout=5000000 %s",
                                    target, g_str_equal (camera->config.rtsp_transport, "udp")
@@ -864,7 +887,11 @@ build_pipeline (MediaCamera *camera, GError **error)
   if (kind != SOURCE_FILE)
     g_object_set (sink, "sync", FALSE, NULL);
   gst_object_unref (sink);
-  if (kind == SOURCE_RTSP) {
+  if (kind == SOURCE_RTSP && rtsp_own_client (camera)) {
+    GstElement *parse = gst_bin_get_by_name (GST_BIN (pipeline), "parse");
+    g_signal_connect (parse, "pad-added", G_CALLBACK (on_parsed_live_pad), pipeline);
+    gst_object_unref (parse);
+  } else if (kind == SOURCE_RTSP) {
     GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
     g_signal_connect (src, "pad-added", G_CALLBACK (on_rtsp_pad), pipeline);
     gst_object_unref (src);
@@ -898,6 +925,11 @@ camera_start (MediaCamera *camera)
   if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     /* The bus says why; the watch handles it. Nothing more to do here. */
   }
+  GstElement *appsrc = gst_bin_get_by_name (GST_BIN (pipeline), "rtp");
+  if (appsrc) {
+    camera->rtsp = media_rtsp_client_start (camera->config.source, appsrc);
+    gst_object_unref (appsrc);
+  }
 }
 
 static void
@@ -911,6 +943,8 @@ camera_stop_pipeline (MediaCamera *camera)
     g_source_remove (camera->retry_source);
     camera->retry_source = 0;
   }
+  /* The client first: it stops pushing before the pipeline goes down. */
+  g_clear_pointer (&camera->rtsp, media_rtsp_client_stop);
   if (camera->pipeline == NULL)
     return;
   /* Joins the streaming threads: the fragmenter is ours again after it. */

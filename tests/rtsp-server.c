@@ -5,7 +5,8 @@
  *   rtsp-server PORT [KEYFRAME_FRAMES [WIDTH HEIGHT FPS KBPS]]
  *
  * (bench/media uses the larger sizes.) With RTSP_USER and RTSP_PASS in the
- * environment, clients must log in with them (basic authentication);
+ * environment, clients must log in with them (Basic; Digest with
+ * RTSP_AUTH=digest);
  * RTSP_PATTERN picks the videotestsrc pattern (snow: a stream at its full
  * bitrate); RTSP_CODEC=h265 sends H.265 (x265) instead of H.264.
  */
@@ -51,8 +52,13 @@ main (int argc, char **argv)
     GstRTSPAuth *auth = gst_rtsp_auth_new ();
     GstRTSPToken *token = gst_rtsp_token_new (GST_RTSP_TOKEN_MEDIA_FACTORY_ROLE, G_TYPE_STRING,
                                               "camera", NULL);
-    g_autofree char *basic = gst_rtsp_auth_make_basic (user, pass);
-    gst_rtsp_auth_add_basic (auth, basic, token);
+    if (g_strcmp0 (g_getenv ("RTSP_AUTH"), "digest") == 0) {
+      gst_rtsp_auth_set_supported_methods (auth, GST_RTSP_AUTH_DIGEST);
+      gst_rtsp_auth_add_digest (auth, user, pass, token);
+    } else {
+      g_autofree char *basic = gst_rtsp_auth_make_basic (user, pass);
+      gst_rtsp_auth_add_basic (auth, basic, token);
+    }
     gst_rtsp_token_unref (token);
     gst_rtsp_server_set_auth (server, auth);
     g_object_unref (auth);

@@ -138,9 +138,16 @@ class CameraRtspLogin(unittest.TestCase):
     """Credentials in the camera's URL log in; wrong ones are retried with
     the reason shown, and never appear in the status."""
 
-    def test_credentials(self):
+    def test_basic_credentials(self):
+        self.check_credentials("basic")
+
+    def test_digest_credentials(self):
+        self.check_credentials("digest")
+
+    def check_credentials(self, scheme):
         port = free_port()
-        server = RtspServer(port, env={"RTSP_USER": "viewer", "RTSP_PASS": "s3cret"}).start()
+        server = RtspServer(port, env={"RTSP_USER": "viewer", "RTSP_PASS": "s3cret",
+                                       "RTSP_AUTH": scheme}).start()
         d = Daemon(config=f"""cameras:
   - name: good
     source: rtsp://viewer:s3cret@127.0.0.1:{port}/cam
