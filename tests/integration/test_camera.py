@@ -359,6 +359,7 @@ class Camera(unittest.TestCase):
         status, _, body = self.d.request("POST", "/v1/cameras", body=json.dumps(
             {"name": "replay", "source": f"file://{clip}", "fragment_duration_ms": 1000}).encode())
         self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/v1/cameras/replay")
         started = time.time()
         s = self.wait_fragments(7, "replay")
         elapsed = time.time() - started
@@ -368,11 +369,17 @@ class Camera(unittest.TestCase):
         self.assertGreater(elapsed, 5)
         status, _, listing = self.d.get_json("/v1/cameras/replay/fragments")
         frags = listing["fragments"]
+        exact = 0
         for a, b in zip(frags, frags[1:]):
             self.assertEqual(b["number"], a["number"] + 1)
-            self.assertAlmostEqual(b["producerMs"], a["producerMs"] + a["durationMs"], delta=40)
+            # Within a loop fragments follow each other exactly; where the
+            # file starts again, the pipeline's restart shows as a short gap.
+            gap = b["producerMs"] - (a["producerMs"] + a["durationMs"])
+            self.assertGreaterEqual(gap, 0)
+            self.assertLess(gap, 1000)
+            exact += gap <= 2
+        self.assertGreaterEqual(exact, (len(frags) - 1) // 2)
         self.assertEqual({f["frames"] for f in frags[:6]}, {30})
-        self.d.request("DELETE", "/v1/cameras/replay")
 
     def test_edgectl_cameras(self):
         def ctl(*args):
