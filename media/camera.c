@@ -91,7 +91,6 @@ struct _MediaCamera {
   gint64 last_end_server_ms;
   gboolean have_track;
   MediaInitMeta track;
-  guint64 fragments;
 
   /* Written by the streaming thread, read by the main thread. */
   gint64 last_sample_us; /* atomic */
@@ -604,7 +603,6 @@ deliver (gpointer data)
   }
   camera->state = MEDIA_CAMERA_RUNNING;
   camera->backoff_s = 0;
-  camera->fragments++;
   camera->last_end_server_ms = p->meta.server_ms + p->meta.duration_ms;
   if (p->write_error == NULL)
     g_clear_pointer (&camera->last_error, g_free);
@@ -1060,11 +1058,6 @@ media_camera_frames (MediaCamera *camera)
   return __atomic_load_n (&camera->frames, __ATOMIC_RELAXED);
 }
 
-guint64
-media_camera_fragments (MediaCamera *camera)
-{
-  return camera->fragments;
-}
 
 guint
 media_camera_restarts (MediaCamera *camera)

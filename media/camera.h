@@ -74,9 +74,8 @@ const char *media_camera_state_name (MediaCameraState state);
 const char *media_camera_last_error (MediaCamera *camera);
 /* The source with any password replaced by "***". (transfer full) */
 char *media_camera_display_source (const char *source);
-/* Frames received and fragments written since start; restarts so far. */
+/* Frames received since start; restarts so far. */
 guint64 media_camera_frames (MediaCamera *camera);
-guint64 media_camera_fragments (MediaCamera *camera);
 guint media_camera_restarts (MediaCamera *camera);
 /* Codec and size of the current init segment, or FALSE before the first. */
 gboolean media_camera_track (MediaCamera *camera, MediaInitMeta *ret_init);

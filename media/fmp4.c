@@ -749,26 +749,39 @@ put_clip_moov (GByteArray *b, const MediaTrack *track, const guint8 *stsd, gsize
   box_end (b, moov);
 }
 
-/* The track's size and codec from the init segment's tkhd and sample entry. */
-static gboolean
-read_init_track (const guint8 *init, gsize len, MediaTrack *track, gsize *ret_stsd_at,
-                 gsize *ret_stsd_len, GError **error)
+/* stsd: 16 bytes of box header and entry count; the sample entry: an 8-byte
+ * header and 78 bytes of visual fields (width and height at 24 and 26 of
+ * them), then the avcC / hvcC box. */
+#define STSD_ENTRY 16
+#define ENTRY_CONFIG 86
+
+gboolean
+media_fmp4_read_init (const guint8 *init, gsize len, MediaTrack *ret_track, gsize *ret_stsd_at,
+                      gsize *ret_stsd_len, GError **error)
 {
   gsize size = 0;
   gssize at = media_fmp4_find_box (init, len, "moov/trak/mdia/minf/stbl/stsd", &size);
-  if (at < 0 || size < 16 + 8)
-    return format_error (error, "the init segment has no sample description");
-  const guint8 *entry = init + at + 16;
-  if (memcmp (entry + 4, "hvc1", 4) == 0 || memcmp (entry + 4, "hev1", 4) == 0)
-    track->codec = MEDIA_CODEC_H265;
-  else
-    track->codec = MEDIA_CODEC_H264;
-  if (size >= 16 + 36) {
-    track->width = (guint) entry[32] << 8 | entry[33];
-    track->height = (guint) entry[34] << 8 | entry[35];
-  }
-  *ret_stsd_at = (gsize) at;
-  *ret_stsd_len = size;
+  if (at < 0 || size < STSD_ENTRY + ENTRY_CONFIG + 8)
+    return format_error (error, "the init segment has no video sample description");
+  const guint8 *entry = init + at + STSD_ENTRY;
+  const guint8 *config = entry + ENTRY_CONFIG;
+  guint32 config_size = edge_get_be32 (config);
+  if (config_size < 8 || STSD_ENTRY + ENTRY_CONFIG + (gsize) config_size > size)
+    return format_error (error, "the init segment's codec configuration runs past its box");
+  MediaTrack track = {
+    .codec = memcmp (entry + 4, "hvc1", 4) == 0 || memcmp (entry + 4, "hev1", 4) == 0
+                 ? MEDIA_CODEC_H265
+                 : MEDIA_CODEC_H264,
+    .width = (guint) entry[32] << 8 | entry[33],
+    .height = (guint) entry[34] << 8 | entry[35],
+    .codec_private = config + 8,
+    .codec_private_len = config_size - 8,
+  };
+  *ret_track = track;
+  if (ret_stsd_at)
+    *ret_stsd_at = (gsize) at;
+  if (ret_stsd_len)
+    *ret_stsd_len = size;
   return TRUE;
 }
 
@@ -784,7 +797,7 @@ media_mp4_clip (GBytes *init, GBytes *const *fragments, guint n_fragments, GErro
   guint parsed = 0;
   guint64 media_bytes = 0;
 
-  if (!read_init_track (init_data, init_len, &track, &stsd_at, &stsd_len, error))
+  if (!media_fmp4_read_init (init_data, init_len, &track, &stsd_at, &stsd_len, error))
     return NULL;
   for (; parsed < n_fragments; parsed++) {
     gsize len;

@@ -83,6 +83,12 @@ void media_fragment_info_clear (MediaFragmentInfo *info);
  * offset (its size field) and sets *ret_size, or -1. */
 gssize media_fmp4_find_box (const guint8 *data, gsize len, const char *path, gsize *ret_size);
 
+/* Reads an init segment's video track: codec, size and the avcC / hvcC
+ * payload (@ret_track->codec_private points into @init). The stsd box's
+ * offset and size go to @ret_stsd_at and @ret_stsd_len (nullable). */
+gboolean media_fmp4_read_init (const guint8 *init, gsize len, MediaTrack *ret_track,
+                               gsize *ret_stsd_at, gsize *ret_stsd_len, GError **error);
+
 /* A progressive (not fragmented) MP4 holding the @n_fragments fragments in
  * order, played against @init: one chunk per fragment, the sample table
  * rebuilt from their track runs, the moov before the mdat so that players

@@ -100,15 +100,10 @@ static void
 handle_range_playlist (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
-  if (c == NULL || !media_request_time (request, "start", -1, &start) ||
-      !media_request_time (request, "end", -1, &end))
+  MediaServiceCamera *c = media_request_range (request, service, TRUE, &start, &end);
+  if (c == NULL)
     return;
-  if (end <= start) {
-    edge_request_respond_error (request, 400, "InvalidArgument", "end must be after start");
-    return;
-  }
   g_autoptr (GArray) list =
       media_store_list (service->store, c->name, query_kind (request), start, end, 0,
                         PLAYLIST_MAX);
@@ -243,16 +238,11 @@ static void
 handle_clip (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
   guint32 init_id;
-  if (c == NULL || !media_request_time (request, "start", -1, &start) ||
-      !media_request_time (request, "end", -1, &end))
+  MediaServiceCamera *c = media_request_range (request, service, TRUE, &start, &end);
+  if (c == NULL)
     return;
-  if (end <= start) {
-    edge_request_respond_error (request, 400, "InvalidArgument", "end must be after start");
-    return;
-  }
   g_autoptr (GArray) numbers =
       media_clip_select (service, c->name, query_kind (request), start, end, &init_id);
   if (numbers->len == 0) {

@@ -22,43 +22,19 @@
 
 #define DECODE_TIMEOUT_S 10
 
-/* The codec configuration box's payload and the codec, from an init
- * segment. */
-static gboolean
-init_codec_config (GBytes *init, MediaCodec *ret_codec, const guint8 **ret_config,
-                   gsize *ret_len)
-{
-  gsize len, size = 0;
-  const guint8 *data = g_bytes_get_data (init, &len);
-  gssize at = media_fmp4_find_box (data, len, "moov/trak/mdia/minf/stbl/stsd", &size);
-  if (at < 0 || size < 16 + 86 + 8)
-    return FALSE;
-  const guint8 *entry = data + at + 16;
-  const guint8 *box = entry + 86;
-  guint32 box_size = edge_get_be32 (box);
-  if (box_size < 8 || (gsize) (box - (data + at)) + box_size > size)
-    return FALSE;
-  *ret_codec = memcmp (entry + 4, "avc1", 4) == 0 ? MEDIA_CODEC_H264 : MEDIA_CODEC_H265;
-  *ret_config = box + 8;
-  *ret_len = box_size - 8;
-  return TRUE;
-}
-
 GBytes *
 media_image_decode (GBytes *init, GBytes *fragment, const MediaImageOptions *options,
                     GError **error)
 {
-  MediaCodec codec;
-  const guint8 *config;
-  gsize config_len, len;
+  MediaTrack track;
+  gsize len;
   MediaFragmentInfo info = { 0 };
   const guint8 *data = g_bytes_get_data (fragment, &len);
 
-  if (!init_codec_config (init, &codec, &config, &config_len)) {
-    g_set_error (error, MEDIA_FMP4_ERROR, MEDIA_FMP4_ERROR_FORMAT,
-                 "the init segment has no codec configuration");
+  if (!media_fmp4_read_init (g_bytes_get_data (init, NULL), g_bytes_get_size (init), &track, NULL,
+                             NULL, error))
     return NULL;
-  }
+  MediaCodec codec = track.codec;
   if (!media_fmp4_parse_fragment (data, len, &info, error))
     return NULL;
   if (info.samples->len == 0) {
@@ -90,7 +66,7 @@ media_image_decode (GBytes *init, GBytes *fragment, const MediaImageOptions *opt
     return NULL;
   g_autoptr (GstElement) src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
   g_autoptr (GstElement) sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
-  GstBuffer *codec_data = gst_buffer_new_memdup (config, config_len);
+  GstBuffer *codec_data = gst_buffer_new_memdup (track.codec_private, track.codec_private_len);
   g_autoptr (GstCaps) caps =
       codec == MEDIA_CODEC_H265
           ? gst_caps_new_simple ("video/x-h265", "stream-format", G_TYPE_STRING, "hvc1",

@@ -35,7 +35,6 @@ typedef struct {
   gboolean low_latency;
   gboolean waiting_for_keyframe; /* low latency: skip chunks until a keyframe */
   guint32 init_sent;             /* id of the init segment this viewer has; 0: none */
-  guint64 sent, skipped;
 } LiveViewer;
 
 static void update_chunks (MediaServiceCamera *camera);
@@ -65,10 +64,8 @@ send_fragment (LiveViewer *v, GBytes *fragment)
 {
   switch (edge_ws_peer_send (v->peer, fragment, TRUE)) {
   case EDGE_WS_SENT:
-    v->sent++;
     break;
   case EDGE_WS_DROPPED:
-    v->skipped++;
     if (v->camera)
       v->camera->live_skipped++;
     break;
@@ -118,11 +115,9 @@ on_chunk (const MediaChunkEvent *event, gpointer data)
     v->waiting_for_keyframe = FALSE;
     switch (edge_ws_peer_send (v->peer, event->chunk, TRUE)) {
     case EDGE_WS_SENT:
-      v->sent++;
       break;
     case EDGE_WS_DROPPED:
       /* Behind: skip to the next keyframe, which decodes on its own. */
-      v->skipped++;
       camera->live_skipped++;
       v->waiting_for_keyframe = TRUE;
       break;

@@ -112,25 +112,11 @@ GBytes *
 media_mkv_from_fragments (GBytes *init, GBytes *const *fragments,
                           const MediaMkvFragmentTags *tags, guint n, GError **error)
 {
-  gsize init_len, size = 0;
-  const guint8 *init_data = g_bytes_get_data (init, &init_len);
-  gssize at = media_fmp4_find_box (init_data, init_len, "moov/trak/mdia/minf/stbl/stsd", &size);
-  if (at < 0 || size < 16 + 86 + 8) {
-    g_set_error (error, MEDIA_FMP4_ERROR, MEDIA_FMP4_ERROR_FORMAT,
-                 "the init segment has no sample description");
+  MediaTrack track;
+  if (!media_fmp4_read_init (g_bytes_get_data (init, NULL), g_bytes_get_size (init), &track, NULL,
+                             NULL, error))
     return NULL;
-  }
-  const guint8 *entry = init_data + at + 16;
-  const guint8 *config = entry + 86;
-  guint32 config_size = edge_get_be32 (config);
-  if (config_size < 8 || 16 + 86 + (gsize) config_size > size) {
-    g_set_error (error, MEDIA_FMP4_ERROR, MEDIA_FMP4_ERROR_FORMAT,
-                 "the init segment's codec configuration runs past its box");
-    return NULL;
-  }
-  gboolean h265 = memcmp (entry + 4, "hvc1", 4) == 0 || memcmp (entry + 4, "hev1", 4) == 0;
-  guint width = (guint) entry[32] << 8 | entry[33];
-  guint height = (guint) entry[34] << 8 | entry[35];
+  gboolean h265 = track.codec == MEDIA_CODEC_H265;
 
   GByteArray *b = g_byte_array_sized_new (1024);
   guint ebml = element_begin (b, ID_EBML);
@@ -155,17 +141,17 @@ media_mkv_from_fragments (GBytes *init, GBytes *const *fragments,
   element_end (b, info);
 
   guint tracks = element_begin (b, ID_TRACKS);
-  guint track = element_begin (b, ID_TRACK_ENTRY);
+  guint entry = element_begin (b, ID_TRACK_ENTRY);
   put_uint (b, 0xD7, 1);   /* TrackNumber */
   put_uint (b, 0x73C5, 1); /* TrackUID */
   put_uint (b, 0x83, 1);   /* TrackType: video */
   put_string (b, 0x86, h265 ? "V_MPEGH/ISO/HEVC" : "V_MPEG4/ISO/AVC");
-  put_binary (b, 0x63A2, config + 8, config_size - 8);
+  put_binary (b, 0x63A2, track.codec_private, track.codec_private_len);
   guint video = element_begin (b, 0xE0);
-  put_uint (b, 0xB0, width);
-  put_uint (b, 0xBA, height);
+  put_uint (b, 0xB0, track.width);
+  put_uint (b, 0xBA, track.height);
   element_end (b, video);
-  element_end (b, track);
+  element_end (b, entry);
   element_end (b, tracks);
 
   for (guint i = 0; i < n; i++) {

@@ -584,14 +584,28 @@ media_request_time (EdgeRequest *request, const char *name, gint64 fallback, gin
   return TRUE;
 }
 
+MediaServiceCamera *
+media_request_range (EdgeRequest *request, MediaService *service, gboolean required,
+                     gint64 *ret_start, gint64 *ret_end)
+{
+  MediaServiceCamera *c = media_request_camera (request, service);
+  if (c == NULL || !media_request_time (request, "start", required ? -1 : 0, ret_start) ||
+      !media_request_time (request, "end", required ? -1 : G_MAXINT64 / 2, ret_end))
+    return NULL;
+  if (required && *ret_end <= *ret_start) {
+    edge_request_respond_error (request, 400, "InvalidArgument", "end must be after start");
+    return NULL;
+  }
+  return c;
+}
+
 static void
 handle_fragments (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
-  if (c == NULL || !media_request_time (request, "start", 0, &start) ||
-      !media_request_time (request, "end", G_MAXINT64 / 2, &end))
+  MediaServiceCamera *c = media_request_range (request, service, FALSE, &start, &end);
+  if (c == NULL)
     return;
   g_autoptr (GArray) list =
       media_store_list (service->store, c->name, MEDIA_TIME_SERVER, start, end, 0,
@@ -631,10 +645,9 @@ static void
 handle_gaps (EdgeRequest *request, gpointer data)
 {
   MediaService *service = data;
-  MediaServiceCamera *c = media_request_camera (request, service);
   gint64 start, end;
-  if (c == NULL || !media_request_time (request, "start", 0, &start) ||
-      !media_request_time (request, "end", G_MAXINT64 / 2, &end))
+  MediaServiceCamera *c = media_request_range (request, service, FALSE, &start, &end);
+  if (c == NULL)
     return;
   g_autoptr (GArray) gaps = media_store_gaps (service->store, c->name, start, end);
   g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -668,16 +681,13 @@ media_format_time (gint64 ms)
 char *
 media_codec_string (GBytes *init)
 {
-  gsize len, size = 0;
-  const guint8 *data = g_bytes_get_data (init, &len);
-  gssize at = media_fmp4_find_box (data, len, "moov/trak/mdia/minf/stbl/stsd", &size);
-  /* stsd: 16 bytes of header and count; the sample entry's own 8-byte
-   * header, 78 bytes of visual fields, then the avcC / hvcC box. */
-  if (at < 0 || size < 16 + 86 + 8 + 13)
+  MediaTrack track;
+  if (!media_fmp4_read_init (g_bytes_get_data (init, NULL), g_bytes_get_size (init), &track, NULL,
+                             NULL, NULL) ||
+      track.codec_private_len < 13)
     return g_strdup ("avc1.42e01e");
-  const guint8 *entry = data + at + 16;
-  const guint8 *config = entry + 86 + 8;
-  if (memcmp (entry + 4, "avc1", 4) == 0)
+  const guint8 *config = track.codec_private;
+  if (track.codec == MEDIA_CODEC_H264)
     return g_strdup_printf ("avc1.%02x%02x%02x", config[1], config[2], config[3]);
   /* hvcC: profile space, tier and profile; compatibility flags (bit
    * reversed); level; constraint bytes (trailing zeros dropped). */

@@ -63,6 +63,12 @@ MediaServiceCamera *media_request_camera (EdgeRequest *request, MediaService *se
 gboolean media_request_time (EdgeRequest *request, const char *name, gint64 fallback,
                              gint64 *ret_ms);
 
+/* The route's camera and the ?start=&end= range (Unix seconds) as ms: with
+ * @required both must be given and end after start, else they default to
+ * everything. NULL once a 404 or 400 is answered. */
+MediaServiceCamera *media_request_range (EdgeRequest *request, MediaService *service,
+                                         gboolean required, gint64 *ret_start, gint64 *ret_end);
+
 /* The RFC 6381 codec string of an init segment's track ("avc1.64001f"),
  * for MediaSource.isTypeSupported and HLS CODECS. (transfer full) */
 char *media_codec_string (GBytes *init);
