@@ -5,11 +5,15 @@
  *   test://        videotestsrc (ball) ! clockoverlay ! ENC ! h264parse ! appsink
  *   v4l2:///dev/X  v4l2src ! decodebin ! videoconvert ! ENC ! h264parse ! appsink
  *   libcamera://   libcamerasrc ! videoconvert ! ENC ! h264parse ! appsink
- *   rtsp://...     rtspsrc ! rtph26Xdepay ! h26Xparse ! appsink       (no re-encode)
+ *   rtsp://... TCP edged's own client (media/rtsp.c, media/rtp.c), no pipeline
+ *   rtsp://... UDP rtspsrc ! rtph26Xdepay ! h26Xparse ! appsink       (no re-encode)
+ *   rtsps://...    rtspsrc as above, over TLS
  *   file:///x.mp4  filesrc ! parsebin ! h26Xparse ! appsink (sync: real time, looped)
  *
  * ENC is the encoder hw/ chose. The appsink takes access units in "avc" /
- * "hvc1" form (length-prefixed NAL units, parameter sets in codec_data).
+ * "hvc1" form (length-prefixed NAL units, parameter sets in codec_data);
+ * the RTSP client hands over the same form from its own thread. Either way
+ * the fragmenter runs in the thread the frames arrive in.
  *
  * Time: the fragmenter maps the source's decode timestamps onto a 90 kHz
  * timeline anchored at the wall clock when a session (one pipeline run)
@@ -43,7 +47,9 @@ typedef struct {
   gint64 fragment_ms;
 
   /* The current codec configuration. */
-  GstCaps *caps;
+  GstCaps *caps;       /* what it came from, for pipelines */
+  gboolean caps_usable;
+  GBytes *codec_private;
   gboolean have_init;
   MediaInitMeta init_meta;
   GBytes *init;
@@ -51,7 +57,7 @@ typedef struct {
 
   /* The session's timeline. */
   gboolean session_started;
-  GstClockTime first_dts;
+  guint64 first_dts;    /* 90 kHz, the source's timeline */
   guint64 session_base; /* 90 kHz */
   guint64 last_end;     /* end of the last fragment, 90 kHz; survives sessions */
 
@@ -74,6 +80,7 @@ struct _MediaCamera {
   MediaFragmentFunc on_fragment;
   gpointer user_data;
   GMainContext *context;
+  GThread *main_thread; /* the context's: where events are handled */
   gboolean removed; /* freed by its owner; queued events are dropped */
 
   MediaCameraState state;
@@ -83,7 +90,8 @@ struct _MediaCamera {
   guint retry_source;
   guint watchdog_source;
   GstElement *pipeline;
-  MediaRtspClient *rtsp; /* RTSP over TCP: edged's own client feeds the pipeline */
+  MediaRtspClient *rtsp; /* RTSP over TCP: edged's own client, no pipeline */
+  guint run;             /* counts source starts: a stale failure is ignored */
   guint bus_watch;
   gint64 started_us;
   gint64 lost_at_ms; /* server time the source was lost at; 0: not lost */
@@ -304,7 +312,27 @@ raw_pipeline (MediaCamera *camera, SourceKind kind, const char *target)
                           source, encoder);
 }
 
-/* ---- the fragmenter (streaming thread) ---- */
+/* Runs @func with @data on the camera's main context: at once when called
+ * from its thread, otherwise queued there. Never in another thread: a
+ * source thread must not touch the index, nor stop itself, even while the
+ * main loop is not running yet (when GLib's invoke would run @func in the
+ * caller). */
+static void
+on_main (MediaCamera *camera, GSourceFunc func, gpointer data, GDestroyNotify destroy)
+{
+  if (g_thread_self () == camera->main_thread) {
+    func (data);
+    destroy (data);
+    return;
+  }
+  GSource *source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, data, destroy);
+  g_source_attach (source, camera->context);
+  g_source_unref (source);
+}
+
+/* ---- the fragmenter (the source's thread) ---- */
 
 static void
 fragmenter_reset_pending (Fragmenter *f)
@@ -388,54 +416,169 @@ fragmenter_chunk (MediaCamera *camera, const MediaSample *sample, guint64 decode
   deliver_chunk_on_main (camera, p);
 }
 
-/* Takes new caps: a new init segment when the codec configuration
- * changed. FALSE when the caps carry no usable codec data. */
-static gboolean
-fragmenter_set_caps (MediaCamera *camera, GstCaps *caps)
+/* Takes the codec configuration of the next frame: a new init segment
+ * when it differs from the current one. */
+static void
+fragmenter_set_track (MediaCamera *camera, const MediaTrack *track)
 {
   Fragmenter *f = &camera->frag;
-  if (f->caps && gst_caps_is_equal (f->caps, caps))
-    return f->have_init;
-  gst_caps_replace (&f->caps, caps);
-  f->have_init = FALSE;
-
-  GstStructure *s = gst_caps_get_structure (caps, 0);
-  const GValue *value = gst_structure_get_value (s, "codec_data");
-  gint width = 0, height = 0;
-  if (value == NULL || !GST_VALUE_HOLDS_BUFFER (value))
-    return FALSE;
-  GstBuffer *codec_data = gst_value_get_buffer (value);
-  gst_structure_get_int (s, "width", &width);
-  gst_structure_get_int (s, "height", &height);
-  GstMapInfo map;
-  if (!gst_buffer_map (codec_data, &map, GST_MAP_READ))
-    return FALSE;
-  MediaTrack track = {
-    .codec = gst_structure_has_name (s, "video/x-h265") ? MEDIA_CODEC_H265 : MEDIA_CODEC_H264,
-    .width = (guint) width,
-    .height = (guint) height,
-    .codec_private = map.data,
-    .codec_private_len = MIN (map.size, MEDIA_CODEC_PRIVATE_MAX_BYTES),
-  };
-  GBytes *init = media_fmp4_init_segment (&track);
-  gst_buffer_unmap (codec_data, &map);
+  gsize len = MIN (track->codec_private_len, MEDIA_CODEC_PRIVATE_MAX_BYTES);
+  if (f->have_init && f->init_meta.codec == track->codec && f->init_meta.width == track->width &&
+      f->init_meta.height == track->height && g_bytes_get_size (f->codec_private) == len &&
+      memcmp (g_bytes_get_data (f->codec_private, NULL), track->codec_private, len) == 0)
+    return;
+  MediaTrack clamped = *track;
+  clamped.codec_private_len = len;
+  GBytes *init = media_fmp4_init_segment (&clamped);
 
   /* What was gathered under the old configuration goes out first. */
   fragmenter_emit (camera, 0);
   g_clear_pointer (&f->init, g_bytes_unref);
+  g_clear_pointer (&f->codec_private, g_bytes_unref);
   f->init = init;
+  f->codec_private = g_bytes_new (track->codec_private, len);
   f->init_meta = (MediaInitMeta) {
     .id = f->next_init_id++,
-    .codec = track.codec,
-    .width = track.width,
-    .height = track.height,
+    .codec = track->codec,
+    .width = track->width,
+    .height = track->height,
     .created_ms = g_get_real_time () / 1000,
   };
   f->have_init = TRUE;
   f->init_unsent = TRUE;
   f->chunk_init_sent = FALSE;
   f->waiting_for_keyframe = TRUE;
-  return TRUE;
+}
+
+/* One access unit into the fragmenter. */
+typedef struct {
+  const guint8 *data;
+  gsize size;
+  gboolean keyframe;
+  guint64 dts, pts;  /* 90 kHz, the source's timeline */
+  gint64 entered_us; /* wall clock it entered edged (read for a session's first frame) */
+} Frame;
+
+static void
+fragmenter_push (MediaCamera *camera, const Frame *frame)
+{
+  Fragmenter *f = &camera->frag;
+  if (f->waiting_for_keyframe) {
+    if (!frame->keyframe)
+      return; /* every fragment starts on a keyframe */
+    f->waiting_for_keyframe = FALSE;
+  }
+  if (!f->session_started) {
+    /* The session is anchored at the wall-clock time its first frame
+     * entered (captured, for a local camera; received, for RTSP). */
+    f->session_started = TRUE;
+    f->first_dts = frame->dts;
+    f->session_base = MAX ((guint64) (frame->entered_us / 1000) * (MEDIA_TIMESCALE / 1000),
+                           f->last_end);
+  }
+  guint64 decode = f->session_base;
+  if (frame->dts > f->first_dts)
+    decode += frame->dts - f->first_dts;
+  if (f->decode->len > 0) {
+    guint64 previous = g_array_index (f->decode, guint64, f->decode->len - 1);
+    if (decode <= previous)
+      decode = previous + 1; /* decode times strictly increase */
+    f->last_delta = (guint32) MIN (decode - previous, (guint64) MEDIA_TIMESCALE);
+  }
+
+  guint n = f->samples->len;
+  if (frame->keyframe && n > 0) {
+    guint64 start = g_array_index (f->decode, guint64, 0);
+    if (decode - start >= (guint64) f->fragment_ms * (MEDIA_TIMESCALE / 1000))
+      fragmenter_emit (camera, decode);
+  } else if (n + 1 >= MEDIA_FRAGMENT_MAX_SAMPLES) {
+    /* A source with no keyframe for minutes: close what we have and wait
+     * for the next keyframe rather than start a fragment mid-GOP. */
+    fragmenter_emit (camera, decode);
+    f->waiting_for_keyframe = TRUE;
+    return;
+  }
+  if (f->data->len + frame->size > MEDIA_FRAGMENT_MAX_BYTES - 64 * 1024) {
+    fragmenter_emit (camera, decode);
+    f->waiting_for_keyframe = TRUE;
+    return;
+  }
+  if (f->samples->len == 0)
+    f->first_server_ms = g_get_real_time () / 1000;
+  gint64 cts = (gint64) frame->pts - (gint64) frame->dts;
+  MediaSample s = {
+    .size = (guint32) frame->size,
+    .cts_offset = (gint32) CLAMP (cts, G_MININT32, G_MAXINT32),
+    .keyframe = frame->keyframe,
+  };
+  g_array_append_val (f->samples, s);
+  g_array_append_val (f->decode, decode);
+  g_byte_array_append (f->data, frame->data, (guint) frame->size);
+  if (g_atomic_int_get (&camera->want_chunks))
+    fragmenter_chunk (camera, &s, decode, frame->data);
+}
+
+static void
+frame_counted (MediaCamera *camera)
+{
+  __atomic_add_fetch (&camera->frames, 1, __ATOMIC_RELAXED);
+  __atomic_store_n (&camera->last_sample_us, g_get_monotonic_time (), __ATOMIC_RELAXED);
+}
+
+/* ---- pipelines' frames (their streaming thread) ---- */
+
+/* New caps from the appsink: the track they describe, when they carry
+ * codec data. */
+static void
+take_caps (MediaCamera *camera, GstCaps *caps)
+{
+  Fragmenter *f = &camera->frag;
+  gst_caps_replace (&f->caps, caps);
+  f->caps_usable = FALSE;
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  const GValue *value = gst_structure_get_value (s, "codec_data");
+  gint width = 0, height = 0;
+  if (value == NULL || !GST_VALUE_HOLDS_BUFFER (value))
+    return;
+  GstBuffer *codec_data = gst_value_get_buffer (value);
+  gst_structure_get_int (s, "width", &width);
+  gst_structure_get_int (s, "height", &height);
+  GstMapInfo map;
+  if (!gst_buffer_map (codec_data, &map, GST_MAP_READ))
+    return;
+  MediaTrack track = {
+    .codec = gst_structure_has_name (s, "video/x-h265") ? MEDIA_CODEC_H265 : MEDIA_CODEC_H264,
+    .width = (guint) width,
+    .height = (guint) height,
+    .codec_private = map.data,
+    .codec_private_len = map.size,
+  };
+  fragmenter_set_track (camera, &track);
+  gst_buffer_unmap (codec_data, &map);
+  f->caps_usable = TRUE;
+}
+
+/* How long ago (µs) the frame at @pts entered the pipeline: its running
+ * time against the pipeline clock. Encoders shift their output segment (by
+ * 1000 hours, to keep decode times positive): the frame's running time is
+ * what the clock knows. */
+static gint64
+pipeline_age_us (GstAppSink *sink, GstSample *sample, GstClockTime pts)
+{
+  gint64 age_us = 0;
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (sink));
+  const GstSegment *segment = gst_sample_get_segment (sample);
+  GstClockTime frame_running =
+      segment ? gst_segment_to_running_time (segment, GST_FORMAT_TIME, pts) : pts;
+  if (clock && GST_CLOCK_TIME_IS_VALID (frame_running)) {
+    GstClockTime running =
+        gst_clock_get_time (clock) - gst_element_get_base_time (GST_ELEMENT (sink));
+    if (running > frame_running)
+      age_us = (gint64) MIN ((running - frame_running) / GST_USECOND,
+                             (GstClockTime) 10 * G_USEC_PER_SEC);
+  }
+  g_clear_object (&clock);
+  return age_us;
 }
 
 static GstFlowReturn
@@ -448,99 +591,95 @@ on_new_sample (GstAppSink *sink, gpointer data)
     return GST_FLOW_EOS;
   GstBuffer *buffer = gst_sample_get_buffer (sample);
   GstCaps *caps = gst_sample_get_caps (sample);
-  gint64 now_us = g_get_real_time ();
-
-  __atomic_add_fetch (&camera->frames, 1, __ATOMIC_RELAXED);
-  __atomic_store_n (&camera->last_sample_us, g_get_monotonic_time (), __ATOMIC_RELAXED);
-  if (buffer == NULL || caps == NULL || !fragmenter_set_caps (camera, caps))
+  frame_counted (camera);
+  if (buffer == NULL || caps == NULL)
+    return GST_FLOW_OK;
+  if (f->caps == NULL || !gst_caps_is_equal (f->caps, caps))
+    take_caps (camera, caps);
+  if (!f->caps_usable)
     return GST_FLOW_OK;
 
-  gboolean keyframe = !GST_BUFFER_FLAG_IS_SET (buffer, GST_BUFFER_FLAG_DELTA_UNIT);
   GstClockTime dts = GST_BUFFER_DTS_OR_PTS (buffer);
   GstClockTime pts = GST_BUFFER_PTS_IS_VALID (buffer) ? GST_BUFFER_PTS (buffer) : dts;
   if (!GST_CLOCK_TIME_IS_VALID (dts))
     return GST_FLOW_OK;
-  if (f->waiting_for_keyframe) {
-    if (!keyframe)
-      return GST_FLOW_OK; /* every fragment starts on a keyframe */
-    f->waiting_for_keyframe = FALSE;
-  }
-  if (!f->session_started) {
-    /* Anchor the session at the wall-clock time the first frame entered the
-     * pipeline (captured, for a local camera; received, for RTSP): its
-     * running time against the pipeline clock says how long ago that was. */
-    gint64 age_us = 0;
-    GstClock *clock = gst_element_get_clock (GST_ELEMENT (sink));
-    const GstSegment *segment = gst_sample_get_segment (sample);
-    /* Encoders shift their output segment (by 1000 hours, to keep decode
-     * times positive): the frame's running time is what the clock knows. */
-    GstClockTime frame_running =
-        segment ? gst_segment_to_running_time (segment, GST_FORMAT_TIME, pts) : pts;
-    if (clock && GST_CLOCK_TIME_IS_VALID (frame_running)) {
-      GstClockTime running =
-          gst_clock_get_time (clock) - gst_element_get_base_time (GST_ELEMENT (sink));
-      if (running > frame_running)
-        age_us = (gint64) MIN ((running - frame_running) / GST_USECOND,
-                               (GstClockTime) 10 * G_USEC_PER_SEC);
-    }
-    g_clear_object (&clock);
-    g_debug ("camera \"%s\": first frame entered the pipeline %.1f ms ago", camera->config.name,
-             age_us / 1000.0);
-    guint64 captured = (guint64) ((now_us - age_us) / 1000) * (MEDIA_TIMESCALE / 1000);
-    f->session_started = TRUE;
-    f->first_dts = dts;
-    f->session_base = MAX (captured, f->last_end);
-  }
-  guint64 decode = f->session_base;
-  if (dts > f->first_dts)
-    decode += gst_util_uint64_scale (dts - f->first_dts, MEDIA_TIMESCALE, GST_SECOND);
-  if (f->decode->len > 0) {
-    guint64 previous = g_array_index (f->decode, guint64, f->decode->len - 1);
-    if (decode <= previous)
-      decode = previous + 1; /* decode times strictly increase */
-    f->last_delta = (guint32) MIN (decode - previous, (guint64) MEDIA_TIMESCALE);
-  }
-
-  guint n = f->samples->len;
-  if (keyframe && n > 0) {
-    guint64 start = g_array_index (f->decode, guint64, 0);
-    if (decode - start >= (guint64) f->fragment_ms * (MEDIA_TIMESCALE / 1000))
-      fragmenter_emit (camera, decode);
-  } else if (n + 1 >= MEDIA_FRAGMENT_MAX_SAMPLES) {
-    /* A source with no keyframe for minutes: close what we have and wait
-     * for the next keyframe rather than start a fragment mid-GOP. */
-    fragmenter_emit (camera, decode);
-    f->waiting_for_keyframe = TRUE;
-    return GST_FLOW_OK;
-  }
-
   GstMapInfo map;
   if (!gst_buffer_map (buffer, &map, GST_MAP_READ))
     return GST_FLOW_OK;
-  if (f->data->len + map.size > MEDIA_FRAGMENT_MAX_BYTES - 64 * 1024) {
-    gst_buffer_unmap (buffer, &map);
-    fragmenter_emit (camera, decode);
-    f->waiting_for_keyframe = TRUE;
-    return GST_FLOW_OK;
-  }
-  if (f->samples->len == 0)
-    f->first_server_ms = now_us / 1000;
-  gint64 cts = 0;
-  if (pts != dts && GST_CLOCK_TIME_IS_VALID (pts))
-    cts = pts > dts ? (gint64) gst_util_uint64_scale (pts - dts, MEDIA_TIMESCALE, GST_SECOND)
-                    : -(gint64) gst_util_uint64_scale (dts - pts, MEDIA_TIMESCALE, GST_SECOND);
-  MediaSample s = {
-    .size = (guint32) map.size,
-    .cts_offset = (gint32) CLAMP (cts, G_MININT32, G_MAXINT32),
-    .keyframe = keyframe,
+  Frame frame = {
+    .data = map.data,
+    .size = map.size,
+    .keyframe = !GST_BUFFER_FLAG_IS_SET (buffer, GST_BUFFER_FLAG_DELTA_UNIT),
+    .dts = gst_util_uint64_scale (dts, MEDIA_TIMESCALE, GST_SECOND),
+    .pts = gst_util_uint64_scale (pts, MEDIA_TIMESCALE, GST_SECOND),
   };
-  g_array_append_val (f->samples, s);
-  g_array_append_val (f->decode, decode);
-  g_byte_array_append (f->data, map.data, (guint) map.size);
-  if (g_atomic_int_get (&camera->want_chunks))
-    fragmenter_chunk (camera, &s, decode, map.data);
+  if (!f->session_started) {
+    gint64 age_us = pipeline_age_us (sink, sample, pts);
+    g_debug ("camera \"%s\": first frame entered the pipeline %.1f ms ago", camera->config.name,
+             age_us / 1000.0);
+    frame.entered_us = g_get_real_time () - age_us;
+  }
+  fragmenter_push (camera, &frame);
   gst_buffer_unmap (buffer, &map);
   return GST_FLOW_OK;
+}
+
+/* ---- RTSP frames (the client's thread) ---- */
+
+static void
+on_rtsp_frame (const MediaRtspFrame *in, gpointer data)
+{
+  MediaCamera *camera = data;
+  frame_counted (camera);
+  fragmenter_set_track (camera, in->track);
+  Frame frame = {
+    .data = in->data,
+    .size = in->size,
+    .keyframe = in->keyframe,
+    .dts = in->pts,
+    .pts = in->pts,
+    .entered_us = in->received_us,
+  };
+  fragmenter_push (camera, &frame);
+}
+
+typedef struct {
+  MediaCamera *camera;
+  guint run;
+  char *message;
+} SourceFailure;
+
+static void camera_lost (MediaCamera *camera, const char *why, gboolean immediately);
+
+static gboolean
+source_failed (gpointer data)
+{
+  SourceFailure *failure = data;
+  MediaCamera *camera = failure->camera;
+  if (!camera->removed && camera->rtsp != NULL && camera->run == failure->run) {
+    g_autofree char *why = g_strdup_printf ("source failed: %s", failure->message);
+    camera_lost (camera, why, FALSE);
+  }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+source_failure_free (SourceFailure *failure)
+{
+  camera_unref (failure->camera);
+  g_free (failure->message);
+  g_free (failure);
+}
+
+static void
+on_rtsp_failed (const char *message, gpointer data)
+{
+  MediaCamera *camera = data;
+  SourceFailure *failure = g_new0 (SourceFailure, 1);
+  failure->camera = camera_ref (camera);
+  failure->run = camera->run;
+  failure->message = g_strdup (message);
+  on_main (camera, source_failed, failure, (GDestroyNotify) source_failure_free);
 }
 
 /* ---- main-thread delivery ---- */
@@ -623,8 +762,7 @@ static void
 deliver_on_main (MediaCamera *camera, PendingFragment *p)
 {
   p->camera = camera_ref (camera);
-  g_main_context_invoke_full (camera->context, G_PRIORITY_DEFAULT, deliver, p,
-                              (GDestroyNotify) pending_free);
+  on_main (camera, deliver, p, (GDestroyNotify) pending_free);
 }
 
 static void
@@ -658,8 +796,7 @@ static void
 deliver_chunk_on_main (MediaCamera *camera, PendingChunk *p)
 {
   p->camera = camera_ref (camera);
-  g_main_context_invoke_full (camera->context, G_PRIORITY_DEFAULT, deliver_chunk, p,
-                              (GDestroyNotify) pending_chunk_free);
+  on_main (camera, deliver_chunk, p, (GDestroyNotify) pending_chunk_free);
 }
 
 void
@@ -681,7 +818,7 @@ retry_now (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Tears the pipeline down and schedules the next attempt. */
+/* Tears the source down and schedules the next attempt. */
 static void
 camera_lost (MediaCamera *camera, const char *why, gboolean immediately)
 {
@@ -741,7 +878,7 @@ static gboolean
 watchdog (gpointer data)
 {
   MediaCamera *camera = data;
-  if (camera->pipeline == NULL)
+  if (camera->pipeline == NULL && camera->rtsp == NULL)
     return G_SOURCE_CONTINUE;
   gint64 now = g_get_monotonic_time ();
   gint64 last = __atomic_load_n (&camera->last_sample_us, __ATOMIC_RELAXED);
@@ -822,12 +959,6 @@ on_parsed_pad (GstElement *parsebin, GstPad *pad, gpointer pipeline)
   link_compressed_pad (pipeline, pad, FALSE, TRUE);
 }
 
-static void
-on_parsed_live_pad (GstElement *parsebin, GstPad *pad, gpointer pipeline)
-{
-  link_compressed_pad (pipeline, pad, FALSE, FALSE);
-}
-
 /* RTSP over TCP goes through edged's own client (media/rtsp.c); over UDP,
  * and for rtsps://, through rtspsrc. */
 static gboolean
@@ -850,12 +981,6 @@ build_pipeline (MediaCamera *camera, GError **error)
                                   "stream-format=hvc1,alignment=au\"";
   switch (kind) {
   case SOURCE_RTSP:
-    if (rtsp_own_client (camera)) {
-      description = g_strdup_printf ("appsrc name=rtp is-live=true format=time max-bytes=8000000 "
-                                     "! parsebin name=parse %s",
-                                     sink_caps);
-      break;
-    }
     description = g_strdup_printf ("rtspsrc name=src location=\"%s\" protocols=%s latency=200 "
                                    "tcp-timeout=5000000 %s",
                                    target, g_str_equal (camera->config.rtsp_transport, "udp")
@@ -885,11 +1010,7 @@ build_pipeline (MediaCamera *camera, GError **error)
   if (kind != SOURCE_FILE)
     g_object_set (sink, "sync", FALSE, NULL);
   gst_object_unref (sink);
-  if (kind == SOURCE_RTSP && rtsp_own_client (camera)) {
-    GstElement *parse = gst_bin_get_by_name (GST_BIN (pipeline), "parse");
-    g_signal_connect (parse, "pad-added", G_CALLBACK (on_parsed_live_pad), pipeline);
-    gst_object_unref (parse);
-  } else if (kind == SOURCE_RTSP) {
+  if (kind == SOURCE_RTSP) {
     GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
     g_signal_connect (src, "pad-added", G_CALLBACK (on_rtsp_pad), pipeline);
     gst_object_unref (src);
@@ -904,29 +1025,31 @@ build_pipeline (MediaCamera *camera, GError **error)
 static void
 camera_start (MediaCamera *camera)
 {
+  camera->run++;
+  camera->frag.session_started = FALSE;
+  camera->frag.waiting_for_keyframe = TRUE;
+  __atomic_store_n (&camera->last_sample_us, 0, __ATOMIC_RELAXED);
+  camera->started_us = g_get_monotonic_time ();
+  camera->state = camera->state == MEDIA_CAMERA_RETRYING ? MEDIA_CAMERA_RETRYING
+                                                         : MEDIA_CAMERA_STARTING;
+  if (rtsp_own_client (camera)) {
+    static const MediaRtspCallbacks callbacks = { on_rtsp_frame, on_rtsp_failed };
+    camera->rtsp = media_rtsp_client_start (camera->config.source, &callbacks, camera);
+    return;
+  }
+
   g_autoptr (GError) error = NULL;
   GstElement *pipeline = build_pipeline (camera, &error);
   if (pipeline == NULL) {
     camera_lost (camera, error->message, FALSE);
     return;
   }
-  camera->frag.session_started = FALSE;
-  camera->frag.waiting_for_keyframe = TRUE;
-  __atomic_store_n (&camera->last_sample_us, 0, __ATOMIC_RELAXED);
-  camera->started_us = g_get_monotonic_time ();
   camera->pipeline = pipeline;
-  camera->state = camera->state == MEDIA_CAMERA_RETRYING ? MEDIA_CAMERA_RETRYING
-                                                         : MEDIA_CAMERA_STARTING;
   GstBus *bus = gst_element_get_bus (pipeline);
   camera->bus_watch = gst_bus_add_watch (bus, on_bus_message, camera);
   gst_object_unref (bus);
   if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     /* The bus says why; the watch handles it. Nothing more to do here. */
-  }
-  GstElement *appsrc = gst_bin_get_by_name (GST_BIN (pipeline), "rtp");
-  if (appsrc) {
-    camera->rtsp = media_rtsp_client_start (camera->config.source, appsrc);
-    gst_object_unref (appsrc);
   }
 }
 
@@ -941,13 +1064,15 @@ camera_stop_pipeline (MediaCamera *camera)
     g_source_remove (camera->retry_source);
     camera->retry_source = 0;
   }
-  /* The client first: it stops pushing before the pipeline goes down. */
-  g_clear_pointer (&camera->rtsp, media_rtsp_client_stop);
-  if (camera->pipeline == NULL)
+  if (camera->rtsp == NULL && camera->pipeline == NULL)
     return;
-  /* Joins the streaming threads: the fragmenter is ours again after it. */
-  gst_element_set_state (camera->pipeline, GST_STATE_NULL);
-  g_clear_pointer (&camera->pipeline, gst_object_unref);
+  /* Joins the client's thread, or the pipeline's streaming threads: the
+   * fragmenter is ours again after it. */
+  g_clear_pointer (&camera->rtsp, media_rtsp_client_stop);
+  if (camera->pipeline) {
+    gst_element_set_state (camera->pipeline, GST_STATE_NULL);
+    g_clear_pointer (&camera->pipeline, gst_object_unref);
+  }
   fragmenter_emit (camera, 0);
   camera->frag.session_started = FALSE;
   /* The next session negotiates afresh; a new codec configuration makes a
@@ -967,6 +1092,7 @@ media_camera_new (const EdgeConfigCamera *config, MediaStore *store, guint encod
   camera->on_fragment = on_fragment;
   camera->user_data = user_data;
   camera->context = g_main_context_ref_thread_default ();
+  camera->main_thread = g_thread_self ();
   camera->state = MEDIA_CAMERA_STARTING;
 
   Fragmenter *f = &camera->frag;
@@ -1005,7 +1131,7 @@ media_camera_free (MediaCamera *camera)
   if (camera->watchdog_source)
     g_source_remove (camera->watchdog_source);
   /* The stop flushes the last fragment; on the main thread its delivery
-   * (index, listener) runs at once, inside g_main_context_invoke. */
+   * (index, listener) runs at once (on_main). */
   camera_stop_pipeline (camera);
   camera->removed = TRUE;
   Fragmenter *f = &camera->frag;
@@ -1014,6 +1140,7 @@ media_camera_free (MediaCamera *camera)
   g_array_unref (f->decode);
   g_byte_array_unref (f->data);
   g_clear_pointer (&f->init, g_bytes_unref);
+  g_clear_pointer (&f->codec_private, g_bytes_unref);
   gst_caps_replace (&f->caps, NULL);
   camera->on_fragment = NULL;
   camera->on_chunk = NULL;

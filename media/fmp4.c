@@ -772,8 +772,8 @@ media_fmp4_read_init (const guint8 *init, gsize len, MediaTrack *ret_track, gsiz
     .codec = memcmp (entry + 4, "hvc1", 4) == 0 || memcmp (entry + 4, "hev1", 4) == 0
                  ? MEDIA_CODEC_H265
                  : MEDIA_CODEC_H264,
-    .width = (guint) entry[32] << 8 | entry[33],
-    .height = (guint) entry[34] << 8 | entry[35],
+    .width = edge_get_be16 (entry + 32),
+    .height = edge_get_be16 (entry + 34),
     .codec_private = config + 8,
     .codec_private_len = config_size - 8,
   };

@@ -17,17 +17,22 @@
  * keep-alives come in between and are skipped. The connection is read in
  * blocks of up to 64 KiB into one buffer, so a read returns many packets.
  *
- * Timestamps: a packet's PTS is the running time at which the first packet
- * arrived plus its RTP timestamp's distance from the first one (extended
- * past 32-bit wrap-around), so the camera's own clock paces the frames, not
- * the network's jitter.
+ * Video packets go through the depayloader (media/rtp.c) and each access
+ * unit straight to the caller, in this thread.
+ *
+ * Timestamps: a frame's pts is its RTP timestamp's distance from the first
+ * packet's (extended past 32-bit wrap-around, scaled to 90 kHz), so the
+ * camera's own clock paces the frames, not the network's jitter; the wall
+ * clock at that first packet anchors them.
  */
 #define G_LOG_DOMAIN "media"
 
 #include "rtsp.h"
 
+#include "edge-core.h"
+#include "rtp.h"
+
 #include <gio/gio.h>
-#include <gst/app/gstappsrc.h>
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -39,7 +44,8 @@
 
 struct _MediaRtspClient {
   char *url;
-  GstElement *appsrc;
+  MediaRtspCallbacks callbacks;
+  gpointer user_data;
   GThread *thread;
   GCancellable *cancellable; /* for the connect */
   GMutex lock;
@@ -62,6 +68,8 @@ typedef struct {
   guint cseq;
   char *session;
   guint session_timeout_s;
+  gboolean streaming; /* PLAY answered: reads are batched (fill) */
+  gboolean drained;   /* the last read left nothing in the socket */
 } Session;
 
 typedef struct {
@@ -81,17 +89,28 @@ response_clear (Response *r)
 
 /* ---- reading ---- */
 
-/* Reads more into the buffer; FALSE on end of stream, error or stop. A
- * small read is followed by a short pause, so that the next one finds
- * several packets: a read per packet would cost a poll and a recv each
- * (at 4 Mb/s, hundreds a second) for nothing. The pause adds at most
- * BATCH_PAUSE_US to live latency. */
+/* Reads more into the buffer; FALSE on end of stream, error or stop.
+ *
+ * While streaming, reads are shaped by frames: a camera sends each access
+ * unit as a burst of packets, a frame interval apart. When the last read
+ * emptied the socket, the client waits for the next burst (a poll) if the
+ * last frame was whole, or, in the middle of one (@mid_frame), pauses
+ * BATCH_PAUSE_US so that one read takes the rest of it. A read per packet
+ * would cost a wake-up, a poll and a recv each (at 4 Mb/s, hundreds a
+ * second) for nothing. The pause adds at most BATCH_PAUSE_US to live
+ * latency, and only for frames that do not arrive in one piece. */
 #define BATCH_PAUSE_US 8000
-#define BATCH_SMALL (16 * 1024)
 
 static gboolean
-fill (Session *s, GError **error)
+fill (Session *s, gboolean mid_frame, GError **error)
 {
+  if (s->streaming && s->drained) {
+    if (mid_frame)
+      g_usleep (BATCH_PAUSE_US);
+    else if (!g_socket_condition_timed_wait (s->socket, G_IO_IN,
+                                             (gint64) IO_TIMEOUT_S * G_USEC_PER_SEC, NULL, error))
+      return FALSE;
+  }
   guint old = s->buffer->len;
   g_byte_array_set_size (s->buffer, old + READ_BLOCK);
   gssize n = g_socket_receive (s->socket, (char *) s->buffer->data + old, READ_BLOCK, NULL, error);
@@ -99,8 +118,7 @@ fill (Session *s, GError **error)
   if (n == 0 && error && *error == NULL)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
                  "the camera closed the connection");
-  if (n > 0 && n < BATCH_SMALL)
-    g_usleep (BATCH_PAUSE_US);
+  s->drained = n < READ_BLOCK;
   return n > 0;
 }
 
@@ -116,11 +134,11 @@ skip_interleaved (Session *s, GError **error)
 {
   while (s->buffer->len > 0 && s->buffer->data[0] == '$') {
     while (s->buffer->len < 4)
-      if (!fill (s, error))
+      if (!fill (s, FALSE, error))
         return FALSE;
     gsize len = 4 + ((gsize) s->buffer->data[2] << 8 | s->buffer->data[3]);
     while (s->buffer->len < len)
-      if (!fill (s, error))
+      if (!fill (s, FALSE, error))
         return FALSE;
     consume (s, len);
   }
@@ -143,7 +161,7 @@ read_response (Session *s, Response *r, GError **error)
                    RESPONSE_MAX);
       return FALSE;
     }
-    if (!fill (s, error))
+    if (!fill (s, FALSE, error))
       return FALSE;
   }
   gsize head_len = (gsize) (end - s->buffer->data) + 4;
@@ -173,7 +191,7 @@ read_response (Session *s, Response *r, GError **error)
     return FALSE;
   }
   while (s->buffer->len < body_len)
-    if (!fill (s, error))
+    if (!fill (s, FALSE, error))
       return FALSE;
   r->body = g_strndup ((const char *) s->buffer->data, (gsize) body_len);
   consume (s, (gsize) body_len);
@@ -321,11 +339,13 @@ request (Session *s, const char *method, const char *url, const char *extra, Res
 
 typedef struct {
   char *control;
-  GstCaps *caps;
+  MediaCodec codec;
+  guint clock_rate;
+  char *fmtp; /* the payload's a=fmtp parameters, or NULL */
 } VideoTrack;
 
-/* The first H.264 or H.265 video section of @sdp, as RTP caps and its
- * control URL. */
+/* The first H.264 or H.265 video section of @sdp: codec, clock rate, fmtp
+ * parameters and control URL. */
 static gboolean
 sdp_video_track (const char *sdp, const char *base, VideoTrack *ret, GError **error)
 {
@@ -373,26 +393,9 @@ sdp_video_track (const char *sdp, const char *base, VideoTrack *ret, GError **er
                  "the camera offers no H.264 or H.265 video");
     return FALSE;
   }
-  GstCaps *caps = gst_caps_new_simple ("application/x-rtp", "media", G_TYPE_STRING, "video",
-                                       "clock-rate", G_TYPE_INT, (gint) clock_rate,
-                                       "encoding-name", G_TYPE_STRING, encoding, "payload",
-                                       G_TYPE_INT, (gint) g_ascii_strtoull (payload, NULL, 10),
-                                       NULL);
-  /* Parameters the depayloaders read from the caps (sprop-parameter-sets,
-   * sprop-vps/sps/pps, packetization-mode, ...). */
-  if (fmtp) {
-    g_auto (GStrv) params = g_strsplit (fmtp, ";", -1);
-    for (guint i = 0; params[i]; i++) {
-      char *eq = strchr (params[i], '=');
-      if (eq == NULL)
-        continue;
-      *eq = '\0';
-      g_autofree char *key = g_ascii_strdown (g_strstrip (params[i]), -1);
-      if (key[0] && strlen (key) < 64)
-        gst_caps_set_simple (caps, key, G_TYPE_STRING, g_strstrip (eq + 1), NULL);
-    }
-  }
-  ret->caps = caps;
+  ret->codec = g_str_equal (encoding, "H265") ? MEDIA_CODEC_H265 : MEDIA_CODEC_H264;
+  ret->clock_rate = MAX (clock_rate, 1);
+  ret->fmtp = g_steal_pointer (&fmtp);
   if (control == NULL || g_str_equal (control, "*"))
     ret->control = g_strdup (base);
   else if (g_str_has_prefix (control, "rtsp://") || g_str_has_prefix (control, "rtsps://"))
@@ -404,54 +407,60 @@ sdp_video_track (const char *sdp, const char *base, VideoTrack *ret, GError **er
 
 /* ---- the session ---- */
 
-static GstClockTime
-running_time_now (GstElement *element)
+/* The session's clock: RTP timestamps extended to 64 bits, from the first
+ * packet's. */
+typedef struct {
+  MediaRtspClient *client;
+  guint clock_rate;
+  gboolean started;
+  guint32 first_ts, last_ts;
+  guint64 extended;
+  gint64 first_us;
+} Timeline;
+
+static void
+on_frame (const MediaRtpFrame *frame, gpointer data)
 {
-  GstClock *clock = gst_element_get_clock (element);
-  if (clock == NULL)
-    return 0;
-  GstClockTime now = gst_clock_get_time (clock) - gst_element_get_base_time (element);
-  gst_object_unref (clock);
-  return now;
+  Timeline *t = data;
+  t->extended += (guint64) (gint64) (gint32) (frame->rtp_time - t->last_ts);
+  t->last_ts = frame->rtp_time;
+  gint64 since = (gint64) (t->extended - t->first_ts);
+  guint64 pts = since > 0 ? (guint64) since : 0;
+  if (t->clock_rate != MEDIA_TIMESCALE)
+    pts = pts * MEDIA_TIMESCALE / t->clock_rate;
+  MediaRtspFrame out = {
+    .track = frame->track,
+    .data = frame->data,
+    .size = frame->size,
+    .keyframe = frame->keyframe,
+    .pts = pts,
+    .received_us = t->first_us + (gint64) (pts * 1000 / (MEDIA_TIMESCALE / 1000)),
+  };
+  t->client->callbacks.frame (&out, t->client->user_data);
 }
 
 static gboolean
-stream (Session *s, guint clock_rate, GError **error)
+stream (Session *s, MediaRtpDepay *depay, Timeline *t, GError **error)
 {
-  MediaRtspClient *client = s->client;
-  gboolean first = TRUE;
-  guint32 last_ts = 0;
-  guint64 extended = 0, first_ts = 0;
-  GstClockTime base = 0;
   gint64 keepalive_at = g_get_monotonic_time () + (gint64) s->session_timeout_s * G_USEC_PER_SEC / 2;
 
   for (;;) {
-    /* Whole frames in the buffer first, pushed as one list; then read more. */
+    /* Whole frames in the buffer first; then read more. */
     gsize at = 0;
-    GstBufferList *list = gst_buffer_list_new ();
     while (s->buffer->len - at >= 4) {
       const guint8 *p = s->buffer->data + at;
       if (p[0] == '$') {
-        gsize len = (gsize) p[2] << 8 | p[3];
+        gsize len = edge_get_be16 (p + 2);
         if (s->buffer->len - at < 4 + len)
           break;
-        if (p[1] == 0 && len >= 12 && (p[4] >> 6) == 2) {
-          guint32 ts = (guint32) p[8] << 24 | (guint32) p[9] << 16 | (guint32) p[10] << 8 | p[11];
-          if (first) {
-            extended = first_ts = ts;
-            base = running_time_now (client->appsrc);
-            first = FALSE;
-          } else {
-            extended += (guint64) (gint64) (gint32) (ts - last_ts);
+        if (p[1] == 0 && len >= 12) {
+          if (!t->started) {
+            t->started = TRUE;
+            t->first_ts = t->last_ts = edge_get_be32 (p + 8);
+            t->extended = t->first_ts;
+            t->first_us = g_get_real_time ();
           }
-          last_ts = ts;
-          GstBuffer *buffer = gst_buffer_new_memdup (p + 4, len);
-          GST_BUFFER_PTS (buffer) =
-              base + gst_util_uint64_scale ((gint64) (extended - first_ts) > 0
-                                                ? extended - first_ts
-                                                : 0,
-                                            GST_SECOND, clock_rate);
-          gst_buffer_list_add (list, buffer);
+          media_rtp_depay_push (depay, p + 4, len);
         }
         at += 4 + len;
       } else if (p[0] == 'R' && s->buffer->len - at >= 8 && memcmp (p, "RTSP/1.0", 8) == 0) {
@@ -471,14 +480,6 @@ stream (Session *s, guint clock_rate, GError **error)
       }
     }
     consume (s, at);
-    if (gst_buffer_list_length (list) > 0) {
-      if (gst_app_src_push_buffer_list (GST_APP_SRC (client->appsrc), list) != GST_FLOW_OK) {
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "the pipeline stopped");
-        return FALSE;
-      }
-    } else {
-      gst_buffer_list_unref (list);
-    }
     if (s->buffer->len > RESPONSE_MAX + 70000) {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "unparseable data from the camera");
       return FALSE;
@@ -489,18 +490,9 @@ stream (Session *s, guint clock_rate, GError **error)
         return FALSE;
       keepalive_at = g_get_monotonic_time () + (gint64) s->session_timeout_s * G_USEC_PER_SEC / 2;
     }
-    if (!fill (s, error))
+    if (!fill (s, s->buffer->len > 0 || media_rtp_depay_in_frame (depay), error))
       return FALSE;
   }
-}
-
-static void
-post_error (MediaRtspClient *client, GError *error)
-{
-  GError *copy = g_error_new (GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ, "%s", error->message);
-  GstMessage *message = gst_message_new_error (GST_OBJECT (client->appsrc), copy, NULL);
-  g_error_free (copy);
-  gst_element_post_message (client->appsrc, message);
 }
 
 static gpointer
@@ -512,6 +504,7 @@ client_thread (gpointer data)
   Session s = { .client = client, .buffer = g_byte_array_new (), .session_timeout_s = 60 };
   Response r = { 0 };
   VideoTrack track = { 0 };
+  MediaRtpDepay *depay = NULL;
   g_autoptr (GSocketClient) sockets = g_socket_client_new ();
 
   if (uri == NULL)
@@ -561,24 +554,26 @@ client_thread (gpointer data)
   if (timeout)
     s.session_timeout_s = CLAMP ((guint) g_ascii_strtoull (timeout + 8, NULL, 10), 10, 600);
   response_clear (&r);
-  gst_app_src_set_caps (GST_APP_SRC (client->appsrc), track.caps);
+  Timeline timeline = { .client = client, .clock_rate = track.clock_rate };
+  depay = media_rtp_depay_new (track.codec, track.fmtp, on_frame, &timeline, &error);
+  if (depay == NULL)
+    goto out;
   if (!request (&s, "PLAY", s.request_url, "Range: npt=0.000-\r\n", &r, &error))
     goto out;
   response_clear (&r);
-  gint clock_rate = 90000;
-  gst_structure_get_int (gst_caps_get_structure (track.caps, 0), "clock-rate", &clock_rate);
-  stream (&s, (guint) MAX (clock_rate, 1), &error);
+  s.streaming = TRUE;
+  stream (&s, depay, &timeline, &error);
 
 out:
   g_mutex_lock (&client->lock);
   stopping = client->stopping;
   g_mutex_unlock (&client->lock);
   if (error && !stopping)
-    post_error (client, error);
+    client->callbacks.failed (error->message, client->user_data);
   response_clear (&r);
+  media_rtp_depay_free (depay);
   g_free (track.control);
-  if (track.caps)
-    gst_caps_unref (track.caps);
+  g_free (track.fmtp);
   if (s.connection)
     g_io_stream_close (G_IO_STREAM (s.connection), NULL, NULL);
   g_mutex_lock (&client->lock);
@@ -599,11 +594,12 @@ out:
 }
 
 MediaRtspClient *
-media_rtsp_client_start (const char *url, GstElement *appsrc)
+media_rtsp_client_start (const char *url, const MediaRtspCallbacks *callbacks, gpointer user_data)
 {
   MediaRtspClient *client = g_new0 (MediaRtspClient, 1);
   client->url = g_strdup (url);
-  client->appsrc = gst_object_ref (appsrc);
+  client->callbacks = *callbacks;
+  client->user_data = user_data;
   client->cancellable = g_cancellable_new ();
   g_mutex_init (&client->lock);
   client->thread = g_thread_new ("rtsp-client", client_thread, client);
@@ -627,7 +623,6 @@ media_rtsp_client_stop (MediaRtspClient *client)
   g_thread_join (client->thread);
   g_clear_object (&client->cancellable);
   g_mutex_clear (&client->lock);
-  gst_object_unref (client->appsrc);
   g_free (client->url);
   g_free (client);
 }

@@ -7,28 +7,45 @@
  * TCP nothing is lost or reordered, so no jitterbuffer is needed, and the
  * connection can be read in large blocks. This client does the RTSP
  * exchange (DESCRIBE, SETUP, PLAY, keep-alives; Basic and Digest logins),
- * then reads the interleaved stream and pushes each video RTP packet, stamped
- * from its RTP timestamp, into an appsrc; GStreamer's depayloader and parser
- * take it from there.
+ * then reads the interleaved stream, turns the video packets into access
+ * units (media/rtp.c) and hands each to the camera's fragmenter in its own
+ * thread: no GStreamer element and no thread hand-off per frame.
  */
 #pragma once
 
-#include <gst/gst.h>
+#include "fmp4.h"
 
 G_BEGIN_DECLS
 
 typedef struct _MediaRtspClient MediaRtspClient;
 
+/* One access unit from the camera. */
+typedef struct {
+  const MediaTrack *track; /* the codec configuration; valid during the call */
+  const guint8 *data;      /* NAL units, each after a 4-byte big-endian length */
+  gsize size;
+  gboolean keyframe;
+  guint64 pts;             /* 90 kHz, from the RTP timestamp; 0 at the session's first packet */
+  gint64 received_us;      /* wall clock at which the session's first packet arrived, plus pts */
+} MediaRtspFrame;
+
+typedef struct {
+  /* Each access unit, in the client's thread. */
+  void (*frame) (const MediaRtspFrame *frame, gpointer user_data);
+  /* The session failed (connection, login, no H.264/H.265 video, no data
+   * for 5 s), in the client's thread, which then ends. Not called after a
+   * stop. */
+  void (*failed) (const char *message, gpointer user_data);
+} MediaRtspCallbacks;
+
 /* Starts a thread that connects to @url (rtsp://[user:pass@]host[:port]/path)
- * and feeds @appsrc (referenced) until stopped. The appsrc's caps are set
- * from the SDP before the first packet. A failure (connection, login,
- * no H.264/H.265 video, no data for 5 s) is posted as an error message on
- * the appsrc, so the pipeline's bus reports it like any element's.
- * (transfer full) */
-MediaRtspClient *media_rtsp_client_start (const char *url, GstElement *appsrc);
+ * and delivers frames until stopped or failed. (transfer full) */
+MediaRtspClient *media_rtsp_client_start (const char *url, const MediaRtspCallbacks *callbacks,
+                                          gpointer user_data);
 
 /* Stops the thread (closing the connection, which ends the session on the
- * camera's side) and frees. Main thread; accepts NULL. */
+ * camera's side) and frees. No callback runs after it returns. Accepts
+ * NULL. */
 void media_rtsp_client_stop (MediaRtspClient *client);
 
 G_END_DECLS

@@ -203,8 +203,8 @@ header_read (const guint8 *h, gsize len, FileHeader *f)
     f->init.id = (guint32) edge_get_be64 (h + 8);
     f->init.created_ms = (gint64) edge_get_be64 (h + 32);
     f->init.codec = (MediaCodec) edge_get_be32 (h + 52);
-    f->init.width = (guint) h[56] << 8 | h[57];
-    f->init.height = (guint) h[58] << 8 | h[59];
+    f->init.width = edge_get_be16 (h + 56);
+    f->init.height = edge_get_be16 (h + 58);
     return TRUE;
   }
   return FALSE;

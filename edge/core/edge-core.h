@@ -19,6 +19,12 @@ G_BEGIN_DECLS
 /* Big-endian integers in byte buffers (on-disk and on-wire formats)        */
 /* ------------------------------------------------------------------------ */
 
+static inline guint16
+edge_get_be16 (const guint8 *p)
+{
+  return (guint16) (p[0] << 8 | p[1]);
+}
+
 static inline void
 edge_put_be32 (guint8 *p, guint32 v)
 {
