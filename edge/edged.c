@@ -11,6 +11,7 @@
 #include "edge-core.h"
 #include "edge-gateway.h"
 #include "edged-version.h"
+#include "functions.h"
 #include "hw.h"
 #include "media.h"
 #include "stream.h"
@@ -38,6 +39,7 @@ typedef struct {
   StreamStore *streams;
   StreamKinesis *kinesis;
   MediaService *media;
+  FunctionsService *functions;
   HwBoard *board;
   GMainLoop *loop;
   GDateTime *started_at;
@@ -283,6 +285,16 @@ daemon_start (Daemon *d, GError **error)
       g_prefix_error (error, "%s: cameras: ", d->config_source);
       return FALSE;
     }
+  g_autofree char *functions_dir =
+      g_build_filename (edge_data_dir_path (d->data_dir), "functions", NULL);
+  d->functions = functions_service_new (d->gateway, d->metrics, functions_dir, error);
+  if (d->functions == NULL)
+    return FALSE;
+  for (guint i = 0; i < c->functions->len; i++)
+    if (!functions_service_add (d->functions, g_ptr_array_index (c->functions, i), error)) {
+      g_prefix_error (error, "%s: functions: ", d->config_source);
+      return FALSE;
+    }
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -303,6 +315,7 @@ daemon_stop (Daemon *d)
   /* Answer the API calls under way, then stop serving, then close the
    * stores (which finish and sync their writes). */
   g_clear_pointer (&d->kinesis, stream_kinesis_free);
+  g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
   /* Let libsoup finish closing what the gateway let go of. */
@@ -343,6 +356,20 @@ static const GOptionEntry options[] = {
   G_OPTION_ENTRY_NULL,
 };
 
+/* The sample function's bootstrap, where this build finds one: in the
+ * source tree it was built from, or where it was installed. */
+static char *
+sample_bootstrap (void)
+{
+  g_auto (GStrv) dirs = g_strsplit (EDGED_EXAMPLES_DIRS, ":", -1);
+  for (guint i = 0; dirs[i]; i++) {
+    g_autofree char *path = g_build_filename (dirs[i], "hello", "bootstrap", NULL);
+    if (g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
+      return g_steal_pointer (&path);
+  }
+  return NULL;
+}
+
 static EdgeConfig *
 load_config (char **ret_source, GError **error)
 {
@@ -351,7 +378,8 @@ load_config (char **ret_source, GError **error)
     config = edge_config_load_file (opt_config, error);
     *ret_source = g_strdup (opt_config);
   } else {
-    config = edge_config_new_embedded ();
+    g_autofree char *sample = sample_bootstrap ();
+    config = edge_config_new_embedded (sample);
     *ret_source = g_strdup ("(embedded default)");
   }
   if (config == NULL)
@@ -416,7 +444,8 @@ run_one_shot_command (void)
     return 0;
   }
   if (opt_print_default) {
-    g_autoptr (EdgeConfig) config = edge_config_new_embedded ();
+    g_autofree char *sample = sample_bootstrap ();
+    g_autoptr (EdgeConfig) config = edge_config_new_embedded (sample);
     g_autofree char *text = edge_config_to_yaml (config);
     g_print ("%s", text);
     return 0;

@@ -31,23 +31,6 @@
 #define IMAGES_MAX 100
 #define LIST_STREAMS_MAX 10000
 
-static void G_GNUC_PRINTF (4, 5)
-kvs_error (EdgeRequest *request, guint status, const char *type, const char *format, ...)
-{
-  va_list args;
-  va_start (args, format);
-  g_autofree char *message = g_strdup_vprintf (format, args);
-  va_end (args);
-  g_autoptr (GString) body = g_string_new ("{\"message\":");
-  edge_json_append_string (body, message, strlen (message));
-  g_string_append_c (body, '}');
-  SoupMessageHeaders *headers =
-      soup_server_message_get_response_headers (edge_request_message (request));
-  soup_message_headers_replace (headers, "X-Amzn-ErrorType", type);
-  g_autoptr (GBytes) bytes = g_bytes_new (body->str, body->len);
-  edge_request_respond (request, status, "application/json", bytes);
-}
-
 static void
 kvs_json (EdgeRequest *request, JsonNode *node)
 {
@@ -81,8 +64,9 @@ kvs_body (EdgeRequest *request, JsonNode **ret_root)
   JsonNode *root = len == 0 ? json_node_init_object (json_node_alloc (), json_object_new ())
                             : edge_json_parse (data, len, len, &error);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    kvs_error (request, 400, "InvalidArgumentException", "the body must be a JSON object%s%s",
-               error ? ": " : "", error ? error->message : "");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "the body must be a JSON object%s%s", error ? ": " : "",
+                                     error ? error->message : "");
     if (root)
       json_node_unref (root);
     return NULL;
@@ -162,18 +146,19 @@ kvs_camera (EdgeRequest *request, MediaService *service, JsonObject *o)
       from_arn = slash ? g_strndup (start, slash - start) : g_strdup (start);
       name = from_arn;
     } else {
-      kvs_error (request, 400, "InvalidArgumentException", "%s is not a Kinesis Video stream ARN",
-                 arn);
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                       "%s is not a Kinesis Video stream ARN", arn);
       return NULL;
     }
   }
   if (name == NULL) {
-    kvs_error (request, 400, "InvalidArgumentException", "StreamName or StreamARN is required");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "StreamName or StreamARN is required");
     return NULL;
   }
   MediaServiceCamera *c = media_service_lookup (service, name);
   if (c == NULL)
-    kvs_error (request, 404, "ResourceNotFoundException",
+    edge_request_respond_rest_error (request, 404, "ResourceNotFoundException",
                "The requested stream %s was not found", name);
   return c;
 }
@@ -186,7 +171,8 @@ kvs_selector (EdgeRequest *request, JsonObject *o, const char *member, gboolean 
 {
   JsonNode *n = json_object_get_member (o, member);
   if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n)) {
-    kvs_error (request, 400, "InvalidArgumentException", "%s is required", member);
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException", "%s is required",
+                                     member);
     return FALSE;
   }
   JsonObject *sel = json_node_get_object (n);
@@ -196,26 +182,26 @@ kvs_selector (EdgeRequest *request, JsonObject *o, const char *member, gboolean 
   } else if (g_strcmp0 (type, "PRODUCER_TIMESTAMP") == 0) {
     *ret_kind = MEDIA_TIME_PRODUCER;
   } else {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "%s.FragmentSelectorType must be SERVER_TIMESTAMP or PRODUCER_TIMESTAMP", member);
     return FALSE;
   }
   JsonNode *range = json_object_get_member (sel, "TimestampRange");
   JsonObject *r = range && JSON_NODE_HOLDS_OBJECT (range) ? json_node_get_object (range) : NULL;
   if (r == NULL || !member_time (r, "StartTimestamp", ret_start)) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "%s.TimestampRange.StartTimestamp is required", member);
     return FALSE;
   }
   if (!member_time (r, "EndTimestamp", ret_end)) {
     if (require_end) {
-      kvs_error (request, 400, "InvalidArgumentException",
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                  "%s.TimestampRange.EndTimestamp is required", member);
       return FALSE;
     }
     *ret_end = 0;
   } else if (*ret_end <= *ret_start) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "EndTimestamp must be later than StartTimestamp");
     return FALSE;
   }
@@ -266,14 +252,15 @@ handle_list_fragments (EdgeRequest *request, gpointer data)
     return;
   if (!member_int (o, "MaxResults", LIST_FRAGMENTS_DEFAULT, &max) || max < 1 ||
       max > LIST_FRAGMENTS_MAX) {
-    kvs_error (request, 400, "InvalidArgumentException", "MaxResults must be 1 to %d",
-               LIST_FRAGMENTS_MAX);
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "MaxResults must be 1 to %d", LIST_FRAGMENTS_MAX);
     return;
   }
   const char *token = member_string (o, "NextToken");
   if (token) {
     if (!token_decode (token, &kind, &start, &end, &after)) {
-      kvs_error (request, 400, "InvalidArgumentException", "NextToken is not one edged gave");
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                       "NextToken is not one edged gave");
       return;
     }
   } else if (json_object_has_member (o, "FragmentSelector")) {
@@ -327,7 +314,7 @@ media_list_done (GBytes *mkv, GError *error, gpointer data)
     gboolean gone = g_error_matches (error, MEDIA_STORE_ERROR, MEDIA_STORE_ERROR_NOT_FOUND);
     if (!gone)
       g_warning ("GetMediaForFragmentList: %s", error->message);
-    kvs_error (request, gone ? 404 : 500,
+    edge_request_respond_rest_error (request, gone ? 404 : 500,
                gone ? "ResourceNotFoundException" : "InternalFailure",
                gone ? "a fragment is no longer recorded" : "the recording does not open");
     return;
@@ -348,7 +335,7 @@ handle_get_media_for_fragment_list (EdgeRequest *request, gpointer data)
   JsonArray *list = n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
   guint len = list ? json_array_get_length (list) : 0;
   if (len < 1 || len > GET_MEDIA_MAX_FRAGMENTS) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "Fragments must list 1 to %d fragment numbers", GET_MEDIA_MAX_FRAGMENTS);
     return;
   }
@@ -365,16 +352,17 @@ handle_get_media_for_fragment_list (EdgeRequest *request, gpointer data)
     guint64 number = text && g_ascii_isdigit (text[0]) ? g_ascii_strtoull (text, &end, 10) : 0;
     MediaFragmentMeta meta;
     if (number == 0 || *end != '\0') {
-      kvs_error (request, 400, "InvalidArgumentException", "Fragments[%u] is not a fragment number",
-                 i);
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                       "Fragments[%u] is not a fragment number", i);
       return;
     }
     if (!media_store_lookup (service->store, c->name, number, &meta)) {
-      kvs_error (request, 404, "ResourceNotFoundException", "fragment %s is not recorded", text);
+      edge_request_respond_rest_error (request, 404, "ResourceNotFoundException",
+                                       "fragment %s is not recorded", text);
       return;
     }
     if (i > 0 && meta.init_id != init_id) {
-      kvs_error (request, 400, "InvalidArgumentException",
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                  "fragment %s was recorded with another codec configuration than the first; "
                  "ask for it separately",
                  text);
@@ -382,7 +370,7 @@ handle_get_media_for_fragment_list (EdgeRequest *request, gpointer data)
     }
     bytes += meta.bytes;
     if (bytes > MEDIA_CLIP_MAX_BYTES) {
-      kvs_error (request, 400, "ClientLimitExceededException",
+      edge_request_respond_rest_error (request, 400, "ClientLimitExceededException",
                  "the fragments add up to more than %u MiB", MEDIA_CLIP_MAX_BYTES >> 20);
       return;
     }
@@ -405,7 +393,8 @@ kvs_clip_done (GBytes *clip, GError *error, gpointer data)
   EdgeRequest *request = data;
   if (clip == NULL) {
     g_warning ("GetClip: %s", error->message);
-    kvs_error (request, 500, "InternalFailure", "the recording does not open");
+    edge_request_respond_rest_error (request, 500, "InternalFailure",
+                                     "the recording does not open");
     return;
   }
   edge_request_respond (request, 200, "video/mp4", clip);
@@ -426,7 +415,7 @@ handle_get_clip (EdgeRequest *request, gpointer data)
     return;
   g_autoptr (GArray) numbers = media_clip_select (service, c->name, kind, start, end, &init_id);
   if (numbers->len == 0) {
-    kvs_error (request, 404, "ResourceNotFoundException",
+    edge_request_respond_rest_error (request, 404, "ResourceNotFoundException",
                "No fragments found in the stream %s for the requested time range", c->name);
     return;
   }
@@ -499,29 +488,30 @@ handle_get_images (EdgeRequest *request, gpointer data)
                                                                         : MEDIA_TIME_SERVER;
   if (g_strcmp0 (selector, "PRODUCER_TIMESTAMP") != 0 &&
       g_strcmp0 (selector, "SERVER_TIMESTAMP") != 0) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "ImageSelectorType must be SERVER_TIMESTAMP or PRODUCER_TIMESTAMP");
     return;
   }
   if (g_strcmp0 (format, "JPEG") != 0 && g_strcmp0 (format, "PNG") != 0) {
-    kvs_error (request, 400, "InvalidArgumentException", "Format must be JPEG or PNG");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "Format must be JPEG or PNG");
     return;
   }
   if (!member_time (o, "StartTimestamp", &start) || !member_time (o, "EndTimestamp", &end) ||
       end <= start) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "StartTimestamp and a later EndTimestamp are required");
     return;
   }
   if (!member_int (o, "SamplingInterval", -1, &interval) || interval < 200 || interval > 20000) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "SamplingInterval (milliseconds) must be 200 to 20000");
     return;
   }
   if (!member_int (o, "MaxResults", IMAGES_DEFAULT, &max) || max < 1 || max > IMAGES_MAX ||
       !member_int (o, "WidthPixels", 0, &width) || width < 0 || width > 3840 ||
       !member_int (o, "HeightPixels", 0, &height) || height < 0 || height > 2160) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "MaxResults must be 1 to %d, WidthPixels at most 3840, HeightPixels at most 2160",
                IMAGES_MAX);
     return;
@@ -533,7 +523,8 @@ handle_get_images (EdgeRequest *request, gpointer data)
     const char *q = member_string (json_node_get_object (fc), "JPEGQuality");
     guint64 quality = q ? g_ascii_strtoull (q, NULL, 10) : 0;
     if (q && (quality < 1 || quality > 100)) {
-      kvs_error (request, 400, "InvalidArgumentException", "JPEGQuality must be 1 to 100");
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                       "JPEGQuality must be 1 to 100");
       return;
     }
     if (q)
@@ -544,7 +535,8 @@ handle_get_images (EdgeRequest *request, gpointer data)
     char *tail = NULL;
     gint64 resume = g_ascii_strtoll (token, &tail, 10);
     if (tail == token || *tail != '\0' || resume < start || resume >= end) {
-      kvs_error (request, 400, "InvalidArgumentException", "NextToken is not one edged gave");
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                       "NextToken is not one edged gave");
       return;
     }
     start = resume;
@@ -585,7 +577,7 @@ handle_get_hls_url (EdgeRequest *request, gpointer data)
   const char *container = member_string (o, "ContainerFormat");
   mode = mode ? mode : "LIVE";
   if (container && !g_str_equal (container, "FRAGMENTED_MP4")) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "edged serves HLS with ContainerFormat FRAGMENTED_MP4 only");
     return;
   }
@@ -606,7 +598,7 @@ handle_get_hls_url (EdgeRequest *request, gpointer data)
                            escaped, start / 1000.0, end / 1000.0,
                            kind == MEDIA_TIME_PRODUCER ? "&producer=1" : "");
   } else {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "PlaybackMode must be LIVE, LIVE_REPLAY or ON_DEMAND");
     return;
   }
@@ -675,8 +667,8 @@ handle_list_streams (EdgeRequest *request, gpointer data)
   if (o == NULL)
     return;
   if (!member_int (o, "MaxResults", LIST_STREAMS_MAX, &max) || max < 1 || max > LIST_STREAMS_MAX) {
-    kvs_error (request, 400, "InvalidArgumentException", "MaxResults must be 1 to %d",
-               LIST_STREAMS_MAX);
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "MaxResults must be 1 to %d", LIST_STREAMS_MAX);
     return;
   }
   const char *prefix = NULL;
@@ -685,7 +677,7 @@ handle_list_streams (EdgeRequest *request, gpointer data)
     JsonObject *co = json_node_get_object (cond);
     const char *op = member_string (co, "ComparisonOperator");
     if (op && !g_str_equal (op, "BEGINS_WITH")) {
-      kvs_error (request, 400, "InvalidArgumentException",
+      edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                  "ComparisonOperator must be BEGINS_WITH");
       return;
     }
@@ -743,7 +735,8 @@ handle_get_data_endpoint (EdgeRequest *request, gpointer data)
     return;
   const char *api = member_string (o, "APIName");
   if (api == NULL || !g_strv_contains (apis, api)) {
-    kvs_error (request, 400, "InvalidArgumentException", "APIName is required (e.g. LIST_FRAGMENTS)");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "APIName is required (e.g. LIST_FRAGMENTS)");
     return;
   }
   g_autofree char *base = media_request_base_url (request);
@@ -766,21 +759,24 @@ handle_create_stream (EdgeRequest *request, gpointer data)
                            : NULL;
   gint64 hours;
   if (name == NULL) {
-    kvs_error (request, 400, "InvalidArgumentException", "StreamName is required");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "StreamName is required");
     return;
   }
   if (media_service_lookup (service, name)) {
-    kvs_error (request, 400, "ResourceInUseException", "The stream %s already exists", name);
+    edge_request_respond_rest_error (request, 400, "ResourceInUseException",
+                                     "The stream %s already exists", name);
     return;
   }
   if (source == NULL) {
-    kvs_error (request, 400, "InvalidArgumentException",
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                "edged records cameras: give the camera's source as the tag edged:source "
                "(rtsp://..., test://, ...)");
     return;
   }
   if (!member_int (o, "DataRetentionInHours", 24, &hours) || hours < 0 || hours > 8760) {
-    kvs_error (request, 400, "InvalidArgumentException", "DataRetentionInHours must be 0 to 8760");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "DataRetentionInHours must be 0 to 8760");
     return;
   }
   g_autoptr (JsonObject) settings = json_object_new ();
@@ -791,7 +787,8 @@ handle_create_stream (EdgeRequest *request, gpointer data)
   if (media_service_camera_settings_from_json (settings, &config, &error))
     c = media_service_create_camera (service, &config, &error);
   if (c == NULL) {
-    kvs_error (request, 400, "InvalidArgumentException", "%s", error->message);
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException", "%s",
+                                     error->message);
     return;
   }
   g_autofree char *arn = stream_arn (c);
@@ -809,14 +806,15 @@ handle_delete_stream (EdgeRequest *request, gpointer data)
   if (o == NULL)
     return;
   if (member_string (o, "StreamARN") == NULL) {
-    kvs_error (request, 400, "InvalidArgumentException", "StreamARN is required");
+    edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
+                                     "StreamARN is required");
     return;
   }
   if ((c = kvs_camera (request, service, o)) == NULL)
     return;
   g_autofree char *name = g_strdup (c->name);
   if (!media_service_remove_camera (service, name, &error)) {
-    kvs_error (request, 400, "ResourceInUseException", "%s", error->message);
+    edge_request_respond_rest_error (request, 400, "ResourceInUseException", "%s", error->message);
     return;
   }
   g_autoptr (GBytes) empty = g_bytes_new_static ("{}", 2);

@@ -5,6 +5,7 @@
  *   OPTIONS url             which methods the camera knows
  *   DESCRIBE url            -> SDP: the first m=video with H264 or H265
  *   SETUP control           Transport: RTP/AVP/TCP;unicast;interleaved=0-1
+ *                           (the answer's interleaved= says which channel RTP uses)
  *   PLAY url                Session: id
  *   GET_PARAMETER url       every session timeout / 2, as a keep-alive
  *                           (OPTIONS where the camera does not list it)
@@ -68,6 +69,7 @@ typedef struct {
   guint cseq;
   char *session;
   guint session_timeout_s;
+  guint channel;      /* the interleaved channel RTP comes on */
   gboolean streaming; /* PLAY answered: reads are batched (fill) */
   gboolean drained;   /* the last read left nothing in the socket */
 } Session;
@@ -453,7 +455,7 @@ stream (Session *s, MediaRtpDepay *depay, Timeline *t, GError **error)
         gsize len = edge_get_be16 (p + 2);
         if (s->buffer->len - at < 4 + len)
           break;
-        if (p[1] == 0 && len >= 12) {
+        if (p[1] == s->channel && len >= 12) {
           if (!t->started) {
             t->started = TRUE;
             t->first_ts = t->last_ts = edge_get_be32 (p + 8);
@@ -553,6 +555,11 @@ client_thread (gpointer data)
   const char *timeout = strstr (session, "timeout=");
   if (timeout)
     s.session_timeout_s = CLAMP ((guint) g_ascii_strtoull (timeout + 8, NULL, 10), 10, 600);
+  /* The camera may pick other channels than the ones asked for. */
+  const char *transport = g_hash_table_lookup (r.headers, "transport");
+  const char *interleaved = transport ? strstr (transport, "interleaved=") : NULL;
+  if (interleaved)
+    s.channel = (guint) MIN (g_ascii_strtoull (interleaved + 12, NULL, 10), 255);
   response_clear (&r);
   Timeline timeline = { .client = client, .clock_rate = track.clock_rate };
   depay = media_rtp_depay_new (track.codec, track.fmtp, on_frame, &timeline, &error);

@@ -140,6 +140,33 @@ static const ConfigKey camera_keys[] = {
 static const ListSpec camera_list = { camera_keys, G_N_ELEMENTS (camera_keys),
                                       sizeof (EdgeConfigCamera), "name", 64 };
 
+#define FOFF(field) G_STRUCT_OFFSET (EdgeConfigFunction, field)
+
+static const ConfigKey function_keys[] = {
+  { "name", KEY_STRING, FOFF (name), NULL, 0, 0, NULL,
+    "Function name: 1 to 64 of a-z, A-Z, 0-9, _ and -.", NULL },
+  { "bootstrap", KEY_PATH, FOFF (bootstrap), NULL, 0, 0, NULL,
+    "The executable that runs the handler, speaking the Lambda Runtime API (a custom "
+    "runtime's bootstrap, or a script that starts a runtime interface client); its directory "
+    "is LAMBDA_TASK_ROOT.", NULL },
+  { "handler", KEY_STRING, FOFF (handler), "", 0, 0, NULL,
+    "Passed as _HANDLER (index.handler, for a runtime interface client).", NULL },
+  { "timeout", KEY_DURATION, FOFF (timeout_ms), "3s", 1000, 900 * 1000, NULL,
+    "Longest an invocation may run; past it the environment is killed and the invocation "
+    "fails with \"Task timed out\".", NULL },
+  { "memory_mb", KEY_INT, FOFF (memory_mb), "128", 128, 10240, NULL,
+    "Memory size, as AWS_LAMBDA_FUNCTION_MEMORY_SIZE tells the handler.", NULL },
+  { "concurrency", KEY_INT, FOFF (concurrency), "10", 1, 1000, NULL,
+    "Execution environments (so invocations running at once) at most; more invocations wait "
+    "for one to be free.", NULL },
+  { "idle_timeout", KEY_DURATION, FOFF (idle_ms), "5m", 1000, 24 * 3600 * 1000, NULL,
+    "An environment with no invocation for this long stops (no process is left when a "
+    "function is idle).", NULL },
+};
+
+static const ListSpec function_list = { function_keys, G_N_ELEMENTS (function_keys),
+                                        sizeof (EdgeConfigFunction), "name", 256 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -194,6 +221,9 @@ static const ConfigKey config_keys[] = {
   { "cameras", KEY_LIST, OFF (cameras), NULL, 0, 0, NULL,
     "Cameras recorded from start (more can be added at run time with POST /v1/cameras).",
     &camera_list },
+  { "functions", KEY_LIST, OFF (functions), NULL, 0, 0, NULL,
+    "Functions (handlers run on demand through the Lambda Runtime API, invoked with the Lambda "
+    "Invoke API).", &function_list },
 };
 
 static const ConfigKey *
@@ -496,9 +526,19 @@ edge_config_new_default (void)
 }
 
 EdgeConfig *
-edge_config_new_embedded (void)
+edge_config_new_embedded (const char *sample_bootstrap)
 {
   EdgeConfig *config = edge_config_new_default ();
+  if (sample_bootstrap) {
+    EdgeConfigFunction *hello = g_new0 (EdgeConfigFunction, 1);
+    fields_init (hello, function_keys, G_N_ELEMENTS (function_keys));
+    g_free (hello->name);
+    hello->name = g_strdup ("hello");
+    g_free (hello->bootstrap);
+    hello->bootstrap = g_strdup (sample_bootstrap);
+    hello->idle_ms = 60 * 1000;
+    g_ptr_array_add (config->functions, hello);
+  }
   EdgeConfigCamera *demo = g_new0 (EdgeConfigCamera, 1);
   fields_init (demo, camera_keys, G_N_ELEMENTS (camera_keys));
   g_free (demo->name);

@@ -96,6 +96,17 @@ typedef struct {
   gint64 width, height, fps; /* raw sources; 0: the source's own */
 } EdgeConfigCamera;
 
+/* One function declared in the configuration (the "functions" list). */
+typedef struct {
+  char *name;
+  char *bootstrap;     /* the executable that speaks the Runtime API */
+  char *handler;       /* _HANDLER, for runtime interface clients; may be "" */
+  gint64 timeout_ms;
+  gint64 memory_mb;
+  gint64 concurrency;  /* environments at most */
+  gint64 idle_ms;      /* an environment idle this long stops */
+} EdgeConfigFunction;
+
 /* The daemon's whole configuration, as values. Strings are owned by the
  * struct; an unset optional string is "" (never NULL). Sizes are bytes,
  * durations milliseconds. */
@@ -117,6 +128,7 @@ typedef struct {
   gint64 storage_video_reserve_bytes;
   GPtrArray *streams; /* EdgeConfigStream *, in file order; never NULL */
   GPtrArray *cameras; /* EdgeConfigCamera *, in file order; never NULL */
+  GPtrArray *functions; /* EdgeConfigFunction *, in file order; never NULL */
 } EdgeConfig;
 
 /* Every key at its default and empty lists: what a configuration file
@@ -124,9 +136,10 @@ typedef struct {
 EdgeConfig *edge_config_new_default (void);
 
 /* What edged runs without a configuration file: the defaults plus a demo
- * camera (test://), so that a first start has something to show.
- * (transfer full) */
-EdgeConfig *edge_config_new_embedded (void);
+ * camera (test://), so that a first start has something to show, and,
+ * given the path of the sample function's bootstrap (nullable), that
+ * function as "hello". (transfer full) */
+EdgeConfig *edge_config_new_embedded (const char *sample_bootstrap);
 
 /* Parses YAML text @data of @len bytes. @name is used in error messages
  * ("edged.yaml:14: gateway.listen: ..."); @base_dir (nullable) is where

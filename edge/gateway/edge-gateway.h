@@ -99,6 +99,10 @@ gboolean edge_gateway_add_amz_target (EdgeGateway *gateway, const char *service,
  * with Content-Type application/x-amz-json-1.1. */
 void edge_request_respond_amz_error (EdgeRequest *request, guint status, const char *type,
                                      const char *format, ...) G_GNUC_PRINTF (4, 5);
+/* Answers in the AWS REST JSON error shape (Lambda, Kinesis Video):
+ * X-Amzn-ErrorType: TYPE and {"message": ...}, application/json. */
+void edge_request_respond_rest_error (EdgeRequest *request, guint status, const char *type,
+                                      const char *format, ...) G_GNUC_PRINTF (4, 5);
 /* Answers @body with Content-Type application/x-amz-json-1.1. */
 void edge_request_respond_amz_json (EdgeRequest *request, JsonNode *body);
 

@@ -430,6 +430,23 @@ edge_gateway_add_websocket (EdgeGateway *gateway, const EdgeWsRoute *route, gpoi
 }
 
 void
+edge_request_respond_rest_error (EdgeRequest *request, guint status, const char *type,
+                                 const char *format, ...)
+{
+  va_list args;
+  va_start (args, format);
+  g_autofree char *message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_autoptr (GString) text = g_string_new ("{\"message\":");
+  edge_json_append_string (text, message, strlen (message));
+  g_string_append_c (text, '}');
+  soup_message_headers_replace (soup_server_message_get_response_headers (request->msg),
+                                "X-Amzn-ErrorType", type);
+  g_autoptr (GBytes) body = g_bytes_new (text->str, text->len);
+  edge_request_respond (request, status, "application/json", body);
+}
+
+void
 edge_request_respond_amz_error (EdgeRequest *request, guint status, const char *type,
                                 const char *format, ...)
 {

@@ -86,7 +86,9 @@ route_parse (const char *pattern)
       const char *p = parts[i];
       gsize len = strlen (p);
       Segment seg = { SEG_LITERAL, NULL };
-      if (len == 0)
+      /* An empty segment only last: a pattern with a trailing slash
+       * ("/2015-03-31/functions/", as AWS clients call it). */
+      if (len == 0 && i != n - 1)
         goto bad;
       if (p[0] == '{') {
         if (p[len - 1] != '}')

@@ -266,9 +266,17 @@ test_camera_list (void **state)
       fail_msg ("case %u: %s lacks %s", i, e->message, bad[i][1]);
   }
 
-  /* The embedded default is the defaults plus one test camera. */
-  g_autoptr (EdgeConfig) embedded = edge_config_new_embedded ();
+  /* The embedded default is the defaults plus one test camera and, where
+   * its bootstrap is found, the sample function. */
+  g_autoptr (EdgeConfig) embedded = edge_config_new_embedded ("/opt/hello/bootstrap");
   assert_int_equal (embedded->cameras->len, 1);
+  assert_int_equal (embedded->functions->len, 1);
+  EdgeConfigFunction *hello = g_ptr_array_index (embedded->functions, 0);
+  assert_string_equal (hello->name, "hello");
+  assert_string_equal (hello->bootstrap, "/opt/hello/bootstrap");
+  assert_int_equal (hello->timeout_ms, 3000);
+  g_autoptr (EdgeConfig) bare = edge_config_new_embedded (NULL);
+  assert_int_equal (bare->functions->len, 0);
   EdgeConfigCamera *demo = g_ptr_array_index (embedded->cameras, 0);
   assert_string_equal (demo->name, "demo");
   assert_string_equal (demo->source, "test://");
@@ -276,6 +284,7 @@ test_camera_list (void **state)
   g_autoptr (EdgeConfig) again = load (out, &error);
   assert_null (error);
   assert_int_equal (again->cameras->len, 1);
+  assert_int_equal (again->functions->len, 1);
 }
 
 static void

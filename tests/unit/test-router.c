@@ -21,6 +21,7 @@ static const char *const patterns[][2] = {
   { "GET", "/assets/{path*}" },
   { "GET", "/assets/special.js" },
   { "POST", "/2015-03-31/functions/{name}/invocations" },
+  { "GET", "/2015-03-31/functions/" },
 };
 
 typedef struct {
@@ -57,6 +58,9 @@ static const MatchCase cases[] = {
   { "GET", "/assets", EDGE_ROUTER_NOT_FOUND, NULL, NULL, NULL },
   { "POST", "/2015-03-31/functions/hello/invocations", EDGE_ROUTER_FOUND,
     "/2015-03-31/functions/{name}/invocations", "name=hello", NULL },
+  /* A trailing slash is part of a path: a pattern may end in one. */
+  { "GET", "/2015-03-31/functions/", EDGE_ROUTER_FOUND, "/2015-03-31/functions/", "", NULL },
+  { "GET", "/2015-03-31/functions", EDGE_ROUTER_NOT_FOUND, NULL, NULL, NULL },
   { "GET", "/v1/cameras/%zz", EDGE_ROUTER_NOT_FOUND, NULL, NULL, NULL },
   { "GET", "/v1/cameras/a%00b", EDGE_ROUTER_NOT_FOUND, NULL, NULL, NULL },
   { "GET", "relative", EDGE_ROUTER_NOT_FOUND, NULL, NULL, NULL },

@@ -1,0 +1,1061 @@
+/* service.c: functions, their execution environments and the Lambda
+ * Invoke API (functions/functions.h).
+ *
+ * An invocation waits in its function's queue until an environment asks
+ * for it:
+ *
+ *   Invoke ──▶ queue ──▶ GET  /2018-06-01/runtime/invocation/next   (parked until one comes)
+ *                        POST /2018-06-01/runtime/invocation/ID/response ──▶ 200 to the caller
+ *                        POST /2018-06-01/runtime/invocation/ID/error    ──▶ 200, X-Amz-Function-Error
+ *                        POST /2018-06-01/runtime/init/error             ──▶ the environment goes
+ *
+ * Environments start on demand, one per invocation waiting beyond those
+ * already starting, up to the function's concurrency; one that finished
+ * asks for the next invocation at once and is reused warm; one with
+ * nothing to do for the idle timeout stops, so an idle function has no
+ * process. Each environment is a process group of its own (a bootstrap's
+ * children die with it) with its own Runtime API server on a loopback port
+ * that only it is told (AWS_LAMBDA_RUNTIME_API), so it reaches only its own
+ * invocations, and its own TMPDIR.
+ *
+ * Failures are Lambda's, with the invocation answered 200 and
+ * X-Amz-Function-Error: Unhandled: the timeout kills the environment
+ * ("Sandbox.Timedout", "Task timed out after N.NN seconds"); an environment
+ * that exits mid-invocation fails it ("Runtime.ExitError"); an init error
+ * fails the invocation waiting for that environment. None of it reaches the
+ * daemon or the function's other environments.
+ */
+#define G_LOG_DOMAIN "functions"
+
+#include "functions.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <gio/gio.h>
+#include <stdio.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define ACCOUNT "000000000000"
+#define REGION "us-east-1"
+#define RUNTIME_PREFIX "/2018-06-01/runtime/"
+/* An environment asked to stop is killed if still there after this. */
+#define STOP_GRACE_MS 2000
+/* A runtime must ask for its first invocation within this (Lambda's init
+ * limit). */
+#define INIT_LIMIT_MS 10000
+
+typedef struct _Function Function;
+typedef struct _Env Env;
+
+typedef struct {
+  char *id;
+  Function *fn;
+  GBytes *payload;
+  EdgeRequest *request; /* paused; answered when the invocation ends */
+  gint64 started_us;    /* when it came in */
+  gint64 handed_us;     /* when an environment took it; 0: never did */
+  GPid pid;             /* that environment's process */
+} Invocation;
+
+struct _Env {
+  gint refs;                    /* the function's, and a spawn under way's */
+  gboolean released;            /* let go of by its function */
+  gboolean spawning;            /* the process is being started, off the main thread */
+  Function *fn;
+  guint number;
+  SoupServer *server;
+  char *tmp_dir;
+  GSubprocess *process;
+  GPid pid;
+  gboolean started;             /* has asked for an invocation once */
+  SoupServerMessage *waiting;   /* a parked GET .../next */
+  Invocation *current;
+  guint timeout_source;
+  guint idle_source;
+  guint kill_source;
+  gboolean stopping;
+  GCancellable *cancellable;
+  GDataInputStream *output;
+};
+
+struct _Function {
+  FunctionsService *service;
+  EdgeConfigFunction config;
+  char *arn;
+  char *task_root;
+  GQueue queue; /* Invocation *, waiting for an environment */
+  GPtrArray *envs;
+  guint next_env;
+};
+
+struct _FunctionsService {
+  EdgeGateway *gateway;
+  EdgeMetrics *metrics;
+  char *work_dir;
+  GHashTable *functions; /* name -> Function */
+  GPtrArray *order;      /* Function *, as added */
+};
+
+static void env_stop (Env *env, gboolean now);
+static void dispatch (Function *fn);
+
+/* ---- answers to the caller ---- */
+
+static void
+invocation_free (Invocation *inv)
+{
+  g_free (inv->id);
+  g_clear_pointer (&inv->payload, g_bytes_unref);
+  g_free (inv);
+}
+
+/* Peak resident memory of @pid in MiB (what REPORT calls Max Memory
+ * Used), 0 if unknown. */
+static guint
+peak_memory_mb (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/status", pid);
+  g_autofree char *status = NULL;
+  if (pid <= 0 || !g_file_get_contents (path, &status, NULL, NULL))
+    return 0;
+  const char *hwm = strstr (status, "VmHWM:");
+  return hwm ? (guint) (g_ascii_strtoull (hwm + 6, NULL, 10) / 1024) : 0;
+}
+
+/* Ends @inv with @body: the handler's result, or with @function_error its
+ * error ("Unhandled"). Logs Lambda's END and REPORT lines for an
+ * invocation that ran, and counts it. */
+static void
+invocation_finish (Invocation *inv, GBytes *body, const char *function_error)
+{
+  Function *fn = inv->fn;
+  gint64 now = g_get_monotonic_time ();
+  if (inv->handed_us) {
+    double ms = (now - inv->handed_us) / 1000.0;
+    g_message ("function \"%s\": END RequestId: %s", fn->config.name, inv->id);
+    g_message ("function \"%s\": REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: "
+               "%.0f ms\tMemory Size: %" G_GINT64_FORMAT " MB\tMax Memory Used: %u MB",
+               fn->config.name, inv->id, ms, MAX (1.0, ceil (ms)), fn->config.memory_mb,
+               peak_memory_mb (inv->pid));
+  }
+  EdgeMetrics *metrics = fn->service->metrics;
+  if (metrics) {
+    g_autofree char *labels = g_strdup_printf ("function=\"%s\",result=\"%s\"", fn->config.name,
+                                               function_error ? "error" : "success");
+    edge_metrics_add (metrics, "edged_function_invocations_total", labels, 1);
+    g_autofree char *name = g_strdup_printf ("function=\"%s\"", fn->config.name);
+    edge_metrics_observe (metrics, "edged_function_duration_seconds", name,
+                          (now - inv->started_us) / 1e6);
+  }
+  SoupMessageHeaders *headers =
+      soup_server_message_get_response_headers (edge_request_message (inv->request));
+  soup_message_headers_replace (headers, "X-Amz-Executed-Version", "$LATEST");
+  soup_message_headers_replace (headers, "X-Amzn-RequestId", inv->id);
+  if (function_error)
+    soup_message_headers_replace (headers, "X-Amz-Function-Error", function_error);
+  edge_request_respond (inv->request, 200, "application/json", body);
+  invocation_free (inv);
+}
+
+/* Ends @inv with a Lambda error object {"errorType", "errorMessage"}. */
+static void
+invocation_fail (Invocation *inv, const char *type, const char *format, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+invocation_fail (Invocation *inv, const char *type, const char *format, ...)
+{
+  va_list args;
+  va_start (args, format);
+  g_autofree char *detail = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_autofree char *message = g_strdup_printf ("RequestId: %s Error: %s", inv->id, detail);
+  g_autoptr (GString) body = g_string_new ("{\"errorType\":");
+  edge_json_append_string (body, type, strlen (type));
+  g_string_append (body, ",\"errorMessage\":");
+  edge_json_append_string (body, message, strlen (message));
+  g_string_append_c (body, '}');
+  g_autoptr (GBytes) bytes = g_bytes_new (body->str, body->len);
+  invocation_finish (inv, bytes, "Unhandled");
+}
+
+/* ---- the Runtime API (one server per environment) ---- */
+
+static void
+runtime_answer (SoupServerMessage *msg, guint status, const char *json)
+{
+  soup_server_message_set_status (msg, status, NULL);
+  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_COPY, json,
+                                    strlen (json));
+}
+
+static void
+runtime_error (SoupServerMessage *msg, guint status, const char *type, const char *message)
+{
+  g_autoptr (GString) body = g_string_new ("{\"errorType\":");
+  edge_json_append_string (body, type, strlen (type));
+  g_string_append (body, ",\"errorMessage\":");
+  edge_json_append_string (body, message, strlen (message));
+  g_string_append_c (body, '}');
+  runtime_answer (msg, status, body->str);
+}
+
+/* Gives @inv to @env's parked request for the next invocation. */
+static gboolean on_timeout (gpointer data);
+
+static void
+hand_over (Env *env, Invocation *inv)
+{
+  Function *fn = env->fn;
+  SoupServerMessage *msg = g_steal_pointer (&env->waiting);
+  g_clear_handle_id (&env->idle_source, g_source_remove);
+  env->current = inv;
+  inv->handed_us = g_get_monotonic_time ();
+  inv->pid = env->pid;
+  g_message ("function \"%s\": START RequestId: %s Version: $LATEST", fn->config.name, inv->id);
+  gint64 deadline_ms = g_get_real_time () / 1000 + fn->config.timeout_ms;
+  char deadline[32];
+  g_snprintf (deadline, sizeof deadline, "%" G_GINT64_FORMAT, deadline_ms);
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  soup_message_headers_replace (headers, "Lambda-Runtime-Aws-Request-Id", inv->id);
+  soup_message_headers_replace (headers, "Lambda-Runtime-Deadline-Ms", deadline);
+  soup_message_headers_replace (headers, "Lambda-Runtime-Invoked-Function-Arn", fn->arn);
+  g_autofree char *trace = g_strdup_printf ("Root=1-%08x-%08x%08x%08x;Sampled=0",
+                                            (guint) (g_get_real_time () / G_USEC_PER_SEC),
+                                            g_random_int (), g_random_int (), g_random_int ());
+  soup_message_headers_replace (headers, "Lambda-Runtime-Trace-Id", trace);
+  gsize len;
+  const char *data = g_bytes_get_data (inv->payload, &len);
+  soup_server_message_set_status (msg, 200, NULL);
+  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_COPY, data, len);
+  soup_server_message_unpause (msg);
+  g_object_unref (msg);
+  env->timeout_source = g_timeout_add ((guint) fn->config.timeout_ms, on_timeout, env);
+}
+
+static gboolean
+on_idle (gpointer data)
+{
+  Env *env = data;
+  env->idle_source = 0;
+  g_info ("function \"%s\": environment %u idle for %" G_GINT64_FORMAT " s, stopping",
+          env->fn->config.name, env->number, env->fn->config.idle_ms / 1000);
+  env_stop (env, FALSE);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_timeout (gpointer data)
+{
+  Env *env = data;
+  env->timeout_source = 0;
+  Invocation *inv = g_steal_pointer (&env->current);
+  if (inv)
+    invocation_fail (inv, "Sandbox.Timedout", "Task timed out after %.2f seconds",
+                     env->fn->config.timeout_ms / 1000.0);
+  env_stop (env, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+/* A runtime that never asked for an invocation: it goes, and the oldest
+ * invocation waiting (which it was started for) fails. */
+static gboolean
+on_init_timeout (gpointer data)
+{
+  Env *env = data;
+  env->timeout_source = 0;
+  g_warning ("function \"%s\": environment %u did not ask for an invocation within %d s",
+             env->fn->config.name, env->number, INIT_LIMIT_MS / 1000);
+  Invocation *inv = g_queue_pop_head (&env->fn->queue);
+  if (inv)
+    invocation_fail (inv, "Sandbox.Timedout",
+                     "Task timed out after %.2f seconds (the runtime did not start)",
+                     INIT_LIMIT_MS / 1000.0);
+  env_stop (env, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+/* The invocation @id names, if it is @env's current one; otherwise
+ * answers the runtime 400 and returns NULL. */
+static Invocation *
+take_current (Env *env, SoupServerMessage *msg, const char *id)
+{
+  if (env->current == NULL || !g_str_equal (env->current->id, id)) {
+    runtime_error (msg, 400, "InvalidRequestID", "not an invocation of this environment");
+    return NULL;
+  }
+  g_clear_handle_id (&env->timeout_source, g_source_remove);
+  return g_steal_pointer (&env->current);
+}
+
+static void
+on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+            gpointer data)
+{
+  Env *env = data;
+  const char *method = soup_server_message_get_method (msg);
+  const char *rest = g_str_has_prefix (path, RUNTIME_PREFIX) ? path + strlen (RUNTIME_PREFIX) : "";
+  SoupMessageBody *request_body = soup_server_message_get_request_body (msg);
+
+  if (env->stopping) {
+    runtime_error (msg, 410, "EnvironmentStopping", "this environment is stopping");
+    return;
+  }
+  if (g_str_equal (rest, "invocation/next") && g_str_equal (method, "GET")) {
+    if (env->waiting) {
+      runtime_error (msg, 400, "InvalidRequest", "already waiting for the next invocation");
+      return;
+    }
+    if (env->current) {
+      /* Asked for more without answering: the invocation is lost. */
+      Invocation *inv = g_steal_pointer (&env->current);
+      g_clear_handle_id (&env->timeout_source, g_source_remove);
+      invocation_fail (inv, "Runtime.NoResponse",
+                       "the runtime asked for the next invocation without answering this one");
+    }
+    if (!env->started)
+      g_clear_handle_id (&env->timeout_source, g_source_remove); /* the init limit */
+    env->started = TRUE;
+    env->waiting = g_object_ref (msg);
+    soup_server_message_pause (msg);
+    env->idle_source = g_timeout_add ((guint) env->fn->config.idle_ms, on_idle, env);
+    dispatch (env->fn);
+    return;
+  }
+  if (g_str_equal (method, "POST") && g_str_has_prefix (rest, "invocation/")) {
+    const char *id_start = rest + strlen ("invocation/");
+    const char *slash = strchr (id_start, '/');
+    if (slash == NULL) {
+      runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
+      return;
+    }
+    g_autofree char *id = g_strndup (id_start, slash - id_start);
+    gboolean response = g_str_equal (slash, "/response");
+    if (!response && !g_str_equal (slash, "/error")) {
+      runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
+      return;
+    }
+    Invocation *inv = take_current (env, msg, id);
+    if (inv == NULL)
+      return;
+    if (request_body->length > FUNCTIONS_MAX_PAYLOAD_BYTES) {
+      runtime_error (msg, 413, "RequestEntityTooLarge", "the response is over 6 MiB");
+      invocation_fail (inv, "Function.ResponseSizeTooLarge",
+                       "Response payload size exceeded maximum allowed payload size (%d bytes).",
+                       FUNCTIONS_MAX_PAYLOAD_BYTES);
+      return;
+    }
+    g_autoptr (GBytes) body = soup_message_body_flatten (request_body);
+    invocation_finish (inv, body, response ? NULL : "Unhandled");
+    runtime_answer (msg, 202, "{\"status\":\"OK\"}");
+    return;
+  }
+  if (g_str_equal (rest, "init/error") && g_str_equal (method, "POST")) {
+    g_autoptr (GBytes) body = soup_message_body_flatten (request_body);
+    g_warning ("function \"%s\": environment %u failed to start: %.*s", env->fn->config.name,
+               env->number, (int) MIN (g_bytes_get_size (body), 500),
+               (const char *) g_bytes_get_data (body, NULL));
+    /* The invocation that would have gone to it gets the error. */
+    Invocation *inv = g_queue_pop_head (&env->fn->queue);
+    if (inv)
+      invocation_finish (inv, body, "Unhandled");
+    runtime_answer (msg, 202, "{\"status\":\"OK\"}");
+    env_stop (env, TRUE);
+    return;
+  }
+  runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
+}
+
+/* Refuses a body over the limit before it is read (an early handler: it
+ * runs once the headers are in). */
+static void
+on_runtime_headers (SoupServer *server, SoupServerMessage *msg, const char *path,
+                    GHashTable *query, gpointer data)
+{
+  goffset length = soup_message_headers_get_content_length (
+      soup_server_message_get_request_headers (msg));
+  if (length > FUNCTIONS_MAX_PAYLOAD_BYTES) {
+    Env *env = data;
+    Invocation *inv = g_steal_pointer (&env->current);
+    if (inv) {
+      g_clear_handle_id (&env->timeout_source, g_source_remove);
+      invocation_fail (inv, "Function.ResponseSizeTooLarge",
+                       "Response payload size exceeded maximum allowed payload size (%d bytes).",
+                       FUNCTIONS_MAX_PAYLOAD_BYTES);
+    }
+    runtime_error (msg, 413, "RequestEntityTooLarge", "the body is over 6 MiB");
+  }
+}
+
+/* ---- environments ---- */
+
+static int
+remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  remove (path);
+  return 0;
+}
+
+/* Removes an environment's /tmp with whatever its handler left there. */
+static void
+remove_tree (const char *path)
+{
+  nftw (path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+env_unref (Env *env)
+{
+  if (--env->refs > 0)
+    return;
+  g_clear_object (&env->process);
+  g_free (env);
+}
+
+/* Lets go of @env: its server, timers and /tmp go now; a spawn under way
+ * finishes first (on_spawned), then it is freed. */
+static void
+env_release (Env *env)
+{
+  env->released = TRUE;
+  g_clear_handle_id (&env->timeout_source, g_source_remove);
+  g_clear_handle_id (&env->idle_source, g_source_remove);
+  g_clear_handle_id (&env->kill_source, g_source_remove);
+  if (env->waiting) {
+    runtime_error (env->waiting, 410, "EnvironmentStopping", "this environment is stopping");
+    soup_server_message_unpause (env->waiting);
+    g_clear_object (&env->waiting);
+  }
+  if (env->server) {
+    soup_server_disconnect (env->server);
+    g_clear_object (&env->server);
+  }
+  g_cancellable_cancel (env->cancellable);
+  g_clear_object (&env->cancellable);
+  g_clear_object (&env->output);
+  if (env->tmp_dir) {
+    remove_tree (env->tmp_dir);
+    g_clear_pointer (&env->tmp_dir, g_free);
+  }
+  env_unref (env);
+}
+
+static void
+signal_group (Env *env, int sig)
+{
+  if (env->pid > 0)
+    kill (-env->pid, sig); /* the whole process group */
+}
+
+static gboolean
+on_kill (gpointer data)
+{
+  Env *env = data;
+  env->kill_source = 0;
+  signal_group (env, SIGKILL);
+  return G_SOURCE_REMOVE;
+}
+
+/* Asks @env to go (SIGTERM, then SIGKILL after a grace period), or kills
+ * it @now; its exit removes it. */
+static void
+env_stop (Env *env, gboolean now)
+{
+  if (env->stopping && !now)
+    return;
+  env->stopping = TRUE;
+  g_clear_handle_id (&env->idle_source, g_source_remove);
+  if (now) {
+    signal_group (env, SIGKILL);
+    return;
+  }
+  signal_group (env, SIGTERM);
+  if (env->kill_source == 0)
+    env->kill_source = g_timeout_add (STOP_GRACE_MS, on_kill, env);
+}
+
+static void
+on_exited (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Env *env = data;
+  gboolean exited = g_subprocess_wait_finish (G_SUBPROCESS (source), result, NULL);
+  if (!exited || env->released) {
+    env_unref (env); /* cancelled: its function let go of it */
+    return;
+  }
+  env_unref (env); /* the function's reference keeps it */
+  Function *fn = env->fn;
+  /* Whatever else the group left behind goes with it. */
+  signal_group (env, SIGKILL);
+  g_autofree char *how =
+      g_subprocess_get_if_signaled (env->process)
+          ? g_strdup_printf ("signal %d", g_subprocess_get_term_sig (env->process))
+          : g_strdup_printf ("exit status %d", g_subprocess_get_exit_status (env->process));
+  if (!env->stopping)
+    g_warning ("function \"%s\": environment %u exited (%s)", fn->config.name, env->number, how);
+  Invocation *inv = g_steal_pointer (&env->current);
+  if (inv)
+    invocation_fail (inv, "Runtime.ExitError", "Runtime exited with error: %s", how);
+  g_ptr_array_remove (fn->envs, env);
+  env_release (env);
+  dispatch (fn);
+}
+
+static void read_output (Env *env);
+
+static void
+on_output_line (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Env *env = data;
+  gsize len;
+  g_autofree char *line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source),
+                                                                      result, &len, NULL);
+  if (line && !env->released) {
+    g_message ("function \"%s\" [%u]: %s", env->fn->config.name, env->number, line);
+    read_output (env);
+  }
+  env_unref (env);
+}
+
+/* Reads the environment's output a line at a time into the log. Holds a
+ * reference while a read is under way. */
+static void
+read_output (Env *env)
+{
+  env->refs++;
+  g_data_input_stream_read_line_async (env->output, G_PRIORITY_DEFAULT, env->cancellable,
+                                       on_output_line, env);
+}
+
+static void
+child_setup (gpointer data)
+{
+  setpgid (0, 0);
+}
+
+typedef struct {
+  GSubprocessLauncher *launcher;
+  char *bootstrap;
+} SpawnJob;
+
+static void
+spawn_job_free (SpawnJob *job)
+{
+  g_object_unref (job->launcher);
+  g_free (job->bootstrap);
+  g_free (job);
+}
+
+static void
+spawn_in_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  SpawnJob *job = data;
+  GError *error = NULL;
+  GSubprocess *process = g_subprocess_launcher_spawn (job->launcher, &error, job->bootstrap, NULL);
+  if (process)
+    g_task_return_pointer (task, process, g_object_unref);
+  else
+    g_task_return_error (task, error);
+}
+
+/* The spawn's end, on the main thread. */
+static void
+on_spawned (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Env *env = data;
+  Function *fn = env->fn;
+  g_autoptr (GError) error = NULL;
+  GSubprocess *process = g_task_propagate_pointer (G_TASK (result), &error);
+  env->spawning = FALSE;
+  if (process) {
+    const char *pid = g_subprocess_get_identifier (process);
+    env->pid = pid ? (GPid) g_ascii_strtoll (pid, NULL, 10) : 0;
+    env->process = process;
+  }
+  if (env->released) {
+    /* Let go of while it started: it goes at once. */
+    if (process) {
+      signal_group (env, SIGKILL);
+      g_subprocess_wait (process, NULL, NULL);
+    }
+    env_unref (env);
+    return;
+  }
+  env_unref (env);
+  if (process == NULL) {
+    g_warning ("function \"%s\": cannot start an environment: %s", fn->config.name,
+               error->message);
+    if (!g_ptr_array_remove (fn->envs, env))
+      return; /* the service is stopping: it releases it */
+    env_release (env);
+    /* The invocation it was started for fails, rather than start another
+     * that would fail the same way. */
+    Invocation *inv = g_queue_pop_head (&fn->queue);
+    if (inv)
+      invocation_fail (inv, "Runtime.StartError", "cannot start the runtime: %s", error->message);
+    dispatch (fn);
+    return;
+  }
+  g_info ("function \"%s\": environment %u started (pid %d)", fn->config.name, env->number,
+          env->pid);
+  if (env->stopping)
+    signal_group (env, SIGKILL);
+  env->output = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
+  read_output (env);
+  env->refs++;
+  g_subprocess_wait_async (process, env->cancellable, on_exited, env);
+}
+
+static Env *
+env_start (Function *fn, GError **error)
+{
+  FunctionsService *service = fn->service;
+  Env *env = g_new0 (Env, 1);
+  env->refs = 1;
+  env->fn = fn;
+  env->number = ++fn->next_env;
+  env->cancellable = g_cancellable_new ();
+  env->server = soup_server_new ("server-header", "edged-runtime", NULL);
+  soup_server_add_early_handler (env->server, RUNTIME_PREFIX, on_runtime_headers, env, NULL);
+  soup_server_add_handler (env->server, RUNTIME_PREFIX, on_runtime, env, NULL);
+  if (!soup_server_listen_local (env->server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, error)) {
+    env_release (env);
+    return NULL;
+  }
+  GSList *uris = soup_server_get_uris (env->server);
+  gint port = uris ? g_uri_get_port (uris->data) : 0;
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+
+  env->tmp_dir = g_strdup_printf ("%s/%s-%u-XXXXXX", service->work_dir, fn->config.name,
+                                  env->number);
+  if (g_mkdtemp_full (env->tmp_dir, 0700) == NULL) {
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", env->tmp_dir,
+                 g_strerror (errno));
+    g_clear_pointer (&env->tmp_dir, g_free);
+    env_release (env);
+    return NULL;
+  }
+
+  g_autoptr (GSubprocessLauncher) launcher = g_subprocess_launcher_new (
+      G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+      G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+  const char *path = g_getenv ("PATH");
+  g_autofree char *runtime_api = g_strdup_printf ("127.0.0.1:%d", port);
+  g_autofree char *memory = g_strdup_printf ("%" G_GINT64_FORMAT, fn->config.memory_mb);
+  g_autofree char *log_group = g_strdup_printf ("/aws/lambda/%s", fn->config.name);
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *day = g_date_time_format (now, "%Y/%m/%d");
+  g_autofree char *log_stream = g_strdup_printf ("%s/[$LATEST]%08x%08x", day, g_random_int (),
+                                                 g_random_int ());
+  const char *const variables[][2] = {
+    { "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin" },
+    { "LANG", "C.UTF-8" },
+    { "TZ", ":UTC" },
+    { "HOME", env->tmp_dir },
+    { "TMPDIR", env->tmp_dir },
+    { "AWS_LAMBDA_RUNTIME_API", runtime_api },
+    { "_HANDLER", fn->config.handler },
+    { "LAMBDA_TASK_ROOT", fn->task_root },
+    { "LAMBDA_RUNTIME_DIR", fn->task_root },
+    { "AWS_LAMBDA_FUNCTION_NAME", fn->config.name },
+    { "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST" },
+    { "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory },
+    { "AWS_LAMBDA_LOG_GROUP_NAME", log_group },
+    { "AWS_LAMBDA_LOG_STREAM_NAME", log_stream },
+    { "AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand" },
+    { "AWS_REGION", REGION },
+    { "AWS_DEFAULT_REGION", REGION },
+  };
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  for (gsize i = 0; i < G_N_ELEMENTS (variables); i++) {
+    g_autofree char *pair = g_strconcat (variables[i][0], "=", variables[i][1], NULL);
+    g_strv_builder_add (builder, pair);
+  }
+  g_auto (GStrv) envp = g_strv_builder_end (builder);
+  g_subprocess_launcher_set_environ (launcher, envp);
+  g_subprocess_launcher_set_cwd (launcher, fn->task_root);
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, NULL, NULL);
+  /* GLib's spawn returns once the child has exec'd, which for a bootstrap
+   * among fifty starting at once takes a good part of a second: off the
+   * main thread, so that the gateway and the other environments do not
+   * wait for it. */
+  GTask *task = g_task_new (NULL, NULL, on_spawned, env);
+  SpawnJob *job = g_new0 (SpawnJob, 1);
+  job->launcher = g_object_ref (launcher);
+  job->bootstrap = g_strdup (fn->config.bootstrap);
+  g_task_set_task_data (task, job, (GDestroyNotify) spawn_job_free);
+  env->refs++;
+  env->spawning = TRUE;
+  g_task_run_in_thread (task, spawn_in_thread);
+  g_object_unref (task);
+  g_ptr_array_add (fn->envs, env);
+  g_info ("function \"%s\": environment %u starting (Runtime API %s)", fn->config.name,
+          env->number, runtime_api);
+  env->timeout_source = g_timeout_add (INIT_LIMIT_MS, on_init_timeout, env);
+  return env;
+}
+
+/* Gives waiting invocations to environments waiting for one, and starts
+ * environments for the rest, as far as the concurrency allows. */
+static void
+dispatch (Function *fn)
+{
+  while (!g_queue_is_empty (&fn->queue)) {
+    Env *free_env = NULL;
+    for (guint i = 0; i < fn->envs->len && free_env == NULL; i++) {
+      Env *env = g_ptr_array_index (fn->envs, i);
+      if (env->waiting && env->current == NULL && !env->stopping)
+        free_env = env;
+    }
+    if (free_env == NULL)
+      break;
+    hand_over (free_env, g_queue_pop_head (&fn->queue));
+  }
+  guint starting = 0, live = 0;
+  for (guint i = 0; i < fn->envs->len; i++) {
+    Env *env = g_ptr_array_index (fn->envs, i);
+    if (env->stopping)
+      continue;
+    live++;
+    if (!env->started)
+      starting++;
+  }
+  while (g_queue_get_length (&fn->queue) > starting && live < (guint) fn->config.concurrency) {
+    g_autoptr (GError) error = NULL;
+    if (env_start (fn, &error) == NULL) {
+      g_warning ("function \"%s\": cannot start an environment: %s", fn->config.name,
+                 error->message);
+      Invocation *inv = g_queue_pop_head (&fn->queue);
+      invocation_fail (inv, "Runtime.StartError", "cannot start the runtime: %s",
+                       error->message);
+      continue;
+    }
+    starting++;
+    live++;
+  }
+}
+
+/* ---- the Lambda API ---- */
+
+/* The function a FunctionName path parameter names: a name, a name with
+ * :$LATEST, or an ARN. */
+static Function *
+lookup (FunctionsService *service, const char *name)
+{
+  const char *at = strstr (name, ":function:");
+  if (at)
+    name = at + strlen (":function:");
+  g_autofree char *bare = g_strndup (name, strcspn (name, ":"));
+  const char *qualifier = name[strlen (bare)] == ':' ? name + strlen (bare) + 1 : NULL;
+  if (qualifier && !g_str_equal (qualifier, "$LATEST"))
+    return NULL;
+  return g_hash_table_lookup (service->functions, bare);
+}
+
+/* The function the request's {name} names; otherwise answers 404. */
+static Function *
+request_function (FunctionsService *service, EdgeRequest *request)
+{
+  const char *name = edge_request_param (request, "name");
+  Function *fn = lookup (service, name);
+  if (fn == NULL)
+    edge_request_respond_rest_error (
+        request, 404, "ResourceNotFoundException",
+        "Function not found: arn:aws:lambda:" REGION ":" ACCOUNT ":function:%s", name);
+  return fn;
+}
+
+static void
+handle_invoke (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  Function *fn = request_function (service, request);
+  if (fn == NULL)
+    return;
+  const char *type = edge_request_header (request, "X-Amz-Invocation-Type");
+  if (type == NULL)
+    type = "RequestResponse";
+  GBytes *body = edge_request_body (request);
+  gsize len = g_bytes_get_size (body);
+  if (len > 0) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (JsonNode) parsed = edge_json_parse (g_bytes_get_data (body, NULL), len,
+                                                   FUNCTIONS_MAX_PAYLOAD_BYTES, &error);
+    if (parsed == NULL) {
+      edge_request_respond_rest_error (request, 400, "InvalidRequestContentException",
+                    "Could not parse request body into json: %s", error->message);
+      return;
+    }
+  }
+  if (g_str_equal (type, "DryRun")) {
+    edge_request_respond (request, 204, NULL, NULL);
+    return;
+  }
+  if (!g_str_equal (type, "RequestResponse")) {
+    edge_request_respond_rest_error (request, 400, "InvalidParameterValueException",
+                  "X-Amz-Invocation-Type %s is not supported (RequestResponse, DryRun)", type);
+    return;
+  }
+  if (g_queue_get_length (&fn->queue) >= FUNCTIONS_MAX_QUEUED) {
+    if (service->metrics) {
+      g_autofree char *labels = g_strdup_printf ("function=\"%s\"", fn->config.name);
+      edge_metrics_add (service->metrics, "edged_function_throttles_total", labels, 1);
+    }
+    edge_request_respond_rest_error (request, 429, "TooManyRequestsException", "Rate Exceeded.");
+    return;
+  }
+  Invocation *inv = g_new0 (Invocation, 1);
+  inv->id = g_uuid_string_random ();
+  inv->fn = fn;
+  inv->payload = len > 0 ? g_bytes_ref (body) : g_bytes_new_static ("{}", 2);
+  inv->request = request;
+  inv->started_us = g_get_monotonic_time ();
+  edge_request_pause (request);
+  g_queue_push_tail (&fn->queue, inv);
+  dispatch (fn);
+}
+
+static JsonNode *
+function_configuration (Function *fn)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "FunctionName");
+  json_builder_add_string_value (b, fn->config.name);
+  json_builder_set_member_name (b, "FunctionArn");
+  json_builder_add_string_value (b, fn->arn);
+  json_builder_set_member_name (b, "Runtime");
+  json_builder_add_string_value (b, "provided");
+  json_builder_set_member_name (b, "Handler");
+  json_builder_add_string_value (b, fn->config.handler);
+  json_builder_set_member_name (b, "Timeout");
+  json_builder_add_int_value (b, fn->config.timeout_ms / 1000);
+  json_builder_set_member_name (b, "MemorySize");
+  json_builder_add_int_value (b, fn->config.memory_mb);
+  json_builder_set_member_name (b, "Version");
+  json_builder_add_string_value (b, "$LATEST");
+  json_builder_set_member_name (b, "State");
+  json_builder_add_string_value (b, "Active");
+  json_builder_set_member_name (b, "PackageType");
+  json_builder_add_string_value (b, "Zip");
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
+
+static void
+handle_get_function (EdgeRequest *request, gpointer data)
+{
+  Function *fn = request_function (data, request);
+  if (fn == NULL)
+    return;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Configuration");
+  json_builder_add_value (b, function_configuration (fn));
+  json_builder_set_member_name (b, "Concurrency");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ReservedConcurrentExecutions");
+  json_builder_add_int_value (b, fn->config.concurrency);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+static void
+handle_list_functions (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Functions");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < service->order->len; i++)
+    json_builder_add_value (b, function_configuration (g_ptr_array_index (service->order, i)));
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+/* ---- the service ---- */
+
+static gboolean
+valid_name (const char *name)
+{
+  gsize n = strlen (name);
+  if (n == 0 || n > 64)
+    return FALSE;
+  for (gsize i = 0; i < n; i++)
+    if (!g_ascii_isalnum (name[i]) && name[i] != '_' && name[i] != '-')
+      return FALSE;
+  return TRUE;
+}
+
+static void
+function_free (Function *fn)
+{
+  while (!g_queue_is_empty (&fn->queue)) {
+    Invocation *inv = g_queue_pop_head (&fn->queue);
+    edge_request_respond_rest_error (inv->request, 503, "ServiceException", "edged is stopping");
+    invocation_free (inv);
+  }
+  /* No exit or output callback touches them from here on. */
+  for (guint i = 0; i < fn->envs->len; i++) {
+    Env *env = g_ptr_array_index (fn->envs, i);
+    env->stopping = TRUE;
+    g_cancellable_cancel (env->cancellable);
+  }
+  while (fn->envs->len > 0) {
+    Env *env = g_ptr_array_steal_index (fn->envs, fn->envs->len - 1);
+    Invocation *inv = g_steal_pointer (&env->current);
+    if (inv) {
+      edge_request_respond_rest_error (inv->request, 503, "ServiceException", "edged is stopping");
+      invocation_free (inv);
+    }
+    /* A spawn under way finishes first, so that its process is not missed. */
+    while (env->spawning)
+      g_main_context_iteration (NULL, TRUE);
+    signal_group (env, SIGKILL);
+    /* Reap it, so that no zombie outlives the service. */
+    if (env->process)
+      g_subprocess_wait (env->process, NULL, NULL);
+    env_release (env);
+  }
+  g_ptr_array_unref (fn->envs);
+  g_free (fn->config.name);
+  g_free (fn->config.bootstrap);
+  g_free (fn->config.handler);
+  g_free (fn->arn);
+  g_free (fn->task_root);
+  g_free (fn);
+}
+
+gboolean
+functions_service_add (FunctionsService *service, const EdgeConfigFunction *config,
+                       GError **error)
+{
+  if (!valid_name (config->name)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 "function name \"%s\": 1 to 64 of a-z, A-Z, 0-9, _ and -", config->name);
+    return FALSE;
+  }
+  if (g_hash_table_contains (service->functions, config->name)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "function \"%s\" is defined twice",
+                 config->name);
+    return FALSE;
+  }
+  if (!g_file_test (config->bootstrap, G_FILE_TEST_IS_REGULAR) ||
+      access (config->bootstrap, X_OK) != 0) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                 "function \"%s\": bootstrap %s is not an executable file", config->name,
+                 config->bootstrap);
+    return FALSE;
+  }
+  Function *fn = g_new0 (Function, 1);
+  fn->service = service;
+  fn->config = *config;
+  fn->config.name = g_strdup (config->name);
+  fn->config.bootstrap = g_canonicalize_filename (config->bootstrap, NULL);
+  fn->config.handler = g_strdup (config->handler);
+  fn->arn = g_strdup_printf ("arn:aws:lambda:" REGION ":" ACCOUNT ":function:%s", config->name);
+  fn->task_root = g_path_get_dirname (fn->config.bootstrap);
+  fn->envs = g_ptr_array_new ();
+  g_queue_init (&fn->queue);
+  g_hash_table_insert (service->functions, fn->config.name, fn);
+  g_ptr_array_add (service->order, fn);
+  g_message ("function \"%s\": %s (timeout %.0f s, concurrency %" G_GINT64_FORMAT ")",
+             fn->config.name, fn->config.bootstrap, fn->config.timeout_ms / 1000.0,
+             fn->config.concurrency);
+  return TRUE;
+}
+
+guint
+functions_service_environments (FunctionsService *service)
+{
+  guint n = 0;
+  for (guint i = 0; i < service->order->len; i++)
+    n += ((Function *) g_ptr_array_index (service->order, i))->envs->len;
+  return n;
+}
+
+/* Gauges, at every /metrics render (the main thread). */
+static void
+collect (EdgeMetrics *metrics, gpointer data)
+{
+  FunctionsService *service = data;
+  for (guint i = 0; i < service->order->len; i++) {
+    Function *fn = g_ptr_array_index (service->order, i);
+    guint busy = 0;
+    for (guint j = 0; j < fn->envs->len; j++)
+      busy += ((Env *) g_ptr_array_index (fn->envs, j))->current != NULL;
+    g_autofree char *labels = g_strdup_printf ("function=\"%s\"", fn->config.name);
+    edge_metrics_set (metrics, "edged_function_environments", labels, fn->envs->len);
+    edge_metrics_set (metrics, "edged_function_concurrent_executions", labels, busy);
+    edge_metrics_set (metrics, "edged_function_queued", labels, g_queue_get_length (&fn->queue));
+  }
+}
+
+FunctionsService *
+functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, const char *work_dir,
+                       GError **error)
+{
+  if (g_mkdir_with_parents (work_dir, 0700) != 0) {
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", work_dir,
+                 g_strerror (errno));
+    return NULL;
+  }
+  FunctionsService *service = g_new0 (FunctionsService, 1);
+  service->gateway = gateway;
+  service->metrics = metrics;
+  if (metrics) {
+    static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                      30, 60, 300, 900 };
+    edge_metrics_declare (metrics, "edged_function_invocations_total", EDGE_METRIC_COUNTER,
+                          "Invocations ended, by function and result (success, error).", NULL, 0);
+    edge_metrics_declare (metrics, "edged_function_throttles_total", EDGE_METRIC_COUNTER,
+                          "Invocations refused with TooManyRequestsException.", NULL, 0);
+    edge_metrics_declare (metrics, "edged_function_duration_seconds", EDGE_METRIC_HISTOGRAM,
+                          "Invocation time as the caller sees it (queue, start, run).", buckets,
+                          G_N_ELEMENTS (buckets));
+    edge_metrics_declare (metrics, "edged_function_environments", EDGE_METRIC_GAUGE,
+                          "Execution environments running or starting.", NULL, 0);
+    edge_metrics_declare (metrics, "edged_function_concurrent_executions", EDGE_METRIC_GAUGE,
+                          "Invocations running now.", NULL, 0);
+    edge_metrics_declare (metrics, "edged_function_queued", EDGE_METRIC_GAUGE,
+                          "Invocations waiting for an environment.", NULL, 0);
+    edge_metrics_add_collector (metrics, collect, service);
+  }
+  service->work_dir = g_strdup (work_dir);
+  service->functions = g_hash_table_new (g_str_hash, g_str_equal);
+  service->order = g_ptr_array_new ();
+  static const EdgeRoute routes[] = {
+    { "POST", "/2015-03-31/functions/{name}/invocations", handle_invoke,
+      "Invoke a function (Lambda Invoke)", "functions", FUNCTIONS_MAX_PAYLOAD_BYTES },
+    { "GET", "/2015-03-31/functions/{name}", handle_get_function,
+      "A function's configuration (Lambda GetFunction)", "functions", 0 },
+    { "GET", "/2015-03-31/functions/", handle_list_functions,
+      "The functions (Lambda ListFunctions)", "functions", 0 },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (routes); i++)
+    if (!edge_gateway_add_route (gateway, &routes[i], service, error)) {
+      functions_service_free (service);
+      return NULL;
+    }
+  return service;
+}
+
+void
+functions_service_free (FunctionsService *service)
+{
+  if (service == NULL)
+    return;
+  for (guint i = 0; i < service->order->len; i++)
+    function_free (g_ptr_array_index (service->order, i));
+  g_ptr_array_unref (service->order);
+  g_hash_table_unref (service->functions);
+  g_free (service->work_dir);
+  g_free (service);
+}
