@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -86,6 +87,7 @@ struct _Function {
   EdgeConfigFunction config;
   char *arn;
   char *task_root;
+  guint64 memory_limit; /* bytes: memory_mb */
   GQueue queue; /* Invocation *, waiting for an environment */
   GPtrArray *envs;
   guint next_env;
@@ -529,10 +531,20 @@ read_output (Env *env)
                                        on_output_line, env);
 }
 
+/* In the child, before exec: a process group of its own, and the memory
+ * limit as RLIMIT_DATA (the data segment and private writable mappings,
+ * which is what allocators take memory from; unlike RLIMIT_AS it leaves
+ * the address space that runtimes such as V8 reserve up front alone). An
+ * allocation past it fails inside the handler: Node throws a RangeError,
+ * Python a MemoryError, C's malloc returns NULL. The limit is inherited by
+ * whatever the bootstrap starts. */
 static void
 child_setup (gpointer data)
 {
+  const guint64 *limit = data;
   setpgid (0, 0);
+  struct rlimit r = { (rlim_t) *limit, (rlim_t) *limit };
+  setrlimit (RLIMIT_DATA, &r);
 }
 
 typedef struct {
@@ -676,7 +688,7 @@ env_start (Function *fn, GError **error)
   g_auto (GStrv) envp = g_strv_builder_end (builder);
   g_subprocess_launcher_set_environ (launcher, envp);
   g_subprocess_launcher_set_cwd (launcher, fn->task_root);
-  g_subprocess_launcher_set_child_setup (launcher, child_setup, NULL, NULL);
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, &fn->memory_limit, NULL);
   /* GLib's spawn returns once the child has exec'd, which for a bootstrap
    * among fifty starting at once takes a good part of a second: off the
    * main thread, so that the gateway and the other environments do not
@@ -962,6 +974,7 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
   fn->config.handler = g_strdup (config->handler);
   fn->arn = g_strdup_printf ("arn:aws:lambda:" REGION ":" ACCOUNT ":function:%s", config->name);
   fn->task_root = g_path_get_dirname (fn->config.bootstrap);
+  fn->memory_limit = (guint64) config->memory_mb * 1024 * 1024;
   fn->envs = g_ptr_array_new ();
   g_queue_init (&fn->queue);
   g_hash_table_insert (service->functions, fn->config.name, fn);

@@ -155,7 +155,9 @@ static const ConfigKey function_keys[] = {
     "Longest an invocation may run; past it the environment is killed and the invocation "
     "fails with \"Task timed out\".", NULL },
   { "memory_mb", KEY_INT, FOFF (memory_mb), "128", 128, 10240, NULL,
-    "Memory size, as AWS_LAMBDA_FUNCTION_MEMORY_SIZE tells the handler.", NULL },
+    "Memory size: the environment's limit (RLIMIT_DATA, inherited by what the bootstrap "
+    "starts; an allocation past it fails in the handler), told to the handler as "
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE.", NULL },
   { "concurrency", KEY_INT, FOFF (concurrency), "10", 1, 1000, NULL,
     "Execution environments (so invocations running at once) at most; more invocations wait "
     "for one to be free.", NULL },

@@ -204,6 +204,23 @@ class Functions(unittest.TestCase):
         self.assertEqual(headers.get("X-Amz-Function-Error"), "Unhandled")
         self.assertEqual(json.loads(body)["errorType"], "Runtime.ImportModuleError")
 
+    def test_memory_limit(self):
+        # echo has 256 MB: 64 MiB fits, 400 MiB does not, in the runtime's
+        # own children too.
+        status, _, body = self.invoke("echo", {"alloc": 64})
+        self.assertEqual((status, json.loads(body)), (200, {"alloc": "ok"}))
+        status, _, body = self.invoke("echo", {"alloc": 400})
+        self.assertEqual((status, json.loads(body)), (200, {"alloc": "failed"}))
+        # node has 512 MB: the handler's allocation past it fails inside
+        # Node, and the runtime reports the error.
+        status, headers, body = self.invoke("node", {"allocMB": 16})
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body), {"allocated": 16 * 1024 * 1024})
+        status, headers, body = self.invoke("node", {"allocMB": 1024})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("X-Amz-Function-Error"), "Unhandled")
+        self.assertEqual(json.loads(body)["errorType"], "RangeError", body)
+
     def test_init_error(self):
         status, headers, body = self.invoke("broken", {})
         self.assertEqual(status, 200)

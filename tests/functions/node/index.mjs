@@ -3,6 +3,10 @@ export const handler = async (event, context) => {
   if (event.fail) {
     throw new TypeError('asked to fail');
   }
+  if (event.allocMB) {
+    const buffer = Buffer.alloc(event.allocMB * 1024 * 1024, 1);
+    return { allocated: buffer.length };
+  }
   console.log('handling', context.awsRequestId);
   return {
     event,
