@@ -661,12 +661,16 @@ env_start (Function *fn, GError **error)
   g_autofree char *day = g_date_time_format (now, "%Y/%m/%d");
   g_autofree char *log_stream = g_strdup_printf ("%s/[$LATEST]%08x%08x", day, g_random_int (),
                                                  g_random_int ());
-  const char *const variables[][2] = {
+  /* Defaults the function's own variables may replace, then the
+   * function's, then what Lambda sets and no function may. */
+  const char *const defaults[][2] = {
     { "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin" },
     { "LANG", "C.UTF-8" },
     { "TZ", ":UTC" },
     { "HOME", env->tmp_dir },
     { "TMPDIR", env->tmp_dir },
+  };
+  const char *const reserved[][2] = {
     { "AWS_LAMBDA_RUNTIME_API", runtime_api },
     { "_HANDLER", fn->config.handler },
     { "LAMBDA_TASK_ROOT", fn->task_root },
@@ -680,12 +684,17 @@ env_start (Function *fn, GError **error)
     { "AWS_REGION", REGION },
     { "AWS_DEFAULT_REGION", REGION },
   };
-  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
-  for (gsize i = 0; i < G_N_ELEMENTS (variables); i++) {
-    g_autofree char *pair = g_strconcat (variables[i][0], "=", variables[i][1], NULL);
-    g_strv_builder_add (builder, pair);
+  g_auto (GStrv) envp = g_new0 (char *, 1);
+  for (gsize i = 0; i < G_N_ELEMENTS (defaults); i++)
+    envp = g_environ_setenv (envp, defaults[i][0], defaults[i][1], TRUE);
+  for (guint i = 0; fn->config.environment[i]; i++) {
+    const char *pair = fn->config.environment[i];
+    const char *eq = strchr (pair, '=');
+    g_autofree char *name = g_strndup (pair, eq - pair);
+    envp = g_environ_setenv (envp, name, eq + 1, TRUE);
   }
-  g_auto (GStrv) envp = g_strv_builder_end (builder);
+  for (gsize i = 0; i < G_N_ELEMENTS (reserved); i++)
+    envp = g_environ_setenv (envp, reserved[i][0], reserved[i][1], TRUE);
   g_subprocess_launcher_set_environ (launcher, envp);
   g_subprocess_launcher_set_cwd (launcher, fn->task_root);
   g_subprocess_launcher_set_child_setup (launcher, child_setup, &fn->memory_limit, NULL);
@@ -940,6 +949,7 @@ function_free (Function *fn)
   g_free (fn->config.name);
   g_free (fn->config.bootstrap);
   g_free (fn->config.handler);
+  g_strfreev (fn->config.environment);
   g_free (fn->arn);
   g_free (fn->task_root);
   g_free (fn);
@@ -972,6 +982,7 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
   fn->config.name = g_strdup (config->name);
   fn->config.bootstrap = g_canonicalize_filename (config->bootstrap, NULL);
   fn->config.handler = g_strdup (config->handler);
+  fn->config.environment = g_strdupv (config->environment);
   fn->arn = g_strdup_printf ("arn:aws:lambda:" REGION ":" ACCOUNT ":function:%s", config->name);
   fn->task_root = g_path_get_dirname (fn->config.bootstrap);
   fn->memory_limit = (guint64) config->memory_mb * 1024 * 1024;

@@ -36,6 +36,7 @@ typedef enum {
   KEY_SIZE,     /* bytes, with optional KiB/MiB/GiB suffix */
   KEY_DURATION, /* milliseconds, with ms/s/m/h suffix */
   KEY_LIST,     /* a YAML list of mappings, each validated by an item table */
+  KEY_ENV,      /* item tables: a mapping NAME: value, kept as a GStrv of NAME=value */
 } KeyType;
 
 typedef struct _ListSpec ListSpec;
@@ -151,6 +152,9 @@ static const ConfigKey function_keys[] = {
     "is LAMBDA_TASK_ROOT.", NULL },
   { "handler", KEY_STRING, FOFF (handler), "", 0, 0, NULL,
     "Passed as _HANDLER (index.handler, for a runtime interface client).", NULL },
+  { "environment", KEY_ENV, FOFF (environment), "", 0, 0, NULL,
+    "Environment variables for the handler, NAME: value (4 KiB in all, as in Lambda; the "
+    "names Lambda reserves, such as AWS_REGION or _HANDLER, are refused).", NULL },
   { "timeout", KEY_DURATION, FOFF (timeout_ms), "3s", 1000, 900 * 1000, NULL,
     "Longest an invocation may run; past it the environment is killed and the invocation "
     "fails with \"Task timed out\".", NULL },
@@ -472,6 +476,10 @@ config_set_value (void *base, const ConfigKey *k, const char *text, const char *
   }
   case KEY_LIST:
     break;
+  case KEY_ENV:
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "expected a mapping of NAME: value");
+    return FALSE;
   }
   g_assert_not_reached ();
 }
@@ -494,6 +502,10 @@ fields_init (void *base, const ConfigKey *keys, gsize n)
       *(GPtrArray **) field = g_ptr_array_new ();
       continue;
     }
+    if (k->type == KEY_ENV) {
+      *(char ***) field = g_new0 (char *, 1);
+      continue;
+    }
     if (k->default_value && !config_set_value (base, k, k->default_value, NULL, &error))
       g_error ("config table: default of %s is invalid: %s", k->key, error->message);
   }
@@ -507,6 +519,8 @@ fields_free (void *base, const ConfigKey *keys, gsize n)
     guint8 *field = (guint8 *) base + k->offset;
     if (is_string_type (k->type))
       g_free (*(char **) field);
+    if (k->type == KEY_ENV)
+      g_strfreev (*(char ***) field);
     if (k->type == KEY_LIST) {
       GPtrArray *items = *(GPtrArray **) field;
       for (guint j = 0; items && j < items->len; j++) {
@@ -658,6 +672,100 @@ scalar_text (Loader *loader, yaml_node_t *value, const char *key, const char **r
   return TRUE;
 }
 
+/* Names Lambda sets itself and does not let a function set. */
+static const char *const reserved_environment[] = {
+  "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+  "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+  "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+  "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+  "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", NULL,
+};
+
+/* Environment variables in all, names and values, at most (Lambda's). */
+#define ENVIRONMENT_MAX_BYTES 4096
+
+static gboolean
+valid_environment_name (const char *name)
+{
+  if (!g_ascii_isalpha (name[0]))
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '_')
+      return FALSE;
+  return TRUE;
+}
+
+/* A mapping of NAME: value into @ret ("NAME=value" strings). */
+static gboolean
+load_environment (Loader *loader, yaml_node_t *node, const char *key, char ***ret,
+                  GError **error)
+{
+  if (node->type == YAML_SCALAR_NODE) {
+    const char *text;
+    if (!scalar_text (loader, node, key, &text, error))
+      return FALSE;
+    if (text == NULL)
+      return TRUE; /* "environment:" with nothing: none */
+  }
+  if (node->type != YAML_MAPPING_NODE) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s:%u: %s: expected a mapping of NAME: value, got %s", loader->name,
+                 node_line (node), key, node_kind (node));
+    return FALSE;
+  }
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  g_autoptr (GHashTable) names = g_hash_table_new (g_str_hash, g_str_equal);
+  gsize total = 0;
+  for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+       pair < node->data.mapping.pairs.top; pair++) {
+    yaml_node_t *kn = yaml_document_get_node (loader->doc, pair->key);
+    yaml_node_t *vn = yaml_document_get_node (loader->doc, pair->value);
+    if (kn == NULL || vn == NULL)
+      continue;
+    const char *name = kn->type == YAML_SCALAR_NODE ? (const char *) kn->data.scalar.value : "";
+    if (!valid_environment_name (name)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s: \"%s\" is not a variable name (a letter, then letters, digits "
+                   "and _)", loader->name, node_line (kn), key, name);
+      return FALSE;
+    }
+    if (g_strv_contains (reserved_environment, name)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s: %s is reserved: edged sets it", loader->name, node_line (kn), key,
+                   name);
+      return FALSE;
+    }
+    if (!g_hash_table_add (names, (gpointer) name)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s: %s appears twice", loader->name, node_line (kn), key, name);
+      return FALSE;
+    }
+    if (vn->type != YAML_SCALAR_NODE) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s.%s: expected a single value, got %s", loader->name,
+                   node_line (vn), key, name, node_kind (vn));
+      return FALSE;
+    }
+    const char *value;
+    if (!scalar_text (loader, vn, key, &value, error))
+      return FALSE;
+    if (value == NULL)
+      value = "";
+    total += strlen (name) + strlen (value);
+    if (total > ENVIRONMENT_MAX_BYTES) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s:%u: %s: more than %d bytes of variables", loader->name, node_line (vn),
+                   key, ENVIRONMENT_MAX_BYTES);
+      return FALSE;
+    }
+    g_autofree char *pair_text = g_strconcat (name, "=", value, NULL);
+    g_strv_builder_add (builder, pair_text);
+  }
+  g_strfreev (*ret);
+  *ret = g_strv_builder_end (builder);
+  return TRUE;
+}
+
 static char *
 closest_item_key (const ListSpec *spec, const char *name)
 {
@@ -747,6 +855,12 @@ load_list (Loader *loader, const ConfigKey *k, yaml_node_t *value, const char *k
         return FALSE;
       }
       seen[ki] = TRUE;
+      if (ik->type == KEY_ENV) {
+        if (!load_environment (loader, vn, full, (char ***) ((guint8 *) fields + ik->offset),
+                               error))
+          return FALSE;
+        continue;
+      }
       if (vn->type != YAML_SCALAR_NODE) {
         g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
                      "%s:%u: %s: expected a single value, got %s", loader->name, node_line (vn),
@@ -1057,6 +1171,7 @@ format_value (const void *base, const ConfigKey *k)
     return g_strdup_printf ("%" G_GINT64_FORMAT "ms", v);
   }
   case KEY_LIST:
+  case KEY_ENV:
     return g_strdup ("");
   }
   g_assert_not_reached ();
@@ -1153,7 +1268,21 @@ edge_config_to_yaml (const EdgeConfig *config)
       for (guint j = 0; j < items->len; j++) {
         for (gsize ki = 0; ki < k->list->n_keys; ki++) {
           const ConfigKey *ik = &k->list->keys[ki];
-          g_autofree char *value = format_value (g_ptr_array_index (items, j), ik);
+          const void *item = g_ptr_array_index (items, j);
+          if (ik->type == KEY_ENV) {
+            char *const *vars = *(char *const *const *) ((const guint8 *) item + ik->offset);
+            g_string_append_printf (out, "%s%s%s:%s\n", indent, ki == 0 ? "  - " : "    ",
+                                    ik->key, vars[0] ? "" : " {}");
+            for (guint v = 0; vars[v]; v++) {
+              const char *eq = strchr (vars[v], '=');
+              g_string_append_printf (out, "%s      %.*s: ", indent, (int) (eq - vars[v]),
+                                      vars[v]);
+              append_yaml_string (out, eq + 1);
+              g_string_append_c (out, '\n');
+            }
+            continue;
+          }
+          g_autofree char *value = format_value (item, ik);
           g_string_append_printf (out, "%s%s%s: ", indent, ki == 0 ? "  - " : "    ", ik->key);
           append_scalar (out, ik, value);
           g_string_append_c (out, '\n');
@@ -1191,6 +1320,8 @@ type_name (const ConfigKey *k)
     return "duration";
   case KEY_LIST:
     return "list";
+  case KEY_ENV:
+    return "mapping";
   }
   g_assert_not_reached ();
 }

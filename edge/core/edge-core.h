@@ -101,6 +101,7 @@ typedef struct {
   char *name;
   char *bootstrap;     /* the executable that speaks the Runtime API */
   char *handler;       /* _HANDLER, for runtime interface clients; may be "" */
+  char **environment;  /* "NAME=value", NULL-terminated; never NULL */
   gint64 timeout_ms;
   gint64 memory_mb;
   gint64 concurrency;  /* environments at most */

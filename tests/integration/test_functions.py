@@ -28,6 +28,9 @@ CONFIG = f"""functions:
   - name: echo
     bootstrap: {BASH_RUNTIME}
     handler: echo.handler
+    environment:
+      GREETING: hi there
+      LANG: C
     memory_mb: 256
     timeout: 1s
     concurrency: 10
@@ -108,6 +111,8 @@ class Functions(unittest.TestCase):
         self.assertEqual(result["function"], "echo")
         self.assertEqual(result["handler"], "echo.handler")
         self.assertEqual(result["memory"], "256")
+        # The function's own variables, one of them replacing a default.
+        self.assertEqual((result["greeting"], result["lang"]), ("hi there", "C"))
         self.assertEqual(result["arn"], "arn:aws:lambda:us-east-1:000000000000:function:echo")
         self.assertEqual(os.path.realpath(result["root"]), os.path.dirname(os.path.realpath(BASH_RUNTIME)))
         self.assertEqual(os.path.realpath(result["cwd"]), os.path.realpath(result["root"]))

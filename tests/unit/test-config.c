@@ -377,6 +377,69 @@ test_parse_listen (void **state)
   assert_false (edge_config_parse_listen ("[1.2.3.4]:80", NULL, NULL, NULL));
 }
 
+/* Functions, with the environment a handler gets: a mapping, checked for
+ * names, Lambda's reserved names and its 4 KiB, and written back out. */
+static void
+test_function_list (void **state)
+{
+  (void) state;
+  static const char yaml[] = "functions:\n"
+                             "  - name: alarm\n"
+                             "    bootstrap: alarm/bootstrap\n"
+                             "    handler: index.handler\n"
+                             "    timeout: 30s\n"
+                             "    environment:\n"
+                             "      GREETING: \"hi: there\"\n"
+                             "      EMPTY:\n"
+                             "      LANG: C\n"
+                             "  - name: quiet\n"
+                             "    bootstrap: /opt/quiet/bootstrap\n";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeConfig) config = load (yaml, &error);
+  assert_null (error);
+  assert_int_equal (config->functions->len, 2);
+  EdgeConfigFunction *alarm = g_ptr_array_index (config->functions, 0);
+  assert_string_equal (alarm->bootstrap, "/etc/edged/alarm/bootstrap");
+  assert_int_equal (alarm->timeout_ms, 30000);
+  assert_int_equal (g_strv_length (alarm->environment), 3);
+  assert_string_equal (alarm->environment[0], "GREETING=hi: there");
+  assert_string_equal (alarm->environment[1], "EMPTY=");
+  assert_string_equal (alarm->environment[2], "LANG=C");
+  EdgeConfigFunction *quiet = g_ptr_array_index (config->functions, 1);
+  assert_int_equal (g_strv_length (quiet->environment), 0);
+  assert_int_equal (quiet->concurrency, 10);
+
+  g_autofree char *out = edge_config_to_yaml (config);
+  g_autoptr (EdgeConfig) again = load (out, &error);
+  assert_null (error);
+  EdgeConfigFunction *back = g_ptr_array_index (again->functions, 0);
+  assert_int_equal (g_strv_length (back->environment), 3);
+  assert_string_equal (back->environment[0], "GREETING=hi: there");
+
+  g_autofree char *big = g_strnfill (4100, 'x');
+  g_autofree char *too_big = g_strdup_printf ("functions:\n  - name: f\n    bootstrap: /b\n"
+                                              "    environment:\n      BIG: %s\n", big);
+  const char *const bad[][2] = {
+    { "functions:\n  - name: f\n    bootstrap: /b\n    environment:\n      AWS_REGION: x\n",
+      "AWS_REGION is reserved" },
+    { "functions:\n  - name: f\n    bootstrap: /b\n    environment:\n      1X: y\n",
+      "is not a variable name" },
+    { "functions:\n  - name: f\n    bootstrap: /b\n    environment: [A, B]\n",
+      "expected a mapping of NAME: value" },
+    { "functions:\n  - name: f\n    bootstrap: /b\n    environment:\n      A:\n        B: c\n",
+      "expected a single value" },
+    { too_big, "more than 4096 bytes of variables" },
+    { "functions:\n  - name: f\n", "bootstrap is required" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autoptr (GError) e = NULL;
+    g_autoptr (EdgeConfig) none = load (bad[i][0], &e);
+    assert_null (none);
+    if (strstr (e->message, bad[i][1]) == NULL)
+      fail_msg ("case %u: %s lacks %s", i, e->message, bad[i][1]);
+  }
+}
+
 int
 main (void)
 {
@@ -392,6 +455,7 @@ main (void)
     cmocka_unit_test (test_parse_listen),
     cmocka_unit_test (test_stream_list),
     cmocka_unit_test (test_camera_list),
+    cmocka_unit_test (test_function_list),
     cmocka_unit_test (test_invalid_lists),
   };
   return cmocka_run_group_tests_name ("config", tests, NULL, NULL);
