@@ -287,7 +287,8 @@ daemon_start (Daemon *d, GError **error)
     }
   g_autofree char *functions_dir =
       g_build_filename (edge_data_dir_path (d->data_dir), "functions", NULL);
-  d->functions = functions_service_new (d->gateway, d->metrics, functions_dir, error);
+  d->functions = functions_service_new (d->gateway, d->metrics, d->state, d->keyring, d->streams,
+                                        functions_dir, error);
   if (d->functions == NULL)
     return FALSE;
   for (guint i = 0; i < c->functions->len; i++)
@@ -295,6 +296,8 @@ daemon_start (Daemon *d, GError **error)
       g_prefix_error (error, "%s: functions: ", d->config_source);
       return FALSE;
     }
+  if (!functions_service_start (d->functions, error))
+    return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))

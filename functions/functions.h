@@ -15,6 +15,7 @@
 
 #include "edge-core.h"
 #include "edge-gateway.h"
+#include "stream.h"
 
 G_BEGIN_DECLS
 
@@ -24,18 +25,57 @@ G_BEGIN_DECLS
  * refused with TooManyRequestsException. */
 #define FUNCTIONS_MAX_QUEUED 1000
 
+/* Largest payload of an asynchronous (Event) invocation, as in Lambda. */
+#define FUNCTIONS_MAX_EVENT_BYTES (256 * 1024)
+
+#define FUNCTIONS_ERROR (functions_error_quark ())
+GQuark functions_error_quark (void);
+typedef enum {
+  FUNCTIONS_ERROR_NOT_FOUND, /* no such function */
+  FUNCTIONS_ERROR_THROTTLED, /* its queue is full */
+  FUNCTIONS_ERROR_INVALID,   /* a bad definition */
+} FunctionsError;
+
 typedef struct _FunctionsService FunctionsService;
 
+/* How an invocation ended. */
+typedef struct {
+  const char *request_id;
+  GBytes *payload;            /* the handler's result, or its error object; NULL if stopping */
+  const char *function_error; /* NULL when the handler succeeded, else "Unhandled" */
+  const char *error_type;     /* a failure edged saw itself ("Sandbox.Timedout", ...), or NULL */
+  gboolean stopping;          /* edged stopped first: it may or may not have run */
+} FunctionsResult;
+
+/* Called once per invocation, on the main thread, never from inside the
+ * call that queued it. */
+typedef void (*FunctionsDoneFunc) (const FunctionsResult *result, gpointer user_data);
+
 /* Registers the Lambda API routes, and the functions' metrics in
- * @metrics (nullable; borrowed, must outlive the service). Environments'
- * private /tmp directories go under @work_dir (created). (transfer full) */
+ * @metrics (nullable). Asynchronous invocations are kept in @state,
+ * sealed with @keyring; destinations are streams of @streams. Everything
+ * is borrowed and must outlive the service. Environments' private /tmp
+ * directories go under @work_dir (created). (transfer full) */
 FunctionsService *functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics,
-                                         const char *work_dir, GError **error);
+                                         EdgeState *state, EdgeKeyring *keyring,
+                                         StreamStore *streams, const char *work_dir,
+                                         GError **error);
 
 /* Adds a function from the configuration. Fails for a bad name, a
  * duplicate, or a bootstrap that is not an executable file. */
 gboolean functions_service_add (FunctionsService *service, const EdgeConfigFunction *config,
                                 GError **error);
+
+/* Starts what needs every function added: the asynchronous invocations
+ * kept from before a restart resume. */
+gboolean functions_service_start (FunctionsService *service, GError **error);
+
+/* Invokes @name with @payload (a JSON document) as request @request_id
+ * (nullable: a new one). Fails, and @done is not called, for an unknown
+ * function or a full queue. */
+gboolean functions_service_invoke (FunctionsService *service, const char *name,
+                                   const char *request_id, GBytes *payload,
+                                   FunctionsDoneFunc done, gpointer user_data, GError **error);
 
 /* Execution environments running now, over all functions. */
 guint functions_service_environments (FunctionsService *service);

@@ -27,7 +27,7 @@
  */
 #define G_LOG_DOMAIN "functions"
 
-#include "functions.h"
+#include "functions-private.h"
 
 #include <ftw.h>
 #include <math.h>
@@ -39,8 +39,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define ACCOUNT "000000000000"
-#define REGION "us-east-1"
 #define RUNTIME_PREFIX "/2018-06-01/runtime/"
 /* An environment asked to stop is killed if still there after this. */
 #define STOP_GRACE_MS 2000
@@ -55,7 +53,8 @@ typedef struct {
   char *id;
   Function *fn;
   GBytes *payload;
-  EdgeRequest *request; /* paused; answered when the invocation ends */
+  FunctionsDoneFunc done; /* told the result, once */
+  gpointer done_data;
   gint64 started_us;    /* when it came in */
   gint64 handed_us;     /* when an environment took it; 0: never did */
   GPid pid;             /* that environment's process */
@@ -91,15 +90,21 @@ struct _Function {
   GQueue queue; /* Invocation *, waiting for an environment */
   GPtrArray *envs;
   guint next_env;
+  guint dispatch_source;
 };
 
 struct _FunctionsService {
   EdgeGateway *gateway;
   EdgeMetrics *metrics;
+  StreamStore *streams;
+  FunctionsAsync *async;
   char *work_dir;
   GHashTable *functions; /* name -> Function */
   GPtrArray *order;      /* Function *, as added */
+  gboolean stopping;     /* no more invocations */
 };
+
+G_DEFINE_QUARK (functions-error-quark, functions_error)
 
 static void env_stop (Env *env, gboolean now);
 static void dispatch (Function *fn);
@@ -128,10 +133,12 @@ peak_memory_mb (GPid pid)
 }
 
 /* Ends @inv with @body: the handler's result, or with @function_error its
- * error ("Unhandled"). Logs Lambda's END and REPORT lines for an
- * invocation that ran, and counts it. */
+ * error ("Unhandled"; @error_type names a failure edged saw itself). Logs
+ * Lambda's END and REPORT lines for an invocation that ran, counts it and
+ * tells the caller. */
 static void
-invocation_finish (Invocation *inv, GBytes *body, const char *function_error)
+invocation_finish (Invocation *inv, GBytes *body, const char *function_error,
+                   const char *error_type)
 {
   Function *fn = inv->fn;
   gint64 now = g_get_monotonic_time ();
@@ -152,13 +159,18 @@ invocation_finish (Invocation *inv, GBytes *body, const char *function_error)
     edge_metrics_observe (metrics, "edged_function_duration_seconds", name,
                           (now - inv->started_us) / 1e6);
   }
-  SoupMessageHeaders *headers =
-      soup_server_message_get_response_headers (edge_request_message (inv->request));
-  soup_message_headers_replace (headers, "X-Amz-Executed-Version", "$LATEST");
-  soup_message_headers_replace (headers, "X-Amzn-RequestId", inv->id);
-  if (function_error)
-    soup_message_headers_replace (headers, "X-Amz-Function-Error", function_error);
-  edge_request_respond (inv->request, 200, "application/json", body);
+  FunctionsResult result = { .request_id = inv->id, .payload = body,
+                             .function_error = function_error, .error_type = error_type };
+  inv->done (&result, inv->done_data);
+  invocation_free (inv);
+}
+
+/* Ends @inv unfinished: edged is stopping. */
+static void
+invocation_abandon (Invocation *inv)
+{
+  FunctionsResult result = { .request_id = inv->id, .stopping = TRUE };
+  inv->done (&result, inv->done_data);
   invocation_free (inv);
 }
 
@@ -180,7 +192,7 @@ invocation_fail (Invocation *inv, const char *type, const char *format, ...)
   edge_json_append_string (body, message, strlen (message));
   g_string_append_c (body, '}');
   g_autoptr (GBytes) bytes = g_bytes_new (body->str, body->len);
-  invocation_finish (inv, bytes, "Unhandled");
+  invocation_finish (inv, bytes, "Unhandled", type);
 }
 
 /* ---- the Runtime API (one server per environment) ---- */
@@ -350,7 +362,7 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
       return;
     }
     g_autoptr (GBytes) body = soup_message_body_flatten (request_body);
-    invocation_finish (inv, body, response ? NULL : "Unhandled");
+    invocation_finish (inv, body, response ? NULL : "Unhandled", NULL);
     runtime_answer (msg, 202, "{\"status\":\"OK\"}");
     return;
   }
@@ -362,7 +374,7 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
     /* The invocation that would have gone to it gets the error. */
     Invocation *inv = g_queue_pop_head (&env->fn->queue);
     if (inv)
-      invocation_finish (inv, body, "Unhandled");
+      invocation_finish (inv, body, "Unhandled", "Runtime.InitError");
     runtime_answer (msg, 202, "{\"status\":\"OK\"}");
     env_stop (env, TRUE);
     return;
@@ -681,8 +693,8 @@ env_start (Function *fn, GError **error)
     { "AWS_LAMBDA_LOG_GROUP_NAME", log_group },
     { "AWS_LAMBDA_LOG_STREAM_NAME", log_stream },
     { "AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand" },
-    { "AWS_REGION", REGION },
-    { "AWS_DEFAULT_REGION", REGION },
+    { "AWS_REGION", FUNCTIONS_REGION },
+    { "AWS_DEFAULT_REGION", FUNCTIONS_REGION },
   };
   g_auto (GStrv) envp = g_new0 (char *, 1);
   for (gsize i = 0; i < G_N_ELEMENTS (defaults); i++)
@@ -758,6 +770,15 @@ dispatch (Function *fn)
   }
 }
 
+static gboolean
+on_dispatch (gpointer data)
+{
+  Function *fn = data;
+  fn->dispatch_source = 0;
+  dispatch (fn);
+  return G_SOURCE_REMOVE;
+}
+
 /* ---- the Lambda API ---- */
 
 /* The function a FunctionName path parameter names: a name, a name with
@@ -784,8 +805,35 @@ request_function (FunctionsService *service, EdgeRequest *request)
   if (fn == NULL)
     edge_request_respond_rest_error (
         request, 404, "ResourceNotFoundException",
-        "Function not found: arn:aws:lambda:" REGION ":" ACCOUNT ":function:%s", name);
+        "Function not found: arn:aws:lambda:" FUNCTIONS_REGION ":" FUNCTIONS_ACCOUNT ":function:%s", name);
   return fn;
+}
+
+/* A RequestResponse invocation's end: the caller's answer. */
+static void
+on_sync_done (const FunctionsResult *result, gpointer data)
+{
+  EdgeRequest *request = data;
+  if (result->stopping) {
+    edge_request_respond_rest_error (request, 503, "ServiceException", "edged is stopping");
+    return;
+  }
+  SoupMessageHeaders *headers =
+      soup_server_message_get_response_headers (edge_request_message (request));
+  soup_message_headers_replace (headers, "X-Amz-Executed-Version", "$LATEST");
+  soup_message_headers_replace (headers, "X-Amzn-RequestId", result->request_id);
+  if (result->function_error)
+    soup_message_headers_replace (headers, "X-Amz-Function-Error", result->function_error);
+  edge_request_respond (request, 200, "application/json", result->payload);
+}
+
+static void
+count_throttle (Function *fn)
+{
+  if (fn->service->metrics) {
+    g_autofree char *labels = g_strdup_printf ("function=\"%s\"", fn->config.name);
+    edge_metrics_add (fn->service->metrics, "edged_function_throttles_total", labels, 1);
+  }
 }
 
 static void
@@ -798,15 +846,29 @@ handle_invoke (EdgeRequest *request, gpointer data)
   const char *type = edge_request_header (request, "X-Amz-Invocation-Type");
   if (type == NULL)
     type = "RequestResponse";
+  gboolean event = g_str_equal (type, "Event");
+  if (!event && !g_str_equal (type, "RequestResponse") && !g_str_equal (type, "DryRun")) {
+    edge_request_respond_rest_error (request, 400, "InvalidParameterValueException",
+                                     "X-Amz-Invocation-Type must be RequestResponse, Event or "
+                                     "DryRun, not %s", type);
+    return;
+  }
   GBytes *body = edge_request_body (request);
   gsize len = g_bytes_get_size (body);
+  if (event && len > FUNCTIONS_MAX_EVENT_BYTES) {
+    edge_request_respond_rest_error (request, 413, "RequestEntityTooLargeException",
+                                     "Request must be smaller than %d bytes for the Event "
+                                     "invocation type", FUNCTIONS_MAX_EVENT_BYTES);
+    return;
+  }
   if (len > 0) {
     g_autoptr (GError) error = NULL;
     g_autoptr (JsonNode) parsed = edge_json_parse (g_bytes_get_data (body, NULL), len,
                                                    FUNCTIONS_MAX_PAYLOAD_BYTES, &error);
     if (parsed == NULL) {
       edge_request_respond_rest_error (request, 400, "InvalidRequestContentException",
-                    "Could not parse request body into json: %s", error->message);
+                                       "Could not parse request body into json: %s",
+                                       error->message);
       return;
     }
   }
@@ -814,28 +876,33 @@ handle_invoke (EdgeRequest *request, gpointer data)
     edge_request_respond (request, 204, NULL, NULL);
     return;
   }
-  if (!g_str_equal (type, "RequestResponse")) {
-    edge_request_respond_rest_error (request, 400, "InvalidParameterValueException",
-                  "X-Amz-Invocation-Type %s is not supported (RequestResponse, DryRun)", type);
+  g_autoptr (GBytes) payload = len > 0 ? g_bytes_ref (body) : g_bytes_new_static ("{}", 2);
+  g_autofree char *id = g_uuid_string_random ();
+  g_autoptr (GError) error = NULL;
+  if (event) {
+    /* Kept durably before it is acknowledged. */
+    if (!functions_async_enqueue (service->async, fn->config.name, id, payload, &error)) {
+      if (g_error_matches (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_THROTTLED)) {
+        count_throttle (fn);
+        edge_request_respond_rest_error (request, 429, "TooManyRequestsException", "%s",
+                                         error->message);
+      } else {
+        edge_request_respond_rest_error (request, 500, "ServiceException", "%s", error->message);
+      }
+      return;
+    }
+    SoupMessageHeaders *headers =
+        soup_server_message_get_response_headers (edge_request_message (request));
+    soup_message_headers_replace (headers, "X-Amzn-RequestId", id);
+    edge_request_respond (request, 202, NULL, NULL);
     return;
   }
-  if (g_queue_get_length (&fn->queue) >= FUNCTIONS_MAX_QUEUED) {
-    if (service->metrics) {
-      g_autofree char *labels = g_strdup_printf ("function=\"%s\"", fn->config.name);
-      edge_metrics_add (service->metrics, "edged_function_throttles_total", labels, 1);
-    }
+  if (!functions_service_invoke (service, fn->config.name, id, payload, on_sync_done, request,
+                                 &error)) {
     edge_request_respond_rest_error (request, 429, "TooManyRequestsException", "Rate Exceeded.");
     return;
   }
-  Invocation *inv = g_new0 (Invocation, 1);
-  inv->id = g_uuid_string_random ();
-  inv->fn = fn;
-  inv->payload = len > 0 ? g_bytes_ref (body) : g_bytes_new_static ("{}", 2);
-  inv->request = request;
-  inv->started_us = g_get_monotonic_time ();
   edge_request_pause (request);
-  g_queue_push_tail (&fn->queue, inv);
-  dispatch (fn);
 }
 
 static JsonNode *
@@ -915,13 +982,13 @@ valid_name (const char *name)
   return TRUE;
 }
 
+/* Ends @fn's invocations unfinished, and stops its environments. */
 static void
-function_free (Function *fn)
+function_abandon (Function *fn)
 {
   while (!g_queue_is_empty (&fn->queue)) {
     Invocation *inv = g_queue_pop_head (&fn->queue);
-    edge_request_respond_rest_error (inv->request, 503, "ServiceException", "edged is stopping");
-    invocation_free (inv);
+    invocation_abandon (inv);
   }
   /* No exit or output callback touches them from here on. */
   for (guint i = 0; i < fn->envs->len; i++) {
@@ -932,10 +999,8 @@ function_free (Function *fn)
   while (fn->envs->len > 0) {
     Env *env = g_ptr_array_steal_index (fn->envs, fn->envs->len - 1);
     Invocation *inv = g_steal_pointer (&env->current);
-    if (inv) {
-      edge_request_respond_rest_error (inv->request, 503, "ServiceException", "edged is stopping");
-      invocation_free (inv);
-    }
+    if (inv)
+      invocation_abandon (inv);
     /* A spawn under way finishes first, so that its process is not missed. */
     while (env->spawning)
       g_main_context_iteration (NULL, TRUE);
@@ -945,11 +1010,19 @@ function_free (Function *fn)
       g_subprocess_wait (env->process, NULL, NULL);
     env_release (env);
   }
+}
+
+static void
+function_free (Function *fn)
+{
   g_ptr_array_unref (fn->envs);
+  g_clear_handle_id (&fn->dispatch_source, g_source_remove);
   g_free (fn->config.name);
   g_free (fn->config.bootstrap);
   g_free (fn->config.handler);
   g_strfreev (fn->config.environment);
+  g_free (fn->config.on_success);
+  g_free (fn->config.on_failure);
   g_free (fn->arn);
   g_free (fn->task_root);
   g_free (fn);
@@ -976,6 +1049,14 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
                  config->bootstrap);
     return FALSE;
   }
+  const char *destinations[] = { config->on_success, config->on_failure };
+  for (gsize i = 0; i < G_N_ELEMENTS (destinations); i++)
+    if (destinations[i][0] && !functions_destination_check (service->streams, destinations[i],
+                                                             error)) {
+      g_prefix_error (error, "function \"%s\": %s: ", config->name,
+                      i == 0 ? "on_success" : "on_failure");
+      return FALSE;
+    }
   Function *fn = g_new0 (Function, 1);
   fn->service = service;
   fn->config = *config;
@@ -983,7 +1064,10 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
   fn->config.bootstrap = g_canonicalize_filename (config->bootstrap, NULL);
   fn->config.handler = g_strdup (config->handler);
   fn->config.environment = g_strdupv (config->environment);
-  fn->arn = g_strdup_printf ("arn:aws:lambda:" REGION ":" ACCOUNT ":function:%s", config->name);
+  fn->config.on_success = g_strdup (config->on_success);
+  fn->config.on_failure = g_strdup (config->on_failure);
+  fn->arn = g_strdup_printf ("arn:aws:lambda:" FUNCTIONS_REGION ":" FUNCTIONS_ACCOUNT ":function:%s",
+                             config->name);
   fn->task_root = g_path_get_dirname (fn->config.bootstrap);
   fn->memory_limit = (guint64) config->memory_mb * 1024 * 1024;
   fn->envs = g_ptr_array_new ();
@@ -994,6 +1078,61 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
              fn->config.name, fn->config.bootstrap, fn->config.timeout_ms / 1000.0,
              fn->config.concurrency);
   return TRUE;
+}
+
+gboolean
+functions_service_invoke (FunctionsService *service, const char *name, const char *request_id,
+                          GBytes *payload, FunctionsDoneFunc done, gpointer user_data,
+                          GError **error)
+{
+  Function *fn = g_hash_table_lookup (service->functions, name);
+  if (fn == NULL) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_NOT_FOUND, "no function \"%s\"", name);
+    return FALSE;
+  }
+  if (service->stopping) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_THROTTLED, "edged is stopping");
+    return FALSE;
+  }
+  if (g_queue_get_length (&fn->queue) >= FUNCTIONS_MAX_QUEUED) {
+    count_throttle (fn);
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_THROTTLED,
+                 "function \"%s\": %d invocations already waiting", name, FUNCTIONS_MAX_QUEUED);
+    return FALSE;
+  }
+  Invocation *inv = g_new0 (Invocation, 1);
+  inv->id = request_id ? g_strdup (request_id) : g_uuid_string_random ();
+  inv->fn = fn;
+  inv->payload = g_bytes_ref (payload);
+  inv->done = done;
+  inv->done_data = user_data;
+  inv->started_us = g_get_monotonic_time ();
+  g_queue_push_tail (&fn->queue, inv);
+  /* Environments are looked for from the main loop, so that @done never
+   * runs inside this call (a start failure ends the invocation at once). */
+  if (fn->dispatch_source == 0)
+    fn->dispatch_source = g_idle_add_full (G_PRIORITY_HIGH, on_dispatch, fn, NULL);
+  return TRUE;
+}
+
+const EdgeConfigFunction *
+functions_service_function (FunctionsService *service, const char *name)
+{
+  Function *fn = g_hash_table_lookup (service->functions, name);
+  return fn ? &fn->config : NULL;
+}
+
+const char *
+functions_service_arn (FunctionsService *service, const char *name)
+{
+  Function *fn = g_hash_table_lookup (service->functions, name);
+  return fn ? fn->arn : NULL;
+}
+
+gboolean
+functions_service_start (FunctionsService *service, GError **error)
+{
+  return functions_async_start (service->async, error);
 }
 
 guint
@@ -1023,7 +1162,8 @@ collect (EdgeMetrics *metrics, gpointer data)
 }
 
 FunctionsService *
-functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, const char *work_dir,
+functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *state,
+                       EdgeKeyring *keyring, StreamStore *streams, const char *work_dir,
                        GError **error)
 {
   if (g_mkdir_with_parents (work_dir, 0700) != 0) {
@@ -1052,9 +1192,15 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, const char *w
                           "Invocations waiting for an environment.", NULL, 0);
     edge_metrics_add_collector (metrics, collect, service);
   }
+  service->streams = streams;
   service->work_dir = g_strdup (work_dir);
   service->functions = g_hash_table_new (g_str_hash, g_str_equal);
   service->order = g_ptr_array_new ();
+  service->async = functions_async_new (service, state, keyring, streams, metrics, error);
+  if (service->async == NULL) {
+    functions_service_free (service);
+    return NULL;
+  }
   static const EdgeRoute routes[] = {
     { "POST", "/2015-03-31/functions/{name}/invocations", handle_invoke,
       "Invoke a function (Lambda Invoke)", "functions", FUNCTIONS_MAX_PAYLOAD_BYTES },
@@ -1076,6 +1222,12 @@ functions_service_free (FunctionsService *service)
 {
   if (service == NULL)
     return;
+  service->stopping = TRUE;
+  /* Invocations under way end first (their callers are told), then what
+   * made them goes. */
+  for (guint i = 0; i < service->order->len; i++)
+    function_abandon (g_ptr_array_index (service->order, i));
+  functions_async_free (service->async);
   for (guint i = 0; i < service->order->len; i++)
     function_free (g_ptr_array_index (service->order, i));
   g_ptr_array_unref (service->order);

@@ -168,10 +168,61 @@ static const ConfigKey function_keys[] = {
   { "idle_timeout", KEY_DURATION, FOFF (idle_ms), "5m", 1000, 24 * 3600 * 1000, NULL,
     "An environment with no invocation for this long stops (no process is left when a "
     "function is idle).", NULL },
+  { "max_retry_attempts", KEY_INT, FOFF (max_retry_attempts), "2", 0, 2, NULL,
+    "Asynchronous invocations (Event): times a failed one is retried before it goes to "
+    "on_failure.", NULL },
+  { "max_event_age", KEY_DURATION, FOFF (max_event_age_ms), "6h", 60 * 1000, 6 * 3600 * 1000,
+    NULL,
+    "Asynchronous invocations: one still not done this long after it was accepted (the "
+    "function failing or busy) goes to on_failure.", NULL },
+  { "retry_delay", KEY_DURATION, FOFF (retry_delay_ms), "1m", 100, 3600 * 1000, NULL,
+    "Asynchronous invocations: wait before the first retry, doubled for each next one "
+    "(Lambda's: 1 minute, then 2).", NULL },
+  { "on_success", KEY_STRING, FOFF (on_success), "", 0, 0, NULL,
+    "Asynchronous invocations: data stream (a name or a Kinesis stream ARN) that receives an "
+    "invocation record, with the request and the response, for each one that succeeded.",
+    NULL },
+  { "on_failure", KEY_STRING, FOFF (on_failure), "", 0, 0, NULL,
+    "Asynchronous invocations: data stream that receives the invocation record of each one "
+    "that failed every attempt or grew too old; without it such an invocation is logged and "
+    "dropped.", NULL },
 };
 
 static const ListSpec function_list = { function_keys, G_N_ELEMENTS (function_keys),
                                         sizeof (EdgeConfigFunction), "name", 256 };
+
+#define SCOFF(field) G_STRUCT_OFFSET (EdgeConfigSchedule, field)
+
+static const ConfigKey schedule_keys[] = {
+  { "name", KEY_STRING, SCOFF (name), NULL, 0, 0, NULL,
+    "Schedule name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "function", KEY_STRING, SCOFF (function), NULL, 0, 0, NULL,
+    "The function invoked (asynchronously, with retries and destinations).", NULL },
+  { "expression", KEY_STRING, SCOFF (expression), NULL, 0, 0, NULL,
+    "rate(5 minutes), or cron(0/15 8-17 ? * MON-FRI *) with EventBridge's six fields "
+    "(minutes hours day-of-month month day-of-week year, in UTC).", NULL },
+  { "input", KEY_STRING, SCOFF (input), "", 0, 0, NULL,
+    "JSON the function receives instead of the Scheduled Event.", NULL },
+};
+
+static const ListSpec schedule_list = { schedule_keys, G_N_ELEMENTS (schedule_keys),
+                                        sizeof (EdgeConfigSchedule), "name", 1000 };
+
+#define ROFF(field) G_STRUCT_OFFSET (EdgeConfigRoute, field)
+
+static const ConfigKey route_keys[] = {
+  { "route", KEY_STRING, ROFF (route), NULL, 0, 0, NULL,
+    "METHOD /path: GET /items/{id}, ANY /hooks/{proxy+}; {name} takes one segment, a last "
+    "{name+} the rest of the path.", NULL },
+  { "function", KEY_STRING, ROFF (function), NULL, 0, 0, NULL,
+    "The function invoked with the request (API Gateway's payload format 2.0); its answer is "
+    "the response.", NULL },
+  { "timeout", KEY_DURATION, ROFF (timeout_ms), "30s", 50, 900 * 1000, NULL,
+    "Longest the gateway waits for the function; past it the client gets 503.", NULL },
+};
+
+static const ListSpec route_list = { route_keys, G_N_ELEMENTS (route_keys),
+                                     sizeof (EdgeConfigRoute), "route", 1000 };
 
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
@@ -230,6 +281,11 @@ static const ConfigKey config_keys[] = {
   { "functions", KEY_LIST, OFF (functions), NULL, 0, 0, NULL,
     "Functions (handlers run on demand through the Lambda Runtime API, invoked with the Lambda "
     "Invoke API).", &function_list },
+  { "schedules", KEY_LIST, OFF (schedules), NULL, 0, 0, NULL,
+    "Functions invoked on a schedule (EventBridge's rate and cron expressions).",
+    &schedule_list },
+  { "routes", KEY_LIST, OFF (routes), NULL, 0, 0, NULL,
+    "HTTP routes on the gateway served by functions (an HTTP API).", &route_list },
 };
 
 static const ConfigKey *
@@ -995,6 +1051,28 @@ edge_config_validate (const EdgeConfig *config, const char *name, GError **error
     g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
                  "%s: gateway.tls: cert and key must be given together", name);
     return FALSE;
+  }
+  /* Triggers name functions of the same file. */
+  g_autoptr (GHashTable) functions = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < config->functions->len; i++)
+    g_hash_table_add (functions, ((EdgeConfigFunction *) config->functions->pdata[i])->name);
+  for (guint i = 0; i < config->schedules->len; i++) {
+    const EdgeConfigSchedule *s = config->schedules->pdata[i];
+    if (!g_hash_table_contains (functions, s->function)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: schedules[%u] (%s): no function \"%s\" in functions", name, i, s->name,
+                   s->function);
+      return FALSE;
+    }
+  }
+  for (guint i = 0; i < config->routes->len; i++) {
+    const EdgeConfigRoute *r = config->routes->pdata[i];
+    if (!g_hash_table_contains (functions, r->function)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: routes[%u] (%s): no function \"%s\" in functions", name, i, r->route,
+                   r->function);
+      return FALSE;
+    }
   }
   return TRUE;
 }

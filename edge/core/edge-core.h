@@ -106,7 +106,28 @@ typedef struct {
   gint64 memory_mb;
   gint64 concurrency;  /* environments at most */
   gint64 idle_ms;      /* an environment idle this long stops */
+  /* Asynchronous invocations (Event): */
+  gint64 max_retry_attempts;
+  gint64 max_event_age_ms;
+  gint64 retry_delay_ms; /* before the first retry; doubled for each next one */
+  char *on_success;      /* stream the invocation record goes to; "" for none */
+  char *on_failure;
 } EdgeConfigFunction;
+
+/* One schedule (the "schedules" list): a function invoked at times. */
+typedef struct {
+  char *name;
+  char *function;
+  char *expression; /* rate(...) or cron(...), EventBridge's syntax */
+  char *input;      /* JSON sent instead of the Scheduled Event; "" for the event */
+} EdgeConfigSchedule;
+
+/* One HTTP API route (the "routes" list): requests to a function. */
+typedef struct {
+  char *route;    /* "METHOD /path/{param}", METHOD may be ANY */
+  char *function;
+  gint64 timeout_ms;
+} EdgeConfigRoute;
 
 /* The daemon's whole configuration, as values. Strings are owned by the
  * struct; an unset optional string is "" (never NULL). Sizes are bytes,
@@ -130,6 +151,8 @@ typedef struct {
   GPtrArray *streams; /* EdgeConfigStream *, in file order; never NULL */
   GPtrArray *cameras; /* EdgeConfigCamera *, in file order; never NULL */
   GPtrArray *functions; /* EdgeConfigFunction *, in file order; never NULL */
+  GPtrArray *schedules; /* EdgeConfigSchedule *, in file order; never NULL */
+  GPtrArray *routes;    /* EdgeConfigRoute *, in file order; never NULL */
 } EdgeConfig;
 
 /* Every key at its default and empty lists: what a configuration file

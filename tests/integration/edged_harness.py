@@ -1,6 +1,7 @@
 """Start the real edged binary on a free loopback port with its own data
 directory, and talk to it as a user would. Standard library only."""
 
+import base64
 import http.client
 import json
 import os
@@ -117,6 +118,37 @@ class Daemon:
     def get_json(self, path):
         status, headers, body = self.request("GET", path)
         return status, headers, json.loads(body)
+
+    def kinesis(self, op, body, timeout=10):
+        """One Kinesis API call: (status, decoded answer)."""
+        status, _, data = self.request(
+            "POST", "/", body=json.dumps(body), timeout=timeout,
+            headers={"X-Amz-Target": f"Kinesis_20131202.{op}",
+                     "Content-Type": "application/x-amz-json-1.1"})
+        return status, json.loads(data or b"{}")
+
+    def stream_records(self, stream):
+        """Every record of @stream, shard by shard from the oldest, with the
+        data decoded from base64."""
+        status, desc = self.kinesis("ListShards", {"StreamName": stream})
+        assert status == 200, desc
+        records = []
+        for shard in desc["Shards"]:
+            status, it = self.kinesis("GetShardIterator", {
+                "StreamName": stream, "ShardId": shard["ShardId"],
+                "ShardIteratorType": "TRIM_HORIZON"})
+            assert status == 200, it
+            iterator = it["ShardIterator"]
+            while iterator:
+                status, page = self.kinesis("GetRecords", {"ShardIterator": iterator})
+                assert status == 200, page
+                for r in page["Records"]:
+                    r["Data"] = base64.b64decode(r["Data"])
+                    records.append(r)
+                if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = page.get("NextShardIterator")
+        return records
 
     def rss_bytes(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -1,0 +1,51 @@
+/* functions-private.h: what the parts of the functions module share.
+ *
+ *   service.c    functions, execution environments, the Lambda API
+ *   async.c      asynchronous (Event) invocations: a durable queue, retries,
+ *                destinations
+ *   schedule.c   rate() and cron() expressions, and the schedules
+ *   routes.c     HTTP API routes (payload format 2.0)
+ */
+#pragma once
+
+#include "functions.h"
+
+#define FUNCTIONS_ACCOUNT "000000000000"
+#define FUNCTIONS_REGION "us-east-1"
+
+/* ---- service.c ---- */
+
+/* The definition of @name, NULL if none. (transfer none) */
+const EdgeConfigFunction *functions_service_function (FunctionsService *service,
+                                                      const char *name);
+/* arn:aws:lambda:REGION:ACCOUNT:function:NAME, NULL if none. (transfer none) */
+const char *functions_service_arn (FunctionsService *service, const char *name);
+
+/* ---- async.c ---- */
+
+typedef struct _FunctionsAsync FunctionsAsync;
+
+/* Keeps Event invocations in @state (table function_events), payloads
+ * sealed with keys derived for "functions/events". (transfer full) */
+FunctionsAsync *functions_async_new (FunctionsService *service, EdgeState *state,
+                                     EdgeKeyring *keyring, StreamStore *streams,
+                                     EdgeMetrics *metrics, GError **error);
+/* Resumes the invocations kept from before (functions must be added). */
+gboolean functions_async_start (FunctionsAsync *async, GError **error);
+/* Stores an invocation of @function (committed when this returns TRUE) and
+ * runs it when it can. */
+gboolean functions_async_enqueue (FunctionsAsync *async, const char *function,
+                                  const char *request_id, GBytes *payload, GError **error);
+/* Frees; what is kept stays for the next start. Accepts NULL. */
+void functions_async_free (FunctionsAsync *async);
+
+/* TRUE when @destination (a stream name or a Kinesis stream ARN) names a
+ * stream of @streams. */
+gboolean functions_destination_check (StreamStore *streams, const char *destination,
+                                      GError **error);
+/* The stream name @destination names. (transfer none: points into it) */
+const char *functions_destination_stream (const char *destination);
+
+/* The JSON text of @payload if it is a JSON document, else @payload as a
+ * JSON string, appended to @out. */
+void functions_append_json_or_string (GString *out, GBytes *payload);
