@@ -304,6 +304,8 @@ take_current (Env *env, SoupServerMessage *msg, const char *id)
   return g_steal_pointer (&env->current);
 }
 
+static void fail_too_large (Env *env);
+
 static void
 on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
             gpointer data)
@@ -356,9 +358,8 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
       return;
     if (request_body->length > FUNCTIONS_MAX_PAYLOAD_BYTES) {
       runtime_error (msg, 413, "RequestEntityTooLarge", "the response is over 6 MiB");
-      invocation_fail (inv, "Function.ResponseSizeTooLarge",
-                       "Response payload size exceeded maximum allowed payload size (%d bytes).",
-                       FUNCTIONS_MAX_PAYLOAD_BYTES);
+      env->current = inv;
+      fail_too_large (env);
       return;
     }
     g_autoptr (GBytes) body = soup_message_body_flatten (request_body);
@@ -382,23 +383,77 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
   runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
 }
 
+/* Fails @env's invocation for a response over the limit. */
+static void
+fail_too_large (Env *env)
+{
+  Invocation *inv = g_steal_pointer (&env->current);
+  if (inv == NULL)
+    return;
+  g_clear_handle_id (&env->timeout_source, g_source_remove);
+  invocation_fail (inv, "Function.ResponseSizeTooLarge",
+                   "Response payload size exceeded maximum allowed payload size (%d bytes).",
+                   FUNCTIONS_MAX_PAYLOAD_BYTES);
+}
+
+static void env_unref (Env *env);
+
+typedef struct {
+  Env *env; /* a reference */
+  gsize seen;
+} BodyCount;
+
+static void
+body_count_free (BodyCount *count)
+{
+  env_unref (count->env);
+  g_free (count);
+}
+
+/* A body sent without a length (chunked) is counted as it comes; past the
+ * limit the invocation fails and the connection is closed, so that it is
+ * never held whole. */
+static void
+on_runtime_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer data)
+{
+  BodyCount *count = g_object_get_data (G_OBJECT (msg), "edge-body-count");
+  if (count == NULL)
+    return;
+  count->seen += g_bytes_get_size (chunk);
+  if (count->seen <= FUNCTIONS_MAX_PAYLOAD_BYTES)
+    return;
+  if (!count->env->released)
+    fail_too_large (count->env);
+  g_object_ref (msg);
+  GIOStream *stream = soup_server_message_steal_connection (msg);
+  g_object_set_data (G_OBJECT (msg), "edge-body-count", NULL);
+  g_object_unref (msg);
+  if (stream) {
+    g_io_stream_close (stream, NULL, NULL);
+    g_object_unref (stream);
+  }
+}
+
 /* Refuses a body over the limit before it is read (an early handler: it
  * runs once the headers are in). */
 static void
 on_runtime_headers (SoupServer *server, SoupServerMessage *msg, const char *path,
                     GHashTable *query, gpointer data)
 {
-  goffset length = soup_message_headers_get_content_length (
-      soup_server_message_get_request_headers (msg));
+  Env *env = data;
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED) {
+    BodyCount *count = g_new0 (BodyCount, 1);
+    count->env = env;
+    env->refs++;
+    g_object_set_data_full (G_OBJECT (msg), "edge-body-count", count,
+                            (GDestroyNotify) body_count_free);
+    g_signal_connect (msg, "got-chunk", G_CALLBACK (on_runtime_chunk), NULL);
+    return;
+  }
+  goffset length = soup_message_headers_get_content_length (headers);
   if (length > FUNCTIONS_MAX_PAYLOAD_BYTES) {
-    Env *env = data;
-    Invocation *inv = g_steal_pointer (&env->current);
-    if (inv) {
-      g_clear_handle_id (&env->timeout_source, g_source_remove);
-      invocation_fail (inv, "Function.ResponseSizeTooLarge",
-                       "Response payload size exceeded maximum allowed payload size (%d bytes).",
-                       FUNCTIONS_MAX_PAYLOAD_BYTES);
-    }
+    fail_too_large (env);
     runtime_error (msg, 413, "RequestEntityTooLarge", "the body is over 6 MiB");
   }
 }

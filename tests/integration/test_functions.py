@@ -306,6 +306,18 @@ class Functions(unittest.TestCase):
         self.assertEqual(resp.status, 413)
         conn.close()
 
+    def test_response_over_6_mib(self):
+        # Declared with a Content-Length or sent chunked, a response over the
+        # limit fails the invocation in Lambda's shape; the environment lives on.
+        for payload in ({"big": 7}, {"big": 7, "chunked": 1}):
+            status, headers, body = self.invoke("wide", payload)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(headers.get("X-Amz-Function-Error"), "Unhandled")
+            self.assertEqual(json.loads(body)["errorType"], "Function.ResponseSizeTooLarge")
+        status, headers, body = self.invoke("wide", {"after": 1})
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body).get("event"), {"after": 1}, body[:300])
+
     def test_logs_and_metrics(self):
         status, headers, body = self.invoke("hello", {"name": "logs"})
         self.assertEqual(status, 200)
