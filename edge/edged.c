@@ -296,6 +296,11 @@ daemon_start (Daemon *d, GError **error)
       g_prefix_error (error, "%s: functions: ", d->config_source);
       return FALSE;
     }
+  for (guint i = 0; i < c->routes->len; i++)
+    if (!functions_service_add_route (d->functions, g_ptr_array_index (c->routes, i), error)) {
+      g_prefix_error (error, "%s: routes: ", d->config_source);
+      return FALSE;
+    }
   if (!functions_service_start (d->functions, error))
     return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);

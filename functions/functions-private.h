@@ -46,6 +46,21 @@ gboolean functions_destination_check (StreamStore *streams, const char *destinat
 /* The stream name @destination names. (transfer none: points into it) */
 const char *functions_destination_stream (const char *destination);
 
+/* ---- routes.c ---- */
+
+typedef struct _FunctionsRoute FunctionsRoute;
+
+/* Checks an API Gateway route key ("GET /items/{id}", "ANY /{proxy+}") and
+ * gives its method ("ANY" included) and the gateway pattern it becomes. */
+gboolean functions_route_parse (const char *key, char **ret_method, char **ret_pattern,
+                                GError **error);
+/* Routes @config's requests to its function through @gateway; the route
+ * is appended to @routes (owned there, freed with functions_route_free)
+ * once any method of it may be routed. */
+gboolean functions_route_add (FunctionsService *service, EdgeGateway *gateway,
+                              const EdgeConfigRoute *config, GPtrArray *routes, GError **error);
+void functions_route_free (FunctionsRoute *route);
+
 /* The JSON text of @payload if it is a JSON document, else @payload as a
  * JSON string, appended to @out. */
 void functions_append_json_or_string (GString *out, GBytes *payload);

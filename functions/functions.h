@@ -66,6 +66,11 @@ FunctionsService *functions_service_new (EdgeGateway *gateway, EdgeMetrics *metr
 gboolean functions_service_add (FunctionsService *service, const EdgeConfigFunction *config,
                                 GError **error);
 
+/* Serves an HTTP API route (routes.c) by its function, which must be
+ * added. */
+gboolean functions_service_add_route (FunctionsService *service, const EdgeConfigRoute *config,
+                                      GError **error);
+
 /* Starts what needs every function added: the asynchronous invocations
  * kept from before a restart resume. */
 gboolean functions_service_start (FunctionsService *service, GError **error);

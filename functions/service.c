@@ -102,6 +102,7 @@ struct _FunctionsService {
   GHashTable *functions; /* name -> Function */
   GPtrArray *order;      /* Function *, as added */
   gboolean stopping;     /* no more invocations */
+  GPtrArray *routes;     /* FunctionsRoute * */
 };
 
 G_DEFINE_QUARK (functions-error-quark, functions_error)
@@ -1185,6 +1186,13 @@ functions_service_arn (FunctionsService *service, const char *name)
 }
 
 gboolean
+functions_service_add_route (FunctionsService *service, const EdgeConfigRoute *config,
+                             GError **error)
+{
+  return functions_route_add (service, service->gateway, config, service->routes, error);
+}
+
+gboolean
 functions_service_start (FunctionsService *service, GError **error)
 {
   return functions_async_start (service->async, error);
@@ -1251,6 +1259,7 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   service->work_dir = g_strdup (work_dir);
   service->functions = g_hash_table_new (g_str_hash, g_str_equal);
   service->order = g_ptr_array_new ();
+  service->routes = g_ptr_array_new_with_free_func ((GDestroyNotify) functions_route_free);
   service->async = functions_async_new (service, state, keyring, streams, metrics, error);
   if (service->async == NULL) {
     functions_service_free (service);
@@ -1286,6 +1295,7 @@ functions_service_free (FunctionsService *service)
   for (guint i = 0; i < service->order->len; i++)
     function_free (g_ptr_array_index (service->order, i));
   g_ptr_array_unref (service->order);
+  g_ptr_array_unref (service->routes);
   g_hash_table_unref (service->functions);
   g_free (service->work_dir);
   g_free (service);

@@ -31,6 +31,8 @@ typedef enum {
 #define EDGE_GATEWAY_LISTEN_BACKLOG 1024
 /* Header bytes a request may carry, and how many fields. */
 #define EDGE_GATEWAY_MAX_HEADER_FIELDS 100
+/* Segments a route pattern or a routed path has at most. */
+#define EDGE_GATEWAY_MAX_PATH_SEGMENTS 32
 /* Largest JSON nesting the shared JSON entry point accepts. */
 #define EDGE_JSON_MAX_DEPTH EDGE_JSON_READER_MAX_DEPTH
 
@@ -116,6 +118,9 @@ const char *edge_request_method (EdgeRequest *request);
 const char *edge_request_path (EdgeRequest *request);
 /* A {name} parameter of the matched pattern, percent-decoded; NULL if none. */
 const char *edge_request_param (EdgeRequest *request, const char *name);
+/* Every path parameter, name -> decoded value; NULL when the pattern has
+ * none. (transfer none) */
+GHashTable *edge_request_params (EdgeRequest *request);
 /* A query parameter; NULL if absent. */
 const char *edge_request_query (EdgeRequest *request, const char *name);
 const char *edge_request_header (EdgeRequest *request, const char *name);

@@ -69,6 +69,12 @@ edge_request_param (EdgeRequest *request, const char *name)
   return request->params ? g_hash_table_lookup (request->params, name) : NULL;
 }
 
+GHashTable *
+edge_request_params (EdgeRequest *request)
+{
+  return request->params;
+}
+
 const char *
 edge_request_query (EdgeRequest *request, const char *name)
 {

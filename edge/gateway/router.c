@@ -6,7 +6,7 @@
 
 #include "edge-gateway.h"
 
-#define MAX_SEGMENTS 32
+#define MAX_SEGMENTS EDGE_GATEWAY_MAX_PATH_SEGMENTS
 
 typedef enum { SEG_LITERAL, SEG_PARAM, SEG_REST } SegmentKind;
 
@@ -177,7 +177,8 @@ route_matches (const Route *route, char **segs, guint n, guint64 *ret_score)
   for (i = 0; i < route->n_segments; i++) {
     const Segment *seg = &route->segments[i];
     if (seg->kind == SEG_REST) {
-      if (i >= n)
+      /* One or more segments, not nothing ("/assets/" is not an asset). */
+      if (i >= n || (i == n - 1 && segs[i][0] == '\0'))
         return FALSE;
       score <<= (MAX_SEGMENTS - i);
       *ret_score = score;
