@@ -61,6 +61,30 @@ gboolean functions_route_add (FunctionsService *service, EdgeGateway *gateway,
                               const EdgeConfigRoute *config, GPtrArray *routes, GError **error);
 void functions_route_free (FunctionsRoute *route);
 
+/* ---- schedule.c ---- */
+
+typedef struct _FunctionsCron FunctionsCron;
+
+/* Parses rate(...), cron(...) or at(...) (EventBridge's syntax, in UTC).
+ * (transfer full) */
+FunctionsCron *functions_cron_parse (const char *expression, GError **error);
+/* The first time (Unix seconds) after @after_s that @cron fires, for a
+ * schedule started at @start_s (rates count from it); -1 for none before
+ * the year 2200. */
+gint64 functions_cron_next (const FunctionsCron *cron, gint64 after_s, gint64 start_s);
+void functions_cron_free (FunctionsCron *cron);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FunctionsCron, functions_cron_free)
+
+typedef struct _FunctionsSchedule FunctionsSchedule;
+
+/* Starts @config's schedule: at each time, an asynchronous invocation of
+ * its function through @async. (transfer full) */
+FunctionsSchedule *functions_schedule_new (FunctionsAsync *async,
+                                           const EdgeConfigSchedule *config,
+                                           gboolean function_exists, GError **error);
+const char *functions_schedule_name (FunctionsSchedule *schedule);
+void functions_schedule_free (FunctionsSchedule *schedule);
+
 /* The JSON text of @payload if it is a JSON document, else @payload as a
  * JSON string, appended to @out. */
 void functions_append_json_or_string (GString *out, GBytes *payload);

@@ -71,6 +71,10 @@ gboolean functions_service_add (FunctionsService *service, const EdgeConfigFunct
 gboolean functions_service_add_route (FunctionsService *service, const EdgeConfigRoute *config,
                                       GError **error);
 
+/* Invokes a function (which must be added) on a schedule (schedule.c). */
+gboolean functions_service_add_schedule (FunctionsService *service,
+                                         const EdgeConfigSchedule *config, GError **error);
+
 /* Starts what needs every function added: the asynchronous invocations
  * kept from before a restart resume. */
 gboolean functions_service_start (FunctionsService *service, GError **error);

@@ -103,6 +103,7 @@ struct _FunctionsService {
   GPtrArray *order;      /* Function *, as added */
   gboolean stopping;     /* no more invocations */
   GPtrArray *routes;     /* FunctionsRoute * */
+  GPtrArray *schedules;  /* FunctionsSchedule * */
 };
 
 G_DEFINE_QUARK (functions-error-quark, functions_error)
@@ -1193,6 +1194,24 @@ functions_service_add_route (FunctionsService *service, const EdgeConfigRoute *c
 }
 
 gboolean
+functions_service_add_schedule (FunctionsService *service, const EdgeConfigSchedule *config,
+                                GError **error)
+{
+  for (guint i = 0; i < service->schedules->len; i++)
+    if (g_str_equal (functions_schedule_name (service->schedules->pdata[i]), config->name)) {
+      g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                   "schedule \"%s\" is defined twice", config->name);
+      return FALSE;
+    }
+  FunctionsSchedule *schedule = functions_schedule_new (
+      service->async, config, g_hash_table_contains (service->functions, config->function), error);
+  if (schedule == NULL)
+    return FALSE;
+  g_ptr_array_add (service->schedules, schedule);
+  return TRUE;
+}
+
+gboolean
 functions_service_start (FunctionsService *service, GError **error)
 {
   return functions_async_start (service->async, error);
@@ -1260,6 +1279,8 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   service->functions = g_hash_table_new (g_str_hash, g_str_equal);
   service->order = g_ptr_array_new ();
   service->routes = g_ptr_array_new_with_free_func ((GDestroyNotify) functions_route_free);
+  service->schedules =
+      g_ptr_array_new_with_free_func ((GDestroyNotify) functions_schedule_free);
   service->async = functions_async_new (service, state, keyring, streams, metrics, error);
   if (service->async == NULL) {
     functions_service_free (service);
@@ -1287,6 +1308,7 @@ functions_service_free (FunctionsService *service)
   if (service == NULL)
     return;
   service->stopping = TRUE;
+  g_ptr_array_set_size (service->schedules, 0);
   /* Invocations under way end first (their callers are told), then what
    * made them goes. */
   for (guint i = 0; i < service->order->len; i++)
@@ -1296,6 +1318,7 @@ functions_service_free (FunctionsService *service)
     function_free (g_ptr_array_index (service->order, i));
   g_ptr_array_unref (service->order);
   g_ptr_array_unref (service->routes);
+  g_ptr_array_unref (service->schedules);
   g_hash_table_unref (service->functions);
   g_free (service->work_dir);
   g_free (service);
