@@ -23,6 +23,7 @@ ROOT = os.environ.get("EDGED_SOURCE_ROOT", os.path.join(os.path.dirname(__file__
 BASH_RUNTIME = os.path.join(ROOT, "tests", "functions", "bash", "bootstrap")
 HELLO = os.path.join(ROOT, "functions", "examples", "hello", "bootstrap")
 NODE_RIC = os.path.join(ROOT, "tests", "functions", "node", "bootstrap")
+C_BOOTSTRAP = os.environ.get("C_BOOTSTRAP", os.path.join(ROOT, "build", "tests", "c-bootstrap"))
 
 CONFIG = f"""functions:
   - name: echo
@@ -48,6 +49,8 @@ CONFIG = f"""functions:
   - name: node-missing
     bootstrap: {NODE_RIC}
     handler: missing.handler
+  - name: compiled
+    bootstrap: {C_BOOTSTRAP}
   - name: broken
     bootstrap: {os.path.join(ROOT, "tests", "functions", "broken", "bootstrap")}
   - name: silent
@@ -131,7 +134,8 @@ class Functions(unittest.TestCase):
         r = self.aws("lambda", "list-functions")
         self.assertEqual(r.returncode, 0, r.stderr)
         names = sorted(f["FunctionName"] for f in json.loads(r.stdout)["Functions"])
-        self.assertEqual(names, ["broken", "echo", "hello", "node", "node-missing", "silent", "wide"])
+        self.assertEqual(names, ["broken", "compiled", "echo", "hello", "node", "node-missing", "silent",
+                                 "wide"])
         r = self.aws("lambda", "get-function", "--function-name", "echo")
         self.assertEqual(r.returncode, 0, r.stderr)
         config = json.loads(r.stdout)["Configuration"]
@@ -305,6 +309,28 @@ class Functions(unittest.TestCase):
         resp = conn.getresponse()
         self.assertEqual(resp.status, 413)
         conn.close()
+
+    def test_compiled_c_runtime(self):
+        # A bootstrap compiled from C (tests/functions/c/bootstrap.c), libc only.
+        out = os.path.join(self.d.workdir, "c.json")
+        r = self.aws("lambda", "invoke", "--function-name", "compiled", "--cli-binary-format",
+                     "raw-in-base64-out", "--payload", '{"sensor": "door", "open": true}', out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("FunctionError", json.loads(r.stdout))
+        with open(out) as f:
+            result = json.load(f)
+        self.assertEqual(result["runtime"], "c")
+        self.assertEqual(result["event"], {"sensor": "door", "open": True})
+        self.assertEqual(result["bytes"], len('{"sensor": "door", "open": true}'))
+        status, headers, body = self.invoke("compiled", {"fail": True})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("X-Amz-Function-Error"), "Unhandled")
+        self.assertEqual(json.loads(body), {"errorType": "CHandlerError",
+                                            "errorMessage": "asked to fail"})
+        # Warm: the same environment serves a second invocation.
+        status, headers, body = self.invoke("compiled", [1, 2, 3])
+        self.assertEqual(json.loads(body)["event"], [1, 2, 3])
+        self.assertIn("c handler: " + headers["X-Amzn-RequestId"], self.d.log())
 
     def test_response_over_6_mib(self):
         # Declared with a Content-Length or sent chunked, a response over the
