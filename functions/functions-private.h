@@ -85,6 +85,20 @@ FunctionsSchedule *functions_schedule_new (FunctionsAsync *async,
 const char *functions_schedule_name (FunctionsSchedule *schedule);
 void functions_schedule_free (FunctionsSchedule *schedule);
 
+/* ---- mappings.c ---- */
+
+typedef struct _FunctionsMapping FunctionsMapping;
+
+/* Invokes @config's function with its stream's records, from the
+ * consumer's checkpoints. (transfer full) */
+FunctionsMapping *functions_mapping_new (FunctionsService *service, StreamStore *streams,
+                                         EdgeMetrics *metrics, const EdgeConfigMapping *config,
+                                         GError **error);
+const char *functions_mapping_stream (FunctionsMapping *mapping);
+const char *functions_mapping_function (FunctionsMapping *mapping);
+/* Stops; batches under way are delivered again after a restart. */
+void functions_mapping_free (FunctionsMapping *mapping);
+
 /* The JSON text of @payload if it is a JSON document, else @payload as a
  * JSON string, appended to @out. */
 void functions_append_json_or_string (GString *out, GBytes *payload);

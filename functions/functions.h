@@ -75,6 +75,11 @@ gboolean functions_service_add_route (FunctionsService *service, const EdgeConfi
 gboolean functions_service_add_schedule (FunctionsService *service,
                                          const EdgeConfigSchedule *config, GError **error);
 
+/* Invokes a function (which must be added) with a data stream's records
+ * (mappings.c). */
+gboolean functions_service_add_mapping (FunctionsService *service, const EdgeConfigMapping *config,
+                                        GError **error);
+
 /* Starts what needs every function added: the asynchronous invocations
  * kept from before a restart resume. */
 gboolean functions_service_start (FunctionsService *service, GError **error);

@@ -104,6 +104,7 @@ struct _FunctionsService {
   gboolean stopping;     /* no more invocations */
   GPtrArray *routes;     /* FunctionsRoute * */
   GPtrArray *schedules;  /* FunctionsSchedule * */
+  GPtrArray *mappings;   /* FunctionsMapping * */
 };
 
 G_DEFINE_QUARK (functions-error-quark, functions_error)
@@ -1212,6 +1213,27 @@ functions_service_add_schedule (FunctionsService *service, const EdgeConfigSched
 }
 
 gboolean
+functions_service_add_mapping (FunctionsService *service, const EdgeConfigMapping *config,
+                               GError **error)
+{
+  for (guint i = 0; i < service->mappings->len; i++) {
+    FunctionsMapping *m = service->mappings->pdata[i];
+    if (g_str_equal (functions_mapping_stream (m), config->stream) &&
+        g_str_equal (functions_mapping_function (m), config->function)) {
+      g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                   "mapping %s -> %s is defined twice", config->stream, config->function);
+      return FALSE;
+    }
+  }
+  FunctionsMapping *m =
+      functions_mapping_new (service, service->streams, service->metrics, config, error);
+  if (m == NULL)
+    return FALSE;
+  g_ptr_array_add (service->mappings, m);
+  return TRUE;
+}
+
+gboolean
 functions_service_start (FunctionsService *service, GError **error)
 {
   return functions_async_start (service->async, error);
@@ -1272,6 +1294,9 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
                           "Invocations running now.", NULL, 0);
     edge_metrics_declare (metrics, "edged_function_queued", EDGE_METRIC_GAUGE,
                           "Invocations waiting for an environment.", NULL, 0);
+    edge_metrics_declare (metrics, "edged_function_mapping_records_total", EDGE_METRIC_COUNTER,
+                          "Stream records an event source mapping settled, by function, stream "
+                          "and result (success; failed: sent to on_failure; dropped).", NULL, 0);
     edge_metrics_add_collector (metrics, collect, service);
   }
   service->streams = streams;
@@ -1281,6 +1306,7 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   service->routes = g_ptr_array_new_with_free_func ((GDestroyNotify) functions_route_free);
   service->schedules =
       g_ptr_array_new_with_free_func ((GDestroyNotify) functions_schedule_free);
+  service->mappings = g_ptr_array_new_with_free_func ((GDestroyNotify) functions_mapping_free);
   service->async = functions_async_new (service, state, keyring, streams, metrics, error);
   if (service->async == NULL) {
     functions_service_free (service);
@@ -1313,12 +1339,14 @@ functions_service_free (FunctionsService *service)
    * made them goes. */
   for (guint i = 0; i < service->order->len; i++)
     function_abandon (g_ptr_array_index (service->order, i));
+  g_ptr_array_set_size (service->mappings, 0);
   functions_async_free (service->async);
   for (guint i = 0; i < service->order->len; i++)
     function_free (g_ptr_array_index (service->order, i));
   g_ptr_array_unref (service->order);
   g_ptr_array_unref (service->routes);
   g_ptr_array_unref (service->schedules);
+  g_ptr_array_unref (service->mappings);
   g_hash_table_unref (service->functions);
   g_free (service->work_dir);
   g_free (service);

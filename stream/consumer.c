@@ -30,6 +30,8 @@ typedef struct {
   gboolean again;    /* the shard grew while busy */
   gboolean finished; /* closed, sealed, consumed to its end */
   guint retry;
+  gint64 window_until; /* monotonic ms: a short batch is held until then */
+  guint window_timer;
 } Lane;
 
 struct _StreamConsumer {
@@ -39,6 +41,7 @@ struct _StreamConsumer {
   char *name;
   StreamStart start;
   guint batch_size;
+  guint window_ms;
   StreamConsumeFunc func;
   gpointer user_data;
   GPtrArray *lanes; /* Lane */
@@ -61,6 +64,8 @@ lane_free (gpointer data)
   Lane *l = data;
   if (l->retry)
     g_source_remove (l->retry);
+  if (l->window_timer)
+    g_source_remove (l->window_timer);
   g_free (l->shard_id);
   g_free (l->parents[0]);
   g_free (l->parents[1]);
@@ -144,6 +149,34 @@ pump_all (StreamConsumer *c)
 
 static gboolean retry_lane (gpointer data);
 
+static gboolean
+window_over (gpointer data)
+{
+  Lane *l = data;
+  l->window_timer = 0;
+  lane_pump (l);
+  return G_SOURCE_REMOVE;
+}
+
+/* With a batching window, a batch shorter than the batch size is held
+ * (the records let go, read again later) until the window since its first
+ * record was seen is over, or the shard has a full batch. */
+static gboolean
+hold_for_window (Lane *l, guint n)
+{
+  StreamConsumer *c = l->consumer;
+  if (c->window_ms == 0 || n >= c->batch_size)
+    return FALSE;
+  gint64 now = g_get_monotonic_time () / 1000;
+  if (l->window_until == 0)
+    l->window_until = now + c->window_ms;
+  if (now >= l->window_until)
+    return FALSE;
+  if (l->window_timer == 0)
+    l->window_timer = g_timeout_add ((guint) (l->window_until - now), window_over, l);
+  return TRUE;
+}
+
 static void
 read_done (GObject *source, GAsyncResult *result, gpointer data)
 {
@@ -181,6 +214,21 @@ read_done (GObject *source, GAsyncResult *result, gpointer data)
     }
     consumer_unref (c);
     return;
+  }
+  if (hold_for_window (l, records->len)) {
+    g_ptr_array_unref (records);
+    l->busy = FALSE;
+    if (l->again) {
+      l->again = FALSE;
+      lane_pump (l);
+    }
+    consumer_unref (c);
+    return;
+  }
+  l->window_until = 0;
+  if (l->window_timer) {
+    g_source_remove (l->window_timer);
+    l->window_timer = 0;
   }
   Batch *b = g_new0 (Batch, 1);
   b->lane = l;
@@ -306,6 +354,16 @@ stream_consumer_stop (StreamConsumer *c)
       g_source_remove (l->retry);
       l->retry = 0;
     }
+    if (l->window_timer) {
+      g_source_remove (l->window_timer);
+      l->window_timer = 0;
+    }
   }
   consumer_unref (c);
+}
+
+void
+stream_consumer_set_batching_window (StreamConsumer *c, guint ms)
+{
+  c->window_ms = ms;
 }

@@ -304,6 +304,9 @@ StreamConsumer *stream_consumer_start (StreamStore *store, const char *stream, c
  * past it and is stored; on failure the same records are delivered again
  * after @retry_ms. */
 void stream_consumer_done (StreamConsumer *consumer, StreamBatch *batch, gboolean success);
+/* Holds a batch shorter than the batch size for up to @ms after its first
+ * record was seen, so that more records join it (0: deliver at once). */
+void stream_consumer_set_batching_window (StreamConsumer *consumer, guint ms);
 /* Stops delivering. Batches still out may be finished (or not) afterwards:
  * stream_consumer_done stays valid until they are. */
 void stream_consumer_stop (StreamConsumer *consumer);

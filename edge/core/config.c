@@ -224,6 +224,44 @@ static const ConfigKey route_keys[] = {
 static const ListSpec route_list = { route_keys, G_N_ELEMENTS (route_keys),
                                      sizeof (EdgeConfigRoute), "route", 1000 };
 
+static const char *const starting_positions[] = { "TRIM_HORIZON", "LATEST", NULL };
+
+#define MOFF(field) G_STRUCT_OFFSET (EdgeConfigMapping, field)
+
+static const ConfigKey mapping_keys[] = {
+  { "stream", KEY_STRING, MOFF (stream), NULL, 0, 0, NULL,
+    "The data stream read (its name).", NULL },
+  { "function", KEY_STRING, MOFF (function), NULL, 0, 0, NULL,
+    "The function invoked with batches of its records (Lambda's Kinesis event).", NULL },
+  { "batch_size", KEY_INT, MOFF (batch_size), "100", 1, 10000, NULL,
+    "Records per invocation at most.", NULL },
+  { "batching_window", KEY_DURATION, MOFF (batching_window_ms), "0ms", 0, 300 * 1000, NULL,
+    "Longest wait to gather a full batch before invoking with fewer records.", NULL },
+  { "starting_position", KEY_ENUM, MOFF (starting_position), "LATEST", 0, 0,
+    starting_positions,
+    "Where a new mapping starts in each shard: TRIM_HORIZON (the oldest record kept) or LATEST "
+    "(records that arrive from then on). Afterwards it resumes from its checkpoints.", NULL },
+  { "max_retry_attempts", KEY_INT, MOFF (max_retry_attempts), "-1", -1, 10000, NULL,
+    "Retries of a failed batch before it goes to on_failure and the shard moves on; -1 retries "
+    "until the records expire (the shard waits).", NULL },
+  { "max_record_age", KEY_DURATION, MOFF (max_record_age_ms), "0ms", 0, 7 * 24 * 3600 * 1000LL,
+    NULL,
+    "Records older than this are not sent but go to on_failure; 0: no limit.", NULL },
+  { "bisect_on_error", KEY_BOOL, MOFF (bisect_on_error), "false", 0, 0, NULL,
+    "Split a failed batch in two and retry each half, down to single records, so that one bad "
+    "record does not hold back the others.", NULL },
+  { "report_batch_item_failures", KEY_BOOL, MOFF (report_batch_item_failures), "false", 0, 0,
+    NULL,
+    "The function may answer {\"batchItemFailures\": [{\"itemIdentifier\": SEQUENCE}]}: the "
+    "records from the first one listed are retried, those before it are done.", NULL },
+  { "on_failure", KEY_STRING, MOFF (on_failure), "", 0, 0, NULL,
+    "Data stream that receives a record describing each batch given up on (Lambda's "
+    "KinesisBatchInfo: shard, first and last sequence numbers).", NULL },
+};
+
+static const ListSpec mapping_list = { mapping_keys, G_N_ELEMENTS (mapping_keys),
+                                       sizeof (EdgeConfigMapping), NULL, 1000 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -286,6 +324,9 @@ static const ConfigKey config_keys[] = {
     &schedule_list },
   { "routes", KEY_LIST, OFF (routes), NULL, 0, 0, NULL,
     "HTTP routes on the gateway served by functions (an HTTP API).", &route_list },
+  { "event_source_mappings", KEY_LIST, OFF (mappings), NULL, 0, 0, NULL,
+    "Functions invoked with the records of data streams, in order per shard, with checkpoints "
+    "(Lambda's Kinesis event source mappings).", &mapping_list },
 };
 
 static const ConfigKey *
@@ -1062,6 +1103,15 @@ edge_config_validate (const EdgeConfig *config, const char *name, GError **error
       g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
                    "%s: schedules[%u] (%s): no function \"%s\" in functions", name, i, s->name,
                    s->function);
+      return FALSE;
+    }
+  }
+  for (guint i = 0; i < config->mappings->len; i++) {
+    const EdgeConfigMapping *m = config->mappings->pdata[i];
+    if (!g_hash_table_contains (functions, m->function)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: event_source_mappings[%u] (%s): no function \"%s\" in functions", name,
+                   i, m->stream, m->function);
       return FALSE;
     }
   }

@@ -122,6 +122,21 @@ typedef struct {
   char *input;      /* JSON sent instead of the Scheduled Event; "" for the event */
 } EdgeConfigSchedule;
 
+/* One event source mapping (the "event_source_mappings" list): a
+ * function invoked with a data stream's records. */
+typedef struct {
+  char *stream;
+  char *function;
+  gint64 batch_size;
+  gint64 batching_window_ms;
+  char *starting_position;  /* "TRIM_HORIZON" or "LATEST" */
+  gint64 max_retry_attempts; /* -1: until the records expire */
+  gint64 max_record_age_ms;  /* 0: no limit */
+  gboolean bisect_on_error;
+  gboolean report_batch_item_failures;
+  char *on_failure;          /* stream; "" for none */
+} EdgeConfigMapping;
+
 /* One HTTP API route (the "routes" list): requests to a function. */
 typedef struct {
   char *route;    /* "METHOD /path/{param}", METHOD may be ANY */
@@ -153,6 +168,7 @@ typedef struct {
   GPtrArray *functions; /* EdgeConfigFunction *, in file order; never NULL */
   GPtrArray *schedules; /* EdgeConfigSchedule *, in file order; never NULL */
   GPtrArray *routes;    /* EdgeConfigRoute *, in file order; never NULL */
+  GPtrArray *mappings;  /* EdgeConfigMapping *, in file order; never NULL */
 } EdgeConfig;
 
 /* Every key at its default and empty lists: what a configuration file
