@@ -570,6 +570,11 @@ on_exited (GObject *source, GAsyncResult *result, gpointer data)
   Invocation *inv = g_steal_pointer (&env->current);
   if (inv)
     invocation_fail (inv, "Runtime.ExitError", "Runtime exited with error: %s", how);
+  else if (!env->started && !env->stopping && (inv = g_queue_pop_head (&fn->queue)))
+    /* Gone before asking for an invocation: the one it was started for
+     * fails, rather than wait for a runtime that cannot start. */
+    invocation_fail (inv, "Runtime.ExitError",
+                     "Runtime exited without asking for an invocation: %s", how);
   g_ptr_array_remove (fn->envs, env);
   env_release (env);
   dispatch (fn);

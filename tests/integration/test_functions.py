@@ -51,6 +51,8 @@ CONFIG = f"""functions:
     handler: missing.handler
   - name: compiled
     bootstrap: {C_BOOTSTRAP}
+  - name: exits
+    bootstrap: /bin/false
   - name: broken
     bootstrap: {os.path.join(ROOT, "tests", "functions", "broken", "bootstrap")}
   - name: silent
@@ -134,8 +136,8 @@ class Functions(unittest.TestCase):
         r = self.aws("lambda", "list-functions")
         self.assertEqual(r.returncode, 0, r.stderr)
         names = sorted(f["FunctionName"] for f in json.loads(r.stdout)["Functions"])
-        self.assertEqual(names, ["broken", "compiled", "echo", "hello", "node", "node-missing", "silent",
-                                 "wide"])
+        self.assertEqual(names, ["broken", "compiled", "echo", "exits", "hello", "node", "node-missing",
+                                 "silent", "wide"])
         r = self.aws("lambda", "get-function", "--function-name", "echo")
         self.assertEqual(r.returncode, 0, r.stderr)
         config = json.loads(r.stdout)["Configuration"]
@@ -331,6 +333,17 @@ class Functions(unittest.TestCase):
         status, headers, body = self.invoke("compiled", [1, 2, 3])
         self.assertEqual(json.loads(body)["event"], [1, 2, 3])
         self.assertIn("c handler: " + headers["X-Amzn-RequestId"], self.d.log())
+
+    def test_runtime_that_exits_at_start(self):
+        # A bootstrap gone before it asks for an invocation fails the one
+        # waiting for it at once, rather than being started again and again.
+        started = time.monotonic()
+        status, headers, body = self.invoke("exits", {})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("X-Amz-Function-Error"), "Unhandled")
+        self.assertEqual(json.loads(body)["errorType"], "Runtime.ExitError")
+        self.assertIn("exit status 1", json.loads(body)["errorMessage"])
+        self.assertLess(time.monotonic() - started, 5)
 
     def test_response_over_6_mib(self):
         # Declared with a Content-Length or sent chunked, a response over the
