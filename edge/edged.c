@@ -313,6 +313,12 @@ daemon_start (Daemon *d, GError **error)
       g_prefix_error (error, "%s: event_source_mappings: ", d->config_source);
       return FALSE;
     }
+  for (guint i = 0; i < c->websockets->len; i++)
+    if (!functions_service_add_websocket (d->functions, g_ptr_array_index (c->websockets, i),
+                                          error)) {
+      g_prefix_error (error, "%s: websockets: ", d->config_source);
+      return FALSE;
+    }
   if (!functions_service_start (d->functions, error))
     return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);

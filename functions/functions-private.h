@@ -60,6 +60,18 @@ gboolean functions_route_parse (const char *key, char **ret_method, char **ret_p
 gboolean functions_route_add (FunctionsService *service, EdgeGateway *gateway,
                               const EdgeConfigRoute *config, GPtrArray *routes, GError **error);
 void functions_route_free (FunctionsRoute *route);
+/* @ms (Unix) as API Gateway writes request times: "09/Feb/2019:17:36:08 +0000". */
+char *functions_apigw_time (gint64 ms);
+
+/* ---- websocket.c ---- */
+
+typedef struct _FunctionsWebSockets FunctionsWebSockets;
+
+FunctionsWebSockets *functions_websockets_new (FunctionsService *service, EdgeGateway *gateway);
+/* Serves @config's WebSocket API (and, with the first, /@connections/{id}). */
+gboolean functions_websockets_add (FunctionsWebSockets *ws, const EdgeConfigWebSocket *config,
+                                   GError **error);
+void functions_websockets_free (FunctionsWebSockets *ws);
 
 /* ---- schedule.c ---- */
 

@@ -80,6 +80,10 @@ gboolean functions_service_add_schedule (FunctionsService *service,
 gboolean functions_service_add_mapping (FunctionsService *service, const EdgeConfigMapping *config,
                                         GError **error);
 
+/* Serves a WebSocket API by functions (websocket.c), which must be added. */
+gboolean functions_service_add_websocket (FunctionsService *service,
+                                          const EdgeConfigWebSocket *config, GError **error);
+
 /* Starts what needs every function added: the asynchronous invocations
  * kept from before a restart resume. */
 gboolean functions_service_start (FunctionsService *service, GError **error);

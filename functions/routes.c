@@ -216,6 +216,16 @@ textual (const char *content_type)
 static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
+char *
+functions_apigw_time (gint64 ms)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (ms / 1000);
+  return g_strdup_printf ("%02d/%s/%04d:%02d:%02d:%02d +0000", g_date_time_get_day_of_month (t),
+                          months[g_date_time_get_month (t) - 1], g_date_time_get_year (t),
+                          g_date_time_get_hour (t), g_date_time_get_minute (t),
+                          g_date_time_get_second (t));
+}
+
 static GBytes *
 request_event (FunctionsRoute *route, EdgeRequest *request, const char *request_id)
 {
@@ -288,11 +298,7 @@ request_event (FunctionsRoute *route, EdgeRequest *request, const char *request_
   const char *user_agent = soup_message_headers_get_one (headers, "User-Agent");
   const char *source = soup_server_message_get_remote_host (msg);
   SoupHTTPVersion version = soup_server_message_get_http_version (msg);
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *time = g_strdup_printf (
-      "%02d/%s/%04d:%02d:%02d:%02d +0000", g_date_time_get_day_of_month (now),
-      months[g_date_time_get_month (now) - 1], g_date_time_get_year (now),
-      g_date_time_get_hour (now), g_date_time_get_minute (now), g_date_time_get_second (now));
+  g_autofree char *time = functions_apigw_time (g_get_real_time () / 1000);
   member (out, "requestContext");
   g_string_append_c (out, '{');
   member_string (out, "accountId", FUNCTIONS_ACCOUNT);

@@ -105,6 +105,7 @@ struct _FunctionsService {
   GPtrArray *routes;     /* FunctionsRoute * */
   GPtrArray *schedules;  /* FunctionsSchedule * */
   GPtrArray *mappings;   /* FunctionsMapping * */
+  FunctionsWebSockets *websockets;
 };
 
 G_DEFINE_QUARK (functions-error-quark, functions_error)
@@ -1239,6 +1240,13 @@ functions_service_add_mapping (FunctionsService *service, const EdgeConfigMappin
 }
 
 gboolean
+functions_service_add_websocket (FunctionsService *service, const EdgeConfigWebSocket *config,
+                                 GError **error)
+{
+  return functions_websockets_add (service->websockets, config, error);
+}
+
+gboolean
 functions_service_start (FunctionsService *service, GError **error)
 {
   return functions_async_start (service->async, error);
@@ -1312,6 +1320,7 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   service->schedules =
       g_ptr_array_new_with_free_func ((GDestroyNotify) functions_schedule_free);
   service->mappings = g_ptr_array_new_with_free_func ((GDestroyNotify) functions_mapping_free);
+  service->websockets = functions_websockets_new (service, gateway);
   service->async = functions_async_new (service, state, keyring, streams, metrics, error);
   if (service->async == NULL) {
     functions_service_free (service);
@@ -1345,6 +1354,7 @@ functions_service_free (FunctionsService *service)
   for (guint i = 0; i < service->order->len; i++)
     function_abandon (g_ptr_array_index (service->order, i));
   g_ptr_array_set_size (service->mappings, 0);
+  functions_websockets_free (service->websockets);
   functions_async_free (service->async);
   for (guint i = 0; i < service->order->len; i++)
     function_free (g_ptr_array_index (service->order, i));

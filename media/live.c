@@ -195,7 +195,7 @@ media_live_register (MediaService *service, GError **error)
   static const EdgeWsRoute route = {
     "/v1/cameras/{name}/live", on_live_open,
     "Live video: an init segment, then fMP4 fragments (Media Source Extensions); "
-    "?latency=low: a chunk per frame", "cameras"
+    "?latency=low: a chunk per frame", "cameras", NULL
   };
   return edge_gateway_add_websocket (service->gateway, &route, service, error);
 }

@@ -414,7 +414,7 @@ stream_subscribe_register (EdgeGateway *gateway, StreamStore *store, GError **er
   static const EdgeWsRoute route = {
     "/v1/streams/{name}/subscribe", open_subscription,
     "Records of a stream as they land (WebSocket; ?shard=&position=&sequence=&timestamp=)",
-    "streams"
+    "streams", NULL
   };
   api.store = store;
   return edge_gateway_add_websocket (gateway, &route, &api, error);

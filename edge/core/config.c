@@ -262,6 +262,25 @@ static const ConfigKey mapping_keys[] = {
 static const ListSpec mapping_list = { mapping_keys, G_N_ELEMENTS (mapping_keys),
                                        sizeof (EdgeConfigMapping), NULL, 1000 };
 
+#define WOFF(field) G_STRUCT_OFFSET (EdgeConfigWebSocket, field)
+
+static const ConfigKey websocket_keys[] = {
+  { "path", KEY_STRING, WOFF (path), NULL, 0, 0, NULL,
+    "Gateway path clients connect to (ws://HOST:PORT/PATH), e.g. /chat.", NULL },
+  { "connect", KEY_STRING, WOFF (connect), "", 0, 0, NULL,
+    "Function for $connect: it sees the handshake (headers, query) and lets the client in by "
+    "succeeding (a statusCode, if it answers one, of 2xx); otherwise the handshake is refused "
+    "with its status. Without it, every client is let in.", NULL },
+  { "disconnect", KEY_STRING, WOFF (disconnect), "", 0, 0, NULL,
+    "Function for $disconnect, told when a connection has closed.", NULL },
+  { "message", KEY_STRING, WOFF (message), NULL, 0, 0, NULL,
+    "Function for $default: each message a client sends. A \"body\" in its answer is sent "
+    "back to that client; POST /@connections/ID sends to any client.", NULL },
+};
+
+static const ListSpec websocket_list = { websocket_keys, G_N_ELEMENTS (websocket_keys),
+                                         sizeof (EdgeConfigWebSocket), "path", 100 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -327,6 +346,9 @@ static const ConfigKey config_keys[] = {
   { "event_source_mappings", KEY_LIST, OFF (mappings), NULL, 0, 0, NULL,
     "Functions invoked with the records of data streams, in order per shard, with checkpoints "
     "(Lambda's Kinesis event source mappings).", &mapping_list },
+  { "websockets", KEY_LIST, OFF (websockets), NULL, 0, 0, NULL,
+    "WebSocket APIs served by functions ($connect, $disconnect, $default), with "
+    "/@connections/ID to send to a client.", &websocket_list },
 };
 
 static const ConfigKey *
@@ -1114,6 +1136,17 @@ edge_config_validate (const EdgeConfig *config, const char *name, GError **error
                    i, m->stream, m->function);
       return FALSE;
     }
+  }
+  for (guint i = 0; i < config->websockets->len; i++) {
+    const EdgeConfigWebSocket *w = config->websockets->pdata[i];
+    const char *named[] = { w->connect, w->disconnect, w->message };
+    for (gsize j = 0; j < G_N_ELEMENTS (named); j++)
+      if (named[j][0] && !g_hash_table_contains (functions, named[j])) {
+        g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                     "%s: websockets[%u] (%s): no function \"%s\" in functions", name, i,
+                     w->path, named[j]);
+        return FALSE;
+      }
   }
   for (guint i = 0; i < config->routes->len; i++) {
     const EdgeConfigRoute *r = config->routes->pdata[i];

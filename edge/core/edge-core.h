@@ -137,6 +137,15 @@ typedef struct {
   char *on_failure;          /* stream; "" for none */
 } EdgeConfigMapping;
 
+/* One WebSocket API (the "websockets" list): connections on a gateway
+ * path, their events sent to functions. */
+typedef struct {
+  char *path;
+  char *connect;    /* $connect function; "" for none (everyone is let in) */
+  char *disconnect; /* $disconnect function; "" for none */
+  char *message;    /* $default function: each message */
+} EdgeConfigWebSocket;
+
 /* One HTTP API route (the "routes" list): requests to a function. */
 typedef struct {
   char *route;    /* "METHOD /path/{param}", METHOD may be ANY */
@@ -169,6 +178,7 @@ typedef struct {
   GPtrArray *schedules; /* EdgeConfigSchedule *, in file order; never NULL */
   GPtrArray *routes;    /* EdgeConfigRoute *, in file order; never NULL */
   GPtrArray *mappings;  /* EdgeConfigMapping *, in file order; never NULL */
+  GPtrArray *websockets; /* EdgeConfigWebSocket *, in file order; never NULL */
 } EdgeConfig;
 
 /* Every key at its default and empty lists: what a configuration file

@@ -183,12 +183,22 @@ typedef struct _EdgeWsPeer EdgeWsPeer;
  * closes; take a reference to keep using it after this returns. */
 typedef void (*EdgeWsOpenFunc) (EdgeWsPeer *peer, EdgeRequest *request, gpointer user_data);
 
+/* Called, when set, before the handshake is answered: the handler either
+ * refuses with one of the respond calls, or lets the client in with
+ * edge_request_ws_accept (then @open follows), now or after
+ * edge_request_pause. */
+typedef void (*EdgeWsAcceptFunc) (EdgeRequest *request, gpointer user_data);
+
 typedef struct {
   const char *pattern; /* "/v1/cameras/{name}/live" */
   EdgeWsOpenFunc open;
   const char *summary;
   const char *tag;
+  EdgeWsAcceptFunc accept; /* nullable: everyone is let in */
 } EdgeWsRoute;
+
+/* Completes the handshake of a request an EdgeWsAcceptFunc was given. */
+void edge_request_ws_accept (EdgeRequest *request);
 
 gboolean edge_gateway_add_websocket (EdgeGateway *gateway, const EdgeWsRoute *route,
                                      gpointer user_data, GError **error);

@@ -13,6 +13,7 @@ typedef struct {
   gint64 max_body_bytes;
   EdgeRouteFunc handler; /* NULL for WebSocket routes */
   EdgeWsOpenFunc ws_open;
+  EdgeWsAcceptFunc ws_accept;
   gpointer user_data;
 } GatewayRoute;
 

@@ -434,13 +434,30 @@ gateway_ws_upgrade (EdgeGateway *gateway, EdgeRequest *request)
                                 "%s is a WebSocket endpoint: %s", request->path, error->message);
     return;
   }
+  if (request->route->ws_accept) {
+    request->route->ws_accept (request, request->route->user_data);
+    return;
+  }
+  edge_request_ws_accept (request);
+}
+
+void
+edge_request_ws_accept (EdgeRequest *request)
+{
+  SoupServerMessage *msg = request->msg;
+  g_return_if_fail (!request->responded);
   if (!soup_websocket_server_process_handshake (msg, NULL, NULL, NULL, NULL)) {
     edge_request_respond_error (request, SOUP_STATUS_BAD_REQUEST, "WebSocketRequired",
                                 "WebSocket handshake failed");
     return;
   }
-  request->responded = TRUE;
   g_signal_connect (msg, "wrote-informational", G_CALLBACK (on_wrote_informational), request);
+  request->responded = TRUE;
+  if (request->paused) {
+    request->paused = FALSE;
+    soup_server_message_unpause (msg);
+    g_object_unref (msg);
+  }
 }
 
 /* Once a second: cut off peers whose queue has not moved for the stall timeout. */

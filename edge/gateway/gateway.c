@@ -431,6 +431,7 @@ edge_gateway_add_websocket (EdgeGateway *gateway, const EdgeWsRoute *route, gpoi
   r->tag = g_strdup (route->tag ? route->tag : "default");
   r->max_body_bytes = 0;
   r->ws_open = route->open;
+  r->ws_accept = route->accept;
   r->user_data = user_data;
   return gateway_add (gateway, r, error);
 }

@@ -39,10 +39,10 @@ class Daemon:
     """One edged process. `config` is YAML text appended to the listen and
     data_dir lines this class writes."""
 
-    def __init__(self, workdir=None, config="", tls=None, env=None, data_dir=None):
+    def __init__(self, workdir=None, config="", tls=None, env=None, data_dir=None, port=None):
         self.own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="edged-it-")
-        self.port = free_port()
+        self.port = port or free_port()
         self.data_dir = data_dir or os.path.join(self.workdir, "data")
         self.tls = tls
         self.config_path = os.path.join(self.workdir, f"edged-{self.port}.yaml")

@@ -142,7 +142,7 @@ setup (void **state)
   f->gateway = edge_gateway_new (&options, &error);
   assert_non_null (f->gateway);
   static const EdgeRoute echo = { "POST", "/v1/things/{name}", handle_echo, "Echo", "test", 0 };
-  static const EdgeWsRoute flood_route = { "/v1/flood", open_flood, "Floods", "test" };
+  static const EdgeWsRoute flood_route = { "/v1/flood", open_flood, "Floods", "test", NULL };
   assert_true (edge_gateway_add_route (f->gateway, &echo, f, &error));
   assert_true (edge_gateway_add_websocket (f->gateway, &flood_route, f, &error));
   assert_true (edge_gateway_start (f->gateway, &error));
