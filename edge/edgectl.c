@@ -8,6 +8,9 @@
  *   edgectl cameras [list]                 cameras, their state and what they recorded
  *   edgectl cameras add NAME SOURCE        record a camera (kept across restarts)
  *   edgectl cameras remove NAME            stop it and delete its recordings
+ *   edgectl functions [list]               functions, their environments and queues
+ *   edgectl functions invoke NAME [JSON]   invoke one and print its answer
+ *   edgectl functions logs NAME [--follow] its last log lines (then new ones as they come)
  *   edgectl check-config FILE
  *   edgectl version
  *
@@ -32,6 +35,7 @@ static char *opt_url;
 static gboolean opt_json;
 static gboolean opt_insecure;
 static gboolean opt_from_start;
+static gboolean opt_follow;
 
 static const GOptionEntry options[] = {
   { "url", 'u', 0, G_OPTION_ARG_STRING, &opt_url,
@@ -41,6 +45,8 @@ static const GOptionEntry options[] = {
     "Accept any TLS certificate (self-signed boxes)", NULL },
   { "from-start", 0, 0, G_OPTION_ARG_NONE, &opt_from_start,
     "streams tail: start at the oldest record kept, not at the newest", NULL },
+  { "follow", 'f', 0, G_OPTION_ARG_NONE, &opt_follow,
+    "functions logs: keep printing lines as they come", NULL },
   G_OPTION_ENTRY_NULL,
 };
 
@@ -249,7 +255,18 @@ typedef struct {
   GMainLoop *loop;
   SoupWebsocketConnection *connection;
   int status;
+  gboolean log_lines; /* a function's logs: TIME REQUEST-ID LINE */
 } Tail;
+
+/* A log line as edgectl functions logs prints it. */
+static void
+print_log_line (gint64 ms, const char *request_id, const char *message)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_unix_local (ms / 1000);
+  g_autofree char *when = t ? g_date_time_format (t, "%H:%M:%S") : g_strdup ("?");
+  g_print ("%s.%03d %-36s %s\n", when, (int) (ms % 1000),
+           g_str_equal (request_id, "-") ? "" : request_id, message);
+}
 
 static void
 on_tail_message (SoupWebsocketConnection *connection, gint type, GBytes *message, gpointer data)
@@ -270,6 +287,9 @@ on_tail_message (SoupWebsocketConnection *connection, gint type, GBytes *message
   }
   if (opt_json) {
     g_print ("%.*s\n", (int) len, text);
+  } else if (tail->log_lines) {
+    print_log_line (json_object_get_int_member_with_default (o, "arrivalTime", 0),
+                    member_string (o, "partitionKey"), member_string (o, "text"));
   } else {
     gboolean has_text = json_object_has_member (o, "text");
     g_print ("%s %s %s %s\n", member_string (o, "shardId"), member_string (o, "sequenceNumber"),
@@ -311,14 +331,15 @@ on_tail_interrupt (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Prints @name's records as they land, from @position (query text). */
 static int
-cmd_streams_tail (const char *name)
+tail_stream (const char *name, const char *position, gboolean log_lines)
 {
-  Tail tail = { g_main_loop_new (NULL, FALSE), NULL, 0 };
+  Tail tail = { g_main_loop_new (NULL, FALSE), NULL, 0, log_lines };
   g_autoptr (SoupSession) session = soup_session_new ();
   g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
-  g_autofree char *url = g_strdup_printf ("%s/v1/streams/%s/subscribe?position=%s", base_url (),
-                                          escaped, opt_from_start ? "TRIM_HORIZON" : "LATEST");
+  g_autofree char *url = g_strdup_printf ("%s/v1/streams/%s/subscribe?%s", base_url (), escaped,
+                                          position);
   g_autoptr (SoupMessage) msg = soup_message_new ("GET", url);
   if (msg == NULL) {
     g_printerr ("edgectl: %s is not a valid URL\n", url);
@@ -341,6 +362,12 @@ cmd_streams_tail (const char *name)
 }
 
 static int
+cmd_streams_tail (const char *name)
+{
+  return tail_stream (name, opt_from_start ? "position=TRIM_HORIZON" : "position=LATEST", FALSE);
+}
+
+static int
 cmd_streams (int argc, char **argv)
 {
   const char *verb = argc > 2 ? argv[2] : "list";
@@ -354,6 +381,98 @@ cmd_streams (int argc, char **argv)
     return cmd_streams_tail (argv[3]);
   g_printerr ("edgectl: usage: edgectl streams [list | create NAME [SHARDS] | delete NAME | "
               "tail NAME [--from-start]]\n");
+  return 2;
+}
+
+static int
+cmd_functions_list (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/functions");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *functions = json_object_get_array_member (json_node_get_object (root), "functions");
+  g_print ("%-20s %5s %8s %7s %8s %7s  %s\n", "NAME", "ENVS", "RUNNING", "QUEUED", "TIMEOUT",
+           "MEMORY", "BOOTSTRAP");
+  for (guint i = 0; i < json_array_get_length (functions); i++) {
+    JsonObject *f = json_array_get_object_element (functions, i);
+    g_print ("%-20s %5" G_GINT64_FORMAT " %8" G_GINT64_FORMAT " %7" G_GINT64_FORMAT
+             " %7.1fs %5" G_GINT64_FORMAT "MB  %s\n",
+             member_string (f, "name"), json_object_get_int_member_with_default (f, "environments", 0),
+             json_object_get_int_member_with_default (f, "running", 0),
+             json_object_get_int_member_with_default (f, "queued", 0),
+             json_object_get_int_member_with_default (f, "timeout_ms", 0) / 1000.0,
+             json_object_get_int_member_with_default (f, "memory_mb", 0),
+             member_string (f, "bootstrap"));
+  }
+  return 0;
+}
+
+static int
+cmd_functions_invoke (const char *name, const char *payload)
+{
+  gboolean failed;
+  g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
+  g_autofree char *path = g_strdup_printf ("/2015-03-31/functions/%s/invocations", escaped);
+  g_autoptr (JsonNode) answer = request_json ("POST", path, payload ? payload : "{}", &failed);
+  if (failed)
+    return 1;
+  if (answer)
+    print_json (answer);
+  return 0;
+}
+
+static int
+cmd_functions_logs (const char *name)
+{
+  g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
+  g_autofree char *path = g_strdup_printf ("/v1/functions/%s/logs", escaped);
+  g_autoptr (JsonNode) root = get_json (path);
+  if (root == NULL)
+    return 1;
+  JsonObject *o = json_node_get_object (root);
+  JsonArray *events = json_object_get_array_member (o, "events");
+  const char *last = NULL;
+  for (guint i = 0; i < json_array_get_length (events); i++) {
+    JsonObject *e = json_array_get_object_element (events, i);
+    if (opt_json) {
+      g_autoptr (JsonGenerator) gen = json_generator_new ();
+      json_generator_set_root (gen, json_array_get_element (events, i));
+      g_autofree char *text = json_generator_to_data (gen, NULL);
+      g_print ("%s\n", text);
+    } else {
+      const char *id = member_string (e, "requestId");
+      print_log_line (json_object_get_int_member_with_default (e, "timestamp", 0),
+                      *id ? id : "-", member_string (e, "message"));
+    }
+    last = member_string (e, "sequenceNumber");
+  }
+  fflush (stdout);
+  if (!opt_follow)
+    return 0;
+  /* Then what comes after the last line shown. */
+  g_autofree char *position =
+      last ? g_strdup_printf ("shard=shardId-000000000000&position=AFTER_SEQUENCE_NUMBER&"
+                              "sequence=%s", last)
+           : g_strdup ("position=TRIM_HORIZON");
+  return tail_stream (member_string (o, "stream"), position, TRUE);
+}
+
+static int
+cmd_functions (int argc, char **argv)
+{
+  const char *verb = argc > 2 ? argv[2] : "list";
+  if (g_str_equal (verb, "list") && argc <= 3)
+    return cmd_functions_list ();
+  if (g_str_equal (verb, "invoke") && (argc == 4 || argc == 5))
+    return cmd_functions_invoke (argv[3], argc == 5 ? argv[4] : NULL);
+  if (g_str_equal (verb, "logs") && argc == 4)
+    return cmd_functions_logs (argv[3]);
+  g_printerr ("edgectl: usage: edgectl functions [list | invoke NAME [JSON] | "
+              "logs NAME [--follow]]\n");
   return 2;
 }
 
@@ -471,6 +590,9 @@ main (int argc, char **argv)
                                          "  cameras [list]      cameras, their state and recordings\n"
                                          "  cameras add NAME SOURCE\n"
                                          "  cameras remove NAME\n"
+                                         "  functions [list]    functions, environments, queues\n"
+                                         "  functions invoke NAME [JSON]\n"
+                                         "  functions logs NAME [--follow]\n"
                                          "  check-config FILE   validate a configuration file\n"
                                          "  version             print edgectl's version");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
@@ -488,6 +610,8 @@ main (int argc, char **argv)
     status = cmd_streams (argc, argv);
   else if (g_str_equal (argv[1], "cameras"))
     status = cmd_cameras (argc, argv);
+  else if (g_str_equal (argv[1], "functions"))
+    status = cmd_functions (argc, argv);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)
     status = cmd_check_config (argv[2]);
   else if (g_str_equal (argv[1], "version") && argc == 2) {

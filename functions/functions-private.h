@@ -111,6 +111,22 @@ const char *functions_mapping_function (FunctionsMapping *mapping);
 /* Stops; batches under way are delivered again after a restart. */
 void functions_mapping_free (FunctionsMapping *mapping);
 
+/* ---- logs.c ---- */
+
+typedef struct _FunctionsLogs FunctionsLogs;
+
+/* Functions' log lines into their streams (nullable @streams: nowhere). */
+FunctionsLogs *functions_logs_new (StreamStore *streams, EdgeMetrics *metrics);
+/* The logs stream of @function: "function-logs-NAME". (transfer full) */
+char *functions_logs_stream (const char *function);
+/* Creates @function's logs stream if it does not exist. */
+gboolean functions_logs_ensure (FunctionsLogs *logs, const char *function, GError **error);
+/* One line (no newline) for @function's stream, of @request_id (nullable). */
+void functions_logs_line (FunctionsLogs *logs, const char *function, const char *request_id,
+                          const char *text, gsize len);
+/* Puts what is pending, and frees. Accepts NULL. */
+void functions_logs_free (FunctionsLogs *logs);
+
 /* The JSON text of @payload if it is a JSON document, else @payload as a
  * JSON string, appended to @out. */
 void functions_append_json_or_string (GString *out, GBytes *payload);

@@ -25,6 +25,11 @@ G_BEGIN_DECLS
  * refused with TooManyRequestsException. */
 #define FUNCTIONS_MAX_QUEUED 1000
 
+/* Longest log line kept (CloudWatch's event limit); longer ones are cut. */
+#define FUNCTIONS_LOG_LINE_MAX (256 * 1024)
+/* What X-Amz-Log-Type: Tail returns of an invocation's log. */
+#define FUNCTIONS_LOG_TAIL_BYTES 4096
+
 /* Largest payload of an asynchronous (Event) invocation, as in Lambda. */
 #define FUNCTIONS_MAX_EVENT_BYTES (256 * 1024)
 
@@ -45,6 +50,7 @@ typedef struct {
   const char *function_error; /* NULL when the handler succeeded, else "Unhandled" */
   const char *error_type;     /* a failure edged saw itself ("Sandbox.Timedout", ...), or NULL */
   gboolean stopping;          /* edged stopped first: it may or may not have run */
+  const char *log;            /* its log lines (START ... REPORT), the last 4 KiB or so */
 } FunctionsResult;
 
 /* Called once per invocation, on the main thread, never from inside the

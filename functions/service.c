@@ -58,6 +58,7 @@ typedef struct {
   gint64 started_us;    /* when it came in */
   gint64 handed_us;     /* when an environment took it; 0: never did */
   GPid pid;             /* that environment's process */
+  GString *log;         /* its lines, the last FUNCTIONS_LOG_TAIL_BYTES or so */
 } Invocation;
 
 struct _Env {
@@ -78,7 +79,9 @@ struct _Env {
   guint kill_source;
   gboolean stopping;
   GCancellable *cancellable;
-  GDataInputStream *output;
+  GInputStream *output;
+  GString *partial;   /* output past the last newline */
+  gboolean skipping;  /* dropping the rest of a line over the limit */
 };
 
 struct _Function {
@@ -105,6 +108,7 @@ struct _FunctionsService {
   GPtrArray *routes;     /* FunctionsRoute * */
   GPtrArray *schedules;  /* FunctionsSchedule * */
   GPtrArray *mappings;   /* FunctionsMapping * */
+  FunctionsLogs *logs;
   FunctionsWebSockets *websockets;
 };
 
@@ -118,9 +122,41 @@ static void dispatch (Function *fn);
 static void
 invocation_free (Invocation *inv)
 {
+  if (inv->log)
+    g_string_free (inv->log, TRUE);
   g_free (inv->id);
   g_clear_pointer (&inv->payload, g_bytes_unref);
   g_free (inv);
+}
+
+/* A line of @fn's log, for @inv (nullable), to the function's logs stream
+ * and the invocation's own tail (the daemon's log is the caller's). */
+static void
+keep_log_line (Function *fn, Invocation *inv, const char *text, gsize len)
+{
+  functions_logs_line (fn->service->logs, fn->config.name, inv ? inv->id : NULL, text, len);
+  if (inv == NULL)
+    return;
+  if (inv->log == NULL)
+    inv->log = g_string_new (NULL);
+  g_string_append_len (inv->log, text, (gssize) len);
+  g_string_append_c (inv->log, '\n');
+  if (inv->log->len > 2 * FUNCTIONS_LOG_TAIL_BYTES)
+    g_string_erase (inv->log, 0, (gssize) (inv->log->len - FUNCTIONS_LOG_TAIL_BYTES));
+}
+
+static void function_logf (Function *fn, Invocation *inv, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+static void
+function_logf (Function *fn, Invocation *inv, const char *format, ...)
+{
+  va_list args;
+  va_start (args, format);
+  g_autofree char *text = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_message ("function \"%s\": %s", fn->config.name, text);
+  keep_log_line (fn, inv, text, strlen (text));
 }
 
 /* Peak resident memory of @pid in MiB (what REPORT calls Max Memory
@@ -148,11 +184,12 @@ invocation_finish (Invocation *inv, GBytes *body, const char *function_error,
   gint64 now = g_get_monotonic_time ();
   if (inv->handed_us) {
     double ms = (now - inv->handed_us) / 1000.0;
-    g_message ("function \"%s\": END RequestId: %s", fn->config.name, inv->id);
-    g_message ("function \"%s\": REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: "
-               "%.0f ms\tMemory Size: %" G_GINT64_FORMAT " MB\tMax Memory Used: %u MB",
-               fn->config.name, inv->id, ms, MAX (1.0, ceil (ms)), fn->config.memory_mb,
-               peak_memory_mb (inv->pid));
+    function_logf (fn, inv, "END RequestId: %s", inv->id);
+    function_logf (fn, inv,
+                   "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\t"
+                   "Memory Size: %" G_GINT64_FORMAT " MB\tMax Memory Used: %u MB",
+                   inv->id, ms, MAX (1.0, ceil (ms)), fn->config.memory_mb,
+                   peak_memory_mb (inv->pid));
   }
   EdgeMetrics *metrics = fn->service->metrics;
   if (metrics) {
@@ -164,7 +201,8 @@ invocation_finish (Invocation *inv, GBytes *body, const char *function_error,
                           (now - inv->started_us) / 1e6);
   }
   FunctionsResult result = { .request_id = inv->id, .payload = body,
-                             .function_error = function_error, .error_type = error_type };
+                             .function_error = function_error, .error_type = error_type,
+                             .log = inv->log ? inv->log->str : "" };
   inv->done (&result, inv->done_data);
   invocation_free (inv);
 }
@@ -232,7 +270,7 @@ hand_over (Env *env, Invocation *inv)
   env->current = inv;
   inv->handed_us = g_get_monotonic_time ();
   inv->pid = env->pid;
-  g_message ("function \"%s\": START RequestId: %s Version: $LATEST", fn->config.name, inv->id);
+  function_logf (fn, inv, "START RequestId: %s Version: $LATEST", inv->id);
   gint64 deadline_ms = g_get_real_time () / 1000 + fn->config.timeout_ms;
   char deadline[32];
   g_snprintf (deadline, sizeof deadline, "%" G_GINT64_FORMAT, deadline_ms);
@@ -484,6 +522,7 @@ env_unref (Env *env)
   if (--env->refs > 0)
     return;
   g_clear_object (&env->process);
+  g_string_free (env->partial, TRUE);
   g_free (env);
 }
 
@@ -583,28 +622,74 @@ on_exited (GObject *source, GAsyncResult *result, gpointer data)
 
 static void read_output (Env *env);
 
+/* One whole line of @env's output. */
 static void
-on_output_line (GObject *source, GAsyncResult *result, gpointer data)
+output_line (Env *env, const char *text, gsize len)
+{
+  if (len > 0 && text[len - 1] == '\r')
+    len--;
+  g_autofree char *line = g_utf8_make_valid (text, (gssize) len);
+  Function *fn = env->fn;
+  g_message ("function \"%s\" [%u]: %s", fn->config.name, env->number, line);
+  keep_log_line (fn, env->current, line, strlen (line));
+}
+
+/* Splits what the environment wrote into lines; a line over the limit is
+ * cut there and the rest of it dropped. */
+static void
+output_take (Env *env, const char *data, gsize len)
+{
+  while (len > 0) {
+    const char *nl = memchr (data, '\n', len);
+    gsize n = nl ? (gsize) (nl - data) : len;
+    if (!env->skipping) {
+      gsize room = FUNCTIONS_LOG_LINE_MAX - env->partial->len;
+      g_string_append_len (env->partial, data, (gssize) MIN (n, room));
+      if (n > room || (nl == NULL && env->partial->len >= FUNCTIONS_LOG_LINE_MAX)) {
+        output_line (env, env->partial->str, env->partial->len);
+        g_string_truncate (env->partial, 0);
+        env->skipping = TRUE;
+      }
+    }
+    if (nl == NULL)
+      return;
+    if (!env->skipping)
+      output_line (env, env->partial->str, env->partial->len);
+    g_string_truncate (env->partial, 0);
+    env->skipping = FALSE;
+    data = nl + 1;
+    len -= n + 1;
+  }
+}
+
+static void
+on_output (GObject *source, GAsyncResult *result, gpointer data)
 {
   Env *env = data;
-  gsize len;
-  g_autofree char *line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source),
-                                                                      result, &len, NULL);
-  if (line && !env->released) {
-    g_message ("function \"%s\" [%u]: %s", env->fn->config.name, env->number, line);
-    read_output (env);
+  g_autoptr (GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
+                                                               NULL);
+  if (!env->released) {
+    if (bytes && g_bytes_get_size (bytes) > 0) {
+      gsize len;
+      const char *text = g_bytes_get_data (bytes, &len);
+      output_take (env, text, len);
+      read_output (env);
+    } else if (env->partial->len > 0) {
+      output_line (env, env->partial->str, env->partial->len); /* the last, unfinished */
+      g_string_truncate (env->partial, 0);
+    }
   }
   env_unref (env);
 }
 
-/* Reads the environment's output a line at a time into the log. Holds a
+/* Reads the environment's output into lines for the logs. Holds a
  * reference while a read is under way. */
 static void
 read_output (Env *env)
 {
   env->refs++;
-  g_data_input_stream_read_line_async (env->output, G_PRIORITY_DEFAULT, env->cancellable,
-                                       on_output_line, env);
+  g_input_stream_read_bytes_async (env->output, 64 * 1024, G_PRIORITY_DEFAULT, env->cancellable,
+                                   on_output, env);
 }
 
 /* In the child, before exec: a process group of its own, and the memory
@@ -690,7 +775,7 @@ on_spawned (GObject *source, GAsyncResult *result, gpointer data)
           env->pid);
   if (env->stopping)
     signal_group (env, SIGKILL);
-  env->output = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
+  env->output = g_object_ref (g_subprocess_get_stdout_pipe (process));
   read_output (env);
   env->refs++;
   g_subprocess_wait_async (process, env->cancellable, on_exited, env);
@@ -703,6 +788,7 @@ env_start (Function *fn, GError **error)
   Env *env = g_new0 (Env, 1);
   env->refs = 1;
   env->fn = fn;
+  env->partial = g_string_new (NULL);
   env->number = ++fn->next_env;
   env->cancellable = g_cancellable_new ();
   env->server = soup_server_new ("server-header", "edged-runtime", NULL);
@@ -888,6 +974,14 @@ on_sync_done (const FunctionsResult *result, gpointer data)
   soup_message_headers_replace (headers, "X-Amzn-RequestId", result->request_id);
   if (result->function_error)
     soup_message_headers_replace (headers, "X-Amz-Function-Error", result->function_error);
+  const char *log_type = edge_request_header (request, "X-Amz-Log-Type");
+  if (log_type && g_str_equal (log_type, "Tail")) {
+    gsize len = strlen (result->log);
+    const char *tail = result->log + (len > FUNCTIONS_LOG_TAIL_BYTES
+                                          ? len - FUNCTIONS_LOG_TAIL_BYTES : 0);
+    g_autofree char *encoded = g_base64_encode ((const guchar *) tail, strlen (tail));
+    soup_message_headers_replace (headers, "X-Amz-Log-Result", encoded);
+  }
   edge_request_respond (request, 200, "application/json", result->payload);
 }
 
@@ -1032,6 +1126,189 @@ handle_list_functions (EdgeRequest *request, gpointer data)
   edge_request_respond_json (request, 200, root);
 }
 
+/* ---- the management API: /v1/functions ---- */
+
+static JsonNode *
+function_status (Function *fn)
+{
+  guint busy = 0;
+  for (guint i = 0; i < fn->envs->len; i++)
+    busy += ((Env *) g_ptr_array_index (fn->envs, i))->current != NULL;
+  g_autofree char *logs = functions_logs_stream (fn->config.name);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  const char *strings[][2] = {
+    { "name", fn->config.name },   { "arn", fn->arn },
+    { "bootstrap", fn->config.bootstrap }, { "handler", fn->config.handler },
+    { "logs_stream", logs },
+    { "on_success", fn->config.on_success }, { "on_failure", fn->config.on_failure },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (strings); i++) {
+    json_builder_set_member_name (b, strings[i][0]);
+    json_builder_add_string_value (b, strings[i][1]);
+  }
+  const struct {
+    const char *name;
+    gint64 value;
+  } numbers[] = {
+    { "timeout_ms", fn->config.timeout_ms },
+    { "memory_mb", fn->config.memory_mb },
+    { "concurrency", fn->config.concurrency },
+    { "idle_timeout_ms", fn->config.idle_ms },
+    { "environments", fn->envs->len },
+    { "running", busy },
+    { "queued", g_queue_get_length (&fn->queue) },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (numbers); i++) {
+    json_builder_set_member_name (b, numbers[i].name);
+    json_builder_add_int_value (b, numbers[i].value);
+  }
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
+
+static void
+handle_rest_list (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "functions");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < service->order->len; i++)
+    json_builder_add_value (b, function_status (g_ptr_array_index (service->order, i)));
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+static Function *
+rest_function (FunctionsService *service, EdgeRequest *request)
+{
+  const char *name = edge_request_param (request, "name");
+  Function *fn = g_hash_table_lookup (service->functions, name);
+  if (fn == NULL)
+    edge_request_respond_error (request, 404, "NotFound", "no function \"%s\"", name);
+  return fn;
+}
+
+static void
+handle_rest_get (EdgeRequest *request, gpointer data)
+{
+  Function *fn = rest_function (data, request);
+  if (fn == NULL)
+    return;
+  g_autoptr (JsonNode) root = function_status (fn);
+  edge_request_respond_json (request, 200, root);
+}
+
+#define LOGS_DEFAULT_LIMIT 100
+#define LOGS_MAX_LIMIT 10000
+
+typedef struct {
+  EdgeRequest *request;
+  FunctionsService *service;
+  char *stream;
+  char *request_id; /* filter; nullable */
+} LogsRead;
+
+static void
+on_logs_read (GObject *source, GAsyncResult *result, gpointer data)
+{
+  LogsRead *read = data;
+  guint64 next = 0;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) records =
+      stream_store_read_finish (read->service->streams, result, &next, &error);
+  if (records == NULL) {
+    edge_request_respond_error (read->request, 500, "ReadFailed", "%s", error->message);
+  } else {
+    g_autoptr (JsonBuilder) b = json_builder_new ();
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "stream");
+    json_builder_add_string_value (b, read->stream);
+    json_builder_set_member_name (b, "events");
+    json_builder_begin_array (b);
+    for (guint i = 0; i < records->len; i++) {
+      StreamRecord *r = g_ptr_array_index (records, i);
+      if (read->request_id && !g_str_equal (read->request_id, r->partition_key))
+        continue;
+      gsize len;
+      const char *text = g_bytes_get_data (r->data, &len);
+      g_autofree char *message = g_utf8_make_valid (text, (gssize) len);
+      g_autofree char *seq = stream_sequence_format (0, r->number);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "timestamp");
+      json_builder_add_int_value (b, r->arrival_ms);
+      json_builder_set_member_name (b, "requestId");
+      json_builder_add_string_value (b, g_str_equal (r->partition_key, "-") ? ""
+                                                                           : r->partition_key);
+      json_builder_set_member_name (b, "message");
+      json_builder_add_string_value (b, message);
+      json_builder_set_member_name (b, "sequenceNumber");
+      json_builder_add_string_value (b, seq);
+      json_builder_end_object (b);
+    }
+    json_builder_end_array (b);
+    json_builder_end_object (b);
+    g_autoptr (JsonNode) root = json_builder_get_root (b);
+    edge_request_respond_json (read->request, 200, root);
+  }
+  g_free (read->stream);
+  g_free (read->request_id);
+  g_free (read);
+}
+
+static void
+handle_rest_logs (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  Function *fn = rest_function (service, request);
+  if (fn == NULL)
+    return;
+  guint64 limit = LOGS_DEFAULT_LIMIT;
+  gint64 since = -1;
+  const char *text = edge_request_query (request, "limit");
+  if (text && !g_ascii_string_to_unsigned (text, 10, 1, LOGS_MAX_LIMIT, &limit, NULL)) {
+    edge_request_respond_error (request, 400, "InvalidParameter",
+                                "limit: a whole number from 1 to %d", LOGS_MAX_LIMIT);
+    return;
+  }
+  text = edge_request_query (request, "since");
+  if (text && !g_ascii_string_to_signed (text, 10, 0, G_MAXINT64, &since, NULL)) {
+    edge_request_respond_error (request, 400, "InvalidParameter",
+                                "since: a time in milliseconds since 1970");
+    return;
+  }
+  g_autofree char *stream = functions_logs_stream (fn->config.name);
+  guint64 first = 0, next = 0, from;
+  g_autoptr (GError) error = NULL;
+  if (service->streams == NULL ||
+      !stream_store_shard_range (service->streams, stream, 0, &first, &next, &error)) {
+    edge_request_respond_error (request, 404, "NotFound", "no logs for \"%s\"%s%s",
+                                fn->config.name, error ? ": " : "", error ? error->message : "");
+    return;
+  }
+  /* From a time, the first lines after it; otherwise the last lines. */
+  if (since >= 0) {
+    if (!stream_store_shard_find_time (service->streams, stream, 0, since, &from, &error)) {
+      edge_request_respond_error (request, 500, "ReadFailed", "%s", error->message);
+      return;
+    }
+  } else {
+    from = next - first > limit ? next - limit : first;
+  }
+  LogsRead *read = g_new0 (LogsRead, 1);
+  read->request = request;
+  read->service = service;
+  read->stream = g_steal_pointer (&stream);
+  read->request_id = g_strdup (edge_request_query (request, "request_id"));
+  edge_request_pause (request);
+  stream_store_read_async (service->streams, read->stream, 0, from, (guint) limit,
+                           16 * 1024 * 1024, on_logs_read, read);
+}
+
 /* ---- the service ---- */
 
 static gboolean
@@ -1121,6 +1398,10 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
                       i == 0 ? "on_success" : "on_failure");
       return FALSE;
     }
+  if (!functions_logs_ensure (service->logs, config->name, error)) {
+    g_prefix_error (error, "function \"%s\": logs: ", config->name);
+    return FALSE;
+  }
   Function *fn = g_new0 (Function, 1);
   fn->service = service;
   fn->config = *config;
@@ -1321,6 +1602,7 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
       g_ptr_array_new_with_free_func ((GDestroyNotify) functions_schedule_free);
   service->mappings = g_ptr_array_new_with_free_func ((GDestroyNotify) functions_mapping_free);
   service->websockets = functions_websockets_new (service, gateway);
+  service->logs = functions_logs_new (streams, metrics);
   service->async = functions_async_new (service, state, keyring, streams, metrics, error);
   if (service->async == NULL) {
     functions_service_free (service);
@@ -1333,6 +1615,11 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
       "A function's configuration (Lambda GetFunction)", "functions", 0 },
     { "GET", "/2015-03-31/functions/", handle_list_functions,
       "The functions (Lambda ListFunctions)", "functions", 0 },
+    { "GET", "/v1/functions", handle_rest_list,
+      "The functions, with their environments and queues", "functions", 0 },
+    { "GET", "/v1/functions/{name}", handle_rest_get, "One function", "functions", 0 },
+    { "GET", "/v1/functions/{name}/logs", handle_rest_logs,
+      "A function's log lines (?limit=100, ?since=MS, ?request_id=)", "functions", 0 },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (routes); i++)
     if (!edge_gateway_add_route (gateway, &routes[i], service, error)) {
@@ -1356,6 +1643,7 @@ functions_service_free (FunctionsService *service)
   g_ptr_array_set_size (service->mappings, 0);
   functions_websockets_free (service->websockets);
   functions_async_free (service->async);
+  functions_logs_free (service->logs);
   for (guint i = 0; i < service->order->len; i++)
     function_free (g_ptr_array_index (service->order, i));
   g_ptr_array_unref (service->order);

@@ -5,6 +5,7 @@ the AWS CLI and plain HTTP. Timeouts enforced, crashes contained,
 invocations served concurrently, environments reused warm and stopped when
 idle, errors in Lambda's shapes."""
 
+import base64
 import concurrent.futures
 import json
 import os
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from edged_harness import Daemon  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
+EDGECTL = os.environ.get("EDGECTL", "edgectl")
 ROOT = os.environ.get("EDGED_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BASH_RUNTIME = os.path.join(ROOT, "tests", "functions", "bash", "bootstrap")
 HELLO = os.path.join(ROOT, "functions", "examples", "hello", "bootstrap")
@@ -53,6 +55,9 @@ CONFIG = f"""functions:
     bootstrap: {C_BOOTSTRAP}
   - name: exits
     bootstrap: /bin/false
+  - name: logger
+    bootstrap: {BASH_RUNTIME}
+    timeout: 30s
   - name: broken
     bootstrap: {os.path.join(ROOT, "tests", "functions", "broken", "bootstrap")}
   - name: silent
@@ -136,8 +141,8 @@ class Functions(unittest.TestCase):
         r = self.aws("lambda", "list-functions")
         self.assertEqual(r.returncode, 0, r.stderr)
         names = sorted(f["FunctionName"] for f in json.loads(r.stdout)["Functions"])
-        self.assertEqual(names, ["broken", "compiled", "echo", "exits", "hello", "node", "node-missing",
-                                 "silent", "wide"])
+        self.assertEqual(names, ["broken", "compiled", "echo", "exits", "hello", "logger", "node",
+                                 "node-missing", "silent", "wide"])
         r = self.aws("lambda", "get-function", "--function-name", "echo")
         self.assertEqual(r.returncode, 0, r.stderr)
         config = json.loads(r.stdout)["Configuration"]
@@ -333,6 +338,66 @@ class Functions(unittest.TestCase):
         status, headers, body = self.invoke("compiled", [1, 2, 3])
         self.assertEqual(json.loads(body)["event"], [1, 2, 3])
         self.assertIn("c handler: " + headers["X-Amzn-RequestId"], self.d.log())
+
+    def test_logs_stream_tail_and_edgectl(self):
+        out = os.path.join(self.d.workdir, "tail.json")
+        r = self.aws("lambda", "invoke", "--function-name", "logger", "--log-type", "Tail",
+                     "--cli-binary-format", "raw-in-base64-out", "--payload", '{"shout": 300000}',
+                     out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        meta = json.loads(r.stdout)
+        tail = base64.b64decode(meta["LogResult"]).decode()
+        self.assertLessEqual(len(tail), 4096)
+        self.assertIn("after the shout", tail)
+        request_id = re.search(r"REPORT RequestId: ([0-9a-f-]+)\tDuration: ", tail).group(1)
+        with open(out) as f:
+            self.assertEqual(json.load(f)["event"], {"shout": 300000})
+        # The lines are records of the function's logs stream, by request id.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            status, _, body = self.d.get_json("/v1/functions/logger/logs?limit=20")
+            events = body["events"]
+            if any(e["message"].startswith("REPORT RequestId: " + request_id) for e in events):
+                break
+            time.sleep(0.1)
+        self.assertEqual(body["stream"], "function-logs-logger")
+        mine = [e["message"] for e in events if e["requestId"] == request_id]
+        self.assertTrue(mine[0].startswith("START RequestId: " + request_id), mine[:3])
+        self.assertTrue(mine[-1].startswith("REPORT RequestId: " + request_id))
+        self.assertIn("handling " + request_id, mine)
+        # A line over 256 KiB is cut there; the next line is whole.
+        shout = [m for m in mine if m.startswith("xxx")]
+        self.assertEqual([len(m) for m in shout], [256 * 1024])
+        self.assertIn("after the shout", mine)
+        status, _, body = self.d.get_json(f"/v1/functions/logger/logs?request_id={request_id}")
+        self.assertEqual({e["requestId"] for e in body["events"]}, {request_id})
+        status, _, _ = self.d.get_json("/v1/functions/logger/logs?limit=0")
+        self.assertEqual(status, 400)
+        # The same stream through the Kinesis API.
+        records = self.d.stream_records("function-logs-logger")
+        self.assertIn(request_id, {r["PartitionKey"] for r in records})
+        # edgectl follows new lines as they come.
+        env = dict(os.environ, EDGED_URL=self.d.url)
+        follow = subprocess.Popen([EDGECTL, "functions", "logs", "logger", "--follow"], env=env,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            status, headers, _ = self.invoke("logger", {"followed": 1})
+            new_id = headers["X-Amzn-RequestId"]
+            deadline = time.monotonic() + 10
+            seen = ""
+            os.set_blocking(follow.stdout.fileno(), False)
+            while time.monotonic() < deadline and f"REPORT RequestId: {new_id}" not in seen:
+                seen += follow.stdout.read() or ""
+                time.sleep(0.1)
+            self.assertIn(f"START RequestId: {new_id}", seen)
+            self.assertIn(f"REPORT RequestId: {new_id}", seen)
+        finally:
+            follow.terminate()
+            follow.wait(10)
+        r = subprocess.run([EDGECTL, "functions"], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^logger\s+\d+\s+\d+\s+\d+\s+30\.0s\s+128MB")
 
     def test_runtime_that_exits_at_start(self):
         # A bootstrap gone before it asks for an invocation fails the one
