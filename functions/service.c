@@ -30,6 +30,7 @@
 #include "functions-private.h"
 
 #include <ftw.h>
+#include <sqlite3.h>
 #include <math.h>
 #include <gio/gio.h>
 #include <stdio.h>
@@ -94,6 +95,7 @@ struct _Function {
   GPtrArray *envs;
   guint next_env;
   guint dispatch_source;
+  gboolean from_api; /* created with POST /v1/functions (kept in the state database) */
 };
 
 struct _FunctionsService {
@@ -110,6 +112,8 @@ struct _FunctionsService {
   GPtrArray *mappings;   /* FunctionsMapping * */
   FunctionsLogs *logs;
   FunctionsWebSockets *websockets;
+  EdgeState *state;
+  GHashTable *referenced; /* function name -> triggers naming it (GUINT) */
 };
 
 G_DEFINE_QUARK (functions-error-quark, functions_error)
@@ -1203,6 +1207,113 @@ handle_rest_get (EdgeRequest *request, gpointer data)
   edge_request_respond_json (request, 200, root);
 }
 
+static gboolean
+exec_defined (FunctionsService *service, const char *sql, const char *name, const char *definition,
+              GError **error)
+{
+  sqlite3 *db = edge_state_db (service->state);
+  sqlite3_stmt *stmt = NULL;
+  int rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text (stmt, 1, name, -1, SQLITE_STATIC);
+    if (definition)
+      sqlite3_bind_text (stmt, 2, definition, -1, SQLITE_STATIC);
+    rc = sqlite3_step (stmt);
+  }
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_DONE) {
+    g_set_error (error, EDGE_STATE_ERROR, EDGE_STATE_ERROR_SQL, "%s", sqlite3_errmsg (db));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void function_abandon (Function *fn);
+static void function_free (Function *fn);
+static EdgeConfig *parse_definition (const char *json, GError **error);
+
+static void
+function_remove (FunctionsService *service, Function *fn)
+{
+  g_hash_table_remove (service->functions, fn->config.name);
+  g_ptr_array_remove (service->order, fn);
+  function_abandon (fn);
+  function_free (fn);
+}
+
+static void
+handle_rest_create (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  g_autoptr (JsonNode) root = edge_request_json (request);
+  if (root == NULL)
+    return;
+  if (!JSON_NODE_HOLDS_OBJECT (root)) {
+    edge_request_respond_error (request, 400, "InvalidDefinition",
+                                "expected an object: the keys of a functions: item");
+    return;
+  }
+  gsize len;
+  g_autofree char *json = edge_json_to_string (root, &len);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeConfig) config = parse_definition (json, &error);
+  if (config == NULL) {
+    edge_request_respond_error (request, 400, "InvalidDefinition", "%s", error->message);
+    return;
+  }
+  const EdgeConfigFunction *c = config->functions->pdata[0];
+  if (g_hash_table_contains (service->functions, c->name)) {
+    edge_request_respond_error (request, 409, "AlreadyExists", "function \"%s\" exists",
+                                c->name);
+    return;
+  }
+  if (!functions_service_add (service, c, &error)) {
+    edge_request_respond_error (request, 400, "InvalidDefinition", "%s", error->message);
+    return;
+  }
+  Function *fn = g_hash_table_lookup (service->functions, c->name);
+  fn->from_api = TRUE;
+  if (!exec_defined (service, "INSERT INTO functions_defined (name, definition) VALUES (?1, ?2)",
+                     c->name, json, &error)) {
+    function_remove (service, fn);
+    edge_request_respond_error (request, 500, "NotKept", "%s", error->message);
+    return;
+  }
+  g_autoptr (JsonNode) status = function_status (fn);
+  edge_request_respond_json (request, 201, status);
+}
+
+static void
+handle_rest_delete (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  Function *fn = rest_function (service, request);
+  if (fn == NULL)
+    return;
+  if (!fn->from_api) {
+    edge_request_respond_error (request, 409, "DefinedInConfiguration",
+                                "function \"%s\" comes from the configuration file: remove it "
+                                "there", fn->config.name);
+    return;
+  }
+  guint uses = GPOINTER_TO_UINT (g_hash_table_lookup (service->referenced, fn->config.name));
+  if (uses > 0) {
+    edge_request_respond_error (request, 409, "InUse",
+                                "function \"%s\" is named by %u trigger%s of the configuration",
+                                fn->config.name, uses, uses == 1 ? "" : "s");
+    return;
+  }
+  g_autoptr (GError) error = NULL;
+  if (!exec_defined (service, "DELETE FROM functions_defined WHERE name = ?1", fn->config.name,
+                     NULL, &error)) {
+    edge_request_respond_error (request, 500, "NotKept", "%s", error->message);
+    return;
+  }
+  g_message ("function \"%s\": deleted", fn->config.name);
+  function_remove (service, fn);
+  edge_request_respond (request, 204, NULL, NULL);
+}
+
 #define LOGS_DEFAULT_LIMIT 100
 #define LOGS_MAX_LIMIT 10000
 
@@ -1474,10 +1585,21 @@ functions_service_arn (FunctionsService *service, const char *name)
   return fn ? fn->arn : NULL;
 }
 
+/* A trigger now names @function: it cannot be deleted through the API. */
+static void
+reference (FunctionsService *service, const char *function)
+{
+  if (function == NULL || function[0] == '\0')
+    return;
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (service->referenced, function));
+  g_hash_table_insert (service->referenced, g_strdup (function), GUINT_TO_POINTER (n + 1));
+}
+
 gboolean
 functions_service_add_route (FunctionsService *service, const EdgeConfigRoute *config,
                              GError **error)
 {
+  reference (service, config->function);
   return functions_route_add (service, service->gateway, config, service->routes, error);
 }
 
@@ -1496,6 +1618,7 @@ functions_service_add_schedule (FunctionsService *service, const EdgeConfigSched
   if (schedule == NULL)
     return FALSE;
   g_ptr_array_add (service->schedules, schedule);
+  reference (service, config->function);
   return TRUE;
 }
 
@@ -1517,6 +1640,7 @@ functions_service_add_mapping (FunctionsService *service, const EdgeConfigMappin
   if (m == NULL)
     return FALSE;
   g_ptr_array_add (service->mappings, m);
+  reference (service, config->function);
   return TRUE;
 }
 
@@ -1524,12 +1648,72 @@ gboolean
 functions_service_add_websocket (FunctionsService *service, const EdgeConfigWebSocket *config,
                                  GError **error)
 {
+  reference (service, config->connect);
+  reference (service, config->disconnect);
+  reference (service, config->message);
   return functions_websockets_add (service->websockets, config, error);
+}
+
+/* A definition as POST /v1/functions takes it (the keys and values of a
+ * functions: item of the configuration file, as JSON), checked by the
+ * configuration's own tables. (transfer full) */
+static EdgeConfig *
+parse_definition (const char *json, GError **error)
+{
+  g_autofree char *document = g_strdup_printf ("{\"functions\": [%s]}", json);
+  EdgeConfig *config = edge_config_load_data (document, strlen (document), "definition", NULL,
+                                              error);
+  if (config == NULL)
+    return NULL;
+  if (config->functions->len != 1) {
+    edge_config_free (config);
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID, "one function, please");
+    return NULL;
+  }
+  const EdgeConfigFunction *c = config->functions->pdata[0];
+  if (!g_path_is_absolute (c->bootstrap)) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                 "bootstrap: an absolute path on the box, not \"%s\"", c->bootstrap);
+    edge_config_free (config);
+    return NULL;
+  }
+  return config;
+}
+
+static const char *const defined_schema[] = {
+  "CREATE TABLE functions_defined (name TEXT PRIMARY KEY, definition TEXT NOT NULL)",
+};
+
+/* Adds the functions created through the API before a restart. */
+static void
+load_defined (FunctionsService *service)
+{
+  sqlite3 *db = edge_state_db (service->state);
+  sqlite3_stmt *stmt = NULL;
+  if (sqlite3_prepare_v2 (db, "SELECT name, definition FROM functions_defined", -1, &stmt,
+                          NULL) != SQLITE_OK)
+    return;
+  while (sqlite3_step (stmt) == SQLITE_ROW) {
+    const char *name = (const char *) sqlite3_column_text (stmt, 0);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (EdgeConfig) config =
+        parse_definition ((const char *) sqlite3_column_text (stmt, 1), &error);
+    if (config == NULL ||
+        !functions_service_add (service, config->functions->pdata[0], &error)) {
+      g_warning ("function \"%s\" (created through the API) not started: %s", name,
+                 error->message);
+      continue;
+    }
+    ((Function *) g_hash_table_lookup (service->functions, name))->from_api = TRUE;
+  }
+  sqlite3_finalize (stmt);
 }
 
 gboolean
 functions_service_start (FunctionsService *service, GError **error)
 {
+  if (service->state)
+    load_defined (service);
   return functions_async_start (service->async, error);
 }
 
@@ -1594,6 +1778,8 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
     edge_metrics_add_collector (metrics, collect, service);
   }
   service->streams = streams;
+  service->state = state;
+  service->referenced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   service->work_dir = g_strdup (work_dir);
   service->functions = g_hash_table_new (g_str_hash, g_str_equal);
   service->order = g_ptr_array_new ();
@@ -1604,7 +1790,9 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   service->websockets = functions_websockets_new (service, gateway);
   service->logs = functions_logs_new (streams, metrics);
   service->async = functions_async_new (service, state, keyring, streams, metrics, error);
-  if (service->async == NULL) {
+  if (service->async == NULL ||
+      !edge_state_migrate (state, "functions_api", defined_schema, G_N_ELEMENTS (defined_schema),
+                           error)) {
     functions_service_free (service);
     return NULL;
   }
@@ -1618,6 +1806,11 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
     { "GET", "/v1/functions", handle_rest_list,
       "The functions, with their environments and queues", "functions", 0 },
     { "GET", "/v1/functions/{name}", handle_rest_get, "One function", "functions", 0 },
+    { "POST", "/v1/functions", handle_rest_create,
+      "Create a function (the keys of a functions: item, as JSON; kept across restarts)",
+      "functions", 64 * 1024 },
+    { "DELETE", "/v1/functions/{name}", handle_rest_delete,
+      "Delete a function created through the API", "functions", 0 },
     { "GET", "/v1/functions/{name}/logs", handle_rest_logs,
       "A function's log lines (?limit=100, ?since=MS, ?request_id=)", "functions", 0 },
   };
@@ -1651,6 +1844,7 @@ functions_service_free (FunctionsService *service)
   g_ptr_array_unref (service->schedules);
   g_ptr_array_unref (service->mappings);
   g_hash_table_unref (service->functions);
+  g_hash_table_unref (service->referenced);
   g_free (service->work_dir);
   g_free (service);
 }

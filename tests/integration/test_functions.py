@@ -458,6 +458,52 @@ class Functions(unittest.TestCase):
         conn.close()
 
 
+class FunctionsApi(unittest.TestCase):
+    """Functions created and deleted through /v1/functions, kept across restarts."""
+
+    def test_create_invoke_restart_delete(self):
+        d = Daemon(config=f"""functions:
+  - name: configured
+    bootstrap: {BASH_RUNTIME}
+""").start()
+        try:
+            definition = {"name": "made", "bootstrap": BASH_RUNTIME, "timeout": "5s",
+                          "environment": {"GREETING": "from the api"}}
+            status, _, body = d.request("POST", "/v1/functions", body=json.dumps(definition))
+            self.assertEqual(status, 201, body)
+            self.assertEqual(json.loads(body)["timeout_ms"], 5000)
+            status, _, body = d.request("POST", "/2015-03-31/functions/made/invocations", body=b"{}")
+            self.assertEqual(json.loads(body)["greeting"], "from the api")
+            # Refused with the configuration's own messages.
+            for bad, message in ((dict(definition), "exists"),
+                                 (dict(definition, name="x", timeout="5"), "timeout"),
+                                 (dict(definition, name="x", bootstrap="bootstrap"), "absolute"),
+                                 (dict(definition, name="x", environment={"AWS_REGION": "eu"}),
+                                  "AWS_REGION"),
+                                 (dict(definition, name="x", colour="red"), "colour")):
+                status, _, body = d.request("POST", "/v1/functions", body=json.dumps(bad))
+                self.assertIn(status, (400, 409), body)
+                self.assertIn(message, json.loads(body)["error"]["message"])
+            status, _, body = d.request("DELETE", "/v1/functions/configured")
+            self.assertEqual(status, 409)
+            # Kept across a restart.
+            self.assertEqual(d.stop(), 0)
+            d.start()
+            status, _, body = d.request("POST", "/2015-03-31/functions/made/invocations", body=b"{}")
+            self.assertEqual(status, 200, body)
+            status, _, _ = d.request("DELETE", "/v1/functions/made")
+            self.assertEqual(status, 204)
+            status, _, _ = d.request("POST", "/2015-03-31/functions/made/invocations", body=b"{}")
+            self.assertEqual(status, 404)
+            self.assertEqual(d.stop(), 0)
+            d.start()
+            status, _, _ = d.request("GET", "/v1/functions/made")
+            self.assertEqual(status, 404)
+        finally:
+            d.stop()
+            d.cleanup()
+
+
 class FunctionsConfig(unittest.TestCase):
     def test_bad_bootstrap_is_refused(self):
         tmp = tempfile.mkdtemp(prefix="edged-fn-")
