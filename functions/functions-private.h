@@ -21,6 +21,28 @@ const EdgeConfigFunction *functions_service_function (FunctionsService *service,
 /* arn:aws:lambda:REGION:ACCOUNT:function:NAME, NULL if none. (transfer none) */
 const char *functions_service_arn (FunctionsService *service, const char *name);
 
+/* ---- cgroup.c ---- */
+
+typedef struct _FunctionsCgroups FunctionsCgroups;
+typedef struct _FunctionsCgroup FunctionsCgroup;
+
+/* Finds where environments' control groups can be made (v2 delegated, or
+ * v1 memory and pids as root), and says which at start. (transfer full) */
+FunctionsCgroups *functions_cgroups_new (void);
+gboolean functions_cgroups_available (FunctionsCgroups *cgroups);
+void functions_cgroups_free (FunctionsCgroups *cgroups);
+/* A group for one environment with its limits; NULL where none can be made. */
+FunctionsCgroup *functions_cgroup_new (FunctionsCgroups *cgroups, const char *name,
+                                       guint64 memory_bytes, guint max_processes);
+/* In the child, between fork and exec: joins @group (nullable). */
+void functions_cgroup_join (const FunctionsCgroup *group);
+/* Peak memory of the group's processes so far; 0 if unknown. */
+guint64 functions_cgroup_peak_bytes (const FunctionsCgroup *group);
+/* Processes the kernel killed in the group for memory. */
+guint64 functions_cgroup_oom_kills (const FunctionsCgroup *group);
+/* Removes the group (its processes must be gone). Accepts NULL. */
+void functions_cgroup_free (FunctionsCgroup *group);
+
 /* ---- async.c ---- */
 
 typedef struct _FunctionsAsync FunctionsAsync;

@@ -54,6 +54,7 @@ typedef struct {
   char *id;
   Function *fn;
   GBytes *payload;
+  guint64 cgroup_peak;  /* the environment's group's peak memory at the end, if it has one */
   FunctionsDoneFunc done; /* told the result, once */
   gpointer done_data;
   gint64 started_us;    /* when it came in */
@@ -81,6 +82,11 @@ struct _Env {
   gboolean stopping;
   GCancellable *cancellable;
   GInputStream *output;
+  FunctionsCgroup *cgroup; /* nullable: none to make here */
+  struct {
+    guint64 memory_limit;
+    const FunctionsCgroup *cgroup;
+  } setup;            /* what the child does before exec (child_setup) */
   GString *partial;   /* output past the last newline */
   gboolean skipping;  /* dropping the rest of a line over the limit */
 };
@@ -114,6 +120,7 @@ struct _FunctionsService {
   FunctionsWebSockets *websockets;
   EdgeState *state;
   GHashTable *referenced; /* function name -> triggers naming it (GUINT) */
+  FunctionsCgroups *cgroups;
 };
 
 G_DEFINE_QUARK (functions-error-quark, functions_error)
@@ -193,7 +200,8 @@ invocation_finish (Invocation *inv, GBytes *body, const char *function_error,
                    "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\t"
                    "Memory Size: %" G_GINT64_FORMAT " MB\tMax Memory Used: %u MB",
                    inv->id, ms, MAX (1.0, ceil (ms)), fn->config.memory_mb,
-                   peak_memory_mb (inv->pid));
+                   inv->cgroup_peak ? (guint) (inv->cgroup_peak / (1024 * 1024))
+                                    : peak_memory_mb (inv->pid));
   }
   EdgeMetrics *metrics = fn->service->metrics;
   if (metrics) {
@@ -347,6 +355,7 @@ take_current (Env *env, SoupServerMessage *msg, const char *id)
     return NULL;
   }
   g_clear_handle_id (&env->timeout_source, g_source_remove);
+  env->current->cgroup_peak = functions_cgroup_peak_bytes (env->cgroup);
   return g_steal_pointer (&env->current);
 }
 
@@ -526,6 +535,7 @@ env_unref (Env *env)
   if (--env->refs > 0)
     return;
   g_clear_object (&env->process);
+  functions_cgroup_free (env->cgroup);
   g_string_free (env->partial, TRUE);
   g_free (env);
 }
@@ -612,7 +622,14 @@ on_exited (GObject *source, GAsyncResult *result, gpointer data)
   if (!env->stopping)
     g_warning ("function \"%s\": environment %u exited (%s)", fn->config.name, env->number, how);
   Invocation *inv = g_steal_pointer (&env->current);
-  if (inv)
+  guint64 oom_kills = functions_cgroup_oom_kills (env->cgroup);
+  if (inv && oom_kills > 0) {
+    /* The kernel killed in the environment's group for memory. */
+    inv->cgroup_peak = functions_cgroup_peak_bytes (env->cgroup);
+    invocation_fail (inv, "Runtime.OutOfMemory",
+                     "Runtime exited with error: %s (out of memory: %" G_GINT64_FORMAT " MB)",
+                     how, fn->config.memory_mb);
+  } else if (inv)
     invocation_fail (inv, "Runtime.ExitError", "Runtime exited with error: %s", how);
   else if (!env->started && !env->stopping && (inv = g_queue_pop_head (&fn->queue)))
     /* Gone before asking for an invocation: the one it was started for
@@ -706,10 +723,11 @@ read_output (Env *env)
 static void
 child_setup (gpointer data)
 {
-  const guint64 *limit = data;
+  Env *env = data;
   setpgid (0, 0);
-  struct rlimit r = { (rlim_t) *limit, (rlim_t) *limit };
+  struct rlimit r = { (rlim_t) env->setup.memory_limit, (rlim_t) env->setup.memory_limit };
   setrlimit (RLIMIT_DATA, &r);
+  functions_cgroup_join (env->setup.cgroup);
 }
 
 typedef struct {
@@ -863,7 +881,13 @@ env_start (Function *fn, GError **error)
     envp = g_environ_setenv (envp, reserved[i][0], reserved[i][1], TRUE);
   g_subprocess_launcher_set_environ (launcher, envp);
   g_subprocess_launcher_set_cwd (launcher, fn->task_root);
-  g_subprocess_launcher_set_child_setup (launcher, child_setup, &fn->memory_limit, NULL);
+  /* Its own control group, where edged can make one (cgroup.c). */
+  g_autofree char *group = g_strdup_printf ("%s-%u", fn->config.name, env->number);
+  env->cgroup = functions_cgroup_new (service->cgroups, group, fn->memory_limit,
+                                      (guint) fn->config.max_processes);
+  env->setup.memory_limit = fn->memory_limit;
+  env->setup.cgroup = env->cgroup;
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, env, NULL);
   /* GLib's spawn returns once the child has exec'd, which for a bootstrap
    * among fifty starting at once takes a good part of a second: off the
    * main thread, so that the gateway and the other environments do not
@@ -1780,6 +1804,7 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   service->streams = streams;
   service->state = state;
   service->referenced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  service->cgroups = functions_cgroups_new ();
   service->work_dir = g_strdup (work_dir);
   service->functions = g_hash_table_new (g_str_hash, g_str_equal);
   service->order = g_ptr_array_new ();
@@ -1845,6 +1870,7 @@ functions_service_free (FunctionsService *service)
   g_ptr_array_unref (service->mappings);
   g_hash_table_unref (service->functions);
   g_hash_table_unref (service->referenced);
+  functions_cgroups_free (service->cgroups);
   g_free (service->work_dir);
   g_free (service);
 }

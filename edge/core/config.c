@@ -160,14 +160,20 @@ static const ConfigKey function_keys[] = {
     "fails with \"Task timed out\".", NULL },
   { "memory_mb", KEY_INT, FOFF (memory_mb), "128", 128, 10240, NULL,
     "Memory size: the environment's limit (RLIMIT_DATA, inherited by what the bootstrap "
-    "starts; an allocation past it fails in the handler), told to the handler as "
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE.", NULL },
+    "starts, so an allocation past it fails in the handler; and the environment's cgroup "
+    "memory limit where edged can make one, past which the kernel kills and the invocation "
+    "fails with Runtime.OutOfMemory), told to the handler as AWS_LAMBDA_FUNCTION_MEMORY_SIZE.",
+    NULL },
   { "concurrency", KEY_INT, FOFF (concurrency), "10", 1, 1000, NULL,
     "Execution environments (so invocations running at once) at most; more invocations wait "
     "for one to be free.", NULL },
   { "idle_timeout", KEY_DURATION, FOFF (idle_ms), "5m", 1000, 24 * 3600 * 1000, NULL,
     "An environment with no invocation for this long stops (no process is left when a "
     "function is idle).", NULL },
+  { "max_processes", KEY_INT, FOFF (max_processes), "1024", 8, 32768, NULL,
+    "Processes and threads an environment may have at once (a cgroup pids.max), where edged "
+    "can make control groups (cgroup v2 delegated to it, or v1 as root); a fork past it fails "
+    "in the handler.", NULL },
   { "max_retry_attempts", KEY_INT, FOFF (max_retry_attempts), "2", 0, 2, NULL,
     "Asynchronous invocations (Event): times a failed one is retried before it goes to "
     "on_failure.", NULL },

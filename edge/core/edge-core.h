@@ -106,6 +106,7 @@ typedef struct {
   gint64 memory_mb;
   gint64 concurrency;  /* environments at most */
   gint64 idle_ms;      /* an environment idle this long stops */
+  gint64 max_processes; /* processes and threads per environment (where cgroups allow) */
   /* Asynchronous invocations (Event): */
   gint64 max_retry_attempts;
   gint64 max_event_age_ms;

@@ -58,6 +58,10 @@ CONFIG = f"""functions:
   - name: logger
     bootstrap: {BASH_RUNTIME}
     timeout: 30s
+  - name: forky
+    bootstrap: {BASH_RUNTIME}
+    timeout: 30s
+    max_processes: 16
   - name: broken
     bootstrap: {os.path.join(ROOT, "tests", "functions", "broken", "bootstrap")}
   - name: silent
@@ -141,8 +145,8 @@ class Functions(unittest.TestCase):
         r = self.aws("lambda", "list-functions")
         self.assertEqual(r.returncode, 0, r.stderr)
         names = sorted(f["FunctionName"] for f in json.loads(r.stdout)["Functions"])
-        self.assertEqual(names, ["broken", "compiled", "echo", "exits", "hello", "logger", "node",
-                                 "node-missing", "silent", "wide"])
+        self.assertEqual(names, ["broken", "compiled", "echo", "exits", "forky", "hello", "logger",
+                                 "node", "node-missing", "silent", "wide"])
         r = self.aws("lambda", "get-function", "--function-name", "echo")
         self.assertEqual(r.returncode, 0, r.stderr)
         config = json.loads(r.stdout)["Configuration"]
@@ -398,6 +402,22 @@ class Functions(unittest.TestCase):
         r = subprocess.run([EDGECTL, "functions"], env=env, capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"(?m)^logger\s+\d+\s+\d+\s+\d+\s+30\.0s\s+128MB")
+
+    def test_process_limit(self):
+        # Where edged can make control groups (v2 delegated, or v1 as root), each
+        # environment's processes and threads are capped (pids.max).
+        if "process limit yes" not in self.d.log():
+            self.skipTest("no cgroup pids controller edged may use on this machine")
+        status, _, body = self.invoke("forky", {"spawn": 40})
+        self.assertEqual(status, 200, body)
+        spawned = json.loads(body)["spawned"]
+        self.assertGreater(spawned, 0)
+        self.assertLess(spawned, 16)
+        # The limit is per environment: another function forks freely.
+        status, _, body = self.invoke("wide", {"spawn": 40})
+        self.assertEqual(json.loads(body)["spawned"], 40)
+        # Max Memory Used counts the whole environment (the group), not the bootstrap alone.
+        self.assertRegex(self.d.log(), r'function "forky": REPORT .*Max Memory Used: [1-9]\d* MB')
 
     def test_runtime_that_exits_at_start(self):
         # A bootstrap gone before it asks for an invocation fails the one
