@@ -19,8 +19,9 @@ edged / serverless-offline:
 - the Runtime API round trip with aws-lambda-ric: REPORT Duration p50
   (from the invocation handed over to the runtime to its answer);
 - 100 concurrent environments: 100 invocations at once of a function with
-  concurrency 100 that sleeps 1 s (the bash runtime of the tests), their
-  wall time and the environments running at the peak.
+  concurrency 100 that sleeps 1 s (the compiled C runtime of the tests,
+  tests/functions/c/bootstrap.c), their wall time and the invocations
+  running at the peak.
 """
 
 import concurrent.futures
@@ -99,7 +100,7 @@ functions:
     handler: handler.handler
     concurrency: 4
   - name: sleeper
-    bootstrap: {ROOT}/tests/functions/bash/bootstrap
+    bootstrap: {os.path.join(BUILD, "tests", "c-bootstrap")}
     timeout: 30s
     concurrency: 100
 routes:
@@ -139,16 +140,18 @@ def hundred_environments(port):
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status
 
-    peak = 0
+    peak = envs = 0
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(100) as pool:
         futures = [pool.submit(invoke, n) for n in range(100)]
         while not all(f.done() for f in futures):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/functions/sleeper") as r:
-                peak = max(peak, json.load(r)["running"])
+                status = json.load(r)
+            peak = max(peak, status["running"])
+            envs = max(envs, status["environments"])
             time.sleep(0.05)
         statuses = [f.result() for f in futures]
-    return time.monotonic() - started, peak, statuses.count(200)
+    return time.monotonic() - started, peak, envs, statuses.count(200)
 
 
 def main():
@@ -184,7 +187,8 @@ def main():
         with urllib.request.urlopen(f"http://127.0.0.1:{edged_port}/v1/functions/bench/logs?limit=10000") as r:
             reports = [float(m.group(1)) for e in json.load(r)["events"]
                        if (m := re.match(r"REPORT RequestId: \S+\tDuration: ([0-9.]+) ms", e["message"]))]
-        wall, peak, ok = hundred_environments(edged_port)
+        cold = hundred_environments(edged_port)
+        warm = hundred_environments(edged_port)
     finally:
         os.killpg(offline.pid, signal.SIGTERM)
         edged.send_signal(signal.SIGTERM)
@@ -208,8 +212,10 @@ def main():
           f"{median(e['lat50']) - median(healthz50):.3f} ms")
     print(f"- Runtime API round trip with aws-lambda-ric (REPORT Duration p50 of {len(reports)}): "
           f"{median(reports):.2f} ms")
-    print(f"- 100 invocations at once, 1 s each, concurrency 100: {ok}/100 answered in {wall:.2f} s, "
-          f"{peak} running at the peak")
+    for name, (wall, peak, envs, ok) in (("cold", cold), ("warm", warm)):
+        print(f"- 100 invocations at once, 1 s each, concurrency 100, {name}: {ok}/100 answered in "
+              f"{wall:.2f} s, {envs} environments, {peak} invocations running at the peak (sampled "
+              f"every 50 ms)")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
  * that speaks the Lambda Runtime API over plain sockets, with no library
  * but libc, as a handler compiled for a small board would. Its handler
  * answers {"runtime":"c","bytes":N,"event":EVENT}, or reports an error for
- * an event that holds "fail". */
+ * an event that holds "fail"; an event {"sleep": S} makes it wait S seconds
+ * first. */
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_BODY (6 * 1024 * 1024)
@@ -129,6 +131,15 @@ main (void)
       return 1;
     }
     printf ("c handler: %s\n", id);
+    const char *sleep_at = strstr (event, "\"sleep\"");
+    if (sleep_at) {
+      const char *colon_at = strchr (sleep_at, ':');
+      double seconds = colon_at ? strtod (colon_at + 1, NULL) : 0;
+      if (seconds > 0 && seconds < 900) {
+        struct timespec ts = { (time_t) seconds, (long) ((seconds - (time_t) seconds) * 1e9) };
+        nanosleep (&ts, NULL);
+      }
+    }
     if (strstr (event, "fail")) {
       const char *error = "{\"errorType\":\"CHandlerError\",\"errorMessage\":\"asked to fail\"}";
       snprintf (path, sizeof path, "/2018-06-01/runtime/invocation/%s/error", id);
