@@ -42,6 +42,7 @@ struct _FunctionsCgroups {
 
 struct _FunctionsCgroup {
   gboolean v2;
+  int peak_fd; /* the peak memory file, kept open: read at every invocation's end */
   char *memory_dir;
   char *pids_dir;
   /* cgroup.procs paths the child writes itself into (NUL-terminated, fixed
@@ -190,6 +191,7 @@ functions_cgroup_new (FunctionsCgroups *cg, const char *name, guint64 memory_byt
     return NULL;
   FunctionsCgroup *group = g_new0 (FunctionsCgroup, 1);
   group->v2 = cg->v2;
+  group->peak_fd = -1;
   guint n = 0;
   g_autofree char *memory = g_strdup_printf ("%" G_GUINT64_FORMAT, memory_bytes);
   g_autofree char *pids = g_strdup_printf ("%u", max_processes);
@@ -209,6 +211,9 @@ functions_cgroup_new (FunctionsCgroups *cg, const char *name, guint64 memory_byt
       }
       g_snprintf (group->procs[n++], sizeof group->procs[0], "%s/cgroup.procs",
                   group->memory_dir);
+      g_autofree char *peak = g_build_filename (
+          group->memory_dir, cg->v2 ? "memory.peak" : "memory.max_usage_in_bytes", NULL);
+      group->peak_fd = open (peak, O_RDONLY | O_CLOEXEC);
     }
   }
   if (cg->pids_base) {
@@ -266,10 +271,14 @@ read_number (const char *dir, const char *file, const char *key)
 guint64
 functions_cgroup_peak_bytes (const FunctionsCgroup *group)
 {
-  if (group == NULL)
+  char text[32];
+  if (group == NULL || group->peak_fd < 0)
     return 0;
-  return read_number (group->memory_dir, group->v2 ? "memory.peak" : "memory.max_usage_in_bytes",
-                      NULL);
+  ssize_t n = pread (group->peak_fd, text, sizeof text - 1, 0);
+  if (n <= 0)
+    return 0;
+  text[n] = '\0';
+  return g_ascii_strtoull (text, NULL, 10);
 }
 
 guint64
@@ -286,6 +295,8 @@ functions_cgroup_free (FunctionsCgroup *group)
 {
   if (group == NULL)
     return;
+  if (group->peak_fd >= 0)
+    close (group->peak_fd);
   /* Empty once the process group is gone; a group that is not yet empty
    * (a process still exiting) is left for the cleanup at stop. */
   if (group->memory_dir)

@@ -1588,9 +1588,19 @@ functions_service_invoke (FunctionsService *service, const char *name, const cha
   inv->done_data = user_data;
   inv->started_us = g_get_monotonic_time ();
   g_queue_push_tail (&fn->queue, inv);
-  /* Environments are looked for from the main loop, so that @done never
-   * runs inside this call (a start failure ends the invocation at once). */
-  if (fn->dispatch_source == 0)
+  /* A warm environment waiting takes it now (that cannot end it). Anything
+   * else is done from the main loop, so that @done never runs inside this
+   * call (a start failure ends the invocation at once). */
+  Env *warm = NULL;
+  for (guint i = 0; i < fn->envs->len && warm == NULL && g_queue_get_length (&fn->queue) == 1;
+       i++) {
+    Env *env = g_ptr_array_index (fn->envs, i);
+    if (env->waiting && env->current == NULL && !env->stopping)
+      warm = env;
+  }
+  if (warm)
+    hand_over (warm, g_queue_pop_head (&fn->queue));
+  else if (fn->dispatch_source == 0)
     fn->dispatch_source = g_idle_add_full (G_PRIORITY_HIGH, on_dispatch, fn, NULL);
   return TRUE;
 }
