@@ -16,6 +16,7 @@ from edged_harness import Daemon  # noqa: E402
 
 ROOT = os.environ.get("EDGED_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BASH_RUNTIME = os.path.join(ROOT, "tests", "functions", "bash", "bootstrap")
+NODE_RIC = os.path.join(ROOT, "tests", "functions", "node", "bootstrap")
 # Its base64 is "fail": the bash runtime fails any event holding "fail"
 # (with the quotes), as the record data field of a Kinesis event does.
 POISON = base64.b64decode("fail")
@@ -29,6 +30,10 @@ def config(logs):
   - name: poison-in
   - name: poison-out
   - name: windowed
+  - name: partial-in
+  - name: partial-out
+  - name: aged-in
+  - name: aged-out
 functions:
   - name: sink
     bootstrap: {BASH_RUNTIME}
@@ -47,6 +52,16 @@ functions:
     bootstrap: {BASH_RUNTIME}
     environment:
       EVENT_LOG: {logs}/patient.log
+  - name: partial
+    bootstrap: {NODE_RIC}
+    handler: kinesis.handler
+    timeout: 10s
+    environment:
+      SEEN_LOG: {logs}/partial.log
+  - name: aged
+    bootstrap: {BASH_RUNTIME}
+    environment:
+      EVENT_LOG: {logs}/aged.log
 event_source_mappings:
   - stream: events
     function: sink
@@ -68,6 +83,19 @@ event_source_mappings:
     batch_size: 100
     batching_window: 1500ms
     starting_position: TRIM_HORIZON
+  - stream: partial-in
+    function: partial
+    batch_size: 10
+    batching_window: 1s
+    starting_position: TRIM_HORIZON
+    report_batch_item_failures: true
+    max_retry_attempts: 1
+    on_failure: partial-out
+  - stream: aged-in
+    function: aged
+    starting_position: TRIM_HORIZON
+    max_record_age: 1s
+    on_failure: aged-out
 """
 
 
@@ -199,6 +227,53 @@ class Mappings(unittest.TestCase):
         self.assertTrue(wait_for(lambda: 'edged_function_mapping_records_total{function="picky",'
                                  'stream="poison-in",result="success"} 19'
                                  in self.d.request("GET", "/metrics")[2].decode()))
+
+    def test_batch_item_failures(self):
+        # One put of ten records, the fifth "bad": the first four are done; from
+        # the fifth on the batch is retried once, then given up on.
+        records = [("k", b"bad" if n == 4 else f"ok {n}".encode()) for n in range(10)]
+        results = self.put("partial-in", records)
+        out = wait_for(lambda: self.d.stream_records("partial-out"), timeout=60)
+        self.assertTrue(out, self.d.log()[-3000:])
+        info = json.loads(out[0]["Data"])["KinesisBatchInfo"]
+        self.assertEqual(info["startSequenceNumber"], results[4]["SequenceNumber"])
+        self.assertEqual(info["endSequenceNumber"], results[9]["SequenceNumber"])
+        self.assertEqual(info["batchSize"], 6)
+        with open(os.path.join(self.logs, "partial.log")) as f:
+            seen = [line.split()[0] for line in f]
+        # Records 0-3 once; 4-9 twice (the first try and one retry).
+        for n in range(4):
+            self.assertEqual(seen.count(results[n]["SequenceNumber"]), 1)
+        for n in range(4, 10):
+            self.assertEqual(seen.count(results[n]["SequenceNumber"]), 2)
+
+    def test_records_past_their_age_go_to_on_failure(self):
+        self.put("aged-in", [("k", b"fresh")])
+        self.assertTrue(wait_for(lambda: self.delivered("aged")))
+        self.assertEqual(self.d.stop(), 0)
+        # A record put while the mapping does not run (a daemon without it, on
+        # the same data) is older than max_record_age when it runs again.
+        plain = Daemon(workdir=self.d.workdir, data_dir=self.d.data_dir, config="")
+        plain.start()
+        try:
+            status, put = plain.kinesis("PutRecord", {"StreamName": "aged-in", "Data": "b2xk",
+                                                      "PartitionKey": "k"})
+            self.assertEqual(status, 200, put)
+        finally:
+            self.assertEqual(plain.stop(), 0)
+        time.sleep(1.5)
+        self.d.start()
+        out = wait_for(lambda: self.d.stream_records("aged-out"))
+        self.assertTrue(out, self.d.log()[-2000:])
+        failure = json.loads(out[0]["Data"])
+        self.assertEqual(failure["requestContext"]["condition"], "RecordAgeExceeded")
+        info = failure["KinesisBatchInfo"]
+        self.assertEqual((info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]),
+                         (put["SequenceNumber"], put["SequenceNumber"], 1))
+        # The old record never reached the function.
+        time.sleep(0.5)
+        self.assertEqual([base64.b64decode(r["kinesis"]["data"]) for _, r in self.delivered("aged")],
+                         [b"fresh"])
 
     def test_batching_window_gathers_records(self):
         start = time.monotonic()
