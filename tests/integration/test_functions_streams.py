@@ -249,7 +249,10 @@ class Mappings(unittest.TestCase):
 
     def test_records_past_their_age_go_to_on_failure(self):
         self.put("aged-in", [("k", b"fresh")])
-        self.assertTrue(wait_for(lambda: self.delivered("aged")))
+        # Settled (so checkpointed) before the stop.
+        self.assertTrue(wait_for(lambda: 'edged_function_mapping_records_total{function="aged",'
+                                 'stream="aged-in",result="success"} 1'
+                                 in self.d.request("GET", "/metrics")[2].decode()))
         self.assertEqual(self.d.stop(), 0)
         # A record put while the mapping does not run (a daemon without it, on
         # the same data) is older than max_record_age when it runs again.
