@@ -129,6 +129,10 @@ FunctionsMapping *functions_mapping_new (FunctionsService *service, StreamStore 
                                          EdgeMetrics *metrics, const EdgeConfigMapping *config,
                                          GError **error);
 const char *functions_mapping_stream (FunctionsMapping *mapping);
+/* A UUID for the Lambda API, the same across restarts. (transfer full) */
+char *functions_mapping_uuid (FunctionsMapping *mapping);
+/* As Lambda's EventSourceMappingConfiguration. (transfer full) */
+JsonNode *functions_mapping_describe (FunctionsMapping *mapping);
 const char *functions_mapping_function (FunctionsMapping *mapping);
 /* Stops; batches under way are delivered again after a restart. */
 void functions_mapping_free (FunctionsMapping *mapping);

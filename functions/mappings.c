@@ -462,6 +462,70 @@ functions_mapping_new (FunctionsService *service, StreamStore *streams, EdgeMetr
   return m;
 }
 
+char *
+functions_mapping_uuid (FunctionsMapping *m)
+{
+  /* Stable across restarts: from what identifies the mapping. */
+  g_autofree char *key = g_strdup_printf ("%s\n%s", m->config.stream, m->config.function);
+  g_autofree char *h = g_compute_checksum_for_string (G_CHECKSUM_SHA256, key, -1);
+  return g_strdup_printf ("%.8s-%.4s-4%.3s-a%.3s-%.12s", h, h + 8, h + 12, h + 15, h + 18);
+}
+
+JsonNode *
+functions_mapping_describe (FunctionsMapping *m)
+{
+  g_autofree char *uuid = functions_mapping_uuid (m);
+  const EdgeConfigMapping *c = &m->config;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "UUID");
+  json_builder_add_string_value (b, uuid);
+  json_builder_set_member_name (b, "EventSourceArn");
+  json_builder_add_string_value (b, m->stream_arn);
+  json_builder_set_member_name (b, "FunctionArn");
+  json_builder_add_string_value (b, m->function_arn);
+  json_builder_set_member_name (b, "StartingPosition");
+  json_builder_add_string_value (b, c->starting_position);
+  json_builder_set_member_name (b, "BatchSize");
+  json_builder_add_int_value (b, c->batch_size);
+  json_builder_set_member_name (b, "MaximumBatchingWindowInSeconds");
+  json_builder_add_int_value (b, c->batching_window_ms / 1000);
+  json_builder_set_member_name (b, "ParallelizationFactor");
+  json_builder_add_int_value (b, 1);
+  json_builder_set_member_name (b, "MaximumRetryAttempts");
+  json_builder_add_int_value (b, c->max_retry_attempts);
+  json_builder_set_member_name (b, "MaximumRecordAgeInSeconds");
+  json_builder_add_int_value (b, c->max_record_age_ms > 0 ? c->max_record_age_ms / 1000 : -1);
+  json_builder_set_member_name (b, "BisectBatchOnFunctionError");
+  json_builder_add_boolean_value (b, c->bisect_on_error);
+  json_builder_set_member_name (b, "FunctionResponseTypes");
+  json_builder_begin_array (b);
+  if (c->report_batch_item_failures)
+    json_builder_add_string_value (b, "ReportBatchItemFailures");
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "DestinationConfig");
+  json_builder_begin_object (b);
+  if (c->on_failure[0]) {
+    g_autofree char *arn = g_str_has_prefix (c->on_failure, "arn:")
+                               ? g_strdup (c->on_failure)
+                               : g_strdup_printf ("arn:aws:kinesis:" FUNCTIONS_REGION
+                                                  ":" FUNCTIONS_ACCOUNT ":stream/%s",
+                                                  c->on_failure);
+    json_builder_set_member_name (b, "OnFailure");
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "Destination");
+    json_builder_add_string_value (b, arn);
+    json_builder_end_object (b);
+  }
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "State");
+  json_builder_add_string_value (b, "Enabled");
+  json_builder_set_member_name (b, "StateTransitionReason");
+  json_builder_add_string_value (b, "USER_INITIATED");
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
+
 const char *
 functions_mapping_stream (FunctionsMapping *m)
 {

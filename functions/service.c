@@ -1154,6 +1154,62 @@ handle_list_functions (EdgeRequest *request, gpointer data)
   edge_request_respond_json (request, 200, root);
 }
 
+/* ListEventSourceMappings, with the FunctionName and EventSourceArn filters. */
+static void
+handle_list_mappings (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  const char *function = edge_request_query (request, "FunctionName");
+  const char *source = edge_request_query (request, "EventSourceArn");
+  Function *fn = NULL;
+  if (function && (fn = lookup (service, function)) == NULL) {
+    edge_request_respond_rest_error (
+        request, 404, "ResourceNotFoundException",
+        "Function not found: arn:aws:lambda:" FUNCTIONS_REGION ":" FUNCTIONS_ACCOUNT
+        ":function:%s", function);
+    return;
+  }
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "EventSourceMappings");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < service->mappings->len; i++) {
+    FunctionsMapping *m = service->mappings->pdata[i];
+    if (fn && !g_str_equal (functions_mapping_function (m), fn->config.name))
+      continue;
+    JsonNode *node = functions_mapping_describe (m);
+    if (source && !g_str_equal (json_object_get_string_member (json_node_get_object (node),
+                                                               "EventSourceArn"),
+                                source)) {
+      json_node_unref (node);
+      continue;
+    }
+    json_builder_add_value (b, node);
+  }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+static void
+handle_get_mapping (EdgeRequest *request, gpointer data)
+{
+  FunctionsService *service = data;
+  const char *uuid = edge_request_param (request, "uuid");
+  for (guint i = 0; i < service->mappings->len; i++) {
+    FunctionsMapping *m = service->mappings->pdata[i];
+    g_autofree char *id = functions_mapping_uuid (m);
+    if (g_str_equal (id, uuid)) {
+      g_autoptr (JsonNode) root = functions_mapping_describe (m);
+      edge_request_respond_json (request, 200, root);
+      return;
+    }
+  }
+  edge_request_respond_rest_error (request, 404, "ResourceNotFoundException",
+                                   "The resource you requested does not exist.");
+}
+
 /* ---- the management API: /v1/functions ---- */
 
 static JsonNode *
@@ -1838,6 +1894,10 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
       "A function's configuration (Lambda GetFunction)", "functions", 0 },
     { "GET", "/2015-03-31/functions/", handle_list_functions,
       "The functions (Lambda ListFunctions)", "functions", 0 },
+    { "GET", "/2015-03-31/event-source-mappings/", handle_list_mappings,
+      "Event source mappings (Lambda ListEventSourceMappings)", "functions", 0 },
+    { "GET", "/2015-03-31/event-source-mappings/{uuid}", handle_get_mapping,
+      "One event source mapping (Lambda GetEventSourceMapping)", "functions", 0 },
     { "GET", "/v1/functions", handle_rest_list,
       "The functions, with their environments and queues", "functions", 0 },
     { "GET", "/v1/functions/{name}", handle_rest_get, "One function", "functions", 0 },

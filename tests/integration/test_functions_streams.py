@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -277,6 +278,31 @@ class Mappings(unittest.TestCase):
         time.sleep(0.5)
         self.assertEqual([base64.b64decode(r["kinesis"]["data"]) for _, r in self.delivered("aged")],
                          [b"fresh"])
+
+    def test_aws_cli_lists_the_mappings(self):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="edged", AWS_SECRET_ACCESS_KEY="edged",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_PAGER="")
+        aws = os.environ.get("AWS_CLI", "/usr/bin/aws")
+        r = subprocess.run([aws, "--endpoint-url", self.d.url, "lambda",
+                            "list-event-source-mappings", "--function-name", "picky"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        mappings = json.loads(r.stdout)["EventSourceMappings"]
+        self.assertEqual(len(mappings), 1)
+        m = mappings[0]
+        self.assertEqual(m["EventSourceArn"], "arn:aws:kinesis:us-east-1:000000000000:stream/poison-in")
+        self.assertEqual(m["FunctionArn"], "arn:aws:lambda:us-east-1:000000000000:function:picky")
+        self.assertEqual((m["BatchSize"], m["MaximumRetryAttempts"], m["BisectBatchOnFunctionError"]),
+                         (10, 1, True))
+        self.assertEqual(m["DestinationConfig"]["OnFailure"]["Destination"],
+                         "arn:aws:kinesis:us-east-1:000000000000:stream/poison-out")
+        r = subprocess.run([aws, "--endpoint-url", self.d.url, "lambda", "get-event-source-mapping",
+                            "--uuid", m["UUID"]], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["UUID"], m["UUID"])
+        r = subprocess.run([aws, "--endpoint-url", self.d.url, "lambda", "list-event-source-mappings"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(len(json.loads(r.stdout)["EventSourceMappings"]), 6)
 
     def test_batching_window_gathers_records(self):
         start = time.monotonic()
