@@ -319,6 +319,12 @@ daemon_start (Daemon *d, GError **error)
       g_prefix_error (error, "%s: websockets: ", d->config_source);
       return FALSE;
     }
+  for (guint i = 0; i < c->websocket_routes->len; i++)
+    if (!functions_service_add_websocket_route (d->functions,
+                                                g_ptr_array_index (c->websocket_routes, i), error)) {
+      g_prefix_error (error, "%s: websocket_routes: ", d->config_source);
+      return FALSE;
+    }
   if (!functions_service_start (d->functions, error))
     return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);

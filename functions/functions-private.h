@@ -93,6 +93,9 @@ FunctionsWebSockets *functions_websockets_new (FunctionsService *service, EdgeGa
 /* Serves @config's WebSocket API (and, with the first, /@connections/{id}). */
 gboolean functions_websockets_add (FunctionsWebSockets *ws, const EdgeConfigWebSocket *config,
                                    GError **error);
+/* Routes the messages with @config's action to its function. */
+gboolean functions_websockets_add_route (FunctionsWebSockets *ws,
+                                         const EdgeConfigWebSocketRoute *config, GError **error);
 void functions_websockets_free (FunctionsWebSockets *ws);
 
 /* ---- schedule.c ---- */

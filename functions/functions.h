@@ -90,6 +90,11 @@ gboolean functions_service_add_mapping (FunctionsService *service, const EdgeCon
 gboolean functions_service_add_websocket (FunctionsService *service,
                                           const EdgeConfigWebSocket *config, GError **error);
 
+/* A custom route of a WebSocket API added before. */
+gboolean functions_service_add_websocket_route (FunctionsService *service,
+                                                const EdgeConfigWebSocketRoute *config,
+                                                GError **error);
+
 /* Starts what needs every function added: the asynchronous invocations
  * kept from before a restart resume. */
 gboolean functions_service_start (FunctionsService *service, GError **error);

@@ -494,8 +494,8 @@ on_route_done (const FunctionsResult *result, gpointer data)
     answer_message (request, 500, "Internal Server Error");
   } else {
     gsize len;
-    const char *data_ = g_bytes_get_data (result->payload, &len);
-    g_autoptr (JsonNode) root = edge_json_parse (data_, len, FUNCTIONS_MAX_PAYLOAD_BYTES, NULL);
+    const char *raw = g_bytes_get_data (result->payload, &len);
+    g_autoptr (JsonNode) root = edge_json_parse (raw, len, FUNCTIONS_MAX_PAYLOAD_BYTES, NULL);
     if (root == NULL) {
       g_warning ("route \"%s\": function \"%s\" answered something that is not JSON",
                  call->route->key, call->route->function);

@@ -1744,6 +1744,14 @@ functions_service_add_websocket (FunctionsService *service, const EdgeConfigWebS
   return functions_websockets_add (service->websockets, config, error);
 }
 
+gboolean
+functions_service_add_websocket_route (FunctionsService *service,
+                                       const EdgeConfigWebSocketRoute *config, GError **error)
+{
+  reference (service, config->function);
+  return functions_websockets_add_route (service->websockets, config, error);
+}
+
 /* A definition as POST /v1/functions takes it (the keys and values of a
  * functions: item of the configuration file, as JSON), checked by the
  * configuration's own tables. (transfer full) */

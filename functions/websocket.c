@@ -38,6 +38,7 @@ struct _FunctionsWebSockets {
 typedef struct {
   FunctionsWebSockets *ws;
   EdgeConfigWebSocket config;
+  GHashTable *actions; /* action -> function */
 } Api;
 
 typedef struct {
@@ -239,11 +240,28 @@ on_ws_message (EdgeWsPeer *peer, GBytes *message, gboolean binary, gpointer data
   if (c->detached)
     return;
   c->active_ms = g_get_real_time () / 1000;
+  /* The route: the message's "action" if a route has it, else $default. */
+  const char *route_key = "$default";
+  const char *function = c->api->config.message;
+  gsize len;
+  const char *raw = g_bytes_get_data (message, &len);
+  g_autoptr (JsonNode) root = NULL;
+  if (!binary && g_hash_table_size (c->api->actions) > 0 && len > 0 && raw[0] == '{' &&
+      (root = edge_json_parse (raw, len, FUNCTIONS_MAX_PAYLOAD_BYTES, NULL)) &&
+      JSON_NODE_HOLDS_OBJECT (root)) {
+    const char *action =
+        json_object_get_string_member_with_default (json_node_get_object (root), "action", NULL);
+    const char *routed = action ? g_hash_table_lookup (c->api->actions, action) : NULL;
+    if (routed) {
+      route_key = action;
+      function = routed;
+    }
+  }
   g_autofree char *id = g_uuid_string_random ();
-  g_autoptr (GBytes) event = simple_event (c, "$default", "MESSAGE", id, message, binary);
+  g_autoptr (GBytes) event = simple_event (c, route_key, "MESSAGE", id, message, binary);
   g_autoptr (GError) error = NULL;
-  if (!functions_service_invoke (c->api->ws->service, c->api->config.message, id, event,
-                                 on_message_done, connection_ref (c), &error)) {
+  if (!functions_service_invoke (c->api->ws->service, function, id, event, on_message_done,
+                                 connection_ref (c), &error)) {
     connection_unref (c);
     g_autoptr (GString) text = g_string_new ("{\"message\":");
     const char *what = g_error_matches (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_THROTTLED)
@@ -497,6 +515,7 @@ functions_websockets_add (FunctionsWebSockets *ws, const EdgeConfigWebSocket *co
   api->config.connect = g_strdup (config->connect);
   api->config.disconnect = g_strdup (config->disconnect);
   api->config.message = g_strdup (config->message);
+  api->actions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   g_ptr_array_add (ws->apis, api); /* the gateway may hold it from here */
   g_autofree char *summary = g_strdup_printf ("WebSocket API (messages to the function %s)",
                                               config->message);
@@ -506,6 +525,39 @@ functions_websockets_add (FunctionsWebSockets *ws, const EdgeConfigWebSocket *co
     return FALSE;
   }
   g_message ("websocket %s -> function \"%s\"", config->path, config->message);
+  return TRUE;
+}
+
+gboolean
+functions_websockets_add_route (FunctionsWebSockets *ws, const EdgeConfigWebSocketRoute *config,
+                                GError **error)
+{
+  Api *api = NULL;
+  for (guint i = 0; i < ws->apis->len && api == NULL; i++)
+    if (g_str_equal (((Api *) ws->apis->pdata[i])->config.path, config->path))
+      api = ws->apis->pdata[i];
+  if (api == NULL) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                 "websocket route %s %s: no WebSocket API at %s in websockets", config->path,
+                 config->action, config->path);
+    return FALSE;
+  }
+  if (functions_service_function (ws->service, config->function) == NULL) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                 "websocket route %s %s: no function \"%s\"", config->path, config->action,
+                 config->function);
+    return FALSE;
+  }
+  if (config->action[0] == '\0' || config->action[0] == '$' ||
+      g_hash_table_contains (api->actions, config->action)) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                 "websocket route %s \"%s\": an action is a non-empty name, once per API (the "
+                 "$ routes are the API's own keys)", config->path, config->action);
+    return FALSE;
+  }
+  g_hash_table_insert (api->actions, g_strdup (config->action), g_strdup (config->function));
+  g_message ("websocket %s: action \"%s\" -> function \"%s\"", config->path, config->action,
+             config->function);
   return TRUE;
 }
 
@@ -528,6 +580,7 @@ functions_websockets_free (FunctionsWebSockets *ws)
     g_free (api->config.connect);
     g_free (api->config.disconnect);
     g_free (api->config.message);
+    g_hash_table_unref (api->actions);
     g_free (api);
   }
   g_ptr_array_unref (ws->apis);

@@ -287,6 +287,22 @@ static const ConfigKey websocket_keys[] = {
 static const ListSpec websocket_list = { websocket_keys, G_N_ELEMENTS (websocket_keys),
                                          sizeof (EdgeConfigWebSocket), "path", 100 };
 
+#define WROFF(field) G_STRUCT_OFFSET (EdgeConfigWebSocketRoute, field)
+
+static const ConfigKey websocket_route_keys[] = {
+  { "path", KEY_STRING, WROFF (path), NULL, 0, 0, NULL,
+    "The path of a WebSocket API in websockets.", NULL },
+  { "action", KEY_STRING, WROFF (action), NULL, 0, 0, NULL,
+    "Route key: messages that are JSON objects with this \"action\" (API Gateway's "
+    "$request.body.action) go to the function; the rest go to $default.", NULL },
+  { "function", KEY_STRING, WROFF (function), NULL, 0, 0, NULL,
+    "The function for those messages.", NULL },
+};
+
+static const ListSpec websocket_route_list = { websocket_route_keys,
+                                               G_N_ELEMENTS (websocket_route_keys),
+                                               sizeof (EdgeConfigWebSocketRoute), NULL, 1000 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -355,6 +371,9 @@ static const ConfigKey config_keys[] = {
   { "websockets", KEY_LIST, OFF (websockets), NULL, 0, 0, NULL,
     "WebSocket APIs served by functions ($connect, $disconnect, $default), with "
     "/@connections/ID to send to a client.", &websocket_list },
+  { "websocket_routes", KEY_LIST, OFF (websocket_routes), NULL, 0, 0, NULL,
+    "Custom routes of WebSocket APIs, chosen by each message's \"action\".",
+    &websocket_route_list },
 };
 
 static const ConfigKey *
@@ -1153,6 +1172,15 @@ edge_config_validate (const EdgeConfig *config, const char *name, GError **error
                      w->path, named[j]);
         return FALSE;
       }
+  }
+  for (guint i = 0; i < config->websocket_routes->len; i++) {
+    const EdgeConfigWebSocketRoute *w = config->websocket_routes->pdata[i];
+    if (!g_hash_table_contains (functions, w->function)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: websocket_routes[%u] (%s %s): no function \"%s\" in functions", name, i,
+                   w->path, w->action, w->function);
+      return FALSE;
+    }
   }
   for (guint i = 0; i < config->routes->len; i++) {
     const EdgeConfigRoute *r = config->routes->pdata[i];

@@ -147,6 +147,14 @@ typedef struct {
   char *message;    /* $default function: each message */
 } EdgeConfigWebSocket;
 
+/* One custom route of a WebSocket API (the "websocket_routes" list): the
+ * messages whose "action" is @action go to @function. */
+typedef struct {
+  char *path;
+  char *action;
+  char *function;
+} EdgeConfigWebSocketRoute;
+
 /* One HTTP API route (the "routes" list): requests to a function. */
 typedef struct {
   char *route;    /* "METHOD /path/{param}", METHOD may be ANY */
@@ -180,6 +188,7 @@ typedef struct {
   GPtrArray *routes;    /* EdgeConfigRoute *, in file order; never NULL */
   GPtrArray *mappings;  /* EdgeConfigMapping *, in file order; never NULL */
   GPtrArray *websockets; /* EdgeConfigWebSocket *, in file order; never NULL */
+  GPtrArray *websocket_routes; /* EdgeConfigWebSocketRoute *, in file order; never NULL */
 } EdgeConfig;
 
 /* Every key at its default and empty lists: what a configuration file

@@ -34,6 +34,10 @@ websockets:
     connect: chat
     disconnect: chat
     message: chat
+websocket_routes:
+  - path: /chat
+    action: shout
+    function: chat
 """)
         cls.d.own_workdir = True
         cls.d.start()
@@ -60,6 +64,11 @@ websockets:
         self.assertEqual(answer["routeKey"], "$default")
         self.assertEqual(answer["eventType"], "MESSAGE")
         self.assertTrue(answer["connectionId"])
+        # A message whose "action" has a route goes there, with its route key.
+        ws.send(json.dumps({"action": "shout", "text": "hey"}).encode())
+        routed = ws.recv_json()
+        self.assertEqual(routed["routeKey"], "shout")
+        self.assertEqual(routed["echo"], {"action": "shout", "text": "hey"})
         ws.send(json.dumps({"action": "fail"}).encode())
         error = ws.recv_json()
         self.assertEqual(error["message"], "Internal server error")
