@@ -10,6 +10,7 @@ import concurrent.futures
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import tempfile
@@ -383,17 +384,21 @@ class Functions(unittest.TestCase):
         # edgectl follows new lines as they come.
         env = dict(os.environ, EDGED_URL=self.d.url)
         follow = subprocess.Popen([EDGECTL, "functions", "logs", "logger", "--follow"], env=env,
-                                  stdout=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE)
         try:
             time.sleep(1)
             status, headers, _ = self.invoke("logger", {"followed": 1})
             new_id = headers["X-Amzn-RequestId"]
             deadline = time.monotonic() + 10
-            seen = ""
-            os.set_blocking(follow.stdout.fileno(), False)
-            while time.monotonic() < deadline and f"REPORT RequestId: {new_id}" not in seen:
-                seen += follow.stdout.read() or ""
-                time.sleep(0.1)
+            seen = b""
+            fd = follow.stdout.fileno()
+            while time.monotonic() < deadline and f"REPORT RequestId: {new_id}".encode() not in seen:
+                if select.select([fd], [], [], 0.2)[0]:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+            seen = seen.decode()
             self.assertIn(f"START RequestId: {new_id}", seen)
             self.assertIn(f"REPORT RequestId: {new_id}", seen)
         finally:
