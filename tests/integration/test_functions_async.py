@@ -58,7 +58,8 @@ def wait_for(predicate, timeout=20, step=0.1):
 def log_lines(path):
     try:
         with open(path) as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
+            # Whole lines only: one may be mid-write.
+            return [line.rstrip("\n") for line in f if line.endswith("\n") and line.strip()]
     except FileNotFoundError:
         return []
 

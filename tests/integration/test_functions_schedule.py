@@ -19,7 +19,8 @@ def entries(path):
     """(request id, start time, event) per invocation the runtime logged."""
     try:
         with open(path) as f:
-            lines = [line.rstrip("\n") for line in f if line.strip()]
+            # Whole lines only: a long one may be mid-write.
+            lines = [line.rstrip("\n") for line in f if line.endswith("\n") and line.strip()]
     except FileNotFoundError:
         return []
     out = []

@@ -104,7 +104,8 @@ def invocations(path):
     """(request id, start time, Records) per invocation."""
     try:
         with open(path) as f:
-            lines = [line.rstrip("\n") for line in f if line.strip()]
+            # Whole lines only: a long one may be mid-write.
+            lines = [line.rstrip("\n") for line in f if line.endswith("\n") and line.strip()]
     except FileNotFoundError:
         return []
     out = []
