@@ -304,10 +304,7 @@ static GBytes *
 invocation_record (Event *event, const char *condition, GBytes *request,
                    const FunctionsResult *result)
 {
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *timestamp = g_date_time_format (now, "%Y-%m-%dT%H:%M:%S.%fZ");
-  /* %f is microseconds: keep milliseconds. */
-  memmove (timestamp + 23, timestamp + 26, strlen (timestamp + 26) + 1);
+  g_autofree char *timestamp = functions_iso_time (g_get_real_time () / 1000);
   const char *arn = functions_service_arn (event->async->service, event->function);
   GString *out = g_string_new ("{\"version\":\"1.0\",\"timestamp\":");
   edge_json_append_string (out, timestamp, strlen (timestamp));

@@ -82,6 +82,8 @@ gboolean functions_route_parse (const char *key, char **ret_method, char **ret_p
 gboolean functions_route_add (FunctionsService *service, EdgeGateway *gateway,
                               const EdgeConfigRoute *config, GPtrArray *routes, GError **error);
 void functions_route_free (FunctionsRoute *route);
+/* @ms (Unix) as ISO 8601 in UTC with milliseconds: "2019-11-14T18:16:05.568Z". */
+char *functions_iso_time (gint64 ms);
 /* @ms (Unix) as API Gateway writes request times: "09/Feb/2019:17:36:08 +0000". */
 char *functions_apigw_time (gint64 ms);
 

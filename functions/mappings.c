@@ -103,14 +103,6 @@ kinesis_event (FunctionsMapping *m, StreamBatch *batch, const Range *range)
 
 /* ---- on_failure ---- */
 
-static char *
-iso_time (gint64 ms)
-{
-  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (ms / 1000);
-  g_autofree char *s = g_date_time_format (t, "%Y-%m-%dT%H:%M:%S");
-  return g_strdup_printf ("%s.%03dZ", s, (int) (ms % 1000));
-}
-
 /* Lambda's record for a batch given up on: where it is, not what it held. */
 static GBytes *
 failure_record (Work *work, const Range *range, const char *condition,
@@ -123,9 +115,9 @@ failure_record (Work *work, const Range *range, const char *condition,
   char start_seq[STREAM_SEQUENCE_MAX_LEN + 1], end_seq[STREAM_SEQUENCE_MAX_LEN + 1];
   stream_sequence_format_to (batch->shard_ordinal, first->number, start_seq);
   stream_sequence_format_to (batch->shard_ordinal, last->number, end_seq);
-  g_autofree char *now = iso_time (g_get_real_time () / 1000);
-  g_autofree char *first_at = iso_time (first->arrival_ms);
-  g_autofree char *last_at = iso_time (last->arrival_ms);
+  g_autofree char *now = functions_iso_time (g_get_real_time () / 1000);
+  g_autofree char *first_at = functions_iso_time (first->arrival_ms);
+  g_autofree char *last_at = functions_iso_time (last->arrival_ms);
   GString *out = g_string_new ("{\"requestContext\":{\"requestId\":");
   edge_json_append_string (out, request_id, strlen (request_id));
   g_string_append (out, ",\"functionArn\":");

@@ -217,6 +217,14 @@ static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
 char *
+functions_iso_time (gint64 ms)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (ms / 1000);
+  g_autofree char *s = g_date_time_format (t, "%Y-%m-%dT%H:%M:%S");
+  return g_strdup_printf ("%s.%03dZ", s, (int) (ms % 1000));
+}
+
+char *
 functions_apigw_time (gint64 ms)
 {
   g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (ms / 1000);

@@ -427,22 +427,14 @@ handle_post_connection (EdgeRequest *request, gpointer data)
   edge_request_respond (request, 200, NULL, NULL);
 }
 
-static char *
-iso_ms (gint64 ms)
-{
-  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (ms / 1000);
-  g_autofree char *s = g_date_time_format (t, "%Y-%m-%dT%H:%M:%S");
-  return g_strdup_printf ("%s.%03dZ", s, (int) (ms % 1000));
-}
-
 static void
 handle_get_connection (EdgeRequest *request, gpointer data)
 {
   Connection *c = request_connection (data, request);
   if (c == NULL)
     return;
-  g_autofree char *connected = iso_ms (c->connected_ms);
-  g_autofree char *active = iso_ms (c->active_ms);
+  g_autofree char *connected = functions_iso_time (c->connected_ms);
+  g_autofree char *active = functions_iso_time (c->active_ms);
   g_autoptr (GString) out = g_string_new ("{");
   append_member (out, "connectedAt", connected);
   g_string_append (out, ",\"identity\":{");
