@@ -14,6 +14,7 @@
 #include "functions.h"
 #include "hw.h"
 #include "media.h"
+#include "mqtt.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -40,6 +41,7 @@ typedef struct {
   StreamKinesis *kinesis;
   MediaService *media;
   FunctionsService *functions;
+  MqttService *mqtt;
   HwBoard *board;
   GMainLoop *loop;
   GDateTime *started_at;
@@ -327,6 +329,11 @@ daemon_start (Daemon *d, GError **error)
     }
   if (!functions_service_start (d->functions, error))
     return FALSE;
+  d->mqtt = mqtt_service_new (c, d->gateway, d->metrics, d->streams, d->functions, error);
+  if (d->mqtt == NULL) {
+    g_prefix_error (error, "%s: ", d->config_source);
+    return FALSE;
+  }
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -347,6 +354,7 @@ daemon_stop (Daemon *d)
   /* Answer the API calls under way, then stop serving, then close the
    * stores (which finish and sync their writes). */
   g_clear_pointer (&d->kinesis, stream_kinesis_free);
+  g_clear_pointer (&d->mqtt, mqtt_service_free);
   g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
@@ -429,7 +437,8 @@ load_config (char **ret_source, GError **error)
       return NULL;
     }
   }
-  if (!edge_config_validate (config, *ret_source, error))
+  if (!edge_config_validate (config, *ret_source, error) ||
+      !mqtt_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
 }
@@ -484,7 +493,7 @@ run_one_shot_command (void)
   }
   if (opt_check_config) {
     g_autoptr (EdgeConfig) config = edge_config_load_file (opt_check_config, &error);
-    if (config == NULL) {
+    if (config == NULL || !mqtt_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }

@@ -106,6 +106,12 @@ gboolean functions_service_invoke (FunctionsService *service, const char *name,
                                    const char *request_id, GBytes *payload,
                                    FunctionsDoneFunc done, gpointer user_data, GError **error);
 
+/* Invokes @name asynchronously (an Event invocation: kept durably before
+ * this returns TRUE, retried, sent to its destinations) with @payload, a
+ * JSON document of at most FUNCTIONS_MAX_EVENT_BYTES. Fails for an unknown
+ * function, a payload too large, or a full queue (FUNCTIONS_ERROR_THROTTLED). */
+gboolean functions_service_invoke_async (FunctionsService *service, const char *name,
+                                         GBytes *payload, GError **error);
 /* Execution environments running now, over all functions. */
 guint functions_service_environments (FunctionsService *service);
 

@@ -1815,6 +1815,24 @@ functions_service_start (FunctionsService *service, GError **error)
   return functions_async_start (service->async, error);
 }
 
+gboolean
+functions_service_invoke_async (FunctionsService *service, const char *name, GBytes *payload,
+                                GError **error)
+{
+  if (functions_service_function (service, name) == NULL) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_NOT_FOUND, "no function %s", name);
+    return FALSE;
+  }
+  if (g_bytes_get_size (payload) > FUNCTIONS_MAX_EVENT_BYTES) {
+    g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_INVALID,
+                 "payload of %" G_GSIZE_FORMAT " bytes is over the %d bytes of an asynchronous "
+                 "invocation", g_bytes_get_size (payload), FUNCTIONS_MAX_EVENT_BYTES);
+    return FALSE;
+  }
+  g_autofree char *id = g_uuid_string_random ();
+  return functions_async_enqueue (service->async, name, id, payload, error);
+}
+
 guint
 functions_service_environments (FunctionsService *service)
 {

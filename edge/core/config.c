@@ -303,6 +303,105 @@ static const ListSpec websocket_route_list = { websocket_route_keys,
                                                G_N_ELEMENTS (websocket_route_keys),
                                                sizeof (EdgeConfigWebSocketRoute), NULL, 1000 };
 
+#define MBOFF(field) G_STRUCT_OFFSET (EdgeConfigMqttBroker, field)
+
+static const ConfigKey mqtt_broker_keys[] = {
+  { "name", KEY_STRING, MBOFF (name), NULL, 0, 0, NULL,
+    "Broker name, which subscriptions and rules refer to.", NULL },
+  { "host", KEY_STRING, MBOFF (host), "localhost", 0, 0, NULL, "Host name or address.", NULL },
+  { "port", KEY_INT, MBOFF (port), "1883", 1, 65535, NULL, "TCP port (8883 is usual for TLS).",
+    NULL },
+  { "client_id", KEY_STRING, MBOFF (client_id), "", 0, 0, NULL,
+    "MQTT client id; default edged-HOSTNAME-NAME. The broker keeps the session (and the "
+    "QoS 1 and 2 messages that arrive while edged is away) under it.", NULL },
+  { "username", KEY_STRING, MBOFF (username), "", 0, 0, NULL, "User name, if the broker asks.",
+    NULL },
+  { "password", KEY_STRING, MBOFF (password), "", 0, 0, NULL, "Password for username.", NULL },
+  { "tls_ca_file", KEY_PATH, MBOFF (tls_ca_file), "", 0, 0, NULL,
+    "PEM file of the CA(s) the broker's certificate is checked against; set, the connection "
+    "is TLS.", NULL },
+  { "tls_cert_file", KEY_PATH, MBOFF (tls_cert_file), "", 0, 0, NULL,
+    "PEM client certificate, for brokers that require one (with tls_key_file).", NULL },
+  { "tls_key_file", KEY_PATH, MBOFF (tls_key_file), "", 0, 0, NULL,
+    "PEM private key of tls_cert_file.", NULL },
+  { "keepalive", KEY_DURATION, MBOFF (keepalive_ms), "30s", 5000, 65535 * 1000LL, NULL,
+    "MQTT keepalive: a broker silent for 1.5 times this is taken as gone.", NULL },
+  { "clean_session", KEY_BOOL, MBOFF (clean_session), "false", 0, 0, NULL,
+    "Start a new session on each connect; false keeps the session, so that QoS 1 and 2 "
+    "messages published while edged was disconnected are delivered when it is back.", NULL },
+  { "reconnect_max", KEY_DURATION, MBOFF (reconnect_max_ms), "30s", 1000, 3600 * 1000, NULL,
+    "Reconnects back off from 1 s, doubling, up to this.", NULL },
+};
+
+static const ListSpec mqtt_broker_list = { mqtt_broker_keys, G_N_ELEMENTS (mqtt_broker_keys),
+                                           sizeof (EdgeConfigMqttBroker), "name", 16 };
+
+#define MSOFF(field) G_STRUCT_OFFSET (EdgeConfigMqttSubscription, field)
+
+static const ConfigKey mqtt_subscription_keys[] = {
+  { "broker", KEY_STRING, MSOFF (broker), NULL, 0, 0, NULL, "Name of a broker in mqtt.brokers.",
+    NULL },
+  { "topic", KEY_STRING, MSOFF (topic), NULL, 0, 0, NULL,
+    "Topic filter: sensors/+/telemetry, home/#.", NULL },
+  { "stream", KEY_STRING, MSOFF (stream), NULL, 0, 0, NULL,
+    "Data stream each message is put to, its payload the record's data byte for byte.", NULL },
+  { "partition_key", KEY_STRING, MSOFF (partition_key), "${topic()}", 0, 0, NULL,
+    "Partition key template: ${topic(2)} (a topic level), ${device.id} (a JSON field of the "
+    "payload), ${clientid()}; text around is kept. An empty result falls back to the topic.",
+    NULL },
+  { "qos", KEY_INT, MSOFF (qos), "1", 0, 2, NULL,
+    "Subscription QoS: 0 (messages may be lost), 1 (acknowledged only once durable: none "
+    "lost, some possibly twice), 2 (taken as 1: see docs/internals/mqtt.md).", NULL },
+};
+
+static const ListSpec mqtt_subscription_list = { mqtt_subscription_keys,
+                                                 G_N_ELEMENTS (mqtt_subscription_keys),
+                                                 sizeof (EdgeConfigMqttSubscription), NULL, 1000 };
+
+#define MROFF(field) G_STRUCT_OFFSET (EdgeConfigMqttRule, field)
+
+static const ConfigKey mqtt_rule_keys[] = {
+  { "name", KEY_STRING, MROFF (name), NULL, 0, 0, NULL,
+    "Rule name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "broker", KEY_STRING, MROFF (broker), NULL, 0, 0, NULL, "Name of a broker in mqtt.brokers.",
+    NULL },
+  { "sql", KEY_STRING, MROFF (sql), NULL, 0, 0, NULL,
+    "AWS IoT SQL: SELECT temperature, topic(2) AS device FROM 'sensors/+/telemetry' WHERE "
+    "temperature > 30.", NULL },
+  { "stream", KEY_STRING, MROFF (stream), "", 0, 0, NULL,
+    "Action: put what the rule selected to this data stream.", NULL },
+  { "partition_key", KEY_STRING, MROFF (partition_key), "${topic()}", 0, 0, NULL,
+    "Partition key template for stream.", NULL },
+  { "function", KEY_STRING, MROFF (function), "", 0, 0, NULL,
+    "Action: invoke this function asynchronously with what the rule selected.", NULL },
+  { "republish", KEY_STRING, MROFF (republish), "", 0, 0, NULL,
+    "Action: publish what the rule selected to this topic (a template: alerts/${topic(2)}).",
+    NULL },
+  { "republish_qos", KEY_INT, MROFF (republish_qos), "0", 0, 2, NULL,
+    "QoS of republish.", NULL },
+};
+
+static const ListSpec mqtt_rule_list = { mqtt_rule_keys, G_N_ELEMENTS (mqtt_rule_keys),
+                                         sizeof (EdgeConfigMqttRule), "name", 1000 };
+
+#define MPOFF(field) G_STRUCT_OFFSET (EdgeConfigMqttPublish, field)
+
+static const ConfigKey mqtt_publish_keys[] = {
+  { "stream", KEY_STRING, MPOFF (stream), NULL, 0, 0, NULL,
+    "Data stream whose records are published, from the ones that arrive after the first start "
+    "on, each at least once (a checkpoint survives restarts).", NULL },
+  { "broker", KEY_STRING, MPOFF (broker), NULL, 0, 0, NULL, "Name of a broker in mqtt.brokers.",
+    NULL },
+  { "topic", KEY_STRING, MPOFF (topic), NULL, 0, 0, NULL,
+    "Topic template over each record's data: events/${camera}, results/${topic()}.", NULL },
+  { "qos", KEY_INT, MPOFF (qos), "1", 0, 2, NULL, "QoS of the messages.", NULL },
+  { "retain", KEY_BOOL, MPOFF (retain), "false", 0, 0, NULL,
+    "Publish as retained messages.", NULL },
+};
+
+static const ListSpec mqtt_publish_list = { mqtt_publish_keys, G_N_ELEMENTS (mqtt_publish_keys),
+                                            sizeof (EdgeConfigMqttPublish), NULL, 1000 };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -374,6 +473,28 @@ static const ConfigKey config_keys[] = {
   { "websocket_routes", KEY_LIST, OFF (websocket_routes), NULL, 0, 0, NULL,
     "Custom routes of WebSocket APIs, chosen by each message's \"action\".",
     &websocket_route_list },
+  { "mqtt.brokers", KEY_LIST, OFF (mqtt_brokers), NULL, 0, 0, NULL,
+    "MQTT brokers edged connects to, reconnecting with back-off.", &mqtt_broker_list },
+  { "mqtt.subscriptions", KEY_LIST, OFF (mqtt_subscriptions), NULL, 0, 0, NULL,
+    "Topic filters whose messages go into data streams; with QoS 1 a message is acknowledged "
+    "to the broker only once it is durable in the stream.", &mqtt_subscription_list },
+  { "mqtt.rules", KEY_LIST, OFF (mqtt_rules), NULL, 0, 0, NULL,
+    "Topic rules (AWS IoT SQL) and their actions: put to a stream, invoke a function, "
+    "republish.", &mqtt_rule_list },
+  { "mqtt.publish", KEY_LIST, OFF (mqtt_publish), NULL, 0, 0, NULL,
+    "Data streams published to MQTT topics: detection events, function results.",
+    &mqtt_publish_list },
+  { "mqtt.demo.broker", KEY_STRING, OFF (mqtt_demo_broker), "", 0, 0, NULL,
+    "Broker (a name in mqtt.brokers) that three demo sensors publish readings to, on "
+    "sensors/demo-N/telemetry; \"\" for none.", NULL },
+  { "mqtt.demo.interval", KEY_DURATION, OFF (mqtt_demo_interval_ms), "1s", 100, 3600 * 1000,
+    NULL, "How often each demo sensor publishes.", NULL },
+  { "mqtt.home_assistant.discovery", KEY_BOOL, OFF (mqtt_home_assistant), "false", 0, 0, NULL,
+    "Announce sensors to Home Assistant (MQTT discovery): each numeric field of the JSON "
+    "messages on mqtt.subscriptions becomes a sensor entity that reads the sensor's own topic.",
+    NULL },
+  { "mqtt.home_assistant.prefix", KEY_STRING, OFF (mqtt_home_assistant_prefix), "homeassistant",
+    0, 0, NULL, "Home Assistant's discovery prefix.", NULL },
 };
 
 static const ConfigKey *
@@ -685,6 +806,13 @@ edge_config_new_default (void)
   return config;
 }
 
+static void
+set_string (char **field, const char *value)
+{
+  g_free (*field);
+  *field = g_strdup (value);
+}
+
 EdgeConfig *
 edge_config_new_embedded (const char *sample_bootstrap)
 {
@@ -699,6 +827,42 @@ edge_config_new_embedded (const char *sample_bootstrap)
     hello->idle_ms = 60 * 1000;
     g_ptr_array_add (config->functions, hello);
   }
+  /* Demo sensors on a broker on this machine, when there is one: their
+   * readings land in "sensors", and a rule picks out the warm ones. */
+  static const char *const stream_names[] = { "sensors", "alerts" };
+  for (gsize i = 0; i < G_N_ELEMENTS (stream_names); i++) {
+    EdgeConfigStream *stream = g_new0 (EdgeConfigStream, 1);
+    fields_init (stream, stream_keys, G_N_ELEMENTS (stream_keys));
+    set_string (&stream->name, stream_names[i]);
+    set_string (&stream->durability, "batch");
+    g_ptr_array_add (config->streams, stream);
+  }
+  EdgeConfigMqttBroker *broker = g_new0 (EdgeConfigMqttBroker, 1);
+  fields_init (broker, mqtt_broker_keys, G_N_ELEMENTS (mqtt_broker_keys));
+  set_string (&broker->name, "local");
+  set_string (&broker->host, "127.0.0.1");
+  g_ptr_array_add (config->mqtt_brokers, broker);
+  EdgeConfigMqttSubscription *sub = g_new0 (EdgeConfigMqttSubscription, 1);
+  fields_init (sub, mqtt_subscription_keys, G_N_ELEMENTS (mqtt_subscription_keys));
+  set_string (&sub->broker, "local");
+  set_string (&sub->topic, "sensors/#");
+  set_string (&sub->stream, "sensors");
+  set_string (&sub->partition_key, "${topic(2)}");
+  g_ptr_array_add (config->mqtt_subscriptions, sub);
+  EdgeConfigMqttRule *rule = g_new0 (EdgeConfigMqttRule, 1);
+  fields_init (rule, mqtt_rule_keys, G_N_ELEMENTS (mqtt_rule_keys));
+  set_string (&rule->name, "too-warm");
+  set_string (&rule->broker, "local");
+  set_string (&rule->sql, "SELECT sensor, room, temperature FROM 'sensors/+/telemetry' "
+                          "WHERE temperature > 30");
+  set_string (&rule->stream, "alerts");
+  set_string (&rule->partition_key, "${sensor}");
+  set_string (&rule->republish, "alerts/${topic(2)}");
+  if (sample_bootstrap)
+    set_string (&rule->function, "hello");
+  g_ptr_array_add (config->mqtt_rules, rule);
+  set_string (&config->mqtt_demo_broker, "local");
+
   EdgeConfigCamera *demo = g_new0 (EdgeConfigCamera, 1);
   fields_init (demo, camera_keys, G_N_ELEMENTS (camera_keys));
   g_free (demo->name);
@@ -1181,6 +1345,54 @@ edge_config_validate (const EdgeConfig *config, const char *name, GError **error
                    w->path, w->action, w->function);
       return FALSE;
     }
+  }
+  g_autoptr (GHashTable) brokers = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < config->mqtt_brokers->len; i++)
+    g_hash_table_add (brokers, ((EdgeConfigMqttBroker *) config->mqtt_brokers->pdata[i])->name);
+  for (guint i = 0; i < config->mqtt_subscriptions->len; i++) {
+    const EdgeConfigMqttSubscription *m = config->mqtt_subscriptions->pdata[i];
+    if (!g_hash_table_contains (brokers, m->broker)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: mqtt.subscriptions[%u] (%s): no broker \"%s\" in mqtt.brokers", name, i,
+                   m->topic, m->broker);
+      return FALSE;
+    }
+  }
+  for (guint i = 0; i < config->mqtt_rules->len; i++) {
+    const EdgeConfigMqttRule *r = config->mqtt_rules->pdata[i];
+    if (!g_hash_table_contains (brokers, r->broker)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: mqtt.rules[%u] (%s): no broker \"%s\" in mqtt.brokers", name, i, r->name,
+                   r->broker);
+      return FALSE;
+    }
+    if (r->function[0] && !g_hash_table_contains (functions, r->function)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: mqtt.rules[%u] (%s): no function \"%s\" in functions", name, i, r->name,
+                   r->function);
+      return FALSE;
+    }
+    if (!r->stream[0] && !r->function[0] && !r->republish[0]) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: mqtt.rules[%u] (%s): no action (stream, function or republish)", name, i,
+                   r->name);
+      return FALSE;
+    }
+  }
+  for (guint i = 0; i < config->mqtt_publish->len; i++) {
+    const EdgeConfigMqttPublish *m = config->mqtt_publish->pdata[i];
+    if (!g_hash_table_contains (brokers, m->broker)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: mqtt.publish[%u] (%s): no broker \"%s\" in mqtt.brokers", name, i,
+                   m->stream, m->broker);
+      return FALSE;
+    }
+  }
+  if (config->mqtt_demo_broker[0] && !g_hash_table_contains (brokers, config->mqtt_demo_broker)) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s: mqtt.demo.broker: no broker \"%s\" in mqtt.brokers", name,
+                 config->mqtt_demo_broker);
+    return FALSE;
   }
   for (guint i = 0; i < config->routes->len; i++) {
     const EdgeConfigRoute *r = config->routes->pdata[i];

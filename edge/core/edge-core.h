@@ -162,6 +162,54 @@ typedef struct {
   gint64 timeout_ms;
 } EdgeConfigRoute;
 
+/* One MQTT broker edged connects to (the "mqtt.brokers" list). */
+typedef struct {
+  char *name;
+  char *host;
+  gint64 port;
+  char *client_id;     /* "" for edged-HOSTNAME-NAME */
+  char *username;      /* "" for none */
+  char *password;
+  char *tls_ca_file;   /* set: the connection is TLS, the broker checked against it */
+  char *tls_cert_file; /* client certificate, with tls_key_file */
+  char *tls_key_file;
+  gint64 keepalive_ms;
+  gboolean clean_session;
+  gint64 reconnect_max_ms; /* the longest wait between reconnects */
+} EdgeConfigMqttBroker;
+
+/* One subscription (the "mqtt.subscriptions" list): a topic filter's
+ * messages into a data stream. */
+typedef struct {
+  char *broker;
+  char *topic;         /* filter, with + and # */
+  char *stream;
+  char *partition_key; /* template: ${topic(2)}, ${device.id}, ${clientid()} */
+  gint64 qos;
+} EdgeConfigMqttSubscription;
+
+/* One topic rule (the "mqtt.rules" list) and its actions. */
+typedef struct {
+  char *name;
+  char *broker;
+  char *sql;
+  char *stream;        /* put what the rule selected there; "" for none */
+  char *partition_key; /* template, for stream */
+  char *function;      /* invoke asynchronously with it; "" for none */
+  char *republish;     /* topic template to publish it to; "" for none */
+  gint64 republish_qos;
+} EdgeConfigMqttRule;
+
+/* A data stream's records published to MQTT (the "mqtt.publish" list):
+ * detection events, function results, anything a stream carries. */
+typedef struct {
+  char *stream;
+  char *broker;
+  char *topic;         /* template over each record (its data as the payload) */
+  gint64 qos;
+  gboolean retain;
+} EdgeConfigMqttPublish;
+
 /* The daemon's whole configuration, as values. Strings are owned by the
  * struct; an unset optional string is "" (never NULL). Sizes are bytes,
  * durations milliseconds. */
@@ -189,6 +237,14 @@ typedef struct {
   GPtrArray *mappings;  /* EdgeConfigMapping *, in file order; never NULL */
   GPtrArray *websockets; /* EdgeConfigWebSocket *, in file order; never NULL */
   GPtrArray *websocket_routes; /* EdgeConfigWebSocketRoute *, in file order; never NULL */
+  GPtrArray *mqtt_brokers;       /* EdgeConfigMqttBroker *; never NULL */
+  GPtrArray *mqtt_subscriptions; /* EdgeConfigMqttSubscription *; never NULL */
+  GPtrArray *mqtt_rules;         /* EdgeConfigMqttRule *; never NULL */
+  GPtrArray *mqtt_publish;       /* EdgeConfigMqttPublish *; never NULL */
+  char *mqtt_demo_broker;        /* the demo sensors publish there; "" for none */
+  gint64 mqtt_demo_interval_ms;
+  gboolean mqtt_home_assistant;  /* announce sensors with Home Assistant discovery */
+  char *mqtt_home_assistant_prefix;
 } EdgeConfig;
 
 /* Every key at its default and empty lists: what a configuration file

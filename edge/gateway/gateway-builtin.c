@@ -343,6 +343,12 @@ handle_camera_page (EdgeRequest *request, gpointer data)
 }
 
 static void
+handle_sensors_page (EdgeRequest *request, gpointer data)
+{
+  serve_web_file (request, data, "sensors.html");
+}
+
+static void
 handle_asset (EdgeRequest *request, gpointer data)
 {
   g_autofree char *name = g_strconcat ("assets/", edge_request_param (request, "path"), NULL);
@@ -358,6 +364,8 @@ gateway_builtin_register (EdgeGateway *gateway)
     { "GET", "/v1/openapi.json", handle_openapi, "This OpenAPI document", "system", 0 },
     { "GET", "/", handle_index, "The web UI", "ui", 0 },
     { "GET", "/camera", handle_camera_page, "The web UI's page for one camera (?name=)", "ui", 0 },
+    { "GET", "/sensors", handle_sensors_page, "The web UI's sensors page: readings, brokers, rules",
+      "ui", 0 },
     { "GET", "/assets/{path*}", handle_asset, "Files of the web UI", "ui", 0 },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (routes); i++) {

@@ -251,3 +251,186 @@ class WebSocket:
         except OSError:
             pass
         self.sock.close()
+
+
+MOSQUITTO = os.environ.get("MOSQUITTO", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+
+
+class Mosquitto:
+    """A real mosquitto broker on a free loopback port, with persistence, so
+    that a restart keeps sessions and the messages queued for them."""
+
+    def __init__(self, workdir, port=None, extra=""):
+        # Run as root, mosquitto changes to its own user: give it a directory
+        # it can write its database to.
+        self.workdir = tempfile.mkdtemp(prefix="mosquitto-", dir=workdir)
+        os.chmod(workdir, 0o755)
+        os.chmod(self.workdir, 0o777)
+        workdir = self.workdir
+        self.port = port or free_port()
+        self.conf = os.path.join(workdir, f"mosquitto-{self.port}.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                    f"persistence true\npersistence_location {workdir}/\n"
+                    "max_queued_messages 1000000\nmax_inflight_messages 100\n" + extra)
+        self.log_path = os.path.join(workdir, f"mosquitto-{self.port}.log")
+        self.proc = None
+
+    def start(self):
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.log_file,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("mosquitto exited: " + open(self.log_path).read())
+                time.sleep(0.05)
+        raise AssertionError("mosquitto did not listen")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        if self.proc:
+            self.log_file.close()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+
+def _mqtt_string(s):
+    b = s.encode() if isinstance(s, str) else s
+    return len(b).to_bytes(2, "big") + b
+
+
+def _mqtt_packet(kind, body):
+    n, length = len(body), b""
+    while True:
+        byte, n = n % 128, n // 128
+        length += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return bytes([kind]) + length + body
+
+
+class MqttClient:
+    """A minimal MQTT 3.1.1 client over a plain socket: publish at QoS 0 or 1
+    with a window of unacknowledged messages, subscribe and receive. Enough to
+    drive the tests with exact control over what was acknowledged."""
+
+    def __init__(self, port, client_id, clean=True, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        flags = 0x02 if clean else 0
+        body = _mqtt_string("MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big") + \
+            _mqtt_string(client_id)
+        self.sock.sendall(_mqtt_packet(0x10, body))
+        self.buffer = b""
+        kind, payload = self.read_packet()
+        if kind >> 4 != 2 or payload[1] != 0:
+            raise ConnectionError(f"CONNACK refused: {payload.hex()}")
+        self.next_mid = 1
+        self.unacked = {}  # mid -> key
+
+    def _read(self, n):
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the broker")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def read_packet(self):
+        kind = self._read(1)[0]
+        mult, length = 1, 0
+        while True:
+            byte = self._read(1)[0]
+            length += (byte & 0x7F) * mult
+            mult *= 128
+            if not byte & 0x80:
+                break
+        return kind, self._read(length)
+
+    def publish(self, topic, payload, qos=1, key=None, retain=False):
+        """Sends; for QoS 1 the message counts as unacknowledged (under @key)
+        until read_acks sees its PUBACK."""
+        body = _mqtt_string(topic)
+        if qos:
+            mid = self.next_mid
+            self.next_mid = self.next_mid % 65535 + 1
+            body += mid.to_bytes(2, "big")
+            self.unacked[mid] = key
+        self.sock.sendall(_mqtt_packet(0x30 | (qos << 1) | int(retain), body + payload))
+
+    def read_acks(self, until_below=0):
+        """Reads PUBACKs until fewer than @until_below are outstanding; returns
+        the keys acknowledged."""
+        done = []
+        while len(self.unacked) > until_below:
+            kind, payload = self.read_packet()
+            if kind >> 4 == 4:
+                key = self.unacked.pop(int.from_bytes(payload[:2], "big"), None)
+                done.append(key)
+        return done
+
+    def subscribe(self, topic, qos=1):
+        self.sock.sendall(_mqtt_packet(0x82, (1).to_bytes(2, "big") + _mqtt_string(topic) +
+                                       bytes([qos])))
+        while True:
+            kind, payload = self.read_packet()
+            if kind >> 4 == 9:
+                return payload[2]
+
+    def receive(self):
+        """(topic, payload) of the next PUBLISH (acknowledged if QoS 1)."""
+        while True:
+            kind, payload = self.read_packet()
+            if kind >> 4 != 3:
+                continue
+            n = int.from_bytes(payload[:2], "big")
+            topic = payload[2:2 + n].decode()
+            rest = payload[2 + n:]
+            if (kind >> 1) & 3:
+                self.sock.sendall(_mqtt_packet(0x40, rest[:2]))
+                rest = rest[2:]
+            return topic, rest
+
+    def close(self):
+        try:
+            self.sock.sendall(b"\xe0\x00")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def publish_all(port, messages, client_id="edged-test-publisher", window=50, stop=None):
+    """Publishes every (topic, payload) at QoS 1 until each is acknowledged,
+    reconnecting (and sending the unacknowledged ones again) whenever the
+    broker goes away. Returns how many connections it took."""
+    pending = list(range(len(messages)))
+    connections = 0
+    while pending:
+        try:
+            client = MqttClient(port, client_id)
+        except OSError:
+            time.sleep(0.1)
+            continue
+        connections += 1
+        try:
+            queue = list(pending)
+            while queue or client.unacked:
+                while queue and len(client.unacked) < window:
+                    i = queue.pop(0)
+                    topic, payload = messages[i]
+                    client.publish(topic, payload, qos=1, key=i)
+                for i in client.read_acks(until_below=window - 1 if queue else 0):
+                    pending.remove(i)
+            client.close()
+        except OSError:
+            client.sock.close()
+            time.sleep(0.1)
+    return connections
