@@ -11,6 +11,8 @@
  *   edgectl functions [list]               functions, their environments and queues
  *   edgectl functions invoke NAME [JSON]   invoke one and print its answer
  *   edgectl functions logs NAME [--follow] its last log lines (then new ones as they come)
+ *   edgectl mqtt [status]                  brokers, subscriptions and topic rules
+ *   edgectl mqtt publish TOPIC MESSAGE [BROKER]   publish (QoS 1) through a broker
  *   edgectl check-config FILE
  *   edgectl version
  *
@@ -477,6 +479,96 @@ cmd_functions (int argc, char **argv)
 }
 
 static int
+cmd_mqtt_status (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/mqtt");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonObject *o = json_node_get_object (root);
+  JsonArray *brokers = json_object_get_array_member (o, "brokers");
+  g_print ("%-16s %-24s %-13s %10s %10s %8s %10s  %s\n", "BROKER", "ADDRESS", "STATE",
+           "IN", "OUT", "PENDING", "RECONNECTS", "LAST ERROR");
+  for (guint i = 0; i < json_array_get_length (brokers); i++) {
+    JsonObject *b = json_array_get_object_element (brokers, i);
+    g_autofree char *address = g_strdup_printf (
+        "%s:%" G_GINT64_FORMAT "%s", member_string (b, "host"),
+        json_object_get_int_member_with_default (b, "port", 0),
+        json_object_get_boolean_member_with_default (b, "tls", FALSE) ? " tls" : "");
+    JsonNode *error = json_object_get_member (b, "last_error");
+    const char *error_text = error && JSON_NODE_HOLDS_VALUE (error) ? json_node_get_string (error) : "";
+    g_print ("%-16s %-24s %-13s %10" G_GINT64_FORMAT " %10" G_GINT64_FORMAT " %8" G_GINT64_FORMAT
+             " %10" G_GINT64_FORMAT "  %s\n",
+             member_string (b, "name"), address,
+             json_object_get_boolean_member_with_default (b, "connected", FALSE) ? "connected"
+                                                                                 : "disconnected",
+             json_object_get_int_member_with_default (b, "messages_in", 0),
+             json_object_get_int_member_with_default (b, "messages_out", 0),
+             json_object_get_int_member_with_default (b, "pending", 0),
+             json_object_get_int_member_with_default (b, "reconnects", 0),
+             error_text);
+  }
+  JsonArray *subs = json_object_get_array_member (o, "subscriptions");
+  if (json_array_get_length (subs) > 0)
+    g_print ("\n%-16s %-32s %-20s %4s %10s\n", "BROKER", "SUBSCRIPTION", "STREAM", "QOS", "STORED");
+  for (guint i = 0; i < json_array_get_length (subs); i++) {
+    JsonObject *sub = json_array_get_object_element (subs, i);
+    g_print ("%-16s %-32s %-20s %4" G_GINT64_FORMAT " %10" G_GINT64_FORMAT "\n",
+             member_string (sub, "broker"), member_string (sub, "topic"),
+             member_string (sub, "stream"), json_object_get_int_member_with_default (sub, "qos", 0),
+             json_object_get_int_member_with_default (sub, "stored", 0));
+  }
+  JsonArray *rules = json_object_get_array_member (o, "rules");
+  if (json_array_get_length (rules) > 0)
+    g_print ("\n%-20s %8s %7s  %s\n", "RULE", "MATCHES", "ERRORS", "SQL");
+  for (guint i = 0; i < json_array_get_length (rules); i++) {
+    JsonObject *r = json_array_get_object_element (rules, i);
+    g_print ("%-20s %8" G_GINT64_FORMAT " %7" G_GINT64_FORMAT "  %s\n", member_string (r, "name"),
+             json_object_get_int_member_with_default (r, "matches", 0),
+             json_object_get_int_member_with_default (r, "errors", 0), member_string (r, "sql"));
+  }
+  return 0;
+}
+
+static int
+cmd_mqtt_publish (const char *topic, const char *message, const char *broker)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  if (broker) {
+    json_builder_set_member_name (b, "broker");
+    json_builder_add_string_value (b, broker);
+  }
+  json_builder_set_member_name (b, "topic");
+  json_builder_add_string_value (b, topic);
+  json_builder_set_member_name (b, "payload");
+  json_builder_add_string_value (b, message);
+  json_builder_set_member_name (b, "qos");
+  json_builder_add_int_value (b, 1);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) body = json_builder_get_root (b);
+  g_autofree char *text = json_to_string (body, FALSE);
+  gboolean failed;
+  g_autoptr (JsonNode) answer = request_json ("POST", "/v1/mqtt/publish", text, &failed);
+  return failed ? 1 : 0;
+}
+
+static int
+cmd_mqtt (int argc, char **argv)
+{
+  const char *verb = argc > 2 ? argv[2] : "status";
+  if (g_str_equal (verb, "status") && argc <= 3)
+    return cmd_mqtt_status ();
+  if (g_str_equal (verb, "publish") && (argc == 5 || argc == 6))
+    return cmd_mqtt_publish (argv[3], argv[4], argc == 6 ? argv[5] : NULL);
+  g_printerr ("edgectl: usage: edgectl mqtt [status | publish TOPIC MESSAGE [BROKER]]\n");
+  return 2;
+}
+
+static int
 cmd_cameras_list (void)
 {
   g_autoptr (JsonNode) root = get_json ("/v1/cameras");
@@ -593,6 +685,8 @@ main (int argc, char **argv)
                                          "  functions [list]    functions, environments, queues\n"
                                          "  functions invoke NAME [JSON]\n"
                                          "  functions logs NAME [--follow]\n"
+                                         "  mqtt [status]       brokers, subscriptions, topic rules\n"
+                                         "  mqtt publish TOPIC MESSAGE [BROKER]\n"
                                          "  check-config FILE   validate a configuration file\n"
                                          "  version             print edgectl's version");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
@@ -612,6 +706,8 @@ main (int argc, char **argv)
     status = cmd_cameras (argc, argv);
   else if (g_str_equal (argv[1], "functions"))
     status = cmd_functions (argc, argv);
+  else if (g_str_equal (argv[1], "mqtt"))
+    status = cmd_mqtt (argc, argv);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)
     status = cmd_check_config (argv[2]);
   else if (g_str_equal (argv[1], "version") && argc == 2) {

@@ -29,9 +29,12 @@
 
 #include <errno.h>
 #include <mosquitto.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #define BACKOFF_FIRST_MS 1000
+#define READS_PER_DISPATCH 256
 
 typedef struct {
   GSource source;
@@ -51,9 +54,11 @@ struct _MqttClient {
   GPtrArray *filters; /* char * */
   GArray *qos;        /* int */
   MqttClientMessageFunc func;
+  MqttClientDrainedFunc drained;
   gpointer user_data;
 
   SocketSource *source; /* while a socket is open */
+  GIOCondition events;  /* what the source watches for */
   guint misc_id;
   guint reconnect_id;
   guint backoff_ms;
@@ -67,6 +72,7 @@ struct _MqttClient {
   GHashTable *published; /* mid -> Published * */
 
   char *last_error;
+  char *log_error; /* libmosquitto's last error line (OpenSSL's reasons) */
   gint64 connected_since_ms;
   MqttClientCounters counters;
 };
@@ -123,7 +129,11 @@ update_watch (MqttClient *client)
   GIOCondition events = G_IO_IN | G_IO_HUP | G_IO_ERR;
   if (may_write (client) && mosquitto_want_write (client->mosq))
     events |= G_IO_OUT;
-  g_source_modify_unix_fd ((GSource *) client->source, client->source->tag, events);
+  /* A change wakes the main context up: only when there is one. */
+  if (events != client->events) {
+    g_source_modify_unix_fd ((GSource *) client->source, client->source->tag, events);
+    client->events = events;
+  }
 }
 
 static void
@@ -135,11 +145,22 @@ attach_socket (MqttClient *client)
     return;
   SocketSource *s = (SocketSource *) g_source_new (&socket_funcs, sizeof (SocketSource));
   s->client = client;
-  s->tag = g_source_add_unix_fd ((GSource *) s, fd, G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR);
+  client->events = G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR;
+  s->tag = g_source_add_unix_fd ((GSource *) s, fd, client->events);
   g_source_set_static_name ((GSource *) s, "mqtt socket");
   g_source_attach ((GSource *) s, NULL);
   client->source = s;
   update_watch (client);
+}
+
+static void
+cork (int fd, gboolean on)
+{
+#ifdef TCP_CORK
+  int value = on;
+  if (fd >= 0)
+    setsockopt (fd, IPPROTO_TCP, TCP_CORK, &value, sizeof value);
+#endif
 }
 
 /* Writes what libmosquitto has queued, if nothing is held. */
@@ -147,9 +168,15 @@ static void
 flush (MqttClient *client)
 {
   if (client->source && may_write (client) && mosquitto_want_write (client->mosq)) {
+    /* libmosquitto sends each queued packet with a write of its own: a
+     * read's worth of PUBACKs would go out as as many TCP segments, and
+     * the broker would wake up for each. Corked, they leave together. */
+    int fd = mosquitto_socket (client->mosq);
+    cork (fd, TRUE);
     int rc = mosquitto_loop_write (client->mosq, 1);
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
-      return; /* on_disconnect has run */
+      return; /* on_disconnect has run (and closed the socket) */
+    cork (fd, FALSE);
   }
   update_watch (client);
 }
@@ -158,9 +185,23 @@ static void
 client_io (MqttClient *client, GIOCondition condition)
 {
   if (condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)) {
-    int rc = mosquitto_loop_read (client->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS)
-      return; /* the socket is closed; on_disconnect scheduled a reconnect */
+    /* mosquitto_loop_read() handles one packet per call when nothing of
+     * QoS > 0 is queued: read on until the socket is drained (it leaves
+     * errno at EAGAIN then), a bounded number of times so that the rest
+     * of the loop gets its turn. */
+    for (guint i = 0; i < READS_PER_DISPATCH; i++) {
+      errno = 0;
+      int rc = mosquitto_loop_read (client->mosq, 1);
+      if (rc != MOSQ_ERR_SUCCESS || client->source == NULL) {
+        if (client->drained)
+          client->drained (client, client->user_data);
+        return; /* the socket is closed; on_disconnect scheduled a reconnect */
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+    }
+    if (client->drained)
+      client->drained (client, client->user_data);
   }
   flush (client);
 }
@@ -252,8 +293,14 @@ on_disconnect (struct mosquitto *mosq, void *user_data, int rc)
   if (client->connected)
     g_message ("broker %s: disconnected (%s)", client->config->name,
                rc == MOSQ_ERR_SUCCESS ? "closed" : mosquitto_strerror (rc));
-  else if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_REFUSED)
-    set_error (client, rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
+  else if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_REFUSED) {
+    g_autofree char *message = g_strdup_printf (
+        "%s%s%s%s", rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc),
+        client->log_error ? " (" : "", client->log_error ? client->log_error : "",
+        client->log_error ? ")" : "");
+    set_error (client, message);
+  }
+  g_clear_pointer (&client->log_error, g_free);
   client->connected = FALSE;
   client->generation++;
   client->holds = 0;
@@ -299,6 +346,11 @@ on_publish (struct mosquitto *mosq, void *user_data, int mid)
 static void
 on_log (struct mosquitto *mosq, void *user_data, int level, const char *text)
 {
+  MqttClient *client = user_data;
+  if (level & MOSQ_LOG_ERR) {
+    g_free (client->log_error);
+    client->log_error = g_strdup (text);
+  }
   g_debug ("libmosquitto: %s", text);
 }
 
@@ -363,7 +415,8 @@ check (int rc, const char *what, GError **error)
 
 MqttClient *
 mqtt_client_new (const EdgeConfigMqttBroker *config, const char *const *filters, const int *qos,
-                 guint n_filters, MqttClientMessageFunc func, gpointer user_data, GError **error)
+                 guint n_filters, MqttClientMessageFunc func, MqttClientDrainedFunc drained,
+                 gpointer user_data, GError **error)
 {
   static gsize initialised = 0;
   if (g_once_init_enter (&initialised)) {
@@ -373,6 +426,7 @@ mqtt_client_new (const EdgeConfigMqttBroker *config, const char *const *filters,
   MqttClient *client = g_new0 (MqttClient, 1);
   client->config = config;
   client->func = func;
+  client->drained = drained;
   client->user_data = user_data;
   client->backoff_ms = BACKOFF_FIRST_MS;
   client->client_id = config->client_id[0] ? g_strdup (config->client_id)
@@ -447,6 +501,7 @@ mqtt_client_free (MqttClient *client)
   g_array_unref (client->qos);
   g_free (client->client_id);
   g_free (client->last_error);
+  g_free (client->log_error);
   g_free (client);
 }
 

@@ -24,6 +24,8 @@ typedef struct {
   gsize len;
   const char *client_id; /* "" when unknown */
   gint64 timestamp_ms;
+  int qos;
+  gboolean retain;
   /* The payload parsed as JSON, filled on first use; parsed marks the try. */
   JsonNode *json;
   gboolean parsed;
@@ -68,6 +70,9 @@ typedef struct _MqttClient MqttClient;
 typedef void (*MqttClientMessageFunc) (MqttClient *client, const char *topic,
                                        const guint8 *payload, gsize len, int qos,
                                        gboolean retain, gpointer user_data);
+/* The socket has been read as far as it goes for now (or closed): the
+ * messages of this read can be handled together. */
+typedef void (*MqttClientDrainedFunc) (MqttClient *client, gpointer user_data);
 /* A publish went out: for QoS 0 written, for QoS 1 and 2 acknowledged by
  * the broker; @ok FALSE when the connection was lost before that. */
 typedef void (*MqttPublishedFunc) (gboolean ok, gpointer user_data);
@@ -77,7 +82,7 @@ typedef void (*MqttPublishedFunc) (gboolean ok, gpointer user_data);
  * connect. (transfer full) */
 MqttClient *mqtt_client_new (const EdgeConfigMqttBroker *config, const char *const *filters,
                              const int *qos, guint n_filters, MqttClientMessageFunc func,
-                             gpointer user_data, GError **error);
+                             MqttClientDrainedFunc drained, gpointer user_data, GError **error);
 void mqtt_client_free (MqttClient *client);
 
 /* Holds acknowledgements back: nothing more is written to the broker until

@@ -54,6 +54,7 @@ struct _Broker {
   char *label;              /* broker="NAME" */
   guint64 pending;          /* messages being made durable */
   guint64 dropped;
+  GHashTable *batches;      /* stream -> Batch *: records of the current read */
   MqttClientCounters reported; /* what the metrics have */
   guint64 reported_dropped;
 };
@@ -81,23 +82,61 @@ struct _MqttService {
   gboolean stopped;
 };
 
-/* ---- the put of one message ---- */
+static Broker *
+find_broker (MqttService *service, const char *name)
+{
+  for (guint i = 0; i < service->brokers->len; i++) {
+    Broker *b = service->brokers->pdata[i];
+    if (g_str_equal (b->config->name, name))
+      return b;
+  }
+  return NULL;
+}
 
+/* ---- puts: the messages of one read, one put per stream ---- */
+
+/* One message's record, and whose hold it releases. */
 typedef struct {
-  MqttService *service;
-  Broker *broker;
   Subscription *subscription; /* or */
   Rule *rule;
   guint token;    /* the client's hold, if one was taken */
   gboolean held;
   char *topic;
-} Put;
+} Entry;
+
+/* The records for one stream gathered from one read of the socket. */
+typedef struct {
+  MqttService *service;
+  Broker *broker;
+  char *stream;
+  GArray *records; /* StreamPutRecord: partition key and data owned */
+  GArray *entries; /* Entry, parallel */
+} Batch;
+
+#define BATCH_MAX_RECORDS 500
 
 static void
 service_unref (MqttService *service)
 {
   if (g_atomic_ref_count_dec (&service->refs))
     g_free (service);
+}
+
+static void
+batch_free (Batch *batch)
+{
+  for (guint i = 0; i < batch->records->len; i++) {
+    StreamPutRecord *r = &g_array_index (batch->records, StreamPutRecord, i);
+    g_free ((char *) r->partition_key);
+    g_bytes_unref (r->data);
+    if (r->attributes)
+      g_bytes_unref (r->attributes);
+    g_free (g_array_index (batch->entries, Entry, i).topic);
+  }
+  g_array_unref (batch->records);
+  g_array_unref (batch->entries);
+  g_free (batch->stream);
+  g_free (batch);
 }
 
 /* Errors that say "not now", after which the broker must send the message
@@ -109,38 +148,135 @@ is_transient (const GError *error)
          error->code == STREAM_ERROR_NO_SPACE || error->code == STREAM_ERROR_THROTTLED;
 }
 
+/* One record's outcome: the hold released, a permanent failure counted. */
+static void
+settle (Batch *batch, Entry *entry, const GError *error)
+{
+  Broker *broker = batch->broker;
+  gboolean ok = TRUE;
+  broker->pending--;
+  if (error) {
+    if (is_transient (error)) {
+      g_warning ("broker %s: message on %s not stored in %s (%s): the broker will send it "
+                 "again", broker->config->name, entry->topic, batch->stream, error->message);
+      ok = FALSE;
+    } else {
+      g_warning ("broker %s: message on %s dropped: %s", broker->config->name, entry->topic,
+                 error->message);
+      broker->dropped++;
+    }
+    if (entry->rule)
+      entry->rule->errors++;
+  } else if (entry->subscription) {
+    entry->subscription->stored++;
+  }
+  if (entry->held)
+    mqtt_client_release (broker->client, entry->token, ok);
+}
+
 static void
 on_put (StreamPutResult *results, guint n, gpointer user_data)
 {
-  Put *put = user_data;
-  MqttService *service = put->service;
-  gboolean ok = TRUE;
-  if (!service->stopped) {
-    put->broker->pending--;
-    if (results[0].error) {
-      const char *stream =
-          put->subscription ? put->subscription->config->stream : put->rule->config->stream;
-      if (is_transient (results[0].error)) {
-        g_warning ("broker %s: message on %s not stored in %s (%s): the broker will send it "
-                   "again", put->broker->config->name, put->topic, stream,
-                   results[0].error->message);
-        ok = FALSE;
-      } else {
-        g_warning ("broker %s: message on %s dropped: %s", put->broker->config->name, put->topic,
-                   results[0].error->message);
-        put->broker->dropped++;
-      }
-      if (put->rule)
-        put->rule->errors++;
-    } else if (put->subscription) {
-      put->subscription->stored++;
-    }
-    if (put->held)
-      mqtt_client_release (put->broker->client, put->token, ok);
-  }
-  g_free (put->topic);
-  g_free (put);
+  Batch *batch = user_data;
+  MqttService *service = batch->service;
+  if (!service->stopped)
+    for (guint i = 0; i < n && i < batch->entries->len; i++)
+      settle (batch, &g_array_index (batch->entries, Entry, i), results[i].error);
+  batch_free (batch);
   service_unref (service);
+}
+
+/* Puts @batch, which is then the store's (or freed). A batch refused as a
+ * whole (a record over the limit, the stream gone) is put again record by
+ * record, so that only the records at fault are dropped. */
+static void
+submit (Batch *batch)
+{
+  MqttService *service = batch->service;
+  g_autoptr (GError) error = NULL;
+  g_atomic_ref_count_inc (&service->refs);
+  if (stream_store_put (service->streams, batch->stream,
+                        (const StreamPutRecord *) (void *) batch->records->data,
+                        batch->records->len, on_put, batch, &error))
+    return;
+  g_atomic_ref_count_dec (&service->refs);
+  if (batch->records->len == 1) {
+    settle (batch, &g_array_index (batch->entries, Entry, 0), error);
+    batch_free (batch);
+    return;
+  }
+  for (guint i = 0; i < batch->records->len; i++) {
+    Batch *one = g_new0 (Batch, 1);
+    one->service = service;
+    one->broker = batch->broker;
+    one->stream = g_strdup (batch->stream);
+    one->records = g_array_new (FALSE, FALSE, sizeof (StreamPutRecord));
+    one->entries = g_array_new (FALSE, FALSE, sizeof (Entry));
+    g_array_append_val (one->records, g_array_index (batch->records, StreamPutRecord, i));
+    g_array_append_val (one->entries, g_array_index (batch->entries, Entry, i));
+    submit (one);
+  }
+  g_array_set_size (batch->records, 0); /* moved */
+  g_array_set_size (batch->entries, 0);
+  batch_free (batch);
+}
+
+/* Puts what the broker's last read gathered. */
+static void
+flush_batches (Broker *broker)
+{
+  GHashTableIter iter;
+  gpointer value;
+  g_hash_table_iter_init (&iter, broker->batches);
+  while (g_hash_table_iter_next (&iter, NULL, &value)) {
+    g_hash_table_iter_steal (&iter);
+    submit (value);
+  }
+}
+
+static void
+on_drained (MqttClient *client, gpointer user_data)
+{
+  flush_batches (user_data);
+}
+
+static void
+append_json_string (GString *out, const char *text)
+{
+  g_string_append_c (out, '"');
+  for (const char *p = text; *p; p++) {
+    guchar c = (guchar) *p;
+    if (c == '"' || c == '\\')
+      g_string_append_printf (out, "\\%c", c);
+    else if (c < 0x20)
+      g_string_append_printf (out, "\\u%04x", c);
+    else
+      g_string_append_c (out, (char) c);
+  }
+  g_string_append_c (out, '"');
+}
+
+/* What is kept beside the payload: the topic and the message's flags (the
+ * properties an MQTT 3.1.1 PUBLISH has), and the rule that made it. */
+static GBytes *
+attributes (MqttMessage *message, Rule *rule)
+{
+  GString *out = g_string_sized_new (64);
+  g_string_append (out, "{\"topic\":");
+  append_json_string (out, message->topic);
+  g_string_append_printf (out, ",\"qos\":%d,\"retain\":%s", message->qos,
+                          message->retain ? "true" : "false");
+  if (rule) {
+    g_string_append (out, ",\"rule\":");
+    append_json_string (out, rule->config->name);
+  }
+  g_string_append_c (out, '}');
+  if (out->len > STREAM_ATTRIBUTES_MAX_BYTES) { /* a topic of over 16 KiB: keep the flags */
+    g_string_free (out, TRUE);
+    return NULL;
+  }
+  gsize len = out->len;
+  return g_bytes_new_take (g_string_free (out, FALSE), len);
 }
 
 /* A partition key Kinesis would take: 1 to 256 characters. */
@@ -164,35 +300,32 @@ put_record (Broker *broker, Subscription *subscription, Rule *rule, const char *
             MqttTemplate *key_template, MqttMessage *message, GBytes *data, int qos)
 {
   MqttService *service = broker->service;
-  char *key = fit_key (mqtt_template_expand (key_template, message), message->topic);
-  Put *put = g_new0 (Put, 1);
-  put->service = service;
-  put->broker = broker;
-  put->subscription = subscription;
-  put->rule = rule;
-  put->topic = g_strdup (message->topic);
-  StreamPutRecord record = { .partition_key = key, .data = data };
-  g_autoptr (GError) error = NULL;
-  g_atomic_ref_count_inc (&service->refs);
-  if (!stream_store_put (service->streams, stream, &record, 1, on_put, put, &error)) {
-    /* Refused before anything was written: a record too large, a stream
-     * removed at run time. The broker cannot fix either. */
-    g_warning ("broker %s: message on %s dropped: %s", broker->config->name, message->topic,
-               error->message);
-    broker->dropped++;
-    if (rule)
-      rule->errors++;
-    g_free (put->topic);
-    g_free (put);
-    g_free (key);
-    g_atomic_ref_count_dec (&service->refs);
-    return;
+  Batch *batch = g_hash_table_lookup (broker->batches, stream);
+  if (batch == NULL) {
+    batch = g_new0 (Batch, 1);
+    batch->service = service;
+    batch->broker = broker;
+    batch->stream = g_strdup (stream);
+    batch->records = g_array_new (FALSE, FALSE, sizeof (StreamPutRecord));
+    batch->entries = g_array_new (FALSE, FALSE, sizeof (Entry));
+    g_hash_table_insert (broker->batches, batch->stream, batch);
   }
-  g_free (key);
-  broker->pending++;
+  StreamPutRecord record = {
+    .partition_key = fit_key (mqtt_template_expand (key_template, message), message->topic),
+    .data = g_bytes_ref (data),
+    .attributes = attributes (message, rule),
+  };
+  Entry entry = { .subscription = subscription, .rule = rule, .topic = g_strdup (message->topic) };
   if (qos > 0) {
-    put->token = mqtt_client_hold (broker->client);
-    put->held = TRUE;
+    entry.token = mqtt_client_hold (broker->client);
+    entry.held = TRUE;
+  }
+  g_array_append_val (batch->records, record);
+  g_array_append_val (batch->entries, entry);
+  broker->pending++;
+  if (batch->records->len >= BATCH_MAX_RECORDS) {
+    g_hash_table_steal (broker->batches, stream);
+    submit (batch);
   }
 }
 
@@ -327,6 +460,8 @@ on_message (MqttClient *client, const char *topic, const guint8 *payload, gsize 
     .len = len,
     .client_id = "",
     .timestamp_ms = g_get_real_time () / 1000,
+    .qos = qos,
+    .retain = retain,
   };
   g_autoptr (GBytes) data = NULL;
   for (guint i = 0; i < broker->subscriptions->len; i++) {
@@ -399,7 +534,7 @@ on_publication_batch (StreamConsumer *consumer, StreamBatch *batch, gpointer use
         .topic = p->config->stream,
         .payload = data,
         .len = len,
-        .client_id = r->partition_key,
+        .client_id = "",
         .timestamp_ms = r->arrival_ms,
       };
       g_autofree char *topic = mqtt_template_expand (p->topic, &message);
@@ -534,6 +669,104 @@ report (EdgeMetrics *metrics, const char *name, const char *labels, guint64 tota
   *reported = total;
 }
 
+/* POST /v1/mqtt/publish {"broker", "topic", "payload", "qos", "retain"}:
+ * answered once the broker has the message (QoS 1 and 2) or it is written
+ * (QoS 0). */
+typedef struct {
+  EdgeRequest *request; /* NULL once answered */
+  guint timeout_id;
+  int refs;
+} PublishRequest;
+
+static void
+publish_request_unref (PublishRequest *pr)
+{
+  if (--pr->refs == 0)
+    g_free (pr);
+}
+
+static void
+on_publish_request_done (gboolean ok, gpointer user_data)
+{
+  PublishRequest *pr = user_data;
+  if (pr->request) {
+    if (ok)
+      edge_request_respond (pr->request, 204, NULL, NULL);
+    else
+      edge_request_respond_error (pr->request, 503, "BrokerUnavailable",
+                                  "the connection to the broker was lost before it took the "
+                                  "message");
+    pr->request = NULL;
+    if (pr->timeout_id) {
+      g_source_remove (pr->timeout_id);
+      pr->timeout_id = 0;
+      publish_request_unref (pr);
+    }
+  }
+  publish_request_unref (pr);
+}
+
+static gboolean
+on_publish_request_timeout (gpointer user_data)
+{
+  PublishRequest *pr = user_data;
+  edge_request_respond_error (pr->request, 504, "BrokerTimeout",
+                              "the broker did not acknowledge the message within 10 s (it may "
+                              "still take it)");
+  pr->request = NULL;
+  pr->timeout_id = 0;
+  publish_request_unref (pr);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+handle_publish (EdgeRequest *request, gpointer user_data)
+{
+  MqttService *service = user_data;
+  g_autoptr (JsonNode) root = edge_request_json (request);
+  JsonObject *o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
+  const char *name = o ? json_object_get_string_member_with_default (o, "broker", NULL) : NULL;
+  const char *topic = o ? json_object_get_string_member_with_default (o, "topic", NULL) : NULL;
+  const char *payload = o ? json_object_get_string_member_with_default (o, "payload", "") : NULL;
+  gint64 qos = o ? json_object_get_int_member_with_default (o, "qos", 1) : 1;
+  gboolean retain = o ? json_object_get_boolean_member_with_default (o, "retain", FALSE) : FALSE;
+  if (o == NULL || topic == NULL || payload == NULL || qos < 0 || qos > 2) {
+    edge_request_respond_error (request, 400, "InvalidArgument",
+                                "expected {\"broker\": NAME, \"topic\": TOPIC, \"payload\": "
+                                "TEXT, \"qos\": 0-2, \"retain\": BOOL}");
+    return;
+  }
+  Broker *broker = name ? find_broker (service, name)
+                        : service->brokers->len ? service->brokers->pdata[0] : NULL;
+  if (broker == NULL) {
+    edge_request_respond_error (request, 404, "NotFound", "no broker %s", name ? name : "at all");
+    return;
+  }
+  if (!mqtt_client_connected (broker->client)) {
+    edge_request_respond_error (request, 503, "BrokerUnavailable", "broker %s is not connected",
+                                broker->config->name);
+    return;
+  }
+  PublishRequest *pr = g_new0 (PublishRequest, 1);
+  pr->request = request;
+  pr->refs = 2; /* the publish callback's and the timeout's */
+  g_autoptr (GError) error = NULL;
+  if (mosquitto_pub_topic_check (topic) != MOSQ_ERR_SUCCESS || topic[0] == '\0' ||
+      !mqtt_client_publish (broker->client, topic, payload, strlen (payload), (int) qos, retain,
+                            on_publish_request_done, pr, &error)) {
+    edge_request_respond_error (request, 400, "InvalidArgument", "%s",
+                                error ? error->message : "not a topic to publish to");
+    g_free (pr);
+    return;
+  }
+  if (pr->request == NULL) { /* answered already: written at once */
+    publish_request_unref (pr);
+    return;
+  }
+  edge_request_pause (request);
+  pr->timeout_id = g_timeout_add_seconds (10, on_publish_request_timeout, pr);
+}
+
 static void
 collect_metrics (EdgeMetrics *metrics, gpointer user_data)
 {
@@ -592,17 +825,6 @@ declare_metrics (EdgeMetrics *metrics)
 
 /* ---- set-up ---- */
 
-static Broker *
-find_broker (MqttService *service, const char *name)
-{
-  for (guint i = 0; i < service->brokers->len; i++) {
-    Broker *b = service->brokers->pdata[i];
-    if (g_str_equal (b->config->name, name))
-      return b;
-  }
-  return NULL;
-}
-
 static gboolean
 check_stream (MqttService *service, const char *stream, const char *what, GError **error)
 {
@@ -646,6 +868,13 @@ broker_free (gpointer data)
 {
   Broker *b = data;
   mqtt_client_free (b->client);
+  /* Not put: never acknowledged either, so the broker keeps them. */
+  GHashTableIter iter;
+  gpointer value;
+  g_hash_table_iter_init (&iter, b->batches);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    batch_free (value);
+  g_hash_table_unref (b->batches);
   g_ptr_array_unref (b->subscriptions);
   g_ptr_array_unref (b->rules);
   g_free (b->label);
@@ -674,6 +903,7 @@ setup (MqttService *service, const EdgeConfig *config, GError **error)
     b->config = config->mqtt_brokers->pdata[i];
     b->subscriptions = g_ptr_array_new ();
     b->rules = g_ptr_array_new ();
+    b->batches = g_hash_table_new (g_str_hash, g_str_equal);
     g_autofree char *name = edge_metrics_escape_label (b->config->name);
     b->label = g_strdup_printf ("broker=\"%s\"", name);
     g_ptr_array_add (service->brokers, b);
@@ -757,8 +987,8 @@ setup (MqttService *service, const EdgeConfig *config, GError **error)
       add_filter (filters, qos, mqtt_rule_topic_filter (r->rule), 1);
     }
     b->client = mqtt_client_new (b->config, (const char *const *) filters->pdata,
-                                 (const int *) (void *) qos->data, filters->len, on_message, b,
-                                 error);
+                                 (const int *) (void *) qos->data, filters->len, on_message,
+                                 on_drained, b, error);
     if (b->client == NULL)
       return FALSE;
   }
@@ -858,8 +1088,12 @@ mqtt_service_new (const EdgeConfig *config, EdgeGateway *gateway, EdgeMetrics *m
   service->announced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   static const EdgeRoute status_route = { "GET", "/v1/mqtt", handle_status,
                                           "MQTT brokers, subscriptions and rules", "mqtt", 0 };
+  static const EdgeRoute publish_route = { "POST", "/v1/mqtt/publish", handle_publish,
+                                           "Publish a message through a broker", "mqtt",
+                                           1024 * 1024 };
   if (!setup (service, config, error) ||
-      !edge_gateway_add_route (gateway, &status_route, service, error)) {
+      !edge_gateway_add_route (gateway, &status_route, service, error) ||
+      !edge_gateway_add_route (gateway, &publish_route, service, error)) {
     mqtt_service_free (service);
     return NULL;
   }

@@ -173,5 +173,6 @@ stream_record_free (StreamRecord *record)
     return;
   g_free (record->partition_key);
   g_clear_pointer (&record->data, g_bytes_unref);
+  g_clear_pointer (&record->attributes, g_bytes_unref);
   g_free (record);
 }

@@ -794,7 +794,7 @@ put_records_of (Call *call, const StreamInfo *info, gboolean single)
     kinesis_fault_clear (&fault);
     return NULL;
   }
-  StreamPutRecord *puts = g_new (StreamPutRecord, records->len);
+  StreamPutRecord *puts = g_new0 (StreamPutRecord, records->len);
   for (guint i = 0; i < records->len; i++) {
     KinesisRecord *r = &g_array_index (records, KinesisRecord, i);
     puts[i].partition_key = r->partition_key;

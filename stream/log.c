@@ -22,7 +22,9 @@
  *     | batch 2 ...                                                   |
  *
  * Batch plaintext: per record, partition key length u16 | data length u32 |
- * partition key | data. No payload byte is ever written in the clear; the
+ * partition key | data. A record with attributes has the top bit of its key
+ * length set (keys are at most 1024 bytes) and attributes length u32 |
+ * attributes after its data. No payload byte is ever written in the clear; the
  * batch header (numbers, count, time) is, so that the log can be indexed and
  * cut without decrypting, and it is authenticated with the frame so it cannot
  * be altered either. Binding the shard ordinal and the record numbers into
@@ -60,6 +62,7 @@
 #define SEGMENT_HEADER_BYTES (SEGMENT_FIXED_BYTES + EDGE_FRAME_OVERHEAD)
 #define BATCH_HEADER_BYTES 24
 #define BATCH_MAX_RECORDS 100000
+#define KEY_HAS_ATTRIBUTES 0x8000
 #define DEFAULT_SEGMENT_BYTES (64 * 1024 * 1024)
 
 typedef struct {
@@ -217,6 +220,8 @@ batch_decode (StreamLog *log, const guint8 *buf, gsize len, GPtrArray *out, GErr
     if (plain_len - off < 6)
       goto malformed;
     guint16 key_len = (guint16) (p[off] << 8 | p[off + 1]);
+    gboolean has_attributes = (key_len & KEY_HAS_ATTRIBUTES) != 0;
+    key_len &= ~KEY_HAS_ATTRIBUTES;
     guint32 data_len = edge_get_be32 (p + off + 2);
     off += 6;
     if (key_len > plain_len - off || data_len > plain_len - off - key_len)
@@ -228,6 +233,16 @@ batch_decode (StreamLog *log, const guint8 *buf, gsize len, GPtrArray *out, GErr
     r->data = g_bytes_new_from_bytes (batch, off + key_len, data_len);
     g_ptr_array_add (out, r);
     off += key_len + data_len;
+    if (has_attributes) {
+      if (plain_len - off < 4)
+        goto malformed;
+      guint32 attr_len = edge_get_be32 (p + off);
+      off += 4;
+      if (attr_len > plain_len - off)
+        goto malformed;
+      r->attributes = g_bytes_new_from_bytes (batch, off, attr_len);
+      off += attr_len;
+    }
   }
   if (off != plain_len)
     goto malformed;
@@ -532,7 +547,8 @@ stream_log_close (StreamLog *log)
 
 gboolean
 stream_log_append (StreamLog *log, const char *const *partition_keys, GBytes *const *data,
-                   guint n, gint64 arrival_ms, guint64 *ret_first, GError **error)
+                   GBytes *const *attributes, guint n, gint64 arrival_ms, guint64 *ret_first,
+                   GError **error)
 {
   Segment *seg;
   gsize plain_len = 0;
@@ -546,12 +562,16 @@ stream_log_append (StreamLog *log, const char *const *partition_keys, GBytes *co
   }
   for (guint i = 0; i < n; i++) {
     gsize key_len = strlen (partition_keys[i]);
+    gsize attr_len = attributes && attributes[i] ? g_bytes_get_size (attributes[i]) : 0;
     if (key_len > STREAM_PARTITION_KEY_MAX_BYTES ||
-        g_bytes_get_size (data[i]) > STREAM_RECORD_HARD_MAX_BYTES) {
+        g_bytes_get_size (data[i]) > STREAM_RECORD_HARD_MAX_BYTES ||
+        attr_len > STREAM_ATTRIBUTES_MAX_BYTES) {
       g_set_error (error, STREAM_ERROR, STREAM_ERROR_INVALID, "record %u is over the limits", i);
       return FALSE;
     }
     plain_len += 6 + key_len + g_bytes_get_size (data[i]);
+    if (attributes && attributes[i])
+      plain_len += 4 + attr_len;
   }
   if (plain_len > EDGE_FRAME_MAX_PAYLOAD) {
     g_set_error (error, STREAM_ERROR, STREAM_ERROR_INVALID, "a batch of %zu bytes is too large",
@@ -583,13 +603,23 @@ stream_log_append (StreamLog *log, const char *const *partition_keys, GBytes *co
     gsize key_len = strlen (partition_keys[i]);
     gsize data_len;
     const guint8 *bytes = g_bytes_get_data (data[i], &data_len);
-    plain[off] = (guint8) (key_len >> 8);
-    plain[off + 1] = (guint8) key_len;
+    GBytes *attrs = attributes ? attributes[i] : NULL;
+    guint16 key_field = (guint16) key_len | (attrs ? KEY_HAS_ATTRIBUTES : 0);
+    plain[off] = (guint8) (key_field >> 8);
+    plain[off + 1] = (guint8) key_field;
     edge_put_be32 (plain + off + 2, (guint32) data_len);
     memcpy (plain + off + 6, partition_keys[i], key_len);
     if (data_len)
       memcpy (plain + off + 6 + key_len, bytes, data_len);
     off += 6 + key_len + data_len;
+    if (attrs) {
+      gsize attr_len;
+      const guint8 *attr = g_bytes_get_data (attrs, &attr_len);
+      edge_put_be32 (plain + off, (guint32) attr_len);
+      if (attr_len)
+        memcpy (plain + off + 4, attr, attr_len);
+      off += 4 + attr_len;
+    }
   }
 
   edge_put_be64 (header, log->next);

@@ -70,6 +70,7 @@ typedef struct {
   Shard *shard;
   GPtrArray *keys; /* char * */
   GPtrArray *data; /* GBytes * */
+  GPtrArray *attributes; /* GBytes * or NULL; NULL as a whole when no record has any */
   GArray *indexes; /* guint: positions in the request */
   gint64 arrival_ms;
   /* JOB_BARRIER */
@@ -333,6 +334,13 @@ store_load (StreamStore *store, GError **error)
 /* ---- the writer thread ---- */
 
 static void
+bytes_unref_nullable (gpointer bytes)
+{
+  if (bytes)
+    g_bytes_unref (bytes);
+}
+
+static void
 job_free (Job *job)
 {
   if (job->shard)
@@ -341,6 +349,8 @@ job_free (Job *job)
     g_ptr_array_unref (job->keys);
   if (job->data)
     g_ptr_array_unref (job->data);
+  if (job->attributes)
+    g_ptr_array_unref (job->attributes);
   if (job->indexes)
     g_array_unref (job->indexes);
   g_free (job);
@@ -469,7 +479,9 @@ writer_main (gpointer data)
       if (j->kind != JOB_APPEND)
         continue;
       if (!stream_log_append (j->shard->log, (const char *const *) j->keys->pdata,
-                              (GBytes *const *) j->data->pdata, j->keys->len, j->arrival_ms,
+                              (GBytes *const *) j->data->pdata,
+                              j->attributes ? (GBytes *const *) j->attributes->pdata : NULL,
+                              j->keys->len, j->arrival_ms,
                               &g_array_index (firsts, guint64, i), &error))
         g_ptr_array_index (errors, i) = error;
       else if (j->shard->durability != STREAM_DURABILITY_NONE)
@@ -1421,6 +1433,12 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
                    g_bytes_get_size (records[i].data) + key_len, s->info.settings.max_record_bytes);
       return FALSE;
     }
+    if (records[i].attributes &&
+        g_bytes_get_size (records[i].attributes) > STREAM_ATTRIBUTES_MAX_BYTES) {
+      g_set_error (error, STREAM_ERROR, STREAM_ERROR_LIMIT,
+                   "a record's attributes are over %d bytes", STREAM_ATTRIBUTES_MAX_BYTES);
+      return FALSE;
+    }
   }
 
   request = g_new0 (PutRequest, 1);
@@ -1462,6 +1480,13 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
     }
     g_ptr_array_add (job->keys, g_strdup (records[i].partition_key));
     g_ptr_array_add (job->data, g_bytes_ref (records[i].data));
+    if (records[i].attributes && job->attributes == NULL) {
+      job->attributes = g_ptr_array_new_with_free_func (bytes_unref_nullable);
+      g_ptr_array_set_size (job->attributes, (gint) job->keys->len - 1);
+    }
+    if (job->attributes)
+      g_ptr_array_add (job->attributes,
+                       records[i].attributes ? g_bytes_ref (records[i].attributes) : NULL);
     g_array_append_val (job->indexes, i);
   }
   request->pending = (gint) n_jobs;

@@ -39,6 +39,9 @@ typedef enum {
 #define STREAM_RECORD_HARD_MAX_BYTES (10 * 1024 * 1024)
 /* Kinesis allows 256 characters: up to 1024 bytes of UTF-8. */
 #define STREAM_PARTITION_KEY_MAX_BYTES 1024
+/* A record's attributes: what its producer knew beside the data (an MQTT
+ * message's topic and flags), a JSON object. Not part of the data. */
+#define STREAM_ATTRIBUTES_MAX_BYTES (16 * 1024)
 
 /* ---- hash keys (unsigned 128-bit, big-endian bytes) ---- */
 
@@ -79,6 +82,7 @@ typedef struct {
   gint64 arrival_ms;  /* approximate arrival time, Unix ms */
   char *partition_key; /* NUL-terminated, <= 256 bytes */
   GBytes *data;
+  GBytes *attributes; /* nullable: the JSON object put beside the data */
 } StreamRecord;
 
 void stream_record_free (StreamRecord *record);
@@ -114,10 +118,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamLog, stream_log_close)
 /* Appends @n records as one batch: numbers are assigned from next_number,
  * arrival times are the caller's. Written, not yet synced. On failure the
  * log is unchanged (a partial write is truncated away). Returns the first
- * number assigned in *ret_first. One writer thread at a time. */
+ * number assigned in *ret_first. @attributes (nullable, and each nullable)
+ * are kept beside the records' data. One writer thread at a time. */
 gboolean stream_log_append (StreamLog *log, const char *const *partition_keys,
-                            GBytes *const *data, guint n, gint64 arrival_ms,
-                            guint64 *ret_first, GError **error);
+                            GBytes *const *data, GBytes *const *attributes, guint n,
+                            gint64 arrival_ms, guint64 *ret_first, GError **error);
 /* Makes every appended batch durable (fdatasync of the open segment). */
 gboolean stream_log_sync (StreamLog *log, GError **error);
 
@@ -338,6 +343,8 @@ typedef struct {
   const char *partition_key;
   const StreamHashKey *explicit_hash_key; /* nullable: MD5 of the partition key */
   GBytes *data;
+  GBytes *attributes; /* nullable: a JSON object of at most STREAM_ATTRIBUTES_MAX_BYTES,
+                       * kept beside the data (not counted in it) */
 } StreamPutRecord;
 
 typedef struct {

@@ -11,7 +11,9 @@
  * Messages are JSON text, one record each:
  *   {"shardId": "shardId-000000000000", "sequenceNumber": "...",
  *    "partitionKey": "...", "arrivalTime": 1795890940813,
- *    "data": "<base64>", "text": "<the data, when it is UTF-8>"}
+ *    "data": "<base64>", "text": "<the data, when it is UTF-8>",
+ *    "attributes": {...}}   (what was kept beside the data, if anything:
+ *                            an MQTT message's topic, qos and retain flag)
  * An error (unknown stream or shard, bad position) is one message
  * {"error": {"code": ..., "message": ...}} followed by close code 1008.
  * To resume after a reconnect, ask for AFTER_SEQUENCE_NUMBER with the last
@@ -178,6 +180,17 @@ record_message (Cursor *c, StreamRecord *r)
     g_autofree char *text = g_strndup (data ? data : "", len);
     json_builder_set_member_name (b, "text");
     json_builder_add_string_value (b, text);
+  }
+  if (r->attributes) {
+    /* Written by edged as a JSON object; anything else is left out. */
+    gsize attr_len;
+    const char *attrs = g_bytes_get_data (r->attributes, &attr_len);
+    g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+    if (attr_len > 0 && json_parser_load_from_data (parser, attrs, (gssize) attr_len, NULL) &&
+        JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+      json_builder_set_member_name (b, "attributes");
+      json_builder_add_value (b, json_node_copy (json_parser_get_root (parser)));
+    }
   }
   json_builder_end_object (b);
   g_autoptr (JsonNode) root = json_builder_get_root (b);

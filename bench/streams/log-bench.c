@@ -46,7 +46,7 @@ run (EdgeKeyring *keyring, const char *root, guint64 records, gsize size, gint64
 
   double t0 = now ();
   for (guint64 done = 0; done < records; done += BATCH)
-    if (!stream_log_append (log, keys, data, BATCH, 1, NULL, &error))
+    if (!stream_log_append (log, keys, data, NULL, BATCH, 1, NULL, &error))
       g_error ("%s", error->message);
   double append_s = now () - t0;
   /* Durable before reading, outside both timings. */

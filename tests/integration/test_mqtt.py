@@ -15,8 +15,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import (EDGED, SOURCE_ROOT, Daemon, Mosquitto, MqttClient,  # noqa: E402
-                           publish_all)
+from edged_harness import (EDGECTL, EDGED, SOURCE_ROOT, Daemon, Mosquitto, MqttClient,  # noqa: E402
+                           WebSocket, free_port, make_certificate, publish_all, run)
 
 BASH_RUNTIME = os.path.join(SOURCE_ROOT, "tests/functions/bash/bootstrap")
 N = int(os.environ.get("MQTT_MESSAGES", "3000"))
@@ -245,12 +245,199 @@ mqtt:
             payloads(self.daemon, "raw")), what="raw records")
         self.assertIn(b"not json at all", raw)
 
+        # The topic and the message's flags are kept beside each record (the
+        # partition key is the default, the whole topic, here); the rule's
+        # records say which rule made them.
+        def attributes(stream, n):
+            ws = WebSocket(self.daemon.port, f"/v1/streams/{stream}/subscribe?position=TRIM_HORIZON")
+            try:
+                return [ws.recv_json() for _ in range(n)]
+            finally:
+                ws.close()
+        for record in attributes("raw", len(messages)):
+            self.assertEqual(record["attributes"],
+                             {"topic": record["partitionKey"], "qos": 1, "retain": False})
+        for record in attributes("hot", 2):
+            self.assertEqual(record["attributes"]["rule"], "too-hot")
+            self.assertEqual(record["attributes"]["topic"],
+                             f"sensors/{record['partitionKey']}/telemetry")
+
         status, _, body = self.daemon.get_json("/v1/mqtt")
         rule = body["rules"][0]
         self.assertEqual(rule["matches"], 2)
         self.assertEqual(rule["errors"], 0)
         _, _, metrics = self.daemon.request("GET", "/metrics")
         self.assertIn(b'edged_mqtt_rule_matches_total{rule="too-hot"} 2', metrics)
+
+
+class ConnectionsTest(unittest.TestCase):
+    """TLS with a client certificate and a password on one listener of a
+    real broker; stream records published out; Home Assistant discovery."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="edged-mqtt-conn-")
+        os.chmod(cls.workdir, 0o755)
+        cls.cert, cls.key = make_certificate(cls.workdir)
+        os.chmod(cls.key, 0o644)  # mosquitto reads it as its own user
+        cls.passwords = os.path.join(cls.workdir, "passwords")
+        r = run(["mosquitto_passwd", "-c", "-b", cls.passwords, "edge", "s3cret"])
+        assert r.returncode == 0, r.stderr
+        os.chmod(cls.passwords, 0o644)
+        cls.tls_port = free_port()
+        cls.broker = Mosquitto(cls.workdir, extra=f"""per_listener_settings true
+listener {cls.tls_port} 127.0.0.1
+allow_anonymous false
+password_file {cls.passwords}
+cafile {cls.cert}
+certfile {cls.cert}
+keyfile {cls.key}
+require_certificate true
+""")
+        # per_listener_settings applies to the plain listener too.
+        with open(cls.broker.conf) as f:
+            conf = f.read()
+        conf = conf.replace("allow_anonymous true\n", "", 1)
+        conf = conf.replace(f"listener {cls.broker.port} 127.0.0.1\n",
+                            f"listener {cls.broker.port} 127.0.0.1\nallow_anonymous true\n", 1)
+        conf = "per_listener_settings true\n" + conf.replace("per_listener_settings true\n", "")
+        with open(cls.broker.conf, "w") as f:
+            f.write(conf)
+        cls.broker.start()
+        tls = f"""      host: 127.0.0.1
+      port: {cls.tls_port}
+      tls_ca_file: {cls.cert}"""
+        cls.daemon = Daemon(workdir=cls.workdir, config=f"""
+streams:
+  - name: secure
+  - name: events
+mqtt:
+  brokers:
+    - name: good
+{tls}
+      tls_cert_file: {cls.cert}
+      tls_key_file: {cls.key}
+      username: edge
+      password: s3cret
+    - name: wrong-password
+{tls}
+      tls_cert_file: {cls.cert}
+      tls_key_file: {cls.key}
+      username: edge
+      password: guess
+    - name: no-certificate
+{tls}
+      username: edge
+      password: s3cret
+    - name: plain
+      host: 127.0.0.1
+      port: {cls.broker.port}
+  subscriptions:
+    - broker: good
+      topic: secure/#
+      stream: secure
+  publish:
+    - stream: events
+      broker: plain
+      topic: events/${{camera}}/${{kind}}
+      qos: 1
+  home_assistant:
+    discovery: true
+""").start()
+        wait_for(lambda: cls.status()["good"]["connected"], what="the TLS broker connected")
+
+    @classmethod
+    def status(cls):
+        _, _, body = cls.daemon.get_json("/v1/mqtt")
+        return {b["name"]: b for b in body["brokers"]}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.cleanup()
+        cls.broker.stop(signal.SIGKILL)
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def test_tls_with_client_certificate_and_password(self):
+        publish_all(self.broker.port, [("secure/door", b"opened")], client_id="plain-publisher")
+        wait_for(lambda: b"opened" in payloads(self.daemon, "secure"), what="the message")
+        good = self.status()["good"]
+        self.assertTrue(good["tls"])
+        self.assertIsNone(good["last_error"])
+        # A wrong password is refused by the broker, and said so.
+        bad = wait_for(lambda: (lambda b: b if b["last_error"] else None)(
+            self.status()["wrong-password"]), what="the refusal")
+        self.assertFalse(bad["connected"])
+        self.assertIn("not authorised", bad["last_error"])
+        # Without a client certificate the TLS handshake fails.
+        nocert = wait_for(lambda: (lambda b: b if b["last_error"] else None)(
+            self.status()["no-certificate"]), what="the handshake failure")
+        self.assertFalse(nocert["connected"])
+
+    def test_stream_records_published_out(self):
+        listener = MqttClient(self.broker.port, "event-listener")
+        listener.subscribe("events/#", qos=1)
+        wait_for(lambda: self.status()["plain"]["connected"], what="plain broker connected")
+        event = {"camera": "door", "kind": "motion", "score": 0.92}
+        status, out = self.daemon.kinesis("PutRecord", {
+            "StreamName": "events", "PartitionKey": "door",
+            "Data": __import__("base64").b64encode(json.dumps(event).encode()).decode()})
+        self.assertEqual(status, 200, out)
+        listener.sock.settimeout(15)
+        topic, payload = listener.receive()
+        self.assertEqual(topic, "events/door/motion")
+        self.assertEqual(json.loads(payload), event)
+        listener.close()
+        wait_for(lambda: self.daemon.get_json("/v1/mqtt")[2]["publish"][0]["published"] == 1,
+                 what="the publication counted")
+
+    def test_edgectl_status_and_publish(self):
+        edgectl = [EDGECTL, "--url", self.daemon.url, "mqtt"]
+        wait_for(lambda: self.status()["plain"]["connected"], what="plain broker connected")
+        r = run(edgectl)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = {}
+        for line in r.stdout.splitlines():  # the broker table comes first
+            if line.strip():
+                lines.setdefault(line.split()[0], line)
+        self.assertIn("connected", lines["good"])
+        self.assertIn(f"127.0.0.1:{self.tls_port} tls", lines["good"])
+        self.assertIn("disconnected", lines["wrong-password"])
+        self.assertIn("not authorised", lines["wrong-password"])
+        self.assertIn("secure/#", r.stdout)
+
+        listener = MqttClient(self.broker.port, "cli-listener")
+        listener.subscribe("cli/#", qos=1)
+        r = run(edgectl + ["publish", "cli/hello", "from the command line", "plain"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        listener.sock.settimeout(10)
+        self.assertEqual(listener.receive(), ("cli/hello", b"from the command line"))
+        listener.close()
+        # Errors in edged's own shape, and a failing exit status.
+        r = run(edgectl + ["publish", "cli/#", "x", "plain"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("400", r.stderr)
+        r = run(edgectl + ["publish", "cli/x", "x", "wrong-password"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("503", r.stderr)
+        r = run(edgectl + ["publish", "cli/x", "x", "nosuch"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("404", r.stderr)
+
+    def test_home_assistant_discovery(self):
+        publish_all(self.broker.port, [("secure/boiler", b'{"temperature": 61.5, "state": "on"}')],
+                    client_id="ha-publisher")
+        listener = MqttClient(self.broker.port, "ha-listener")
+        listener.subscribe("homeassistant/#", qos=1)
+        listener.sock.settimeout(15)
+        topic, payload = listener.receive()  # retained: there already
+        listener.close()
+        self.assertEqual(topic, "homeassistant/sensor/edged_secure_boiler_temperature/config")
+        config = json.loads(payload)
+        self.assertEqual(config["state_topic"], "secure/boiler")
+        self.assertEqual(config["device_class"], "temperature")
+        self.assertEqual(config["unit_of_measurement"], "°C")
+        self.assertEqual(config["value_template"], '{{ value_json["temperature"] }}')
+        self.assertEqual(config["unique_id"], "edged_secure_boiler_temperature")
 
 
 class InvalidRuleTest(unittest.TestCase):

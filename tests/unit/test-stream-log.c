@@ -163,7 +163,7 @@ append_records (StreamLog *log, guint64 from, guint n, guint batch, gint64 arriv
     guint64 first = 0;
     g_autoptr (GError) error = NULL;
     if (!stream_log_append (log, (const char *const *) keys->pdata, (GBytes *const *) data->pdata,
-                            k, arrival, &first, &error))
+                            NULL, k, arrival, &first, &error))
       fail_msg ("append: %s", error->message);
     assert_int_equal (first, from + done);
     done += k;
@@ -245,7 +245,7 @@ test_no_payload_in_the_clear (void **state)
   StreamLog *log = open_log (f, 0);
   const char *keys[] = { "sensor-42" };
   g_autoptr (GBytes) data = g_bytes_new_static ("TEMPERATURE=21.5C", 17);
-  assert_true (stream_log_append (log, keys, &data, 1, 5, NULL, NULL));
+  assert_true (stream_log_append (log, keys, &data, NULL, 1, 5, NULL, NULL));
   stream_log_close (log);
   g_autofree char *path = g_build_filename (f->dir, "00000000000000000000.seg", NULL);
   g_autofree char *contents = NULL;
@@ -253,6 +253,49 @@ test_no_payload_in_the_clear (void **state)
   assert_true (g_file_get_contents (path, &contents, &len, NULL));
   assert_null (memmem (contents, len, "TEMPERATURE", 11));
   assert_null (memmem (contents, len, "sensor-42", 9));
+}
+
+/* Attributes ride beside some records of a batch, sealed like the data,
+ * and come back with them (and not with the others) after a reopen. */
+static void
+test_attributes (void **state)
+{
+  Fixture *f = *state;
+  StreamLog *log = open_log (f, 0);
+  const char *keys[] = { "a", "b", "c" };
+  g_autoptr (GBytes) d0 = g_bytes_new_static ("zero", 4);
+  g_autoptr (GBytes) d1 = g_bytes_new_static ("", 0);
+  g_autoptr (GBytes) d2 = g_bytes_new_static ("two", 3);
+  GBytes *data[] = { d0, d1, d2 };
+  g_autoptr (GBytes) a0 = g_bytes_new_static ("{\"topic\":\"SECRET/t\"}", 20);
+  g_autoptr (GBytes) a2 = g_bytes_new_static ("{}", 2);
+  GBytes *attributes[] = { a0, NULL, a2 };
+  assert_true (stream_log_append (log, keys, data, attributes, 3, 7, NULL, NULL));
+  assert_true (stream_log_append (log, keys, data, NULL, 1, 8, NULL, NULL));
+  stream_log_close (log);
+  g_autofree char *path = g_build_filename (f->dir, "00000000000000000000.seg", NULL);
+  g_autofree char *contents = NULL;
+  gsize len;
+  assert_true (g_file_get_contents (path, &contents, &len, NULL));
+  assert_null (memmem (contents, len, "SECRET", 6));
+
+  log = open_log (f, 0);
+  g_autoptr (GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) stream_record_free);
+  guint64 next = 0;
+  assert_true (stream_log_read (log, 0, 100, 1 << 20, out, &next, NULL));
+  assert_int_equal (out->len, 4);
+  StreamRecord *r = out->pdata[0];
+  assert_non_null (r->attributes);
+  assert_memory_equal (g_bytes_get_data (r->attributes, NULL), "{\"topic\":\"SECRET/t\"}", 20);
+  assert_memory_equal (g_bytes_get_data (r->data, NULL), "zero", 4);
+  r = out->pdata[1];
+  assert_null (r->attributes);
+  assert_int_equal (g_bytes_get_size (r->data), 0);
+  r = out->pdata[2];
+  assert_int_equal (g_bytes_get_size (r->attributes), 2);
+  assert_string_equal (r->partition_key, "c");
+  assert_null (((StreamRecord *) out->pdata[3])->attributes);
+  stream_log_close (log);
 }
 
 static GPtrArray *
@@ -445,6 +488,7 @@ main (void)
     cmocka_unit_test (test_sequence_numbers),
     cmocka_unit_test_setup_teardown (test_round_trip_and_reopen, setup, teardown),
     cmocka_unit_test_setup_teardown (test_no_payload_in_the_clear, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_attributes, setup, teardown),
     cmocka_unit_test_setup_teardown (test_segments_roll_and_retention, setup, teardown),
     cmocka_unit_test_setup_teardown (test_torn_tail_cut_at_every_byte, setup, teardown),
     cmocka_unit_test_setup_teardown (test_tampering_detected_not_served, setup, teardown),
