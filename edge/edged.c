@@ -329,7 +329,8 @@ daemon_start (Daemon *d, GError **error)
     }
   if (!functions_service_start (d->functions, error))
     return FALSE;
-  d->mqtt = mqtt_service_new (c, d->gateway, d->metrics, d->streams, d->functions, error);
+  d->mqtt = mqtt_service_new (c, edge_state_instance_id (d->state), d->gateway, d->metrics,
+                             d->streams, d->functions, error);
   if (d->mqtt == NULL) {
     g_prefix_error (error, "%s: ", d->config_source);
     return FALSE;

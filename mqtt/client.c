@@ -393,11 +393,11 @@ client_schedule_reconnect (MqttClient *client)
 }
 
 static char *
-default_client_id (const EdgeConfigMqttBroker *config)
+default_client_id (const EdgeConfigMqttBroker *config, const char *instance)
 {
   g_autofree char *host = g_strdup (g_get_host_name ());
   g_strcanon (host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", '-');
-  char *id = g_strdup_printf ("edged-%s-%s", host, config->name);
+  char *id = g_strdup_printf ("edged-%s-%s-%s", host, instance, config->name);
   if (strlen (id) > 64)
     id[64] = '\0';
   return id;
@@ -415,8 +415,8 @@ check (int rc, const char *what, GError **error)
 
 MqttClient *
 mqtt_client_new (const EdgeConfigMqttBroker *config, const char *const *filters, const int *qos,
-                 guint n_filters, MqttClientMessageFunc func, MqttClientDrainedFunc drained,
-                 gpointer user_data, GError **error)
+                 guint n_filters, const char *instance, MqttClientMessageFunc func,
+                 MqttClientDrainedFunc drained, gpointer user_data, GError **error)
 {
   static gsize initialised = 0;
   if (g_once_init_enter (&initialised)) {
@@ -430,7 +430,7 @@ mqtt_client_new (const EdgeConfigMqttBroker *config, const char *const *filters,
   client->user_data = user_data;
   client->backoff_ms = BACKOFF_FIRST_MS;
   client->client_id = config->client_id[0] ? g_strdup (config->client_id)
-                                           : default_client_id (config);
+                                           : default_client_id (config, instance);
   client->filters = g_ptr_array_new_with_free_func (g_free);
   client->qos = g_array_new (FALSE, FALSE, sizeof (int));
   client->published = g_hash_table_new_full (NULL, NULL, NULL, g_free);

@@ -79,10 +79,12 @@ typedef void (*MqttPublishedFunc) (gboolean ok, gpointer user_data);
 
 /* Connects to @config's broker (borrowed; it must outlive the client), and
  * reconnects with back-off, subscribing to @filters (@qos each) on every
- * connect. (transfer full) */
+ * connect. The default client id is edged-HOST-@instance-NAME.
+ * (transfer full) */
 MqttClient *mqtt_client_new (const EdgeConfigMqttBroker *config, const char *const *filters,
-                             const int *qos, guint n_filters, MqttClientMessageFunc func,
-                             MqttClientDrainedFunc drained, gpointer user_data, GError **error);
+                             const int *qos, guint n_filters, const char *instance,
+                             MqttClientMessageFunc func, MqttClientDrainedFunc drained,
+                             gpointer user_data, GError **error);
 void mqtt_client_free (MqttClient *client);
 
 /* Holds acknowledgements back: nothing more is written to the broker until

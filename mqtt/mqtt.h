@@ -37,10 +37,13 @@ gboolean mqtt_check_config (const EdgeConfig *config, const char *name, GError *
 
 /* Sets up @config's brokers, subscriptions, rules and publications, checks
  * that the streams and functions they name exist, and starts connecting.
- * Registers GET /v1/mqtt and the MQTT metrics. Everything is borrowed.
+ * Registers GET /v1/mqtt and the MQTT metrics. Client ids default to
+ * edged-HOST-INSTANCE-BROKER, INSTANCE the first 8 characters of
+ * @instance_id: stable across restarts (the broker keeps the session), and
+ * two edged on one host do not take each other's sessions. Everything is borrowed.
  * @functions may be NULL when no rule invokes one. (transfer full) */
-MqttService *mqtt_service_new (const EdgeConfig *config, EdgeGateway *gateway,
-                               EdgeMetrics *metrics, StreamStore *streams,
+MqttService *mqtt_service_new (const EdgeConfig *config, const char *instance_id,
+                               EdgeGateway *gateway, EdgeMetrics *metrics, StreamStore *streams,
                                FunctionsService *functions, GError **error);
 
 /* Disconnects; messages not yet durable are not acknowledged, so the

@@ -64,6 +64,7 @@ struct _MqttService {
   EdgeMetrics *metrics;
   StreamStore *streams;
   FunctionsService *functions;
+  char *instance; /* for default client ids */
   GPtrArray *brokers;       /* Broker * */
   GPtrArray *subscriptions; /* Subscription * */
   GPtrArray *rules;         /* Rule * */
@@ -987,8 +988,8 @@ setup (MqttService *service, const EdgeConfig *config, GError **error)
       add_filter (filters, qos, mqtt_rule_topic_filter (r->rule), 1);
     }
     b->client = mqtt_client_new (b->config, (const char *const *) filters->pdata,
-                                 (const int *) (void *) qos->data, filters->len, on_message,
-                                 on_drained, b, error);
+                                 (const int *) (void *) qos->data, filters->len, service->instance,
+                                 on_message, on_drained, b, error);
     if (b->client == NULL)
       return FALSE;
   }
@@ -1072,8 +1073,9 @@ mqtt_check_config (const EdgeConfig *config, const char *name, GError **error)
 }
 
 MqttService *
-mqtt_service_new (const EdgeConfig *config, EdgeGateway *gateway, EdgeMetrics *metrics,
-                  StreamStore *streams, FunctionsService *functions, GError **error)
+mqtt_service_new (const EdgeConfig *config, const char *instance_id, EdgeGateway *gateway,
+                  EdgeMetrics *metrics, StreamStore *streams, FunctionsService *functions,
+                  GError **error)
 {
   MqttService *service = g_new0 (MqttService, 1);
   g_atomic_ref_count_init (&service->refs);
@@ -1081,6 +1083,7 @@ mqtt_service_new (const EdgeConfig *config, EdgeGateway *gateway, EdgeMetrics *m
   service->metrics = metrics;
   service->streams = streams;
   service->functions = functions;
+  service->instance = g_strndup (instance_id, 8);
   service->brokers = g_ptr_array_new_with_free_func (broker_free);
   service->subscriptions = g_ptr_array_new_with_free_func (subscription_free);
   service->rules = g_ptr_array_new_with_free_func (rule_free);
@@ -1119,5 +1122,6 @@ mqtt_service_free (MqttService *service)
   g_ptr_array_unref (service->rules);
   g_ptr_array_unref (service->subscriptions);
   g_hash_table_unref (service->announced);
+  g_free (service->instance);
   service_unref (service);
 }

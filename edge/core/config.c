@@ -312,7 +312,8 @@ static const ConfigKey mqtt_broker_keys[] = {
   { "port", KEY_INT, MBOFF (port), "1883", 1, 65535, NULL, "TCP port (8883 is usual for TLS).",
     NULL },
   { "client_id", KEY_STRING, MBOFF (client_id), "", 0, 0, NULL,
-    "MQTT client id; default edged-HOSTNAME-NAME. The broker keeps the session (and the "
+    "MQTT client id; default edged-HOSTNAME-INSTANCE-NAME (INSTANCE from the data directory's "
+    "instance id). The broker keeps the session (and the "
     "QoS 1 and 2 messages that arrive while edged is away) under it.", NULL },
   { "username", KEY_STRING, MBOFF (username), "", 0, 0, NULL, "User name, if the broker asks.",
     NULL },
