@@ -35,6 +35,11 @@
 
 #define BACKOFF_FIRST_MS 1000
 #define READS_PER_DISPATCH 256
+/* Under load, reading pauses this long after a read that found several
+ * messages, so that the next read finds more: fewer, larger puts and
+ * PUBACK writes for a millisecond of latency. A lone message is read at
+ * once. */
+#define READ_COALESCE_MS 1
 
 typedef struct {
   GSource source;
@@ -59,6 +64,7 @@ struct _MqttClient {
 
   SocketSource *source; /* while a socket is open */
   GIOCondition events;  /* what the source watches for */
+  guint read_pause_id;  /* reading paused to let messages gather */
   guint misc_id;
   guint reconnect_id;
   guint backoff_ms;
@@ -106,6 +112,10 @@ static GSourceFuncs socket_funcs = { NULL, NULL, socket_dispatch, NULL, NULL, NU
 static void
 detach_socket (MqttClient *client)
 {
+  if (client->read_pause_id) {
+    g_source_remove (client->read_pause_id);
+    client->read_pause_id = 0;
+  }
   if (client->source) {
     g_source_destroy ((GSource *) client->source);
     g_source_unref ((GSource *) client->source);
@@ -126,7 +136,7 @@ update_watch (MqttClient *client)
 {
   if (client->source == NULL)
     return;
-  GIOCondition events = G_IO_IN | G_IO_HUP | G_IO_ERR;
+  GIOCondition events = client->read_pause_id ? 0 : G_IO_IN | G_IO_HUP | G_IO_ERR;
   if (may_write (client) && mosquitto_want_write (client->mosq))
     events |= G_IO_OUT;
   /* A change wakes the main context up: only when there is one. */
@@ -181,27 +191,39 @@ flush (MqttClient *client)
   update_watch (client);
 }
 
+static gboolean
+on_read_resume (gpointer user_data)
+{
+  MqttClient *client = user_data;
+  client->read_pause_id = 0;
+  update_watch (client);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 client_io (MqttClient *client, GIOCondition condition)
 {
   if (condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)) {
+    guint64 before = client->counters.messages_in;
     /* mosquitto_loop_read() handles one packet per call when nothing of
-     * QoS > 0 is queued: read on until the socket is drained (it leaves
-     * errno at EAGAIN then), a bounded number of times so that the rest
-     * of the loop gets its turn. */
+     * QoS > 0 is queued: read on while calls bring messages (errno cannot
+     * tell: libmosquitto's own wake-up pipe leaves EAGAIN in it), a bounded
+     * number of times so that the rest of the loop gets its turn. */
     for (guint i = 0; i < READS_PER_DISPATCH; i++) {
-      errno = 0;
+      guint64 seen = client->counters.messages_in;
       int rc = mosquitto_loop_read (client->mosq, 1);
       if (rc != MOSQ_ERR_SUCCESS || client->source == NULL) {
         if (client->drained)
           client->drained (client, client->user_data);
         return; /* the socket is closed; on_disconnect scheduled a reconnect */
       }
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
+      if (client->counters.messages_in == seen)
         break;
     }
     if (client->drained)
       client->drained (client, client->user_data);
+    if (client->counters.messages_in - before > 1 && client->read_pause_id == 0)
+      client->read_pause_id = g_timeout_add (READ_COALESCE_MS, on_read_resume, client);
   }
   flush (client);
 }
@@ -306,12 +328,8 @@ on_disconnect (struct mosquitto *mosq, void *user_data, int rc)
   client->holds = 0;
   client->poisoned = FALSE;
   fail_published (client, FALSE);
-  /* libmosquitto closed the socket: stop watching it, outside this call. */
-  if (client->source) {
-    g_source_destroy ((GSource *) client->source);
-    g_source_unref ((GSource *) client->source);
-    client->source = NULL;
-  }
+  /* libmosquitto closed the socket: stop watching it. */
+  detach_socket (client);
   if (client->reconnect_id == 0)
     client->reconnect_id = g_idle_add (on_reconnect_after_loss, client);
 }
