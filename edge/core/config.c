@@ -835,7 +835,6 @@ edge_config_new_embedded (const char *sample_bootstrap)
     EdgeConfigStream *stream = g_new0 (EdgeConfigStream, 1);
     fields_init (stream, stream_keys, G_N_ELEMENTS (stream_keys));
     set_string (&stream->name, stream_names[i]);
-    set_string (&stream->durability, "batch");
     g_ptr_array_add (config->streams, stream);
   }
   EdgeConfigMqttBroker *broker = g_new0 (EdgeConfigMqttBroker, 1);
