@@ -552,7 +552,9 @@ cmd_mqtt_publish (const char *topic, const char *message, const char *broker)
   g_autoptr (JsonNode) body = json_builder_get_root (b);
   g_autofree char *text = json_to_string (body, FALSE);
   gboolean failed;
-  g_autoptr (JsonNode) answer = request_json ("POST", "/v1/mqtt/publish", text, &failed);
+  JsonNode *answer = request_json ("POST", "/v1/mqtt/publish", text, &failed); /* 204: none */
+  if (answer)
+    json_node_unref (answer);
   return failed ? 1 : 0;
 }
 
