@@ -665,60 +665,69 @@ parse_unary (Parser *p)
   return e;
 }
 
-static Expr *
-parse_product (Parser *p)
+/* How a binary operator is written: punctuation, or a keyword. */
+typedef struct {
+  const char *text;
+  gboolean keyword;
+  BinaryOp op;
+} Spelling;
+
+static gboolean
+match_operator (Parser *p, const Spelling *ops, gsize n, BinaryOp *ret_op)
 {
-  Expr *e = parse_unary (p);
-  while (e && (is_punct (p, "*") || is_punct (p, "/") || is_punct (p, "%"))) {
-    BinaryOp op = is_punct (p, "*") ? OP_MUL : is_punct (p, "/") ? OP_DIV : OP_MOD;
+  for (gsize i = 0; i < n; i++)
+    if (ops[i].keyword ? is_keyword (p, ops[i].text) : is_punct (p, ops[i].text)) {
+      *ret_op = ops[i].op;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* operand {op operand}, left-associative; or, when @chain is FALSE, at most
+ * one op (comparisons: a < b < c is not a rule). */
+static Expr *
+parse_binary (Parser *p, Expr *(*operand) (Parser *), const Spelling *ops, gsize n,
+              gboolean chain)
+{
+  Expr *e = operand (p);
+  BinaryOp op;
+  while (e && match_operator (p, ops, n, &op)) {
     next (p);
-    Expr *r = parse_unary (p);
+    Expr *r = operand (p);
     if (r == NULL) {
       expr_free (e);
       return NULL;
     }
     e = binary (op, e, r);
+    if (!chain)
+      break;
   }
   return e;
+}
+
+static Expr *
+parse_product (Parser *p)
+{
+  static const Spelling ops[] = { { "*", FALSE, OP_MUL }, { "/", FALSE, OP_DIV },
+                                  { "%", FALSE, OP_MOD } };
+  return parse_binary (p, parse_unary, ops, G_N_ELEMENTS (ops), TRUE);
 }
 
 static Expr *
 parse_sum (Parser *p)
 {
-  Expr *e = parse_product (p);
-  while (e && (is_punct (p, "+") || is_punct (p, "-"))) {
-    BinaryOp op = is_punct (p, "+") ? OP_ADD : OP_SUB;
-    next (p);
-    Expr *r = parse_product (p);
-    if (r == NULL) {
-      expr_free (e);
-      return NULL;
-    }
-    e = binary (op, e, r);
-  }
-  return e;
+  static const Spelling ops[] = { { "+", FALSE, OP_ADD }, { "-", FALSE, OP_SUB } };
+  return parse_binary (p, parse_product, ops, G_N_ELEMENTS (ops), TRUE);
 }
 
 static Expr *
 parse_comparison (Parser *p)
 {
-  Expr *e = parse_sum (p);
-  static const struct {
-    const char *text;
-    BinaryOp op;
-  } ops[] = { { "=", OP_EQ }, { "<>", OP_NE }, { "!=", OP_NE }, { "<", OP_LT },
-              { "<=", OP_LE }, { ">", OP_GT }, { ">=", OP_GE } };
-  for (gsize i = 0; e && i < G_N_ELEMENTS (ops); i++)
-    if (is_punct (p, ops[i].text)) {
-      next (p);
-      Expr *r = parse_sum (p);
-      if (r == NULL) {
-        expr_free (e);
-        return NULL;
-      }
-      return binary (ops[i].op, e, r);
-    }
-  return e;
+  static const Spelling ops[] = { { "=", FALSE, OP_EQ },  { "<>", FALSE, OP_NE },
+                                  { "!=", FALSE, OP_NE }, { "<", FALSE, OP_LT },
+                                  { "<=", FALSE, OP_LE }, { ">", FALSE, OP_GT },
+                                  { ">=", FALSE, OP_GE } };
+  return parse_binary (p, parse_sum, ops, G_N_ELEMENTS (ops), FALSE);
 }
 
 static Expr *
@@ -741,35 +750,17 @@ parse_not (Parser *p)
 static Expr *
 parse_and (Parser *p)
 {
-  Expr *e = parse_not (p);
-  while (e && is_keyword (p, "and")) {
-    next (p);
-    Expr *r = parse_not (p);
-    if (r == NULL) {
-      expr_free (e);
-      return NULL;
-    }
-    e = binary (OP_AND, e, r);
-  }
-  return e;
+  static const Spelling ops[] = { { "and", TRUE, OP_AND } };
+  return parse_binary (p, parse_not, ops, G_N_ELEMENTS (ops), TRUE);
 }
 
 static Expr *
 parse_expr (Parser *p)
 {
+  static const Spelling ops[] = { { "or", TRUE, OP_OR } };
   if (!enter (p))
     return NULL;
-  Expr *e = parse_and (p);
-  while (e && is_keyword (p, "or")) {
-    next (p);
-    Expr *r = parse_and (p);
-    if (r == NULL) {
-      expr_free (e);
-      e = NULL;
-      break;
-    }
-    e = binary (OP_OR, e, r);
-  }
+  Expr *e = parse_binary (p, parse_and, ops, G_N_ELEMENTS (ops), TRUE);
   p->depth--;
   if (p->error) {
     expr_free (e);

@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -434,3 +435,25 @@ def publish_all(port, messages, client_id="edged-test-publisher", window=50, sto
             client.sock.close()
             time.sleep(0.1)
     return connections
+
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
+NODE = os.path.join(NODE_DIR, "node_modules", ".bin", "node")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def run_node_tests(case, scripts, timeout=240, browser=False, env=None):
+    """Runs tests/node's @scripts with node's test runner (the Node 20 that
+    tests/node installs from the npm registry) against the edged under test,
+    and fails @case with their output if any fails."""
+    case.assertTrue(os.path.exists(NODE),
+                    "tests/node has no node_modules: run .ci/install-deps --test (it runs npm ci there)")
+    if browser:
+        case.assertTrue(os.path.exists(CHROMIUM),
+                        f"{CHROMIUM} is missing: run .ci/install-deps --test (apt-get install chromium)")
+    r = subprocess.run([NODE, "--test", *scripts], cwd=NODE_DIR, capture_output=True, text=True,
+                       timeout=timeout,
+                       env=dict(os.environ, EDGED=os.path.abspath(os.environ.get("EDGED", EDGED)),
+                                **camera_env(), **(env or {})))
+    sys.stderr.write(r.stdout[-3000:])
+    case.assertEqual(r.returncode, 0, r.stdout[-5000:] + r.stderr[-2000:])
