@@ -141,6 +141,83 @@ mqtt:
         self.assertIn("dropped", self.daemon.log())
 
 
+class FullDiskTest(unittest.TestCase):
+    """A full disk, by fault injection: messages that cannot be stored are
+    not acknowledged; edged reconnects, the broker sends them again, and
+    once space is freed every one of them is stored."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="edged-mqtt-full-")
+        self.mnt = tempfile.mkdtemp(prefix="edged-mqtt-tmpfs-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            os.rmdir(self.mnt)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        self.broker = Mosquitto(self.workdir).start()
+
+    def tearDown(self):
+        self.broker.stop(signal.SIGKILL)
+        subprocess.run(["umount", "-l", self.mnt])
+        os.rmdir(self.mnt)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def test_full_disk_holds_acknowledgements_until_space_returns(self):
+        d = Daemon(workdir=self.workdir, data_dir=os.path.join(self.mnt, "data"), config=f"""
+storage:
+  min_free_bytes: 0
+streams:
+  - name: telemetry
+  - name: filler
+mqtt:
+  brokers:
+    - name: site
+      host: 127.0.0.1
+      port: {self.broker.port}
+      reconnect_max: 2s
+  subscriptions:
+    - broker: site
+      topic: plant/#
+      stream: telemetry
+""").start()
+        try:
+            wait_for(lambda: broker_status(d)["connected"], what="edged connected")
+            # Fill the disk through the Kinesis API until puts are refused,
+            # with smaller records at the end so that not even a small one fits.
+            for size in (60000, 4000, 200, 10):
+                blob = __import__("base64").b64encode(os.urandom(size)).decode()
+                for i in range(2000):
+                    status, out = d.kinesis("PutRecords", {"StreamName": "filler", "Records": [
+                        {"PartitionKey": f"k{size}-{i}-{j}", "Data": blob} for j in range(10)]})
+                    self.assertEqual(status, 200, out)
+                    if out["FailedRecordCount"] == 10:
+                        break
+                else:
+                    self.fail("the disk never filled")
+
+            messages = [(f"plant/line-{i % 3}", f"reading {i}".encode()) for i in range(200)]
+            publish_all(self.broker.port, messages, client_id="full-disk-publisher")
+            status = wait_for(lambda: (lambda b: b if b["last_error"] else None)(broker_status(d)),
+                              what="the refusal")
+            self.assertIn("could not be stored", status["last_error"])
+            self.assertIn("the broker will send it again", d.log())
+            time.sleep(2)
+            stored = set(payloads(d, "telemetry"))
+            self.assertLess(len(stored), len(messages), "the disk was not full after all")
+
+            # Space comes back: the broker sends what was never acknowledged.
+            status, out = d.kinesis("DeleteStream", {"StreamName": "filler"})
+            self.assertEqual(status, 200, out)
+            want = {p for _, p in messages}
+            wait_for(lambda: want <= set(payloads(d, "telemetry")), timeout=60, interval=0.5,
+                     what="every message stored")
+            self.assertEqual(d.request("GET", "/healthz")[0], 200)
+        finally:
+            self.assertEqual(d.stop(), 0)
+            d.cleanup()
+
+
 class RulesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
