@@ -33,9 +33,11 @@
 #include <sqlite3.h>
 #include <math.h>
 #include <gio/gio.h>
+#include <gio/gunixinputstream.h>
 #include <stdio.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -360,6 +362,30 @@ take_current (Env *env, SoupServerMessage *msg, const char *id)
 }
 
 static void fail_too_large (Env *env);
+static void output_take (Env *env, const char *data, gsize len);
+
+/* Reads what is already in @env's output pipe, now. The asynchronous read
+ * that is pending would get it only on a later turn of the loop, after the
+ * answer that follows it has ended the invocation. Reads only what the
+ * pipe holds (FIONREAD), so it never blocks; the pending read then waits
+ * for more as before (all of it runs on the main thread). */
+static void
+drain_output (Env *env)
+{
+  if (env->output == NULL || !G_IS_UNIX_INPUT_STREAM (env->output))
+    return;
+  int fd = g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (env->output));
+  char buf[16 * 1024];
+  for (guint rounds = 0; rounds < 64; rounds++) { /* at most 1 MiB now */
+    int queued = 0;
+    if (ioctl (fd, FIONREAD, &queued) != 0 || queued <= 0)
+      return;
+    ssize_t n = read (fd, buf, MIN ((gsize) queued, sizeof buf));
+    if (n <= 0)
+      return;
+    output_take (env, buf, (gsize) n);
+  }
+}
 
 static void
 on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
@@ -408,6 +434,9 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
       runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
       return;
     }
+    /* What the handler printed before it answered belongs to this
+     * invocation (its REPORT, its log tail): take it in first. */
+    drain_output (env);
     Invocation *inv = take_current (env, msg, id);
     if (inv == NULL)
       return;
