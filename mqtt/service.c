@@ -241,22 +241,6 @@ on_drained (MqttClient *client, gpointer user_data)
   flush_batches (user_data);
 }
 
-static void
-append_json_string (GString *out, const char *text)
-{
-  g_string_append_c (out, '"');
-  for (const char *p = text; *p; p++) {
-    guchar c = (guchar) *p;
-    if (c == '"' || c == '\\')
-      g_string_append_printf (out, "\\%c", c);
-    else if (c < 0x20)
-      g_string_append_printf (out, "\\u%04x", c);
-    else
-      g_string_append_c (out, (char) c);
-  }
-  g_string_append_c (out, '"');
-}
-
 /* What is kept beside the payload: the topic and the message's flags (the
  * properties an MQTT 3.1.1 PUBLISH has), and the rule that made it. */
 static GBytes *
@@ -264,12 +248,12 @@ attributes (MqttMessage *message, Rule *rule)
 {
   GString *out = g_string_sized_new (64);
   g_string_append (out, "{\"topic\":");
-  append_json_string (out, message->topic);
+  edge_json_append_string (out, message->topic, strlen (message->topic));
   g_string_append_printf (out, ",\"qos\":%d,\"retain\":%s", message->qos,
                           message->retain ? "true" : "false");
   if (rule) {
     g_string_append (out, ",\"rule\":");
-    append_json_string (out, rule->config->name);
+    edge_json_append_string (out, rule->config->name, strlen (rule->config->name));
   }
   g_string_append_c (out, '}');
   if (out->len > STREAM_ATTRIBUTES_MAX_BYTES) { /* a topic of over 16 KiB: keep the flags */
