@@ -408,12 +408,17 @@ class MqttClient:
         self.sock.close()
 
 
-def publish_all(port, messages, client_id="edged-test-publisher", window=50, stop=None):
+def publish_all(port, messages, client_id="edged-test-publisher", window=50, rate=None,
+                progress=None):
     """Publishes every (topic, payload) at QoS 1 until each is acknowledged,
     reconnecting (and sending the unacknowledged ones again) whenever the
-    broker goes away. Returns how many connections it took."""
-    pending = list(range(len(messages)))
+    broker goes away. At most @rate messages a second when given; @progress,
+    a list, gets the index of each message as the broker acknowledges it.
+    Returns how many connections it took."""
+    pending = set(range(len(messages)))
     connections = 0
+    started = time.monotonic()
+    sent = 0
     while pending:
         try:
             client = MqttClient(port, client_id)
@@ -422,14 +427,25 @@ def publish_all(port, messages, client_id="edged-test-publisher", window=50, sto
             continue
         connections += 1
         try:
-            queue = list(pending)
+            queue = sorted(pending)
             while queue or client.unacked:
+                paced = False
                 while queue and len(client.unacked) < window:
+                    if rate and sent >= rate * (time.monotonic() - started):
+                        paced = True
+                        break
                     i = queue.pop(0)
                     topic, payload = messages[i]
                     client.publish(topic, payload, qos=1, key=i)
-                for i in client.read_acks(until_below=window - 1 if queue else 0):
-                    pending.remove(i)
+                    sent += 1
+                if paced and not client.unacked:
+                    time.sleep(0.005)
+                    continue
+                for i in client.read_acks(until_below=window - 1 if queue and not paced else 0):
+                    if i in pending:
+                        pending.remove(i)
+                        if progress is not None:
+                            progress.append(i)
             client.close()
         except OSError:
             client.sock.close()

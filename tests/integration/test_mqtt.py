@@ -111,14 +111,19 @@ mqtt:
         self.daemon.start()
         wait_for(lambda: broker_status(self.daemon)["connected"], what="edged connected")
         messages = self.messages("kill")
-        publisher = threading.Thread(target=publish_all, args=(self.broker.port, messages))
+        # Paced so that the flow outlasts three kills and restarts.
+        acked = []
+        publisher = threading.Thread(target=publish_all, args=(self.broker.port, messages),
+                                     kwargs={"rate": N / 8, "progress": acked})
         publisher.start()
         # Kill edged while messages are arriving, then start it again; three
-        # times, at different points of the flow.
-        for kill in range(3):
+        # times, at a quarter, half and three quarters of the flow.
+        for kill in range(1, 4):
             before = broker_status(self.daemon)["messages_in"]
-            wait_for(lambda: broker_status(self.daemon)["messages_in"] > before + N // 8,
-                     timeout=60, interval=0.02, what="messages arriving")
+            wait_for(lambda: len(acked) >= kill * N // 4, timeout=60, interval=0.02,
+                     what="the publisher's progress")
+            self.assertGreater(broker_status(self.daemon)["messages_in"], before,
+                               "edged received nothing between kills")
             self.daemon.proc.send_signal(signal.SIGKILL)
             self.daemon.wait_exit()
             self.daemon.start()
