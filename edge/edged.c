@@ -277,7 +277,8 @@ daemon_start (Daemon *d, GError **error)
       !stream_rest_register (d->gateway, d->streams, error))
     return FALSE;
   g_autofree char *media_dir = g_build_filename (edge_data_dir_path (d->data_dir), "media", NULL);
-  d->media = media_service_new (d->gateway, d->state, d->keyring, media_dir, error);
+  d->media = media_service_new (d->gateway, d->state, d->keyring, d->streams, media_dir,
+                                error);
   if (d->media == NULL)
     return FALSE;
   media_service_set_free_space (d->media, (guint64) c->storage_min_free_bytes,
@@ -439,6 +440,7 @@ load_config (char **ret_source, GError **error)
     }
   }
   if (!edge_config_validate (config, *ret_source, error) ||
+      !media_check_config (config, *ret_source, error) ||
       !mqtt_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
@@ -494,7 +496,8 @@ run_one_shot_command (void)
   }
   if (opt_check_config) {
     g_autoptr (EdgeConfig) config = edge_config_load_file (opt_check_config, &error);
-    if (config == NULL || !mqtt_check_config (config, opt_check_config, &error)) {
+    if (config == NULL || !media_check_config (config, opt_check_config, &error) ||
+        !mqtt_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }

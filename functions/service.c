@@ -874,6 +874,9 @@ env_start (Function *fn, GError **error)
   g_autofree char *day = g_date_time_format (now, "%Y/%m/%d");
   g_autofree char *log_stream = g_strdup_printf ("%s/[$LATEST]%08x%08x", day, g_random_int (),
                                                  g_random_int ());
+  /* Where the function reaches this edged's API (event snapshots, clips,
+   * streams), when the gateway listens. */
+  g_autofree char *edged_url = service->gateway ? edge_gateway_url (service->gateway) : NULL;
   /* Defaults the function's own variables may replace, then the
    * function's, then what Lambda sets and no function may. */
   const char *const defaults[][2] = {
@@ -882,6 +885,7 @@ env_start (Function *fn, GError **error)
     { "TZ", ":UTC" },
     { "HOME", env->tmp_dir },
     { "TMPDIR", env->tmp_dir },
+    { "EDGED_URL", edged_url ? edged_url : "" },
   };
   const char *const reserved[][2] = {
     { "AWS_LAMBDA_RUNTIME_API", runtime_api },

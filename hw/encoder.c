@@ -73,3 +73,22 @@ hw_encoder_pipeline (HwEncoderKind kind, guint bitrate_kbps, guint keyframe_fram
                             bitrate_kbps, keyframe_frames);
   }
 }
+
+/* ---- decoders, for the detection branch ---- */
+
+char *
+hw_decoder_pipeline (const char *root, gboolean h265)
+{
+  /* The Raspberry Pi 4's bcm2835 codec decodes H.264 at /dev/video10; the
+   * Pi 5 decodes H.265 through the stateless rpivid driver. */
+  if (!h265 && path_exists (root, "dev/video10") && element_exists ("v4l2h264dec"))
+    return g_strdup ("v4l2h264dec");
+  if (h265 && path_exists (root, "dev/video19") && element_exists ("v4l2slh265dec"))
+    return g_strdup ("v4l2slh265dec");
+  if (path_exists (root, "dev/dri/renderD128") &&
+      element_exists (h265 ? "vaapih265dec" : "vaapih264dec"))
+    return g_strdup (h265 ? "vaapih265dec" : "vaapih264dec");
+  /* One thread: a detection branch should cost one camera's share, not
+   * every core for a moment. */
+  return g_strdup (h265 ? "avdec_h265 max-threads=1" : "avdec_h264 max-threads=1");
+}

@@ -43,4 +43,10 @@ const char *hw_encoder_name (HwEncoderKind kind);
  * every @keyframe_frames frames. (transfer full) */
 char *hw_encoder_pipeline (HwEncoderKind kind, guint bitrate_kbps, guint keyframe_frames);
 
+/* A gst-launch fragment decoding H.264 (or H.265) access units for the
+ * detection branch: the board's decoder where @root's device files show
+ * one (V4L2 on a Raspberry Pi, VA-API), libav's otherwise. Needs gst_init.
+ * (transfer full) */
+char *hw_decoder_pipeline (const char *root, gboolean h265);
+
 G_END_DECLS

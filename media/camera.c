@@ -105,6 +105,7 @@ struct _MediaCamera {
   guint64 frames;        /* atomic */
   gint want_chunks;      /* atomic: low-latency viewers are watching */
   MediaChunkFunc on_chunk;
+  MediaDetect *detect; /* nullable: no detectors */
 
   Fragmenter frag; /* the streaming thread's while a pipeline runs */
 };
@@ -143,6 +144,10 @@ config_copy (EdgeConfigCamera *to, const EdgeConfigCamera *from)
   to->name = g_strdup (from->name);
   to->source = g_strdup (from->source);
   to->rtsp_transport = g_strdup (from->rtsp_transport);
+  to->detect = g_strdup (from->detect);
+  to->motion_min_area = g_strdup (from->motion_min_area);
+  to->zones = g_strdup (from->zones);
+  to->events_stream = g_strdup (from->events_stream);
 }
 
 static void
@@ -153,6 +158,10 @@ camera_unref (MediaCamera *camera)
   g_free (camera->config.name);
   g_free (camera->config.source);
   g_free (camera->config.rtsp_transport);
+  g_free (camera->config.detect);
+  g_free (camera->config.motion_min_area);
+  g_free (camera->config.zones);
+  g_free (camera->config.events_stream);
   g_free (camera->last_error);
   g_main_context_unref (camera->context);
   g_free (camera);
@@ -231,7 +240,8 @@ media_camera_source_check (const EdgeConfigCamera *config, GError **error)
 {
   SourceKind kind;
   g_autofree char *target = NULL;
-  return source_parse (config->source, &kind, &target, error);
+  return source_parse (config->source, &kind, &target, error) &&
+         media_detect_check (config, error);
 }
 
 char *
@@ -516,6 +526,10 @@ fragmenter_push (MediaCamera *camera, const Frame *frame)
   g_byte_array_append (f->data, frame->data, (guint) frame->size);
   if (g_atomic_int_get (&camera->want_chunks))
     fragmenter_chunk (camera, &s, decode, frame->data);
+  if (camera->detect && f->codec_private)
+    media_detect_push (camera->detect, f->init_meta.codec == MEDIA_CODEC_H265, f->codec_private,
+                       frame->data, frame->size, frame->keyframe, decode,
+                       (guint64) ((gint64) decode + s.cts_offset), f->next_number);
 }
 
 static void
@@ -1081,7 +1095,7 @@ camera_stop_pipeline (MediaCamera *camera)
 
 MediaCamera *
 media_camera_new (const EdgeConfigCamera *config, MediaStore *store, guint encoder_kind,
-                  MediaFragmentFunc on_fragment, gpointer user_data)
+                  MediaFragmentFunc on_fragment, MediaEventFunc on_event, gpointer user_data)
 {
   g_autoptr (GError) error = NULL;
   MediaCamera *camera = g_new0 (MediaCamera, 1);
@@ -1118,6 +1132,11 @@ media_camera_new (const EdgeConfigCamera *config, MediaStore *store, guint encod
     camera->state = MEDIA_CAMERA_RETRYING;
     return camera;
   }
+  if (on_event) {
+    camera->detect = media_detect_new (config, camera->context, on_event, user_data, &error);
+    if (error)
+      g_warning ("camera \"%s\": no detection: %s", config->name, error->message);
+  }
   camera->watchdog_source = g_timeout_add_seconds (1, watchdog, camera);
   camera_start (camera);
   return camera;
@@ -1134,6 +1153,7 @@ media_camera_free (MediaCamera *camera)
    * (index, listener) runs at once (on_main). */
   camera_stop_pipeline (camera);
   camera->removed = TRUE;
+  g_clear_pointer (&camera->detect, media_detect_free);
   Fragmenter *f = &camera->frag;
   media_store_writer_free (f->writer);
   g_array_unref (f->samples);
@@ -1199,4 +1219,16 @@ media_camera_track (MediaCamera *camera, MediaInitMeta *ret_init)
     return FALSE;
   *ret_init = camera->track;
   return TRUE;
+}
+
+guint64
+media_camera_detect_frames (MediaCamera *camera)
+{
+  return media_detect_frames (camera->detect);
+}
+
+guint64
+media_camera_detect_dropped (MediaCamera *camera)
+{
+  return media_detect_dropped (camera->detect);
 }

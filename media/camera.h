@@ -13,6 +13,7 @@
 #pragma once
 
 #include "edge-core.h"
+#include "detect.h"
 #include "store.h"
 
 G_BEGIN_DECLS
@@ -58,12 +59,14 @@ void media_camera_set_chunks (MediaCamera *camera, MediaChunkFunc on_chunk);
  * source edged cannot read (unknown scheme, malformed URL). */
 gboolean media_camera_source_check (const EdgeConfigCamera *config, GError **error);
 
-/* Starts capturing; @store is borrowed, @config copied. Never fails: a
+/* Starts capturing; @store is borrowed, @config copied. With @on_event,
+ * the camera's detectors (config->detect) run and their events go there,
+ * with @user_data, on the main thread. Never fails: a
  * source that cannot start is retried, its error shown in the status.
  * (transfer full) */
 MediaCamera *media_camera_new (const EdgeConfigCamera *config, MediaStore *store,
                                guint encoder_kind, MediaFragmentFunc on_fragment,
-                               gpointer user_data);
+                               MediaEventFunc on_event, gpointer user_data);
 /* Stops the pipeline (flushing what it has as a last fragment) and frees. */
 void media_camera_free (MediaCamera *camera);
 
@@ -79,5 +82,9 @@ guint64 media_camera_frames (MediaCamera *camera);
 guint media_camera_restarts (MediaCamera *camera);
 /* Codec and size of the current init segment, or FALSE before the first. */
 gboolean media_camera_track (MediaCamera *camera, MediaInitMeta *ret_init);
+
+/* The detection branch's frames examined and access units dropped. */
+guint64 media_camera_detect_frames (MediaCamera *camera);
+guint64 media_camera_detect_dropped (MediaCamera *camera);
 
 G_END_DECLS

@@ -12,17 +12,25 @@
 
 #include "edge-core.h"
 #include "edge-gateway.h"
+#include "stream.h"
 
 G_BEGIN_DECLS
 
 typedef struct _MediaService MediaService;
 
 /* Opens the fragment store under @directory, registers the camera routes
- * and starts the cameras added at run time in earlier runs. @gateway,
- * @state and @keyring are borrowed and must outlive the service.
+ * and starts the cameras added at run time in earlier runs. Detection
+ * events are appended to data streams of @streams (nullable: only
+ * indexed). Everything is borrowed and must outlive the service.
  * (transfer full) */
 MediaService *media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
-                                 const char *directory, GError **error);
+                                 StreamStore *streams, const char *directory,
+                                 GError **error);
+
+/* Checks the cameras of @config (sources, detection settings) without
+ * starting anything; FALSE with @error naming the file (@name), the camera
+ * and the setting. */
+gboolean media_check_config (const EdgeConfig *config, const char *name, GError **error);
 
 /* Starts a camera declared in the configuration (@config is copied). Fails
  * for an invalid name or source, or a name already taken. */

@@ -15,6 +15,7 @@
 
 #include "service.h"
 
+#include "detect.h"
 #include "hw.h"
 
 #include <gst/gst.h>
@@ -110,6 +111,8 @@ media_service_add_camera (MediaService *service, const EdgeConfigCamera *config,
   if (!media_camera_source_check (config, error))
     return NULL;
   service_start_gstreamer (service);
+  if (config->detect[0])
+    media_events_ensure_stream (service, config);
   MediaServiceCamera *c = g_new0 (MediaServiceCamera, 1);
   c->service = service;
   c->name = g_strdup (config->name);
@@ -128,7 +131,8 @@ media_service_add_camera (MediaService *service, const EdgeConfigCamera *config,
                                                        &c->init_meta);
   }
   g_array_unref (last);
-  c->camera = media_camera_new (config, service->store, service->encoder, on_fragment, c);
+  c->camera = media_camera_new (config, service->store, service->encoder, on_fragment,
+                                media_events_on_event, c);
   g_autofree char *shown = media_camera_display_source (config->source);
   g_message ("camera \"%s\": recording from %s", config->name, shown);
   return c;
@@ -142,6 +146,18 @@ media_service_add_configured_camera (MediaService *service, const EdgeConfigCame
 }
 
 /* ---- cameras added at run time, kept in the state database ---- */
+
+/* The detection settings that are strings, with their defaults. */
+static const struct {
+  const char *name;
+  gsize offset;
+  const char *def;
+} camera_strings[] = {
+  { "detect", G_STRUCT_OFFSET (EdgeConfigCamera, detect), "" },
+  { "motion_min_area", G_STRUCT_OFFSET (EdgeConfigCamera, motion_min_area), "0.5%" },
+  { "zones", G_STRUCT_OFFSET (EdgeConfigCamera, zones), "" },
+  { "events_stream", G_STRUCT_OFFSET (EdgeConfigCamera, events_stream), "events" },
+};
 
 static JsonNode *
 camera_config_to_json (const EdgeConfigCamera *c)
@@ -164,10 +180,21 @@ camera_config_to_json (const EdgeConfigCamera *c)
     { "width", G_STRUCT_OFFSET (EdgeConfigCamera, width) },
     { "height", G_STRUCT_OFFSET (EdgeConfigCamera, height) },
     { "fps", G_STRUCT_OFFSET (EdgeConfigCamera, fps) },
+    { "detect_fps", G_STRUCT_OFFSET (EdgeConfigCamera, detect_fps) },
+    { "detect_width", G_STRUCT_OFFSET (EdgeConfigCamera, detect_width) },
+    { "motion_sensitivity", G_STRUCT_OFFSET (EdgeConfigCamera, motion_sensitivity) },
+    { "event_cooldown_ms", G_STRUCT_OFFSET (EdgeConfigCamera, event_cooldown_ms) },
+    { "event_pre_roll_ms", G_STRUCT_OFFSET (EdgeConfigCamera, event_pre_roll_ms) },
+    { "event_post_roll_ms", G_STRUCT_OFFSET (EdgeConfigCamera, event_post_roll_ms) },
+    { "event_retention_hours", G_STRUCT_OFFSET (EdgeConfigCamera, event_retention_hours) },
   };
   for (guint i = 0; i < G_N_ELEMENTS (ints); i++) {
     json_builder_set_member_name (b, ints[i].name);
     json_builder_add_int_value (b, G_STRUCT_MEMBER (gint64, c, ints[i].offset));
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (camera_strings); i++) {
+    json_builder_set_member_name (b, camera_strings[i].name);
+    json_builder_add_string_value (b, G_STRUCT_MEMBER (char *, c, camera_strings[i].offset));
   }
   json_builder_end_object (b);
   return json_builder_get_root (b);
@@ -192,6 +219,16 @@ camera_config_from_json (JsonObject *o, EdgeConfigCamera *ret, GError **error)
     { "width", G_STRUCT_OFFSET (EdgeConfigCamera, width), 0, 0, 7680 },
     { "height", G_STRUCT_OFFSET (EdgeConfigCamera, height), 0, 0, 4320 },
     { "fps", G_STRUCT_OFFSET (EdgeConfigCamera, fps), 0, 0, 240 },
+    { "detect_fps", G_STRUCT_OFFSET (EdgeConfigCamera, detect_fps), 5, 1, 30 },
+    { "detect_width", G_STRUCT_OFFSET (EdgeConfigCamera, detect_width), 320, 64, 1920 },
+    { "motion_sensitivity", G_STRUCT_OFFSET (EdgeConfigCamera, motion_sensitivity), 50, 1, 100 },
+    { "event_cooldown_ms", G_STRUCT_OFFSET (EdgeConfigCamera, event_cooldown_ms), 5000, 200,
+      600000 },
+    { "event_pre_roll_ms", G_STRUCT_OFFSET (EdgeConfigCamera, event_pre_roll_ms), 5000, 0, 60000 },
+    { "event_post_roll_ms", G_STRUCT_OFFSET (EdgeConfigCamera, event_post_roll_ms), 5000, 0,
+      60000 },
+    { "event_retention_hours", G_STRUCT_OFFSET (EdgeConfigCamera, event_retention_hours), 168, 1,
+      8760 },
   };
   JsonNode *source = json_object_get_member (o, "source");
   if (source == NULL || !JSON_NODE_HOLDS_VALUE (source) ||
@@ -230,7 +267,21 @@ camera_config_from_json (JsonObject *o, EdgeConfigCamera *ret, GError **error)
     }
     G_STRUCT_MEMBER (gint64, ret, ints[i].offset) = value;
   }
-  return TRUE;
+  /* Strings are borrowed from @o, as the source is. */
+  for (guint i = 0; i < G_N_ELEMENTS (camera_strings); i++) {
+    const char *value = camera_strings[i].def;
+    JsonNode *node = json_object_get_member (o, camera_strings[i].name);
+    if (node) {
+      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "%s: a string",
+                     camera_strings[i].name);
+        return FALSE;
+      }
+      value = json_node_get_string (node);
+    }
+    G_STRUCT_MEMBER (const char *, ret, camera_strings[i].offset) = value;
+  }
+  return media_detect_check (ret, error);
 }
 
 static gboolean
@@ -353,6 +404,7 @@ retention_tick (gpointer data)
     if (removed > 0)
       g_debug ("camera \"%s\": retention removed %u fragments", c->name, removed);
   }
+  media_events_expire (service);
   return G_SOURCE_CONTINUE;
 }
 
@@ -450,6 +502,17 @@ camera_status (MediaService *service, MediaServiceCamera *c)
   json_builder_add_int_value (b, c->viewers->len);
   json_builder_set_member_name (b, "liveSkipped");
   json_builder_add_int_value (b, (gint64) c->live_skipped);
+  json_builder_set_member_name (b, "detection");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "detectors");
+  json_builder_add_string_value (b, config->detect);
+  json_builder_set_member_name (b, "framesExamined");
+  json_builder_add_int_value (b, (gint64) media_camera_detect_frames (c->camera));
+  json_builder_set_member_name (b, "accessUnitsDropped");
+  json_builder_add_int_value (b, (gint64) media_camera_detect_dropped (c->camera));
+  json_builder_set_member_name (b, "events");
+  json_builder_add_int_value (b, (gint64) c->events);
+  json_builder_end_object (b);
   json_builder_set_member_name (b, "recorded");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "fragments");
@@ -861,7 +924,7 @@ media_service_mkv_async (MediaService *service, const char *camera, guint32 init
 
 MediaService *
 media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
-                   const char *directory, GError **error)
+                   StreamStore *streams, const char *directory, GError **error)
 {
   static const EdgeRoute routes[] = {
     { "GET", "/v1/cameras", handle_list, "List cameras and their status", "cameras", 0 },
@@ -878,6 +941,7 @@ media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
   service->gateway = gateway;
   service->state = state;
   service->keyring = keyring;
+  service->streams = streams;
   service->cameras = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, service_camera_free);
   service->store = media_store_open (directory, state, keyring, error);
   if (service->store == NULL) {
@@ -890,7 +954,8 @@ media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
       return NULL;
     }
   if (!media_live_register (service, error) || !media_hls_register (service, error) ||
-      !media_kvs_register (service, error) || !media_images_register (service, error)) {
+      !media_kvs_register (service, error) || !media_images_register (service, error) ||
+      !media_events_register (service, error)) {
     media_service_free (service);
     return NULL;
   }
@@ -914,4 +979,18 @@ media_service_free (MediaService *service)
   g_clear_pointer (&service->cameras, g_hash_table_unref);
   g_clear_pointer (&service->store, media_store_close);
   g_free (service);
+}
+
+
+gboolean
+media_check_config (const EdgeConfig *config, const char *name, GError **error)
+{
+  for (guint i = 0; i < config->cameras->len; i++) {
+    const EdgeConfigCamera *c = config->cameras->pdata[i];
+    if (!media_camera_source_check (c, error)) {
+      g_prefix_error (error, "%s: cameras[%u] (%s): ", name, i, c->name);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }

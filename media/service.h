@@ -7,6 +7,7 @@
 #include "media.h"
 #include "mkv.h"
 #include "store.h"
+#include "stream.h"
 
 G_BEGIN_DECLS
 
@@ -34,6 +35,7 @@ typedef struct {
   MediaInitMeta init_meta;
   GBytes *init;       /* the current init segment */
   GQueue recent;      /* MediaRecentFragment * */
+  guint64 events;     /* detection events started and ended since edged started */
 } MediaServiceCamera;
 
 struct _MediaService {
@@ -48,6 +50,7 @@ struct _MediaService {
   guint space_timer;
   guint64 keep_free_bytes; /* storage.min_free_bytes + storage.video_reserve_bytes */
   guint jobs; /* worker-thread reads and decodes in flight */
+  StreamStore *streams; /* nullable: where detection events go (events.c) */
 };
 
 /* The camera called @name, or NULL. */
@@ -115,6 +118,14 @@ void media_live_close_all (MediaServiceCamera *camera);
 gboolean media_hls_register (MediaService *service, GError **error);
 gboolean media_kvs_register (MediaService *service, GError **error);
 gboolean media_images_register (MediaService *service, GError **error);
+gboolean media_events_register (MediaService *service, GError **error);
+/* A camera's detection event (user data: its MediaServiceCamera). */
+void media_events_on_event (const MediaEvent *event, gpointer user_data);
+/* Makes @config's events stream when it is missing; FALSE (logged) when
+ * it cannot be made or there are no streams. */
+gboolean media_events_ensure_stream (MediaService *service, const EdgeConfigCamera *config);
+/* Forgets events past their retention. */
+void media_events_expire (MediaService *service);
 
 /* Adds a camera (started at once) or fails for a bad name or source or a
  * taken name. */

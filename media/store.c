@@ -81,7 +81,25 @@ static const char *const media_schema[] = {
   /* Cameras added at run time (POST /v1/cameras), restarted with edged. */
   "CREATE TABLE media_cameras ("
   "  name TEXT PRIMARY KEY, config TEXT NOT NULL, created_ms INTEGER NOT NULL);",
+  /* Detection events (events.c); they also say which footage to keep
+   * longer: producer time from start - pre_ms to end + post_ms, until
+   * keep_until_ms. */
+  "CREATE TABLE media_events ("
+  "  id TEXT PRIMARY KEY, camera TEXT NOT NULL, type TEXT NOT NULL,"
+  "  start_ms INTEGER NOT NULL, end_ms INTEGER, server_ms INTEGER NOT NULL,"
+  "  fragment INTEGER NOT NULL, score REAL NOT NULL, boxes TEXT NOT NULL, snapshot BLOB,"
+  "  pre_ms INTEGER NOT NULL, post_ms INTEGER NOT NULL, keep_until_ms INTEGER NOT NULL);"
+  "CREATE INDEX media_events_start ON media_events (start_ms);"
+  "CREATE INDEX media_events_camera ON media_events (camera, start_ms);",
 };
+
+/* TRUE for a fragment (columns f.camera, f.producer_ms, f.duration_ms)
+ * that footage around an event still keeps; ?9 is now. An event still
+ * going keeps everything after its start. */
+#define PINNED_SQL \
+  "EXISTS (SELECT 1 FROM media_events e WHERE e.camera = f.camera" \
+  " AND e.keep_until_ms > ?9 AND f.producer_ms + f.duration_ms >= e.start_ms - e.pre_ms" \
+  " AND (e.end_ms IS NULL OR f.producer_ms <= e.end_ms + e.post_ms))"
 
 gboolean
 media_camera_name_valid (const char *name)
@@ -688,7 +706,8 @@ media_store_enforce_retention (MediaStore *store, const char *camera, gint64 max
   media_store_usage (store, camera, &usage);
   if (usage.fragments == 0)
     return 0;
-  sqlite3_stmt *oldest = prepare (store, "SELECT number, server_ms, bytes FROM media_fragments"
+  sqlite3_stmt *oldest = prepare (store, "SELECT number, server_ms, bytes, " PINNED_SQL
+                                         " FROM media_fragments f"
                                          " WHERE camera = ? ORDER BY number LIMIT 1000");
   sqlite3_stmt *del = prepare (store, "DELETE FROM media_fragments WHERE camera = ?"
                                       " AND number = ?");
@@ -698,6 +717,7 @@ media_store_enforce_retention (MediaStore *store, const char *camera, gint64 max
     return 0;
   }
   sqlite3_bind_text (oldest, 1, camera, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (oldest, 9, g_get_real_time () / 1000);
   sqlite3_bind_text (del, 1, camera, -1, SQLITE_STATIC);
   guint64 bytes = usage.bytes;
   GArray *doomed = g_array_new (FALSE, FALSE, sizeof (guint64));
@@ -707,6 +727,8 @@ media_store_enforce_retention (MediaStore *store, const char *camera, gint64 max
     guint64 size = (guint64) sqlite3_column_int64 (oldest, 2);
     if (server_ms >= cutoff && (max_bytes == 0 || bytes <= max_bytes))
       break;
+    if (sqlite3_column_int (oldest, 3))
+      continue; /* footage around an event: kept for event_retention_hours */
     g_array_append_val (doomed, number);
     bytes -= size;
   }
@@ -752,14 +774,17 @@ media_store_free_bytes (MediaStore *store)
 guint64
 media_store_remove_oldest (MediaStore *store, guint64 bytes)
 {
-  sqlite3_stmt *oldest = prepare (store, "SELECT camera, number, bytes FROM media_fragments"
-                                         " ORDER BY server_ms LIMIT 500");
+  /* Ordinary footage first; footage around events only when nothing else
+   * is left to remove. */
+  sqlite3_stmt *oldest = prepare (store, "SELECT camera, number, bytes FROM media_fragments f"
+                                         " ORDER BY " PINNED_SQL ", server_ms LIMIT 500");
   sqlite3_stmt *del = prepare (store, "DELETE FROM media_fragments WHERE camera = ? AND number = ?");
   guint64 removed = 0;
   GPtrArray *cameras = g_ptr_array_new_with_free_func (g_free);
   GArray *numbers = g_array_new (FALSE, FALSE, sizeof (guint64));
   if (oldest == NULL || del == NULL)
     goto out;
+  sqlite3_bind_int64 (oldest, 9, g_get_real_time () / 1000);
   while (removed < bytes && sqlite3_step (oldest) == SQLITE_ROW) {
     g_ptr_array_add (cameras, g_strdup ((const char *) sqlite3_column_text (oldest, 0)));
     guint64 number = (guint64) sqlite3_column_int64 (oldest, 1);

@@ -9,9 +9,94 @@
  * RTSP_AUTH=digest);
  * RTSP_PATTERN picks the videotestsrc pattern (snow: a stream at its full
  * bitrate); RTSP_CODEC=h265 sends H.265 (x265) instead of H.264.
+ *
+ * RTSP_PATTERN=scene is a scene the test steers, for motion detection: a
+ * grey background and a white square in the right half of the picture
+ * that stands still until a line "move" arrives on standard input, and
+ * moves to and fro until "still". Each command is answered with "ok" once
+ * the next frame shows it.
  */
+#include <gst/app/gstappsrc.h>
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- the steered scene ---- */
+
+typedef struct {
+  guint width, height, fps;
+  GstAppSrc *src; /* while a client plays the media */
+  gboolean moving;
+  gboolean answer; /* a command waits for its frame */
+  guint step;      /* frames moved so far */
+} Scene;
+
+static void
+scene_draw (Scene *scene, guint8 *y_plane, guint8 *u_plane, guint8 *v_plane)
+{
+  guint w = scene->width, h = scene->height, side = h / 8;
+  memset (y_plane, 70, (gsize) w * h);
+  memset (u_plane, 128, (gsize) (w / 2) * (h / 2));
+  memset (v_plane, 128, (gsize) (w / 2) * (h / 2));
+  /* To and fro between 55% and 95% of the width, a tenth of it a second. */
+  guint span = (guint) (w * 0.40) - side, period = 2 * span;
+  guint travelled = scene->step * (w / 10) / scene->fps % period;
+  guint x = (guint) (w * 0.55) + (travelled < span ? travelled : period - travelled);
+  guint y = h / 2 - side / 2;
+  for (guint row = y; row < y + side; row++)
+    memset (y_plane + (gsize) row * w + x, 230, side);
+}
+
+static gboolean
+scene_tick (gpointer data)
+{
+  Scene *scene = data;
+  if (scene->moving)
+    scene->step++;
+  if (scene->src == NULL)
+    return G_SOURCE_CONTINUE;
+  gsize y_size = (gsize) scene->width * scene->height, c_size = y_size / 4;
+  GstBuffer *buffer = gst_buffer_new_allocate (NULL, y_size + 2 * c_size, NULL);
+  GstMapInfo map;
+  gst_buffer_map (buffer, &map, GST_MAP_WRITE);
+  scene_draw (scene, map.data, map.data + y_size, map.data + y_size + c_size);
+  gst_buffer_unmap (buffer, &map);
+  GST_BUFFER_DURATION (buffer) = GST_SECOND / scene->fps;
+  gst_app_src_push_buffer (scene->src, buffer);
+  if (scene->answer) {
+    g_print ("ok\n");
+    scene->answer = FALSE;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_command (GIOChannel *channel, GIOCondition condition, gpointer data)
+{
+  Scene *scene = data;
+  g_autofree char *line = NULL;
+  if (g_io_channel_read_line (channel, &line, NULL, NULL, NULL) != G_IO_STATUS_NORMAL)
+    return G_SOURCE_REMOVE;
+  g_strstrip (line);
+  if (g_str_equal (line, "move"))
+    scene->moving = TRUE;
+  else if (g_str_equal (line, "still"))
+    scene->moving = FALSE;
+  scene->answer = TRUE;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_media_configure (GstRTSPMediaFactory *factory, GstRTSPMedia *media, gpointer data)
+{
+  Scene *scene = data;
+  GstElement *bin = gst_rtsp_media_get_element (media);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (bin), "scene");
+  g_clear_object (&scene->src);
+  scene->src = GST_APP_SRC (src);
+  gst_object_unref (bin);
+}
 
 int
 main (int argc, char **argv)
@@ -40,11 +125,25 @@ main (int argc, char **argv)
            : g_strdup_printf ("x264enc tune=zerolatency speed-preset=ultrafast key-int-max=%u "
                               "bitrate=%u ! rtph264pay name=pay0 pt=96 config-interval=-1",
                               keyframes, kbps);
-  g_autofree char *launch = g_strdup_printf (
-      "( videotestsrc is-live=true pattern=%s ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
-      "! videoconvert ! %s )",
-      g_getenv ("RTSP_PATTERN") ? g_getenv ("RTSP_PATTERN") : "ball", width, height, fps,
-      encoder);
+  const char *pattern = g_getenv ("RTSP_PATTERN") ? g_getenv ("RTSP_PATTERN") : "ball";
+  g_autofree char *launch = NULL;
+  if (g_str_equal (pattern, "scene")) {
+    static Scene scene;
+    scene = (Scene) { .width = width, .height = height, .fps = fps };
+    launch = g_strdup_printf ("( appsrc name=scene is-live=true do-timestamp=true format=time "
+                              "caps=video/x-raw,format=I420,width=%u,height=%u,framerate=%u/1 "
+                              "! videoconvert ! %s )",
+                              width, height, fps, encoder);
+    g_signal_connect (factory, "media-configure", G_CALLBACK (on_media_configure), &scene);
+    g_timeout_add (1000 / fps, scene_tick, &scene);
+    GIOChannel *in = g_io_channel_unix_new (0);
+    g_io_add_watch (in, G_IO_IN | G_IO_HUP, on_command, &scene);
+  } else {
+    launch = g_strdup_printf (
+        "( videotestsrc is-live=true pattern=%s ! video/x-raw,width=%u,height=%u,framerate=%u/1 "
+        "! videoconvert ! %s )",
+        pattern, width, height, fps, encoder);
+  }
   gst_rtsp_media_factory_set_launch (factory, launch);
   gst_rtsp_media_factory_set_shared (factory, TRUE);
   const char *user = g_getenv ("RTSP_USER"), *pass = g_getenv ("RTSP_PASS");

@@ -136,6 +136,32 @@ static const ConfigKey camera_keys[] = {
     "Raw sources: frame height; 0: the source's own (test: 360).", NULL },
   { "fps", KEY_INT, COFF (fps), "0", 0, 240, NULL,
     "Raw sources: frames per second; 0: the source's own (test: 15).", NULL },
+  { "detect", KEY_STRING, COFF (detect), "", 0, 0, NULL,
+    "Detectors run on the camera, comma-separated: motion. Empty: none.", NULL },
+  { "detect_fps", KEY_INT, COFF (detect_fps), "5", 1, 30, NULL,
+    "Frames a second the detectors look at.", NULL },
+  { "detect_width", KEY_INT, COFF (detect_width), "320", 64, 1920, NULL,
+    "Width the detectors see frames at (the height keeps the aspect ratio).", NULL },
+  { "motion_sensitivity", KEY_INT, COFF (motion_sensitivity), "50", 1, 100, NULL,
+    "1: only strong changes are motion; 100: the faintest are.", NULL },
+  { "motion_min_area", KEY_STRING, COFF (motion_min_area), "0.5%", 0, 0, NULL,
+    "Smallest moving object that counts, as a share of the frame (0.5% or 0.005).", NULL },
+  { "zones", KEY_STRING, COFF (zones), "", 0, 0, NULL,
+    "Where motion counts: polygons \"include|exclude X,Y X,Y X,Y ...\" separated by \";\", "
+    "X and Y fractions of the frame from its top left. With include zones only they count; "
+    "exclude zones never do. Empty: the whole frame.", NULL },
+  { "event_cooldown", KEY_DURATION, COFF (event_cooldown_ms), "5s", 200, 600000, NULL,
+    "An event ends after this long with nothing detected.", NULL },
+  { "event_pre_roll", KEY_DURATION, COFF (event_pre_roll_ms), "5s", 0, 60000, NULL,
+    "Footage before an event that its clip starts with (and that is kept with it).", NULL },
+  { "event_post_roll", KEY_DURATION, COFF (event_post_roll_ms), "5s", 0, 60000, NULL,
+    "Footage after an event that its clip ends with (and that is kept with it).", NULL },
+  { "event_retention_hours", KEY_INT, COFF (event_retention_hours), "168", 1, 8760, NULL,
+    "Hours footage around events is kept (ordinary footage: retention_hours); a full disk "
+    "removes ordinary footage first.", NULL },
+  { "events_stream", KEY_STRING, COFF (events_stream), "events", 0, 0, NULL,
+    "Data stream each event is appended to (made when missing; partition key: the camera).",
+    NULL },
 };
 
 static const ListSpec camera_list = { camera_keys, G_N_ELEMENTS (camera_keys),

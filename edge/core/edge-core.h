@@ -94,6 +94,18 @@ typedef struct {
   gint64 bitrate_kbps;     /* raw sources: encoder bitrate */
   gint64 keyframe_ms;      /* raw sources: keyframe interval */
   gint64 width, height, fps; /* raw sources; 0: the source's own */
+  /* Detection (media/detect.c): */
+  char *detect;            /* detector names, comma-separated; "" for none */
+  gint64 detect_fps;
+  gint64 detect_width;
+  gint64 motion_sensitivity; /* 1 to 100 */
+  char *motion_min_area;   /* "0.5%" or "0.005" */
+  char *zones;             /* "include|exclude X,Y X,Y X,Y; ..." */
+  gint64 event_cooldown_ms;
+  gint64 event_pre_roll_ms;
+  gint64 event_post_roll_ms;
+  gint64 event_retention_hours;
+  char *events_stream;
 } EdgeConfigCamera;
 
 /* One function declared in the configuration (the "functions" list). */

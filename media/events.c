@@ -1,0 +1,446 @@
+/* events.c: what the detectors saw, kept and handed on.
+ *
+ *   GET /v1/events                    newest first; ?camera= ?type= ?since= ?until=
+ *                                     (Unix seconds, on the event's start) ?limit=
+ *   GET /v1/events/{id}               one event
+ *   GET /v1/events/{id}/snapshot.jpg  the frame that started it
+ *
+ * Each event's start and end is a record of the camera's events stream
+ * (events_stream, made when missing; partition key: the camera), which is
+ * how functions (event source mappings) and MQTT (mqtt.publish) get them.
+ * The index row (media_events) holds the event's times, boxes and its
+ * snapshot, sealed under the camera's key with the event id as additional
+ * data, and says which footage to keep: from pre-roll before the start to
+ * post-roll after the end, until event_retention_hours after the start
+ * (store.c's retention and free-space passes skip or defer it).
+ */
+#define G_LOG_DOMAIN "media"
+
+#include "service.h"
+
+#include <math.h>
+#include <string.h>
+
+#define EVENTS_LIST_MAX 1000
+#define EVENTS_LIST_DEFAULT 100
+
+/* ---- the record and the API's shape ---- */
+
+static void
+add_box_array (JsonBuilder *b, const MediaBox *boxes, guint n)
+{
+  json_builder_begin_array (b);
+  for (guint i = 0; i < n; i++) {
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "x");
+    json_builder_add_double_value (b, round (boxes[i].x * 10000) / 10000);
+    json_builder_set_member_name (b, "y");
+    json_builder_add_double_value (b, round (boxes[i].y * 10000) / 10000);
+    json_builder_set_member_name (b, "width");
+    json_builder_add_double_value (b, round (boxes[i].width * 10000) / 10000);
+    json_builder_set_member_name (b, "height");
+    json_builder_add_double_value (b, round (boxes[i].height * 10000) / 10000);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+}
+
+typedef struct {
+  const char *id, *camera, *type;
+  gint64 start_ms, end_ms; /* end 0: still going */
+  gint64 server_ms;
+  guint64 fragment;
+  double score;
+  JsonNode *boxes; /* array */
+  gboolean has_snapshot;
+  gint64 pre_ms, post_ms;
+} EventRow;
+
+static void
+add_string (JsonBuilder *b, const char *name, const char *value)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_string_value (b, value);
+}
+
+static void
+add_int (JsonBuilder *b, const char *name, gint64 value)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_int_value (b, value);
+}
+
+/* The event as the API and the stream show it; @phase is NULL for the
+ * API (which shows the event as it is now). */
+static JsonNode *
+event_json (const EventRow *e, const char *phase)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  add_string (b, "id", e->id);
+  add_string (b, "camera", e->camera);
+  add_string (b, "type", e->type);
+  if (phase)
+    add_string (b, "phase", phase);
+  json_builder_set_member_name (b, "active");
+  json_builder_add_boolean_value (b, e->end_ms == 0);
+  json_builder_set_member_name (b, "score");
+  json_builder_add_double_value (b, round (e->score * 10000) / 10000);
+  json_builder_set_member_name (b, "boxes");
+  json_builder_add_value (b, json_node_copy (e->boxes));
+  add_int (b, "start_ms", e->start_ms);
+  json_builder_set_member_name (b, "end_ms");
+  if (e->end_ms)
+    json_builder_add_int_value (b, e->end_ms);
+  else
+    json_builder_add_null_value (b);
+  add_int (b, "producer_timestamp_ms", e->start_ms);
+  add_int (b, "server_timestamp_ms", e->server_ms);
+  g_autofree char *fragment = g_strdup_printf ("%" G_GUINT64_FORMAT, e->fragment);
+  add_string (b, "fragment_number", fragment);
+  g_autofree char *snapshot = g_strdup_printf ("/v1/events/%s/snapshot.jpg", e->id);
+  json_builder_set_member_name (b, "snapshot_url");
+  if (e->has_snapshot)
+    json_builder_add_string_value (b, snapshot);
+  else
+    json_builder_add_null_value (b);
+  /* The clip runs from pre-roll before the start to post-roll after the
+   * end (or, while the event lasts, to now), on the producer timeline. */
+  gint64 clip_end = (e->end_ms ? e->end_ms : e->server_ms) + e->post_ms;
+  char start_s[G_ASCII_DTOSTR_BUF_SIZE], end_s[G_ASCII_DTOSTR_BUF_SIZE];
+  g_ascii_formatd (start_s, sizeof start_s, "%.3f", MAX (0, e->start_ms - e->pre_ms) / 1000.0);
+  g_ascii_formatd (end_s, sizeof end_s, "%.3f", clip_end / 1000.0);
+  g_autofree char *clip = g_strdup_printf ("/v1/cameras/%s/clip.mp4?start=%s&end=%s&producer=1",
+                                           e->camera, start_s, end_s);
+  add_string (b, "clip_url", clip);
+  g_autofree char *playback = g_strdup_printf ("/camera/%s?time=%s", e->camera, start_s);
+  add_string (b, "playback_url", playback);
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
+
+/* ---- the events stream ---- */
+
+static void
+on_put (StreamPutResult *results, guint n, gpointer data)
+{
+  char *camera = data;
+  for (guint i = 0; i < n; i++)
+    if (results[i].error)
+      g_warning ("camera \"%s\": an event was not stored in its stream: %s", camera,
+                 results[i].error->message);
+  g_free (camera);
+}
+
+gboolean
+media_events_ensure_stream (MediaService *service, const EdgeConfigCamera *config)
+{
+  if (service->streams == NULL)
+    return FALSE;
+  if (stream_store_lookup (service->streams, config->events_stream, NULL))
+    return TRUE;
+  g_autoptr (GError) error = NULL;
+  StreamSettings settings;
+  stream_settings_init (&settings);
+  if (!stream_store_create (service->streams, config->events_stream, 1, &settings, &error)) {
+    g_warning ("camera \"%s\": no events stream %s: %s", config->name, config->events_stream,
+               error->message);
+    return FALSE;
+  }
+  g_message ("events of camera \"%s\" go to the new stream %s", config->name,
+             config->events_stream);
+  return TRUE;
+}
+
+static void
+append_to_stream (MediaService *service, const EdgeConfigCamera *config, JsonNode *record)
+{
+  g_autoptr (GError) error = NULL;
+  if (!media_events_ensure_stream (service, config))
+    return;
+  gsize len;
+  g_autofree char *text = edge_json_to_string (record, &len);
+  g_autoptr (GBytes) data = g_bytes_new_take (g_steal_pointer (&text), len);
+  StreamPutRecord put = { .partition_key = config->name, .data = data };
+  if (!stream_store_put (service->streams, config->events_stream, &put, 1, on_put,
+                         g_strdup (config->name), &error))
+    g_warning ("camera \"%s\": an event was not stored in its stream: %s", config->name,
+               error->message);
+}
+
+/* ---- the index ---- */
+
+static GBytes *
+seal_snapshot (MediaService *service, const char *camera, const char *id, GBytes *jpeg)
+{
+  g_autofree char *context = g_strdup_printf ("camera/%s", camera);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeCipher) cipher = edge_cipher_new (service->keyring, context, &error);
+  gsize len;
+  const guint8 *plain = g_bytes_get_data (jpeg, &len);
+  if (cipher == NULL || len > EDGE_FRAME_MAX_PAYLOAD) {
+    g_warning ("camera \"%s\": snapshot not kept: %s", camera,
+               error ? error->message : "too large");
+    return NULL;
+  }
+  guint8 *sealed = g_malloc (len + EDGE_FRAME_OVERHEAD);
+  if (!edge_cipher_seal (cipher, plain, len, (const guint8 *) id, strlen (id), sealed, &error)) {
+    g_warning ("camera \"%s\": snapshot not kept: %s", camera, error->message);
+    g_free (sealed);
+    return NULL;
+  }
+  return g_bytes_new_take (sealed, len + EDGE_FRAME_OVERHEAD);
+}
+
+static void
+index_event (MediaService *service, const EdgeConfigCamera *config, const MediaEvent *event,
+             const char *boxes)
+{
+  sqlite3 *db = edge_state_db (service->state);
+  sqlite3_stmt *st = NULL;
+  const char *sql =
+      event->phase == MEDIA_EVENT_START
+          ? "INSERT OR REPLACE INTO media_events (id, camera, type, start_ms, end_ms, server_ms,"
+            " fragment, score, boxes, snapshot, pre_ms, post_ms, keep_until_ms)"
+            " VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+          : "UPDATE media_events SET end_ms = ?13, score = ?7, boxes = ?8 WHERE id = ?1";
+  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK) {
+    g_warning ("camera \"%s\": event not indexed: %s", config->name, sqlite3_errmsg (db));
+    return;
+  }
+  g_autoptr (GBytes) sealed = NULL;
+  if (event->phase == MEDIA_EVENT_START && event->snapshot)
+    sealed = seal_snapshot (service, config->name, event->id, event->snapshot);
+  sqlite3_bind_text (st, 1, event->id, -1, SQLITE_STATIC);
+  if (event->phase == MEDIA_EVENT_START) {
+    sqlite3_bind_text (st, 2, config->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text (st, 3, event->type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 4, event->start_ms);
+    sqlite3_bind_int64 (st, 5, event->server_ms);
+    sqlite3_bind_int64 (st, 6, (sqlite3_int64) event->fragment);
+    if (sealed)
+      sqlite3_bind_blob (st, 9, g_bytes_get_data (sealed, NULL), (int) g_bytes_get_size (sealed),
+                         SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 10, config->event_pre_roll_ms);
+    sqlite3_bind_int64 (st, 11, config->event_post_roll_ms);
+    sqlite3_bind_int64 (st, 12, event->start_ms + config->event_retention_hours * 3600 * 1000);
+  } else {
+    sqlite3_bind_int64 (st, 13, MAX (event->end_ms, event->start_ms + 1));
+  }
+  sqlite3_bind_double (st, 7, event->score);
+  sqlite3_bind_text (st, 8, boxes, -1, SQLITE_STATIC);
+  if (sqlite3_step (st) != SQLITE_DONE)
+    g_warning ("camera \"%s\": event not indexed: %s", config->name, sqlite3_errmsg (db));
+  sqlite3_finalize (st);
+}
+
+void
+media_events_on_event (const MediaEvent *event, gpointer user_data)
+{
+  MediaServiceCamera *c = user_data;
+  MediaService *service = c->service;
+  const EdgeConfigCamera *config = media_camera_config (c->camera);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  add_box_array (b, event->boxes, event->n_boxes);
+  g_autoptr (JsonNode) boxes = json_builder_get_root (b);
+  g_autofree char *boxes_text = edge_json_to_string (boxes, NULL);
+
+  index_event (service, config, event, boxes_text);
+  EventRow row = {
+    .id = event->id,
+    .camera = config->name,
+    .type = event->type,
+    .start_ms = event->start_ms,
+    .end_ms = event->phase == MEDIA_EVENT_END ? MAX (event->end_ms, event->start_ms + 1) : 0,
+    .server_ms = event->server_ms,
+    .fragment = event->fragment,
+    .score = event->score,
+    .boxes = boxes,
+    .has_snapshot = event->phase == MEDIA_EVENT_START ? event->snapshot != NULL : TRUE,
+    .pre_ms = config->event_pre_roll_ms,
+    .post_ms = config->event_post_roll_ms,
+  };
+  const char *phase = event->phase == MEDIA_EVENT_START ? "start" : "end";
+  g_autoptr (JsonNode) record = event_json (&row, phase);
+  append_to_stream (service, config, record);
+  c->events++;
+  g_info ("camera \"%s\": %s %s (score %.3f)", config->name, event->type, phase, event->score);
+}
+
+void
+media_events_expire (MediaService *service)
+{
+  sqlite3 *db = edge_state_db (service->state);
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2 (db, "DELETE FROM media_events WHERE keep_until_ms < ?", -1, &st,
+                          NULL) != SQLITE_OK)
+    return;
+  sqlite3_bind_int64 (st, 1, g_get_real_time () / 1000);
+  sqlite3_step (st);
+  sqlite3_finalize (st);
+}
+
+/* ---- the routes ---- */
+
+#define ROW_COLUMNS \
+  "id, camera, type, start_ms, end_ms, server_ms, fragment, score, boxes, snapshot IS NOT NULL," \
+  " pre_ms, post_ms"
+
+static JsonNode *
+row_json (sqlite3_stmt *st)
+{
+  JsonNode *boxes = json_from_string ((const char *) sqlite3_column_text (st, 8), NULL);
+  if (boxes == NULL || !JSON_NODE_HOLDS_ARRAY (boxes)) {
+    g_clear_pointer (&boxes, json_node_unref);
+    boxes = json_node_init_array (json_node_alloc (), json_array_new ());
+  }
+  EventRow row = {
+    .id = (const char *) sqlite3_column_text (st, 0),
+    .camera = (const char *) sqlite3_column_text (st, 1),
+    .type = (const char *) sqlite3_column_text (st, 2),
+    .start_ms = sqlite3_column_int64 (st, 3),
+    .end_ms = sqlite3_column_int64 (st, 4),
+    .server_ms = sqlite3_column_int64 (st, 5),
+    .fragment = (guint64) sqlite3_column_int64 (st, 6),
+    .score = sqlite3_column_double (st, 7),
+    .boxes = boxes,
+    .has_snapshot = sqlite3_column_int (st, 9),
+    .pre_ms = sqlite3_column_int64 (st, 10),
+    .post_ms = sqlite3_column_int64 (st, 11),
+  };
+  JsonNode *json = event_json (&row, NULL);
+  json_node_unref (boxes);
+  return json;
+}
+
+static void
+handle_list (EdgeRequest *request, gpointer data)
+{
+  MediaService *service = data;
+  const char *camera = edge_request_query (request, "camera");
+  const char *type = edge_request_query (request, "type");
+  const char *limit_text = edge_request_query (request, "limit");
+  gint64 since, until;
+  guint64 limit = EVENTS_LIST_DEFAULT;
+  if (!media_request_time (request, "since", 0, &since) ||
+      !media_request_time (request, "until", G_MAXINT64 / 2, &until))
+    return;
+  if (limit_text && (!g_ascii_string_to_unsigned (limit_text, 10, 1, EVENTS_LIST_MAX, &limit,
+                                                  NULL))) {
+    edge_request_respond_error (request, 400, "InvalidArgument", "limit: 1 to %d",
+                                EVENTS_LIST_MAX);
+    return;
+  }
+  sqlite3 *db = edge_state_db (service->state);
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2 (db,
+                          "SELECT " ROW_COLUMNS " FROM media_events"
+                          " WHERE (?1 IS NULL OR camera = ?1) AND (?2 IS NULL OR type = ?2)"
+                          " AND start_ms >= ?3 AND start_ms < ?4"
+                          " ORDER BY start_ms DESC LIMIT ?5",
+                          -1, &st, NULL) != SQLITE_OK) {
+    edge_request_respond_error (request, 500, "InternalError", "state database: %s",
+                                sqlite3_errmsg (db));
+    return;
+  }
+  sqlite3_bind_text (st, 1, camera, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, type, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 3, since);
+  sqlite3_bind_int64 (st, 4, until);
+  sqlite3_bind_int64 (st, 5, (sqlite3_int64) limit);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "events");
+  json_builder_begin_array (b);
+  while (sqlite3_step (st) == SQLITE_ROW)
+    json_builder_add_value (b, row_json (st));
+  sqlite3_finalize (st);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+static sqlite3_stmt *
+lookup (EdgeRequest *request, MediaService *service, const char *columns)
+{
+  const char *id = edge_request_param (request, "id");
+  sqlite3 *db = edge_state_db (service->state);
+  sqlite3_stmt *st = NULL;
+  g_autofree char *sql = g_strdup_printf ("SELECT %s FROM media_events WHERE id = ?", columns);
+  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK) {
+    edge_request_respond_error (request, 500, "InternalError", "state database: %s",
+                                sqlite3_errmsg (db));
+    return NULL;
+  }
+  sqlite3_bind_text (st, 1, id, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step (st) != SQLITE_ROW) {
+    sqlite3_finalize (st);
+    edge_request_respond_error (request, 404, "NotFound", "event %s not found", id);
+    return NULL;
+  }
+  return st;
+}
+
+static void
+handle_get (EdgeRequest *request, gpointer data)
+{
+  sqlite3_stmt *st = lookup (request, data, ROW_COLUMNS);
+  if (st == NULL)
+    return;
+  g_autoptr (JsonNode) root = row_json (st);
+  sqlite3_finalize (st);
+  edge_request_respond_json (request, 200, root);
+}
+
+static void
+handle_snapshot (EdgeRequest *request, gpointer data)
+{
+  MediaService *service = data;
+  sqlite3_stmt *st = lookup (request, service, "id, camera, snapshot");
+  if (st == NULL)
+    return;
+  const char *id = (const char *) sqlite3_column_text (st, 0);
+  const char *camera = (const char *) sqlite3_column_text (st, 1);
+  const guint8 *sealed = sqlite3_column_blob (st, 2);
+  gsize len = (gsize) sqlite3_column_bytes (st, 2);
+  if (sealed == NULL || len <= EDGE_FRAME_OVERHEAD) {
+    sqlite3_finalize (st);
+    edge_request_respond_error (request, 404, "NotFound", "event %s has no snapshot",
+                                edge_request_param (request, "id"));
+    return;
+  }
+  g_autofree char *context = g_strdup_printf ("camera/%s", camera);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (EdgeCipher) cipher = edge_cipher_new (service->keyring, context, &error);
+  guint8 *plain = g_malloc (len - EDGE_FRAME_OVERHEAD);
+  gsize plain_len = 0;
+  if (cipher == NULL ||
+      !edge_cipher_open (cipher, sealed, len, (const guint8 *) id, strlen (id), plain, &plain_len,
+                         &error)) {
+    g_warning ("event %s: the snapshot does not open: %s", id, error->message);
+    g_free (plain);
+    sqlite3_finalize (st);
+    edge_request_respond_error (request, 500, "InternalError", "the snapshot does not open");
+    return;
+  }
+  sqlite3_finalize (st);
+  g_autoptr (GBytes) jpeg = g_bytes_new_take (plain, plain_len);
+  edge_request_respond (request, 200, "image/jpeg", jpeg);
+}
+
+gboolean
+media_events_register (MediaService *service, GError **error)
+{
+  static const EdgeRoute routes[] = {
+    { "GET", "/v1/events", handle_list,
+      "Detection events, newest first (?camera= ?type= ?since= ?until= ?limit=)", "events", 0 },
+    { "GET", "/v1/events/{id}", handle_get, "One detection event", "events", 0 },
+    { "GET", "/v1/events/{id}/snapshot.jpg", handle_snapshot,
+      "The frame that started an event (JPEG)", "events", 0 },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (routes); i++)
+    if (!edge_gateway_add_route (service->gateway, &routes[i], service, error))
+      return FALSE;
+  return TRUE;
+}

@@ -1,0 +1,215 @@
+"""Detection against a camera the test steers (tests/rtsp-server.c's "scene":
+a square that stands still or moves on command): motion events start within
+2 s of the motion and none come from a still scene; an excluded zone
+suppresses them; a function subscribed to the events stream runs with each
+event and fetches its snapshot and clip; bad detection settings are refused
+with the setting named."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from edged_harness import EDGED, SOURCE_ROOT, Daemon, camera_env, free_port  # noqa: E402
+
+RTSP_SERVER = os.environ.get("RTSP_SERVER", "build/tests/rtsp-server")
+EVENTS_RUNTIME = os.path.join(SOURCE_ROOT, "tests/functions/events/bootstrap")
+
+
+class Scene:
+    """The steered camera: rtsp://127.0.0.1:PORT/cam, 320x240 at 15 fps, a
+    keyframe a second."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen([RTSP_SERVER, str(self.port), "15", "320", "240", "15", "300"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, RTSP_PATTERN="scene"))
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def command(self, what):
+        """Sends @what and returns the time the first frame showing it was made."""
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "ok"
+        return time.time()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class MotionTest(unittest.TestCase):
+    def setUp(self):
+        self.scene = Scene()
+        self.workdir = tempfile.mkdtemp(prefix="edged-detect-")
+        self.results = os.path.join(self.workdir, "results")
+        url = f"rtsp://127.0.0.1:{self.scene.port}/cam"
+        self.d = Daemon(workdir=self.workdir, env=camera_env(), config=f"""
+cameras:
+  - name: door
+    source: {url}
+    fragment_duration: 1s
+    detect: motion
+    event_cooldown: 1500ms
+    event_pre_roll: 2s
+    event_post_roll: 1s
+  # The same scene with its right half, where the square moves, excluded.
+  - name: fenced
+    source: {url}
+    fragment_duration: 1s
+    detect: motion
+    zones: exclude 0.5,0 1,0 1,1 0.5,1
+functions:
+  - name: on-event
+    bootstrap: {EVENTS_RUNTIME}
+    environment:
+      RESULTS: {self.results}
+event_source_mappings:
+  - stream: events
+    function: on-event
+    starting_position: TRIM_HORIZON
+""")
+        self.d.start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.scene.stop()
+
+    def events(self, camera):
+        status, _, body = self.d.get_json(f"/v1/events?camera={camera}")
+        self.assertEqual(status, 200, body)
+        return body["events"]
+
+    def results_for(self, event_id):
+        if not os.path.exists(self.results):
+            return []
+        with open(self.results) as f:
+            return [r for r in map(json.loads, f) if r["id"] == event_id]
+
+    def test_motion_starts_events_and_runs_the_function(self):
+        for camera in ("door", "fenced"):
+            wait_for(lambda: self.d.get_json(f"/v1/cameras/{camera}")[2]["recorded"]["fragments"] >= 3,
+                     what=f"{camera} recording")
+        # A still scene: the detectors look at it, and nothing happens.
+        wait_for(lambda: self.d.get_json("/v1/cameras/door")[2]["detection"]["framesExamined"] >= 20,
+                 what="the detector looking")
+        time.sleep(2)
+        self.assertEqual(self.events("door"), [])
+
+        moved = self.scene.command("move")
+        event = wait_for(lambda: (self.events("door") or [None])[0], timeout=10, interval=0.05,
+                         what="a motion event")
+        seen = time.time()
+        self.assertLess(seen - moved, 2.0, "the event took more than 2 s to show")
+        self.assertEqual((event["camera"], event["type"], event["active"]), ("door", "motion", True))
+        self.assertLess(abs(event["start_ms"] / 1000 - moved), 2.0, event)
+        # Where it moved: the square is in the right half, in the middle band.
+        self.assertTrue(event["boxes"], event)
+        box = event["boxes"][0]
+        self.assertGreaterEqual(box["x"], 0.45, box)
+        self.assertLess(box["y"], 0.6, box)
+        self.assertGreater(box["y"] + box["height"], 0.4, box)
+        self.assertGreater(event["score"], 0)
+        # Its fragment is the one holding its start.
+        def fragment():
+            status, _, frags = self.d.get_json(
+                f"/v1/cameras/door/fragments?start={event['start_ms'] / 1000 - 10}")
+            return [f for f in frags["fragments"] if f["number"] == int(event["fragment_number"])]
+        frag = wait_for(fragment, timeout=10, what="the event's fragment")
+        self.assertLessEqual(frag[0]["producerMs"], event["start_ms"])
+        self.assertLess(event["start_ms"], frag[0]["producerMs"] + frag[0]["durationMs"])
+
+        # Still moving a while: the excluded zone keeps "fenced" quiet.
+        time.sleep(3)
+        self.assertEqual(self.events("fenced"), [])
+        self.assertEqual(len(self.events("door")), 1, "one event while the motion lasts")
+
+        stopped = self.scene.command("still")
+        ended = wait_for(lambda: (lambda e: e if e["end_ms"] else None)(self.events("door")[0]),
+                         timeout=10, what="the event ending")
+        self.assertFalse(ended["active"])
+        self.assertEqual(ended["id"], event["id"])
+        # It ends at the last frame that saw motion, the cooldown after it.
+        self.assertLess(abs(ended["end_ms"] / 1000 - stopped), 1.5, ended)
+
+        # The snapshot, through the API.
+        status, headers, body = self.d.request("GET", event["snapshot_url"])
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("Content-Type"), "image/jpeg")
+        self.assertEqual(body[:2], b"\xff\xd8")
+
+        # The function ran with the start and the end, from the events stream,
+        # and fetched the snapshot and the clip.
+        results = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(self.results_for(event["id"])),
+                           timeout=30, what="the function handling the event")
+        start = [r for r in results if r["phase"] == "start"][0]
+        self.assertEqual(start["partition_key"], "door")
+        self.assertEqual((start["snapshot_status"], start["snapshot_jpeg"]), (200, True), start)
+        self.assertEqual((start["clip_status"], start["clip_mp4"]), (200, True), start)
+        self.assertGreater(start["clip_bytes"], 1000)
+        self.assertIn("end", [r["phase"] for r in results])
+
+        # Filters.
+        self.assertEqual(len(self.d.get_json("/v1/events?type=motion")[2]["events"]), 1)
+        self.assertEqual(self.d.get_json("/v1/events?type=face")[2]["events"], [])
+        since = event["start_ms"] / 1000 + 1
+        self.assertEqual(self.d.get_json(f"/v1/events?since={since}")[2]["events"], [])
+        status, _, body = self.d.get_json("/v1/events?limit=0")
+        self.assertEqual(status, 400, body)
+        status, _, body = self.d.get_json("/v1/events/no-such-event")
+        self.assertEqual(status, 404, body)
+        status = self.d.get_json("/v1/cameras/door")[2]["detection"]
+        self.assertEqual(status["events"], 2)  # its start and its end
+
+
+class SettingsTest(unittest.TestCase):
+    """Detection settings are checked before anything runs."""
+
+    def check(self, extra):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(f"""cameras:
+  - name: door
+    source: test://
+{extra}""")
+        try:
+            return subprocess.run([EDGED, "--check-config", f.name], capture_output=True,
+                                  text=True, timeout=30)
+        finally:
+            os.unlink(f.name)
+
+    def test_bad_settings_are_named(self):
+        for extra, message in [
+            ("    detect: motion, teleport\n", 'no detector "teleport"'),
+            ("    detect: motion\n    zones: exclude 0,0 1,0\n", "zone 1: needs at least three points"),
+            ("    detect: motion\n    zones: include 0,0 2,0 1,1\n", "zone 1: a point is X,Y"),
+            ("    detect: motion\n    zones: around 0,0 1,0 1,1\n", "zone 1: starts with include"),
+            ("    motion_min_area: lots\n", "motion_min_area"),
+            ("    motion_sensitivity: 0\n", "motion_sensitivity"),
+        ]:
+            r = self.check(extra)
+            self.assertNotEqual(r.returncode, 0, extra)
+            self.assertIn(message, r.stderr, extra)
+        r = self.check("    detect: motion\n    zones: exclude 0,0 0.3,0 0.3,0.1 0,0.1; include 0,0 1,0 1,1\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
