@@ -89,6 +89,7 @@ struct _MediaCamera {
   guint backoff_s;
   guint retry_source;
   guint watchdog_source;
+  guint scene_source; /* test://?pattern=visitor */
   GstElement *pipeline;
   MediaRtspClient *rtsp; /* RTSP over TCP: edged's own client, no pipeline */
   guint run;             /* counts source starts: a stale failure is ignored */
@@ -172,7 +173,11 @@ camera_unref (MediaCamera *camera)
 /* The videotestsrc patterns a test:// source takes ("test://?pattern=snow");
  * the moving ball by default. */
 static const char *const test_patterns[] = { "ball", "smpte", "snow", "pinwheel", "circular",
-                                             "gamut", "spokes", NULL };
+                                             "gamut", "spokes", "visitor", NULL };
+/* "visitor": a still scene (the clock alone) that a ball visits for
+ * VISIT_S seconds out of every VISIT_PERIOD_S: motion to detect, then none. */
+#define VISIT_S 8
+#define VISIT_PERIOD_S 30
 
 typedef enum {
   SOURCE_TEST,
@@ -297,8 +302,9 @@ raw_pipeline (MediaCamera *camera, SourceKind kind, const char *target)
     /* The clock is burnt in where GStreamer's Pango plugin is installed
      * (gstreamer1.0-x); without it the scene is the moving pattern alone. */
     g_autoptr (GstElementFactory) overlay = gst_element_factory_find ("clockoverlay");
-    source = g_strdup_printf ("videotestsrc is-live=true pattern=%s ! %s%s",
-                              test_pattern (target), caps->str,
+    const char *pattern = test_pattern (target);
+    source = g_strdup_printf ("videotestsrc name=testsrc is-live=true pattern=%s ! %s%s",
+                              g_str_equal (pattern, "visitor") ? "black" : pattern, caps->str,
                               overlay ? " ! clockoverlay halignment=right valignment=bottom "
                                         "time-format=\"%Y-%m-%d %H:%M:%S\" "
                                         "font-desc=\"Sans 20\" ! "
@@ -1036,6 +1042,22 @@ build_pipeline (MediaCamera *camera, GError **error)
   return pipeline;
 }
 
+/* test://?pattern=visitor: the ball comes and goes with the wall clock. */
+static gboolean
+scene_tick (gpointer data)
+{
+  MediaCamera *camera = data;
+  if (camera->pipeline == NULL)
+    return G_SOURCE_CONTINUE;
+  GstElement *src = gst_bin_get_by_name (GST_BIN (camera->pipeline), "testsrc");
+  if (src) {
+    gboolean visiting = g_get_real_time () / G_USEC_PER_SEC % VISIT_PERIOD_S < VISIT_S;
+    gst_util_set_object_arg (G_OBJECT (src), "pattern", visiting ? "ball" : "black");
+    gst_object_unref (src);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
 static void
 camera_start (MediaCamera *camera)
 {
@@ -1059,6 +1081,9 @@ camera_start (MediaCamera *camera)
     return;
   }
   camera->pipeline = pipeline;
+  if (g_str_has_prefix (camera->config.source, "test://?pattern=visitor") &&
+      camera->scene_source == 0)
+    camera->scene_source = g_timeout_add (250, scene_tick, camera);
   GstBus *bus = gst_element_get_bus (pipeline);
   camera->bus_watch = gst_bus_add_watch (bus, on_bus_message, camera);
   gst_object_unref (bus);
@@ -1077,6 +1102,10 @@ camera_stop_pipeline (MediaCamera *camera)
   if (camera->retry_source) {
     g_source_remove (camera->retry_source);
     camera->retry_source = 0;
+  }
+  if (camera->scene_source) {
+    g_source_remove (camera->scene_source);
+    camera->scene_source = 0;
   }
   if (camera->rtsp == NULL && camera->pipeline == NULL)
     return;

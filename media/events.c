@@ -113,7 +113,7 @@ event_json (const EventRow *e, const char *phase)
   g_autofree char *clip = g_strdup_printf ("/v1/cameras/%s/clip.mp4?start=%s&end=%s&producer=1",
                                            e->camera, start_s, end_s);
   add_string (b, "clip_url", clip);
-  g_autofree char *playback = g_strdup_printf ("/camera/%s?time=%s", e->camera, start_s);
+  g_autofree char *playback = g_strdup_printf ("/camera?name=%s&time=%s", e->camera, start_s);
   add_string (b, "playback_url", playback);
   json_builder_end_object (b);
   return json_builder_get_root (b);

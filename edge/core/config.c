@@ -856,7 +856,7 @@ edge_config_new_embedded (const char *sample_bootstrap)
   }
   /* Demo sensors on a broker on this machine, when there is one: their
    * readings land in "sensors", and a rule picks out the warm ones. */
-  static const char *const stream_names[] = { "sensors", "alerts" };
+  static const char *const stream_names[] = { "sensors", "events" };
   for (gsize i = 0; i < G_N_ELEMENTS (stream_names); i++) {
     EdgeConfigStream *stream = g_new0 (EdgeConfigStream, 1);
     fields_init (stream, stream_keys, G_N_ELEMENTS (stream_keys));
@@ -879,13 +879,14 @@ edge_config_new_embedded (const char *sample_bootstrap)
   fields_init (rule, mqtt_rule_keys, G_N_ELEMENTS (mqtt_rule_keys));
   set_string (&rule->name, "too-warm");
   set_string (&rule->broker, "local");
-  set_string (&rule->sql, "SELECT sensor, room, temperature FROM 'sensors/+/telemetry' "
+  /* A threshold on the demo sensors: an event like a camera's, in the
+   * same stream, so the same function runs for both. */
+  set_string (&rule->sql, "SELECT 'too-warm' AS type, sensor, room, temperature, "
+                          "timestamp() AS start_ms FROM 'sensors/+/telemetry' "
                           "WHERE temperature > 30");
-  set_string (&rule->stream, "alerts");
+  set_string (&rule->stream, "events");
   set_string (&rule->partition_key, "${sensor}");
   set_string (&rule->republish, "alerts/${topic(2)}");
-  if (sample_bootstrap)
-    set_string (&rule->function, "hello");
   g_ptr_array_add (config->mqtt_rules, rule);
   set_string (&config->mqtt_demo_broker, "local");
 
@@ -894,9 +895,30 @@ edge_config_new_embedded (const char *sample_bootstrap)
   g_free (demo->name);
   demo->name = g_strdup ("demo");
   g_free (demo->source);
-  demo->source = g_strdup ("test://");
+  /* A still scene a ball visits now and then, watched for motion; the
+   * burnt-in times (top left, bottom right) change every frame and are
+   * left out of it. */
+  demo->source = g_strdup ("test://?pattern=visitor");
   demo->retention_hours = 1;
+  set_string (&demo->detect, "motion");
+  set_string (&demo->zones, "exclude 0,0 0.4,0 0.4,0.12 0,0.12; "
+                            "exclude 0.45,0.84 1,0.84 1,1 0.45,1");
   g_ptr_array_add (config->cameras, demo);
+
+  /* Every detection runs the sample function, and goes out over MQTT. */
+  if (sample_bootstrap) {
+    EdgeConfigMapping *mapping = g_new0 (EdgeConfigMapping, 1);
+    fields_init (mapping, mapping_keys, G_N_ELEMENTS (mapping_keys));
+    set_string (&mapping->stream, "events");
+    set_string (&mapping->function, "hello");
+    g_ptr_array_add (config->mappings, mapping);
+  }
+  EdgeConfigMqttPublish *publish = g_new0 (EdgeConfigMqttPublish, 1);
+  fields_init (publish, mqtt_publish_keys, G_N_ELEMENTS (mqtt_publish_keys));
+  set_string (&publish->stream, "events");
+  set_string (&publish->broker, "local");
+  set_string (&publish->topic, "edged/events/${type}");
+  g_ptr_array_add (config->mqtt_publish, publish);
   return config;
 }
 

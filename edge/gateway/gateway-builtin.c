@@ -349,6 +349,12 @@ handle_sensors_page (EdgeRequest *request, gpointer data)
 }
 
 static void
+handle_events_page (EdgeRequest *request, gpointer data)
+{
+  serve_web_file (request, data, "events.html");
+}
+
+static void
 handle_asset (EdgeRequest *request, gpointer data)
 {
   g_autofree char *name = g_strconcat ("assets/", edge_request_param (request, "path"), NULL);
@@ -366,6 +372,9 @@ gateway_builtin_register (EdgeGateway *gateway)
     { "GET", "/camera", handle_camera_page, "The web UI's page for one camera (?name=)", "ui", 0 },
     { "GET", "/sensors", handle_sensors_page, "The web UI's sensors page: readings, brokers, rules",
       "ui", 0 },
+    { "GET", "/events", handle_events_page,
+      "The web UI's events page: detections with snapshots, each opening its recording", "ui",
+      0 },
     { "GET", "/assets/{path*}", handle_asset, "Files of the web UI", "ui", 0 },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (routes); i++) {

@@ -14,7 +14,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGED, SOURCE_ROOT, Daemon, camera_env, free_port  # noqa: E402
+from edged_harness import (EDGED, SOURCE_ROOT, Daemon, camera_env, free_port,  # noqa: E402
+                           run_node_tests)
 
 RTSP_SERVER = os.environ.get("RTSP_SERVER", "build/tests/rtsp-server")
 EVENTS_RUNTIME = os.path.join(SOURCE_ROOT, "tests/functions/events/bootstrap")
@@ -178,6 +179,13 @@ event_source_mappings:
         self.assertEqual(status, 404, body)
         status = self.d.get_json("/v1/cameras/door")[2]["detection"]
         self.assertEqual(status["events"], 2)  # its start and its end
+
+
+class EventsBrowser(unittest.TestCase):
+    def test_events_page(self):
+        run_node_tests(self, ["events-browser.test.mjs"], timeout=180, browser=True,
+                       env={"RTSP_SERVER": os.path.abspath(RTSP_SERVER),
+                            "EDGED_SOURCE_ROOT": SOURCE_ROOT})
 
 
 class SettingsTest(unittest.TestCase):
