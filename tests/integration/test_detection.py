@@ -181,6 +181,81 @@ event_source_mappings:
         self.assertEqual(status["events"], 2)  # its start and its end
 
 
+class RetentionTest(unittest.TestCase):
+    """A full disk, by fault injection (a 48 MiB tmpfs and a 20 Mb/s camera):
+    ordinary footage is removed first, and the footage around an event
+    (its pre- and post-roll included) stays, its clip still playable."""
+
+    def setUp(self):
+        self.mnt = tempfile.mkdtemp(prefix="edged-detect-full-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            os.rmdir(self.mnt)
+            self.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        self.scene = Scene()
+
+    def tearDown(self):
+        self.scene.stop()
+        subprocess.run(["umount", "-l", self.mnt])
+        os.rmdir(self.mnt)
+
+    def fragments(self, d, camera):
+        return d.get_json(f"/v1/cameras/{camera}/fragments")[2]["fragments"]
+
+    def test_event_footage_outlives_ordinary_footage(self):
+        d = Daemon(config=f"""storage:
+  min_free_bytes: 0
+  video_reserve_bytes: 24MiB
+cameras:
+  - name: door
+    source: rtsp://127.0.0.1:{self.scene.port}/cam
+    fragment_duration: 1s
+    detect: motion
+    event_cooldown: 1s
+    event_pre_roll: 1s
+    event_post_roll: 1s
+  - name: noisy
+    source: test://?pattern=snow
+    width: 1280
+    height: 720
+    fragment_duration: 1s
+    keyframe_interval: 1s
+    bitrate_kbps: 20000
+""", data_dir=os.path.join(self.mnt, "data"), env=camera_env())
+        try:
+            d.start()
+            wait_for(lambda: len(self.fragments(d, "door")) >= 4, what="door recording")
+            self.scene.command("move")
+            time.sleep(2)
+            self.scene.command("still")
+            event = wait_for(lambda: (lambda e: e[0] if e and e[0]["end_ms"] else None)(
+                d.get_json("/v1/events?camera=door")[2]["events"]), what="the event ending")
+            keep_from, keep_to = event["start_ms"] - 1000, event["end_ms"] + 1000
+            time.sleep(2)  # the post-roll recorded
+            frags = self.fragments(d, "door")
+            kept = [f["number"] for f in frags
+                    if f["producerMs"] + f["durationMs"] >= keep_from and f["producerMs"] <= keep_to]
+            before = [f["number"] for f in frags if f["producerMs"] + f["durationMs"] < keep_from]
+            self.assertTrue(kept and before, frags)
+
+            # The disk fills; the oldest ordinary footage goes, door's too.
+            wait_for(lambda: not set(before) & {f["number"] for f in self.fragments(d, "door")},
+                     timeout=120, interval=1, what="ordinary footage from before the event removed")
+            # Footage newer than the event's, but ordinary, went as well while
+            # the event's stayed.
+            wait_for(lambda: self.fragments(d, "noisy")[0]["producerMs"] > keep_to,
+                     timeout=120, interval=1, what="newer ordinary footage removed")
+            left = {f["number"] for f in self.fragments(d, "door")}
+            self.assertTrue(set(kept) <= left, (kept, sorted(left)))
+            status, headers, body = d.request("GET", event["clip_url"], timeout=30)
+            self.assertEqual(status, 200, body[:200])
+            self.assertEqual(body[4:8], b"ftyp")
+            self.assertEqual(d.get_json("/v1/cameras/noisy")[2]["state"], "running")
+        finally:
+            d.cleanup()
+
+
 class EventsBrowser(unittest.TestCase):
     def test_events_page(self):
         run_node_tests(self, ["events-browser.test.mjs"], timeout=180, browser=True,

@@ -279,12 +279,19 @@ test_camera_list (void **state)
   assert_int_equal (bare->functions->len, 0);
   EdgeConfigCamera *demo = g_ptr_array_index (embedded->cameras, 0);
   assert_string_equal (demo->name, "demo");
-  assert_string_equal (demo->source, "test://");
+  assert_string_equal (demo->source, "test://?pattern=visitor");
+  assert_string_equal (demo->detect, "motion");
+  /* Its events run the sample function, and go out over MQTT. */
+  assert_int_equal (embedded->mappings->len, 1);
+  assert_int_equal (bare->mappings->len, 0);
+  assert_int_equal (embedded->mqtt_publish->len, 1);
   g_autofree char *out = edge_config_to_yaml (embedded);
   g_autoptr (EdgeConfig) again = load (out, &error);
   assert_null (error);
   assert_int_equal (again->cameras->len, 1);
   assert_int_equal (again->functions->len, 1);
+  EdgeConfigCamera *reloaded = g_ptr_array_index (again->cameras, 0);
+  assert_string_equal (reloaded->zones, demo->zones);
 }
 
 static void
