@@ -100,16 +100,22 @@ motion_free (gpointer detector)
   g_free (d);
 }
 
-static const MediaDetectorClass detectors[] = {
-  { "motion", motion_available, motion_create, motion_process, motion_free },
+static const MediaDetectorClass motion_detector = {
+  "motion", motion_available, motion_create, motion_process, motion_free,
+};
+
+/* Every detector there is: a new one is a line here. */
+static const MediaDetectorClass *const detectors[] = {
+  &motion_detector,
+  &media_face_detector,
 };
 
 const MediaDetectorClass *
 media_detector_find (const char *name)
 {
   for (gsize i = 0; i < G_N_ELEMENTS (detectors); i++)
-    if (g_str_equal (detectors[i].name, name))
-      return &detectors[i];
+    if (g_str_equal (detectors[i]->name, name))
+      return detectors[i];
   return NULL;
 }
 
@@ -118,7 +124,7 @@ media_detector_names (void)
 {
   GString *s = g_string_new (NULL);
   for (gsize i = 0; i < G_N_ELEMENTS (detectors); i++)
-    g_string_append_printf (s, "%s%s", i ? ", " : "", detectors[i].name);
+    g_string_append_printf (s, "%s%s", i ? ", " : "", detectors[i]->name);
   return g_string_free (s, FALSE);
 }
 

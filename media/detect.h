@@ -42,6 +42,9 @@ typedef struct {
   void (*free) (gpointer detector);
 } MediaDetectorClass;
 
+/* Faces (media/face.c), through GStreamer's OpenCV plugin where installed. */
+extern const MediaDetectorClass media_face_detector;
+
 /* The detector named @name, or NULL. */
 const MediaDetectorClass *media_detector_find (const char *name);
 /* Names of every detector, comma-separated. (transfer full) */

@@ -137,7 +137,8 @@ static const ConfigKey camera_keys[] = {
   { "fps", KEY_INT, COFF (fps), "0", 0, 240, NULL,
     "Raw sources: frames per second; 0: the source's own (test: 15).", NULL },
   { "detect", KEY_STRING, COFF (detect), "", 0, 0, NULL,
-    "Detectors run on the camera, comma-separated: motion. Empty: none.", NULL },
+    "Detectors run on the camera, comma-separated: motion, face (where GStreamer's OpenCV "
+    "plugin is installed). Empty: none.", NULL },
   { "detect_fps", KEY_INT, COFF (detect_fps), "5", 1, 30, NULL,
     "Frames a second the detectors look at.", NULL },
   { "detect_width", KEY_INT, COFF (detect_width), "320", 64, 1920, NULL,

@@ -256,6 +256,68 @@ cameras:
             d.cleanup()
 
 
+IMAGES = os.environ.get("EDGED_TEST_IMAGES", "/usr/local/share/edged/test-images")
+
+
+class FaceTest(unittest.TestCase):
+    """Faces, on packaged photographs (scikit-image's sample data from its
+    Debian package, which .ci/install-deps --test extracts): a still video of
+    a face gives a face event boxed on the face; one of a cup of coffee none."""
+
+    def setUp(self):
+        r = subprocess.run(["gst-inspect-1.0", "facedetect"], capture_output=True)
+        if r.returncode != 0:
+            self.skipTest("no face detector here: GStreamer's OpenCV plugin (facedetect, Debian: "
+                          "gstreamer1.0-opencv) is not installed")
+        if not all(os.path.exists(os.path.join(IMAGES, f"{n}.png")) for n in ("astronaut", "coffee")):
+            self.skipTest(f"no test photographs in {IMAGES} (.ci/install-deps --test puts them there)")
+        self.workdir = tempfile.mkdtemp(prefix="edged-faces-")
+        # Each photograph as a 3 s video (H.264 in MP4), which a file:// camera loops.
+        for name in ("astronaut", "coffee"):
+            subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={IMAGES}/{name}.png", "!",
+                            "pngdec", "!", "videoconvert", "!", "imagefreeze", "num-buffers=45", "!",
+                            "video/x-raw,framerate=15/1", "!", "videoconvert", "!",
+                            "video/x-raw,format=I420", "!", "x264enc", "key-int-max=15",
+                            "speed-preset=ultrafast", "!", "h264parse", "!", "mp4mux", "!",
+                            "filesink", f"location={self.workdir}/{name}.mp4"],
+                           check=True, timeout=60)
+
+    def tearDown(self):
+        subprocess.run(["rm", "-rf", self.workdir])
+
+    def test_a_face_is_found_and_a_cup_is_not(self):
+        d = Daemon(workdir=self.workdir, env=camera_env(), config=f"""
+cameras:
+  - name: astronaut
+    source: file://{self.workdir}/astronaut.mp4
+    detect: face, motion
+    detect_width: 512
+  - name: coffee
+    source: file://{self.workdir}/coffee.mp4
+    detect: face
+    detect_width: 512
+""")
+        try:
+            d.start()
+            event = wait_for(lambda: (d.get_json("/v1/events?camera=astronaut&type=face")[2]["events"]
+                                      or [None])[0], timeout=30, what="a face event")
+            # Eileen Collins' face: in the upper middle of the 512x512 picture.
+            self.assertEqual(len(event["boxes"]), 1, event)
+            box = event["boxes"][0]
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            self.assertTrue(0.35 < cx < 0.55 and 0.15 < cy < 0.35, box)
+            self.assertTrue(0.08 < box["width"] < 0.35, box)
+            self.assertEqual(d.get_json("/v1/events?camera=astronaut&type=motion")[2]["events"], [],
+                             "a still picture does not move")
+            status, headers, body = d.request("GET", event["snapshot_url"])
+            self.assertEqual((status, body[:2]), (200, b"\xff\xd8"))
+            time.sleep(3)
+            self.assertGreater(d.get_json("/v1/cameras/coffee")[2]["detection"]["framesExamined"], 10)
+            self.assertEqual(d.get_json("/v1/events?camera=coffee")[2]["events"], [])
+        finally:
+            d.cleanup()
+
+
 class EventsBrowser(unittest.TestCase):
     def test_events_page(self):
         run_node_tests(self, ["events-browser.test.mjs"], timeout=180, browser=True,
