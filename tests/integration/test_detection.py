@@ -179,6 +179,8 @@ event_source_mappings:
         self.assertEqual(status, 404, body)
         status = self.d.get_json("/v1/cameras/door")[2]["detection"]
         self.assertEqual(status["events"], 2)  # its start and its end
+        # A clean stop (under the sanitizers: nothing leaked).
+        self.assertEqual(self.d.stop(), 0, self.d.log()[-6000:])
 
 
 class RetentionTest(unittest.TestCase):
@@ -314,6 +316,7 @@ cameras:
             time.sleep(3)
             self.assertGreater(d.get_json("/v1/cameras/coffee")[2]["detection"]["framesExamined"], 10)
             self.assertEqual(d.get_json("/v1/events?camera=coffee")[2]["events"], [])
+            self.assertEqual(d.stop(), 0, d.log()[-6000:])
         finally:
             d.cleanup()
 
