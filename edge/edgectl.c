@@ -11,6 +11,7 @@
  *   edgectl functions [list]               functions, their environments and queues
  *   edgectl functions invoke NAME [JSON]   invoke one and print its answer
  *   edgectl functions logs NAME [--follow] its last log lines (then new ones as they come)
+ *   edgectl events [CAMERA]                the newest detection events (of one camera)
  *   edgectl mqtt [status]                  brokers, subscriptions and topic rules
  *   edgectl mqtt publish TOPIC MESSAGE [BROKER]   publish (QoS 1) through a broker
  *   edgectl check-config FILE
@@ -655,6 +656,37 @@ cmd_cameras (int argc, char **argv)
 }
 
 static int
+cmd_events (const char *camera)
+{
+  g_autofree char *escaped = camera ? g_uri_escape_string (camera, NULL, FALSE) : NULL;
+  g_autofree char *path = g_strdup_printf ("/v1/events?limit=50%s%s", camera ? "&camera=" : "",
+                                           camera ? escaped : "");
+  g_autoptr (JsonNode) root = get_json (path);
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *events = json_object_get_array_member (json_node_get_object (root), "events");
+  g_print ("%-24s %-16s %-8s %7s %9s  %s\n", "STARTED", "CAMERA", "TYPE", "SCORE", "LASTED",
+           "ID");
+  for (guint i = 0; i < json_array_get_length (events); i++) {
+    JsonObject *e = json_array_get_object_element (events, i);
+    gint64 start = json_object_get_int_member_with_default (e, "start_ms", 0);
+    gint64 end = json_object_get_int_member_with_default (e, "end_ms", 0);
+    g_autoptr (GDateTime) t = g_date_time_new_from_unix_local (start / 1000);
+    g_autofree char *when = t ? g_date_time_format (t, "%Y-%m-%d %H:%M:%S") : g_strdup ("-");
+    g_autofree char *lasted = end ? g_strdup_printf ("%.1fs", (end - start) / 1000.0)
+                                  : g_strdup ("going on");
+    g_print ("%-24s %-16s %-8s %7.3f %9s  %s\n", when, member_string (e, "camera"),
+             member_string (e, "type"), json_object_get_double_member_with_default (e, "score", 0),
+             lasted, member_string (e, "id"));
+  }
+  return 0;
+}
+
+static int
 cmd_check_config (const char *path)
 {
   g_autoptr (GError) error = NULL;
@@ -687,6 +719,7 @@ main (int argc, char **argv)
                                          "  functions [list]    functions, environments, queues\n"
                                          "  functions invoke NAME [JSON]\n"
                                          "  functions logs NAME [--follow]\n"
+                                         "  events [CAMERA]     the newest detection events\n"
                                          "  mqtt [status]       brokers, subscriptions, topic rules\n"
                                          "  mqtt publish TOPIC MESSAGE [BROKER]\n"
                                          "  check-config FILE   validate a configuration file\n"
@@ -710,6 +743,8 @@ main (int argc, char **argv)
     status = cmd_functions (argc, argv);
   else if (g_str_equal (argv[1], "mqtt"))
     status = cmd_mqtt (argc, argv);
+  else if (g_str_equal (argv[1], "events") && argc <= 3)
+    status = cmd_events (argc == 3 ? argv[2] : NULL);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)
     status = cmd_check_config (argv[2]);
   else if (g_str_equal (argv[1], "version") && argc == 2) {

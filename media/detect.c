@@ -576,12 +576,38 @@ media_detect_dropped (MediaDetect *detect)
   return detect ? __atomic_load_n (&detect->dropped, __ATOMIC_RELAXED) : 0;
 }
 
+/* Ends the events still open, at once (@d's owner is stopping it, on the
+ * main thread): an event never stays open because edged stopped. */
+static void
+end_open_events (MediaDetect *d)
+{
+  for (guint i = 0; i < d->states->len; i++) {
+    DetectorState *s = &g_array_index (d->states, DetectorState, i);
+    if (!s->active)
+      continue;
+    s->active = FALSE;
+    MediaEvent event = {
+      .id = s->id,
+      .camera = d->camera,
+      .type = s->klass->name,
+      .phase = MEDIA_EVENT_END,
+      .start_ms = s->start_ms,
+      .end_ms = s->last_ms,
+      .server_ms = g_get_real_time () / 1000,
+      .fragment = s->fragment,
+      .score = s->score,
+      .n_boxes = 1,
+      .boxes = &s->union_box,
+    };
+    d->func (&event, d->user_data);
+  }
+}
+
 void
 media_detect_free (MediaDetect *d)
 {
   if (d == NULL)
     return;
-  g_atomic_int_set (&d->removed, 1);
   if (d->pipeline) {
     gst_element_set_state (d->pipeline, GST_STATE_NULL);
     if (d->bus_watch) {
@@ -592,6 +618,9 @@ media_detect_free (MediaDetect *d)
     gst_object_unref (d->src);
     gst_object_unref (d->pipeline);
   }
+  /* The branch's thread has stopped: its states are ours. */
+  end_open_events (d);
+  g_atomic_int_set (&d->removed, 1);
   for (guint i = 0; i < d->states->len; i++) {
     DetectorState *s = &g_array_index (d->states, DetectorState, i);
     s->klass->free (s->detector);

@@ -92,8 +92,9 @@ void media_detect_push (MediaDetect *detect, gboolean h265, GBytes *codec_privat
 /* Frames decoded and examined, and access units dropped for being behind. */
 guint64 media_detect_frames (MediaDetect *detect);
 guint64 media_detect_dropped (MediaDetect *detect);
-/* Stops the branch; events still queued for the main context are dropped.
- * Accepts NULL. */
+/* Stops the branch, ends the events still open (their END goes to the
+ * callback before this returns: on the main thread), and drops events
+ * still queued for the main context. Accepts NULL. */
 void media_detect_free (MediaDetect *detect);
 
 G_END_DECLS

@@ -268,6 +268,24 @@ media_events_on_event (const MediaEvent *event, gpointer user_data)
 }
 
 void
+media_events_close_open (MediaService *service)
+{
+  /* A stop ends open events (media_detect_free); a crash leaves them
+   * open. They ended, at the latest, where the camera's footage did. */
+  sqlite3 *db = edge_state_db (service->state);
+  char *message = NULL;
+  if (sqlite3_exec (db,
+                    "UPDATE media_events SET end_ms = max(start_ms + 1, coalesce("
+                    " (SELECT max(f.producer_ms + f.duration_ms) FROM media_fragments f"
+                    "  WHERE f.camera = media_events.camera), 0))"
+                    " WHERE end_ms IS NULL",
+                    NULL, NULL, &message) != SQLITE_OK) {
+    g_warning ("events left open by a crash: %s", message);
+    sqlite3_free (message);
+  }
+}
+
+void
 media_events_expire (MediaService *service)
 {
   sqlite3 *db = edge_state_db (service->state);

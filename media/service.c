@@ -959,6 +959,7 @@ media_service_new (EdgeGateway *gateway, EdgeState *state, EdgeKeyring *keyring,
     media_service_free (service);
     return NULL;
   }
+  media_events_close_open (service);
   start_stored_cameras (service);
   service->retention_timer = g_timeout_add_seconds (RETENTION_INTERVAL_S, retention_tick, service);
   return service;

@@ -124,6 +124,8 @@ void media_events_on_event (const MediaEvent *event, gpointer user_data);
 /* Makes @config's events stream when it is missing; FALSE (logged) when
  * it cannot be made or there are no streams. */
 gboolean media_events_ensure_stream (MediaService *service, const EdgeConfigCamera *config);
+/* Ends the events a crash left open, where their camera's footage ends. */
+void media_events_close_open (MediaService *service);
 /* Forgets events past their retention. */
 void media_events_expire (MediaService *service);
 

@@ -708,7 +708,7 @@ media_store_enforce_retention (MediaStore *store, const char *camera, gint64 max
     return 0;
   sqlite3_stmt *oldest = prepare (store, "SELECT number, server_ms, bytes, " PINNED_SQL
                                          " FROM media_fragments f"
-                                         " WHERE camera = ? ORDER BY number LIMIT 1000");
+                                         " WHERE camera = ?1 ORDER BY number LIMIT 1000");
   sqlite3_stmt *del = prepare (store, "DELETE FROM media_fragments WHERE camera = ?"
                                       " AND number = ?");
   if (oldest == NULL || del == NULL) {
@@ -815,7 +815,8 @@ out:
 gboolean
 media_store_delete_camera (MediaStore *store, const char *camera, GError **error)
 {
-  static const char *const tables[] = { "media_fragments", "media_inits", "media_gaps" };
+  static const char *const tables[] = { "media_fragments", "media_inits", "media_gaps",
+                                        "media_events" };
   g_autofree char *dir_path = g_build_filename (store->directory, camera, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (tables); i++) {
     g_autofree char *sql = g_strdup_printf ("DELETE FROM %s WHERE camera = ?", tables[i]);

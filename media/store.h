@@ -126,7 +126,7 @@ guint64 media_store_remove_oldest (MediaStore *store, guint64 bytes);
 /* Free bytes on the disk holding the store (statvfs), or G_MAXUINT64. */
 guint64 media_store_free_bytes (MediaStore *store);
 
-/* Forgets @camera's recordings: index rows and files. */
+/* Forgets @camera's recordings: index rows (its events too) and files. */
 gboolean media_store_delete_camera (MediaStore *store, const char *camera, GError **error);
 
 /* ---- reading (any thread) ---- */

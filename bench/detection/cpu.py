@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,26 +27,18 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procstat import cpu_seconds, free_port  # noqa: E402
+
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 20
-TICK = os.sysconf("SC_CLK_TCK")
 # A moving ball on black (most of a fixed camera's picture stays still) and
 # noise (every pixel changes: the decoder's worst case).
 SOURCES = [("720p15 ball", "ball", 1280, 720, 15, 2000), ("1080p15 ball", "ball", 1920, 1080, 15, 4000),
            ("720p15 noise", "snow", 1280, 720, 15, 2000), ("1080p15 noise", "snow", 1920, 1080, 15, 4000)]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def get_json(url, timeout=15):

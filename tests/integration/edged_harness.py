@@ -166,6 +166,36 @@ class Daemon:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
+    """@predicate's first true value, polled every @interval seconds; fails
+    the test after @timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def mount_tmpfs(case, size, prefix):
+    """A tmpfs of @size ("48m") on a new directory, for full-disk tests;
+    skips @case where mounting is not allowed. Unmounted and removed at
+    the end of the test."""
+    mnt = tempfile.mkdtemp(prefix=prefix)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        os.rmdir(mnt)
+        case.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+
+    def unmount():
+        subprocess.run(["umount", "-l", mnt])
+        os.rmdir(mnt)
+    case.addCleanup(unmount)
+    return mnt
+
+
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=60, **kw)
 

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGECTL, Daemon, WebSocket, camera_env  # noqa: E402
+from edged_harness import EDGECTL, Daemon, WebSocket, camera_env, mount_tmpfs  # noqa: E402
 
 AWS = os.environ.get("AWS_CLI", "/usr/bin/aws")
 FFPROBE = "/usr/bin/ffprobe"
@@ -558,16 +558,7 @@ class CameraDiskSpace(unittest.TestCase):
     camera never stops."""
 
     def setUp(self):
-        self.mnt = tempfile.mkdtemp(prefix="edged-video-full-")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", self.mnt],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            os.rmdir(self.mnt)
-            self.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-
-    def tearDown(self):
-        subprocess.run(["umount", "-l", self.mnt])
-        os.rmdir(self.mnt)
+        self.mnt = mount_tmpfs(self, "48m", "edged-video-full-")
 
     def test_oldest_footage_makes_room(self):
         d = Daemon(config="""storage:

@@ -16,20 +16,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from edged_harness import (EDGECTL, EDGED, SOURCE_ROOT, Daemon, Mosquitto, MqttClient,  # noqa: E402
-                           WebSocket, free_port, make_certificate, publish_all, run)
+                           WebSocket, free_port, make_certificate, mount_tmpfs, publish_all, run,
+                           wait_for)
 
 BASH_RUNTIME = os.path.join(SOURCE_ROOT, "tests/functions/bash/bootstrap")
 N = int(os.environ.get("MQTT_MESSAGES", "3000"))
 
-
-def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def broker_status(d):
@@ -152,20 +144,12 @@ class FullDiskTest(unittest.TestCase):
     once space is freed every one of them is stored."""
 
     def setUp(self):
+        self.mnt = mount_tmpfs(self, "24m", "edged-mqtt-tmpfs-")
         self.workdir = tempfile.mkdtemp(prefix="edged-mqtt-full-")
-        self.mnt = tempfile.mkdtemp(prefix="edged-mqtt-tmpfs-")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", self.mnt],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            os.rmdir(self.mnt)
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         self.broker = Mosquitto(self.workdir).start()
 
     def tearDown(self):
         self.broker.stop(signal.SIGKILL)
-        subprocess.run(["umount", "-l", self.mnt])
-        os.rmdir(self.mnt)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def test_full_disk_holds_acknowledgements_until_space_returns(self):

@@ -16,6 +16,20 @@ export async function freePort() {
   });
 }
 
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// @predicate's first true value, polled every 100 ms; fails the test after
+// @timeout ms.
+export async function until(what, predicate, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
 // @extraConfig: top-level YAML; @gatewayConfig: more keys under gateway:,
 // each line indented by two spaces.
 export async function startEdged(extraConfig = '', gatewayConfig = '') {

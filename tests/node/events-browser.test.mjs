@@ -11,25 +11,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-import { freePort, startEdged } from './edged.mjs';
+import { freePort, sleep, startEdged, until } from './edged.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const RTSP_SERVER = process.env.RTSP_SERVER ?? '../../build/tests/rtsp-server';
 const EVENTS_RUNTIME = resolve(process.env.EDGED_SOURCE_ROOT ?? '../..', 'tests/functions/events/bootstrap');
 
 let edged, browser, scene, lines, workdir;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, predicate, timeout = 20000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await predicate();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 // Sends a command to the scene and waits for its "ok".
 async function command(what) {

@@ -103,6 +103,37 @@ test_encoder_choice (void **state)
   assert_non_null (pipeline);
 }
 
+static void
+test_decoder_choice (void **state)
+{
+  (void) state;
+  gst_init (NULL, NULL);
+  /* No decoder device: libav's, one thread. */
+  static const char *const none[] = { NULL };
+  char *root = make_tree (none);
+  g_autofree char *h264 = hw_decoder_pipeline (root, FALSE);
+  g_autofree char *h265 = hw_decoder_pipeline (root, TRUE);
+  assert_string_equal (h264, "avdec_h264 max-threads=1");
+  assert_string_equal (h265, "avdec_h265 max-threads=1");
+  remove_tree (root);
+
+  /* A Raspberry Pi 4's decode node: its V4L2 decoder, where the plugin
+   * offers one (it registers v4l2h264dec only for a real device). */
+  static const char *const pi4[] = { "dev/video10", "", NULL };
+  root = make_tree (pi4);
+  g_autoptr (GstElementFactory) v4l2 = gst_element_factory_find ("v4l2h264dec");
+  g_autofree char *pi = hw_decoder_pipeline (root, FALSE);
+  assert_string_equal (pi, v4l2 ? "v4l2h264dec" : "avdec_h264 max-threads=1");
+  remove_tree (root);
+
+  /* Every choice parses in the detection branch's place. */
+  g_autofree char *launch = g_strdup_printf ("fakesrc num-buffers=0 ! h264parse ! %s ! fakesink",
+                                             h264);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GstElement) pipeline = gst_parse_launch (launch, &error);
+  assert_non_null (pipeline);
+}
+
 int
 main (void)
 {
@@ -110,6 +141,7 @@ main (void)
     cmocka_unit_test (test_raspberry_pi),
     cmocka_unit_test (test_x86_dmi_and_unknown),
     cmocka_unit_test (test_encoder_choice),
+    cmocka_unit_test (test_decoder_choice),
   };
   return cmocka_run_group_tests_name ("hw", tests, NULL, NULL);
 }

@@ -1,0 +1,43 @@
+"""What the benchmarks share: a free port, a process's CPU seconds and peak
+memory from /proc, and waiting for an HTTP answer."""
+
+import os
+import socket
+import time
+import urllib.request
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """User plus system CPU seconds @pid has used (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss(pid):
+    """@pid's peak resident memory (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_http(url, timeout=15, interval=0.1):
+    """The body at @url once it answers; exits the benchmark if it never does."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read()
+        except OSError:
+            time.sleep(interval)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
