@@ -408,6 +408,62 @@ class EventsBrowser(unittest.TestCase):
                             "EDGED_SOURCE_ROOT": SOURCE_ROOT})
 
 
+class OpenEventTest(unittest.TestCase):
+    """An event going on when edged stops is ended then; one going on when
+    edged is killed is ended at the next start, where the footage ends."""
+
+    def setUp(self):
+        self.scene = Scene()
+        self.d = Daemon(env=camera_env(), config=f"""
+cameras:
+  - name: door
+    source: rtsp://127.0.0.1:{self.scene.port}/cam
+    fragment_duration: 1s
+    detect: motion
+""")
+        self.d.start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.scene.stop()
+
+    def open_event(self):
+        wait_for(lambda: self.d.get_json("/v1/cameras/door")[2]["recorded"]["fragments"] >= 2,
+                 what="door recording")
+        self.scene.command("move")
+        event = wait_for(lambda: (self.d.get_json("/v1/events")[2]["events"] or [None])[0],
+                         timeout=10, what="an event")
+        self.assertTrue(event["active"])
+        time.sleep(2)
+        return event
+
+    def test_stop_and_kill_end_open_events(self):
+        event = self.open_event()
+        self.assertEqual(self.d.stop(), 0, self.d.log()[-3000:])
+        self.d.start()
+        ended = self.d.get_json(f"/v1/events/{event['id']}")[2]
+        self.assertFalse(ended["active"], ended)
+        self.assertGreater(ended["end_ms"], event["start_ms"] + 1000)
+        # The end is in the events stream too, after the start.
+        phases = [json.loads(r["Data"])["phase"] for r in self.d.stream_records("events")
+                  if json.loads(r["Data"])["id"] == event["id"]]
+        self.assertEqual(phases, ["start", "end"])
+
+        # The scene still moves: a new event starts; kill -9 leaves it open.
+        second = wait_for(lambda: [e for e in self.d.get_json("/v1/events")[2]["events"]
+                                   if e["id"] != event["id"]], timeout=10, what="a second event")[0]
+        time.sleep(2)
+        self.d.proc.send_signal(signal.SIGKILL)
+        self.d.wait_exit()
+        self.d.start()
+        closed = self.d.get_json(f"/v1/events/{second['id']}")[2]
+        self.assertFalse(closed["active"], closed)
+        last = self.d.get_json("/v1/cameras/door/fragments")[2]["fragments"]
+        # Where the footage recorded before the kill ended.
+        self.assertLessEqual(closed["end_ms"], max(f["producerMs"] + f["durationMs"] for f in last))
+        self.assertGreater(closed["end_ms"], second["start_ms"])
+
+
 class SettingsTest(unittest.TestCase):
     """Detection settings are checked before anything runs."""
 
