@@ -212,6 +212,8 @@ mqtt:
         self.assertEqual(self.d.stop(), 0, self.d.log()[-6000:])
 
 
+@unittest.skipIf(os.environ.get("EDGED_TESTS_SKIP_SLOW"),
+                 "slow, and run in the plain build: the full-disk pass runs the same under the sanitizers as in the plain build")
 class RetentionTest(unittest.TestCase):
     """A full disk, by fault injection (a 48 MiB tmpfs and a 20 Mb/s camera):
     ordinary footage is removed first, and the footage around an event
@@ -401,6 +403,8 @@ cameras:
             d.cleanup()
 
 
+@unittest.skipIf(os.environ.get("EDGED_TESTS_SKIP_SLOW"),
+                 "slow, and run in the plain build: the page is the same page under the sanitizers")
 class EventsBrowser(unittest.TestCase):
     def test_events_page(self):
         run_node_tests(self, ["events-browser.test.mjs"], timeout=180, browser=True,
