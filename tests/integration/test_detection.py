@@ -468,6 +468,51 @@ cameras:
         self.assertGreater(closed["end_ms"], second["start_ms"])
 
 
+@unittest.skipIf(os.environ.get("EDGED_TESTS_SKIP_SLOW"),
+                 "waits for the demo camera's visitor (up to 30 s): run once, not again under the sanitizers")
+class EmbeddedDefaultTest(unittest.TestCase):
+    """What a first start shows: the demo camera's visitor is motion, a demo
+    sensor over its threshold is an event too, and the sample function runs
+    for both (its lines are what the Events page shows)."""
+
+    def test_demo_motion_and_sensor_run_the_sample_function(self):
+        d = Daemon(env=camera_env())
+        # No --config: the embedded default, moved to a free port and a
+        # temporary data directory.
+        d.config_path = None
+        d.start = lambda: embedded_start(d)
+        try:
+            d.start()
+            event = wait_for(lambda: (d.get_json("/v1/events?camera=demo")[2]["events"] or [None])[0],
+                             timeout=45, interval=0.5, what="the demo camera's motion")
+            self.assertEqual(event["type"], "motion")
+            self.assertTrue(event["snapshot_url"])
+
+            def printed(prefix):
+                logs = d.get_json("/v1/functions/hello/logs?limit=1000")[2]["events"]
+                return [e["message"] for e in logs if e["message"].startswith(prefix)]
+            lines = wait_for(lambda: printed("motion start on demo"), timeout=30,
+                             what="the sample function's line for the motion")
+            self.assertIn(event["snapshot_url"], lines[0])
+            if not d.get_json("/v1/mqtt")[2]["brokers"][0]["connected"]:
+                self.skipTest("no MQTT broker on 127.0.0.1:1883 for the demo sensors "
+                              "(.ci/install-deps starts one)")
+            wait_for(lambda: printed("too-warm: sensor demo-"), timeout=45,
+                     what="the sample function's line for a warm demo sensor")
+        finally:
+            d.cleanup()
+
+
+def embedded_start(d):
+    d.stderr = open(d.stderr_path, "wb")
+    d.proc = subprocess.Popen([EDGED, "--set", f"data_dir={d.data_dir}",
+                               "--set", f"gateway.listen=127.0.0.1:{d.port}"],
+                              stdout=subprocess.DEVNULL, stderr=d.stderr, env=d.env,
+                              cwd=d.workdir)
+    d.wait_ready()
+    return d
+
+
 class SettingsTest(unittest.TestCase):
     """Detection settings are checked before anything runs."""
 
