@@ -24,26 +24,10 @@
 #define EVENTS_LIST_MAX 1000
 #define EVENTS_LIST_DEFAULT 100
 
-/* ---- the record and the API's shape ---- */
-
-static void
-add_box_array (JsonBuilder *b, const MediaBox *boxes, guint n)
-{
-  json_builder_begin_array (b);
-  for (guint i = 0; i < n; i++) {
-    json_builder_begin_object (b);
-    json_builder_set_member_name (b, "x");
-    json_builder_add_double_value (b, round (boxes[i].x * 10000) / 10000);
-    json_builder_set_member_name (b, "y");
-    json_builder_add_double_value (b, round (boxes[i].y * 10000) / 10000);
-    json_builder_set_member_name (b, "width");
-    json_builder_add_double_value (b, round (boxes[i].width * 10000) / 10000);
-    json_builder_set_member_name (b, "height");
-    json_builder_add_double_value (b, round (boxes[i].height * 10000) / 10000);
-    json_builder_end_object (b);
-  }
-  json_builder_end_array (b);
-}
+/* ---- the record and the API's shape ----
+ *
+ * Written by hand rather than through json-glib, whose doubles come out with
+ * 17 digits (0.47499999999999998): fractions here have four decimals. */
 
 typedef struct {
   const char *id, *camera, *type;
@@ -51,59 +35,96 @@ typedef struct {
   gint64 server_ms;
   guint64 fragment;
   double score;
-  JsonNode *boxes; /* array */
+  const char *boxes; /* a JSON array, as boxes_text wrote it */
   gboolean has_snapshot;
   gint64 pre_ms, post_ms;
 } EventRow;
 
+/* @v (0 to 1) with at most four decimals: 0.55, 0.1333, 1. */
 static void
-add_string (JsonBuilder *b, const char *name, const char *value)
+append_fraction (GString *out, double v)
 {
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
+  char text[G_ASCII_DTOSTR_BUF_SIZE];
+  g_ascii_formatd (text, sizeof text, "%.4f", CLAMP (v, 0.0, 1.0));
+  gsize n = strlen (text);
+  while (n > 1 && text[n - 1] == '0')
+    n--;
+  if (text[n - 1] == '.')
+    n--;
+  g_string_append_len (out, text, (gssize) n);
 }
 
 static void
-add_int (JsonBuilder *b, const char *name, gint64 value)
+append_key (GString *out, const char *key)
 {
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, value);
+  g_string_append_printf (out, "%s\"%s\":", out->str[out->len - 1] == '{' ? "" : ",", key);
+}
+
+static void
+append_string_member (GString *out, const char *key, const char *value)
+{
+  append_key (out, key);
+  if (value)
+    edge_json_append_string (out, value, strlen (value));
+  else
+    g_string_append (out, "null");
+}
+
+static void
+append_int_member (GString *out, const char *key, gint64 value)
+{
+  append_key (out, key);
+  g_string_append_printf (out, "%" G_GINT64_FORMAT, value);
+}
+
+static char *
+boxes_text (const MediaBox *boxes, guint n)
+{
+  GString *out = g_string_new ("[");
+  for (guint i = 0; i < n; i++) {
+    g_string_append (out, i ? ",{\"x\":" : "{\"x\":");
+    append_fraction (out, boxes[i].x);
+    g_string_append (out, ",\"y\":");
+    append_fraction (out, boxes[i].y);
+    g_string_append (out, ",\"width\":");
+    append_fraction (out, boxes[i].width);
+    g_string_append (out, ",\"height\":");
+    append_fraction (out, boxes[i].height);
+    g_string_append_c (out, '}');
+  }
+  g_string_append_c (out, ']');
+  return g_string_free (out, FALSE);
 }
 
 /* The event as the API and the stream show it; @phase is NULL for the
  * API (which shows the event as it is now). */
-static JsonNode *
-event_json (const EventRow *e, const char *phase)
+static void
+append_event (GString *out, const EventRow *e, const char *phase)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  add_string (b, "id", e->id);
-  add_string (b, "camera", e->camera);
-  add_string (b, "type", e->type);
+  g_string_append_c (out, '{');
+  append_string_member (out, "id", e->id);
+  append_string_member (out, "camera", e->camera);
+  append_string_member (out, "type", e->type);
   if (phase)
-    add_string (b, "phase", phase);
-  json_builder_set_member_name (b, "active");
-  json_builder_add_boolean_value (b, e->end_ms == 0);
-  json_builder_set_member_name (b, "score");
-  json_builder_add_double_value (b, round (e->score * 10000) / 10000);
-  json_builder_set_member_name (b, "boxes");
-  json_builder_add_value (b, json_node_copy (e->boxes));
-  add_int (b, "start_ms", e->start_ms);
-  json_builder_set_member_name (b, "end_ms");
+    append_string_member (out, "phase", phase);
+  append_key (out, "active");
+  g_string_append (out, e->end_ms == 0 ? "true" : "false");
+  append_key (out, "score");
+  append_fraction (out, e->score);
+  append_key (out, "boxes");
+  g_string_append (out, e->boxes);
+  append_int_member (out, "start_ms", e->start_ms);
+  append_key (out, "end_ms");
   if (e->end_ms)
-    json_builder_add_int_value (b, e->end_ms);
+    g_string_append_printf (out, "%" G_GINT64_FORMAT, e->end_ms);
   else
-    json_builder_add_null_value (b);
-  add_int (b, "producer_timestamp_ms", e->start_ms);
-  add_int (b, "server_timestamp_ms", e->server_ms);
+    g_string_append (out, "null");
+  append_int_member (out, "producer_timestamp_ms", e->start_ms);
+  append_int_member (out, "server_timestamp_ms", e->server_ms);
   g_autofree char *fragment = g_strdup_printf ("%" G_GUINT64_FORMAT, e->fragment);
-  add_string (b, "fragment_number", fragment);
+  append_string_member (out, "fragment_number", fragment);
   g_autofree char *snapshot = g_strdup_printf ("/v1/events/%s/snapshot.jpg", e->id);
-  json_builder_set_member_name (b, "snapshot_url");
-  if (e->has_snapshot)
-    json_builder_add_string_value (b, snapshot);
-  else
-    json_builder_add_null_value (b);
+  append_string_member (out, "snapshot_url", e->has_snapshot ? snapshot : NULL);
   /* The clip runs from pre-roll before the start to post-roll after the
    * end (or, while the event lasts, to now), on the producer timeline. */
   gint64 clip_end = (e->end_ms ? e->end_ms : e->server_ms) + e->post_ms;
@@ -112,11 +133,10 @@ event_json (const EventRow *e, const char *phase)
   g_ascii_formatd (end_s, sizeof end_s, "%.3f", clip_end / 1000.0);
   g_autofree char *clip = g_strdup_printf ("/v1/cameras/%s/clip.mp4?start=%s&end=%s&producer=1",
                                            e->camera, start_s, end_s);
-  add_string (b, "clip_url", clip);
+  append_string_member (out, "clip_url", clip);
   g_autofree char *playback = g_strdup_printf ("/camera?name=%s&time=%s", e->camera, start_s);
-  add_string (b, "playback_url", playback);
-  json_builder_end_object (b);
-  return json_builder_get_root (b);
+  append_string_member (out, "playback_url", playback);
+  g_string_append_c (out, '}');
 }
 
 /* ---- the events stream ---- */
@@ -153,14 +173,12 @@ media_events_ensure_stream (MediaService *service, const EdgeConfigCamera *confi
 }
 
 static void
-append_to_stream (MediaService *service, const EdgeConfigCamera *config, JsonNode *record)
+append_to_stream (MediaService *service, const EdgeConfigCamera *config, GString *record)
 {
   g_autoptr (GError) error = NULL;
   if (!media_events_ensure_stream (service, config))
     return;
-  gsize len;
-  g_autofree char *text = edge_json_to_string (record, &len);
-  g_autoptr (GBytes) data = g_bytes_new_take (g_steal_pointer (&text), len);
+  g_autoptr (GBytes) data = g_bytes_new (record->str, record->len);
   StreamPutRecord put = { .partition_key = config->name, .data = data };
   if (!stream_store_put (service->streams, config->events_stream, &put, 1, on_put,
                          g_strdup (config->name), &error))
@@ -240,12 +258,9 @@ media_events_on_event (const MediaEvent *event, gpointer user_data)
   MediaServiceCamera *c = user_data;
   MediaService *service = c->service;
   const EdgeConfigCamera *config = media_camera_config (c->camera);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  add_box_array (b, event->boxes, event->n_boxes);
-  g_autoptr (JsonNode) boxes = json_builder_get_root (b);
-  g_autofree char *boxes_text = edge_json_to_string (boxes, NULL);
+  g_autofree char *boxes = boxes_text (event->boxes, event->n_boxes);
 
-  index_event (service, config, event, boxes_text);
+  index_event (service, config, event, boxes);
   EventRow row = {
     .id = event->id,
     .camera = config->name,
@@ -261,7 +276,8 @@ media_events_on_event (const MediaEvent *event, gpointer user_data)
     .post_ms = config->event_post_roll_ms,
   };
   const char *phase = event->phase == MEDIA_EVENT_START ? "start" : "end";
-  g_autoptr (JsonNode) record = event_json (&row, phase);
+  g_autoptr (GString) record = g_string_new (NULL);
+  append_event (record, &row, phase);
   append_to_stream (service, config, record);
   c->events++;
   g_info ("camera \"%s\": %s %s (score %.3f)", config->name, event->type, phase, event->score);
@@ -304,14 +320,9 @@ media_events_expire (MediaService *service)
   "id, camera, type, start_ms, end_ms, server_ms, fragment, score, boxes, snapshot IS NOT NULL," \
   " pre_ms, post_ms"
 
-static JsonNode *
-row_json (sqlite3_stmt *st)
+static void
+append_row (GString *out, sqlite3_stmt *st)
 {
-  JsonNode *boxes = json_from_string ((const char *) sqlite3_column_text (st, 8), NULL);
-  if (boxes == NULL || !JSON_NODE_HOLDS_ARRAY (boxes)) {
-    g_clear_pointer (&boxes, json_node_unref);
-    boxes = json_node_init_array (json_node_alloc (), json_array_new ());
-  }
   EventRow row = {
     .id = (const char *) sqlite3_column_text (st, 0),
     .camera = (const char *) sqlite3_column_text (st, 1),
@@ -321,14 +332,19 @@ row_json (sqlite3_stmt *st)
     .server_ms = sqlite3_column_int64 (st, 5),
     .fragment = (guint64) sqlite3_column_int64 (st, 6),
     .score = sqlite3_column_double (st, 7),
-    .boxes = boxes,
+    .boxes = (const char *) sqlite3_column_text (st, 8),
     .has_snapshot = sqlite3_column_int (st, 9),
     .pre_ms = sqlite3_column_int64 (st, 10),
     .post_ms = sqlite3_column_int64 (st, 11),
   };
-  JsonNode *json = event_json (&row, NULL);
-  json_node_unref (boxes);
-  return json;
+  append_event (out, &row, NULL);
+}
+
+static void
+respond_text (EdgeRequest *request, GString *text)
+{
+  g_autoptr (GBytes) body = g_bytes_new (text->str, text->len);
+  edge_request_respond (request, 200, "application/json", body);
 }
 
 static void
@@ -366,17 +382,15 @@ handle_list (EdgeRequest *request, gpointer data)
   sqlite3_bind_int64 (st, 3, since);
   sqlite3_bind_int64 (st, 4, until);
   sqlite3_bind_int64 (st, 5, (sqlite3_int64) limit);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "events");
-  json_builder_begin_array (b);
-  while (sqlite3_step (st) == SQLITE_ROW)
-    json_builder_add_value (b, row_json (st));
+  g_autoptr (GString) out = g_string_new ("{\"events\":[");
+  for (guint n = 0; sqlite3_step (st) == SQLITE_ROW; n++) {
+    if (n)
+      g_string_append_c (out, ',');
+    append_row (out, st);
+  }
   sqlite3_finalize (st);
-  json_builder_end_array (b);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  edge_request_respond_json (request, 200, root);
+  g_string_append (out, "]}");
+  respond_text (request, out);
 }
 
 static sqlite3_stmt *
@@ -406,9 +420,10 @@ handle_get (EdgeRequest *request, gpointer data)
   sqlite3_stmt *st = lookup (request, data, ROW_COLUMNS);
   if (st == NULL)
     return;
-  g_autoptr (JsonNode) root = row_json (st);
+  g_autoptr (GString) out = g_string_new (NULL);
+  append_row (out, st);
   sqlite3_finalize (st);
-  edge_request_respond_json (request, 200, root);
+  respond_text (request, out);
 }
 
 static void
