@@ -340,6 +340,63 @@ event_source_mappings:
         self.assertEqual(self.d.stop(), 0, self.d.log()[-6000:])
 
 
+@unittest.skipIf(os.environ.get("EDGED_TESTS_SKIP_SLOW"),
+                 "waits for two retention passes: run once, not again under the sanitizers")
+class CameraRetentionTest(unittest.TestCase):
+    """A camera's own retention (here retention_bytes) passes over the
+    footage around an event and removes ordinary footage on both sides."""
+
+    def setUp(self):
+        self.scene = Scene()
+
+    def tearDown(self):
+        self.scene.stop()
+
+    def test_retention_bytes_keeps_event_footage(self):
+        d = Daemon(env=camera_env(), config=f"""
+cameras:
+  - name: door
+    source: rtsp://127.0.0.1:{self.scene.port}/cam
+    fragment_duration: 1s
+    retention_bytes: 24KiB
+    detect: motion
+    event_cooldown: 1s
+    event_pre_roll: 1s
+    event_post_roll: 1s
+""")
+        try:
+            d.start()
+
+            def fragments():
+                return d.get_json("/v1/cameras/door/fragments")[2]["fragments"]
+            wait_for(lambda: len(fragments()) >= 3, what="door recording")
+            self.scene.command("move")
+            time.sleep(2)
+            self.scene.command("still")
+            event = wait_for(lambda: (lambda e: e[0] if e and e[0]["end_ms"] else None)(
+                d.get_json("/v1/events")[2]["events"]), what="the event ending")
+            keep_from, keep_to = event["start_ms"] - 1000, event["end_ms"] + 1000
+
+            def pinned(f):
+                return f["producerMs"] + f["durationMs"] >= keep_from and f["producerMs"] <= keep_to
+            kept = [f["number"] for f in fragments() if pinned(f)]
+            self.assertTrue(kept)
+            # Recording goes on past the byte budget: the retention pass (every
+            # 10 s) removes ordinary footage from before and after the event.
+            left = wait_for(lambda: (lambda fs: fs if any(not pinned(f) and f["producerMs"] > keep_to
+                                                          for f in fs) and
+                                     fs[0]["number"] > 1 and
+                                     all(pinned(f) or f["producerMs"] > keep_to for f in fs)
+                                     else None)(fragments()),
+                            timeout=90, interval=1, what="ordinary footage before the event removed")
+            self.assertTrue(set(kept) <= {f["number"] for f in left}, (kept, left))
+            # And the newest ordinary footage over the budget goes next, before the event's.
+            total_ordinary = sum(f["bytes"] for f in left if not pinned(f))
+            self.assertLessEqual(total_ordinary, 24 * 1024 + max(f["bytes"] for f in left))
+        finally:
+            d.cleanup()
+
+
 IMAGES = os.environ.get("EDGED_TEST_IMAGES", "/usr/local/share/edged/test-images")
 
 
