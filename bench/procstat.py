@@ -1,8 +1,10 @@
 """What the benchmarks share: a free port, a process's CPU seconds and peak
-memory from /proc, and waiting for an HTTP answer."""
+memory from /proc, waiting for an HTTP answer, stopping what they started."""
 
 import os
+import signal
 import socket
+import subprocess
 import time
 import urllib.request
 
@@ -41,3 +43,15 @@ def wait_http(url, timeout=15, interval=0.1):
         except OSError:
             time.sleep(interval)
     raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def stop_all(procs, timeout=10):
+    """SIGTERM to each of @procs in order, then waits for each (SIGKILL
+    after @timeout seconds)."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -19,7 +19,6 @@ round: fresh processes, a 5 s warm-up, then the CPU seconds (user + system,
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from procstat import cpu_seconds, free_port  # noqa: E402
+from procstat import cpu_seconds, free_port, stop_all  # noqa: E402
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -131,13 +130,7 @@ def one_round(pattern, width, height, fps, kbps):
         return (used[detecting.pid] - used[plain.pid], used[ffmpeg.pid], used[plain.pid],
                 edged_fps, ffmpeg_fps)
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(list(reversed(procs)))
         server.stdout.close()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,7 +15,6 @@ process, the ratio edged / ffmpeg, and the peak RSS (VmHWM) of each.
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from procstat import cpu_seconds, free_port, peak_rss, wait_http  # noqa: E402
+from procstat import cpu_seconds, free_port, peak_rss, stop_all, wait_http  # noqa: E402
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -83,14 +82,7 @@ def one_round(width, height, fps, kbps):
         return (used[edged.pid], used[ffmpeg.pid], peak_rss(edged.pid), peak_rss(ffmpeg.pid),
                 rate)
     finally:
-        procs = [p for p in (ffmpeg, edged, server) if p is not None]
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all([p for p in (ffmpeg, edged, server) if p is not None])
         server.stdout.close()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -841,43 +841,47 @@ set_string (char **field, const char *value)
   *field = g_strdup (value);
 }
 
+/* A new item of a list (@items, its table @keys), at its defaults,
+ * appended to it. */
+#define ITEM_NEW(items, type, keys) \
+  ((type *) item_new ((items), (keys), G_N_ELEMENTS (keys), sizeof (type)))
+
+static gpointer
+item_new (GPtrArray *items, const ConfigKey *keys, gsize n_keys, gsize size)
+{
+  gpointer item = g_malloc0 (size);
+  fields_init (item, keys, n_keys);
+  g_ptr_array_add (items, item);
+  return item;
+}
+
 EdgeConfig *
 edge_config_new_embedded (const char *sample_bootstrap)
 {
   EdgeConfig *config = edge_config_new_default ();
   if (sample_bootstrap) {
-    EdgeConfigFunction *hello = g_new0 (EdgeConfigFunction, 1);
-    fields_init (hello, function_keys, G_N_ELEMENTS (function_keys));
-    g_free (hello->name);
-    hello->name = g_strdup ("hello");
-    g_free (hello->bootstrap);
-    hello->bootstrap = g_strdup (sample_bootstrap);
+    EdgeConfigFunction *hello = ITEM_NEW (config->functions, EdgeConfigFunction, function_keys);
+    set_string (&hello->name, "hello");
+    set_string (&hello->bootstrap, sample_bootstrap);
     hello->idle_ms = 60 * 1000;
-    g_ptr_array_add (config->functions, hello);
   }
   /* Demo sensors on a broker on this machine, when there is one: their
    * readings land in "sensors", and a rule picks out the warm ones. */
   static const char *const stream_names[] = { "sensors", "events" };
-  for (gsize i = 0; i < G_N_ELEMENTS (stream_names); i++) {
-    EdgeConfigStream *stream = g_new0 (EdgeConfigStream, 1);
-    fields_init (stream, stream_keys, G_N_ELEMENTS (stream_keys));
-    set_string (&stream->name, stream_names[i]);
-    g_ptr_array_add (config->streams, stream);
-  }
-  EdgeConfigMqttBroker *broker = g_new0 (EdgeConfigMqttBroker, 1);
-  fields_init (broker, mqtt_broker_keys, G_N_ELEMENTS (mqtt_broker_keys));
+  for (gsize i = 0; i < G_N_ELEMENTS (stream_names); i++)
+    set_string (&ITEM_NEW (config->streams, EdgeConfigStream, stream_keys)->name,
+                stream_names[i]);
+  EdgeConfigMqttBroker *broker = ITEM_NEW (config->mqtt_brokers, EdgeConfigMqttBroker,
+                                           mqtt_broker_keys);
   set_string (&broker->name, "local");
   set_string (&broker->host, "127.0.0.1");
-  g_ptr_array_add (config->mqtt_brokers, broker);
-  EdgeConfigMqttSubscription *sub = g_new0 (EdgeConfigMqttSubscription, 1);
-  fields_init (sub, mqtt_subscription_keys, G_N_ELEMENTS (mqtt_subscription_keys));
+  EdgeConfigMqttSubscription *sub = ITEM_NEW (config->mqtt_subscriptions,
+                                              EdgeConfigMqttSubscription, mqtt_subscription_keys);
   set_string (&sub->broker, "local");
   set_string (&sub->topic, "sensors/#");
   set_string (&sub->stream, "sensors");
   set_string (&sub->partition_key, "${topic(2)}");
-  g_ptr_array_add (config->mqtt_subscriptions, sub);
-  EdgeConfigMqttRule *rule = g_new0 (EdgeConfigMqttRule, 1);
-  fields_init (rule, mqtt_rule_keys, G_N_ELEMENTS (mqtt_rule_keys));
+  EdgeConfigMqttRule *rule = ITEM_NEW (config->mqtt_rules, EdgeConfigMqttRule, mqtt_rule_keys);
   set_string (&rule->name, "too-warm");
   set_string (&rule->broker, "local");
   /* A threshold on the demo sensors: an event like a camera's, in the
@@ -888,38 +892,30 @@ edge_config_new_embedded (const char *sample_bootstrap)
   set_string (&rule->stream, "events");
   set_string (&rule->partition_key, "${sensor}");
   set_string (&rule->republish, "alerts/${topic(2)}");
-  g_ptr_array_add (config->mqtt_rules, rule);
   set_string (&config->mqtt_demo_broker, "local");
 
-  EdgeConfigCamera *demo = g_new0 (EdgeConfigCamera, 1);
-  fields_init (demo, camera_keys, G_N_ELEMENTS (camera_keys));
-  g_free (demo->name);
-  demo->name = g_strdup ("demo");
-  g_free (demo->source);
+  EdgeConfigCamera *demo = ITEM_NEW (config->cameras, EdgeConfigCamera, camera_keys);
+  set_string (&demo->name, "demo");
   /* A still scene a ball visits now and then, watched for motion; the
    * burnt-in times (top left, bottom right) change every frame and are
    * left out of it. */
-  demo->source = g_strdup ("test://?pattern=visitor");
+  set_string (&demo->source, "test://?pattern=visitor");
   demo->retention_hours = 1;
   set_string (&demo->detect, "motion");
   set_string (&demo->zones, "exclude 0,0 0.4,0 0.4,0.12 0,0.12; "
                             "exclude 0.45,0.84 1,0.84 1,1 0.45,1");
-  g_ptr_array_add (config->cameras, demo);
 
   /* Every detection runs the sample function, and goes out over MQTT. */
   if (sample_bootstrap) {
-    EdgeConfigMapping *mapping = g_new0 (EdgeConfigMapping, 1);
-    fields_init (mapping, mapping_keys, G_N_ELEMENTS (mapping_keys));
+    EdgeConfigMapping *mapping = ITEM_NEW (config->mappings, EdgeConfigMapping, mapping_keys);
     set_string (&mapping->stream, "events");
     set_string (&mapping->function, "hello");
-    g_ptr_array_add (config->mappings, mapping);
   }
-  EdgeConfigMqttPublish *publish = g_new0 (EdgeConfigMqttPublish, 1);
-  fields_init (publish, mqtt_publish_keys, G_N_ELEMENTS (mqtt_publish_keys));
+  EdgeConfigMqttPublish *publish = ITEM_NEW (config->mqtt_publish, EdgeConfigMqttPublish,
+                                             mqtt_publish_keys);
   set_string (&publish->stream, "events");
   set_string (&publish->broker, "local");
   set_string (&publish->topic, "edged/events/${type}");
-  g_ptr_array_add (config->mqtt_publish, publish);
   return config;
 }
 
