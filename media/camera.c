@@ -1250,14 +1250,8 @@ media_camera_track (MediaCamera *camera, MediaInitMeta *ret_init)
   return TRUE;
 }
 
-guint64
-media_camera_detect_frames (MediaCamera *camera)
+MediaDetect *
+media_camera_detect (MediaCamera *camera)
 {
-  return media_detect_frames (camera->detect);
-}
-
-guint64
-media_camera_detect_dropped (MediaCamera *camera)
-{
-  return media_detect_dropped (camera->detect);
+  return camera->detect;
 }

@@ -83,8 +83,8 @@ guint media_camera_restarts (MediaCamera *camera);
 /* Codec and size of the current init segment, or FALSE before the first. */
 gboolean media_camera_track (MediaCamera *camera, MediaInitMeta *ret_init);
 
-/* The detection branch's frames examined and access units dropped. */
-guint64 media_camera_detect_frames (MediaCamera *camera);
-guint64 media_camera_detect_dropped (MediaCamera *camera);
+/* The camera's detection branch, or NULL without detectors.
+ * (transfer none) */
+MediaDetect *media_camera_detect (MediaCamera *camera);
 
 G_END_DECLS

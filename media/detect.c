@@ -110,8 +110,9 @@ static const MediaDetectorClass *const detectors[] = {
   &media_face_detector,
 };
 
-const MediaDetectorClass *
-media_detector_find (const char *name)
+/* The detector named @name, or NULL. */
+static const MediaDetectorClass *
+detector_find (const char *name)
 {
   for (gsize i = 0; i < G_N_ELEMENTS (detectors); i++)
     if (g_str_equal (detectors[i]->name, name))
@@ -119,8 +120,9 @@ media_detector_find (const char *name)
   return NULL;
 }
 
-char *
-media_detector_names (void)
+/* Names of every detector, comma-separated. (transfer full) */
+static char *
+detector_names (void)
 {
   GString *s = g_string_new (NULL);
   for (gsize i = 0; i < G_N_ELEMENTS (detectors); i++)
@@ -150,9 +152,9 @@ media_detect_check (const EdgeConfigCamera *config, GError **error)
 {
   g_auto (GStrv) names = detect_names (config);
   for (guint i = 0; names[i]; i++) {
-    const MediaDetectorClass *klass = media_detector_find (names[i]);
+    const MediaDetectorClass *klass = detector_find (names[i]);
     if (klass == NULL) {
-      g_autofree char *known = media_detector_names ();
+      g_autofree char *known = detector_names ();
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                    "detect: no detector \"%s\" (there are: %s)", names[i], known);
       return FALSE;
@@ -184,6 +186,7 @@ typedef struct {
   guint64 fragment;
   double score;
   MediaBox union_box;
+  gboolean boxed; /* union_box holds a box */
 } DetectorState;
 
 struct _MediaDetect {
@@ -329,48 +332,53 @@ snapshot_jpeg (GstSample *sample)
   return bytes;
 }
 
+/* Folds one frame's verdict into the event being gathered: the highest
+ * score, the union of the boxes. */
+static void
+gather (DetectorState *s, const MediaDetectorResult *r)
+{
+  s->score = MAX (s->score, r->score);
+  for (guint i = 0; i < r->n_boxes; i++) {
+    if (s->boxed)
+      box_union (&s->union_box, &r->boxes[i]);
+    else
+      s->union_box = r->boxes[i];
+    s->boxed = TRUE;
+  }
+}
+
 /* One detector's verdict on the frame at @ms, into events. */
 static void
 decide (MediaDetect *d, DetectorState *s, const MediaDetectorResult *r, gint64 ms,
         guint64 fragment, GstSample *sample)
 {
-  if (r->detected) {
-    s->streak++;
-    if (s->active) {
-      s->last_ms = ms;
-      s->score = MAX (s->score, r->score);
-      for (guint i = 0; i < r->n_boxes; i++)
-        box_union (&s->union_box, &r->boxes[i]);
-      return;
+  if (!r->detected) {
+    s->streak = 0;
+    if (s->active && ms - s->last_ms >= d->cooldown_ms) {
+      s->active = FALSE;
+      emit (d, s, MEDIA_EVENT_END, r, NULL);
     }
-    if (s->streak == 1) {
-      /* The event, if it becomes one, starts here. */
-      s->start_ms = ms;
-      s->fragment = fragment;
-      s->score = r->score;
-      s->union_box = r->n_boxes ? r->boxes[0] : (MediaBox) { 0 };
-      for (guint i = 1; i < r->n_boxes; i++)
-        box_union (&s->union_box, &r->boxes[i]);
-      return;
-    }
-    s->score = MAX (s->score, r->score);
-    for (guint i = 0; i < r->n_boxes; i++)
-      box_union (&s->union_box, &r->boxes[i]);
-    if (s->streak < DETECT_START_FRAMES)
-      return;
-    s->active = TRUE;
-    s->last_ms = ms;
-    g_free (s->id);
-    s->id = g_uuid_string_random ();
-    g_autoptr (GBytes) snapshot = snapshot_jpeg (sample);
-    emit (d, s, MEDIA_EVENT_START, r, snapshot);
     return;
   }
-  s->streak = 0;
-  if (s->active && ms - s->last_ms >= d->cooldown_ms) {
-    s->active = FALSE;
-    emit (d, s, MEDIA_EVENT_END, r, NULL);
+  if (!s->active && s->streak == 0) {
+    /* The event, if it becomes one, starts here. */
+    s->start_ms = ms;
+    s->fragment = fragment;
+    s->score = 0;
+    s->union_box = (MediaBox) { 0 };
+    s->boxed = FALSE;
   }
+  s->streak++;
+  gather (s, r);
+  if (s->active || s->streak >= DETECT_START_FRAMES)
+    s->last_ms = ms;
+  if (s->active || s->streak < DETECT_START_FRAMES)
+    return;
+  s->active = TRUE;
+  g_free (s->id);
+  s->id = g_uuid_string_random ();
+  g_autoptr (GBytes) snapshot = snapshot_jpeg (sample);
+  emit (d, s, MEDIA_EVENT_START, r, snapshot);
 }
 
 static GstFlowReturn
@@ -454,7 +462,7 @@ media_detect_new (const EdgeConfigCamera *config, GMainContext *context, MediaEv
   g_mutex_init (&d->lock);
   d->states = g_array_new (FALSE, TRUE, sizeof (DetectorState));
   for (guint i = 0; names[i]; i++) {
-    const MediaDetectorClass *klass = media_detector_find (names[i]);
+    const MediaDetectorClass *klass = detector_find (names[i]);
     g_autoptr (GError) local = NULL;
     if (klass == NULL || !klass->available (&local)) {
       g_warning ("camera \"%s\": no %s detection: %s", config->name, names[i],

@@ -45,11 +45,6 @@ typedef struct {
 /* Faces (media/face.c), through GStreamer's OpenCV plugin where installed. */
 extern const MediaDetectorClass media_face_detector;
 
-/* The detector named @name, or NULL. */
-const MediaDetectorClass *media_detector_find (const char *name);
-/* Names of every detector, comma-separated. (transfer full) */
-char *media_detector_names (void);
-
 /* Checks a camera's detection settings (detect, zones, min area, ...)
  * without building anything; FALSE with @error naming the setting. */
 gboolean media_detect_check (const EdgeConfigCamera *config, GError **error);
@@ -89,7 +84,8 @@ MediaDetect *media_detect_new (const EdgeConfigCamera *config, GMainContext *con
 void media_detect_push (MediaDetect *detect, gboolean h265, GBytes *codec_private,
                         const guint8 *data, gsize size, gboolean keyframe, guint64 decode_90k,
                         guint64 pts_90k, guint64 fragment);
-/* Frames decoded and examined, and access units dropped for being behind. */
+/* Frames decoded and examined, and access units dropped for being behind;
+ * 0 for NULL (no detectors). */
 guint64 media_detect_frames (MediaDetect *detect);
 guint64 media_detect_dropped (MediaDetect *detect);
 /* Stops the branch, ends the events still open (their END goes to the

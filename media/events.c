@@ -211,42 +211,42 @@ seal_snapshot (MediaService *service, const char *camera, const char *id, GBytes
 }
 
 static void
-index_event (MediaService *service, const EdgeConfigCamera *config, const MediaEvent *event,
-             const char *boxes)
+index_event (MediaService *service, const EdgeConfigCamera *config, const EventRow *row,
+             GBytes *snapshot)
 {
   sqlite3 *db = edge_state_db (service->state);
   sqlite3_stmt *st = NULL;
+  gboolean start = row->end_ms == 0;
   const char *sql =
-      event->phase == MEDIA_EVENT_START
-          ? "INSERT OR REPLACE INTO media_events (id, camera, type, start_ms, end_ms, server_ms,"
-            " fragment, score, boxes, snapshot, pre_ms, post_ms, keep_until_ms)"
-            " VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-          : "UPDATE media_events SET end_ms = ?13, score = ?7, boxes = ?8 WHERE id = ?1";
+      start ? "INSERT OR REPLACE INTO media_events (id, camera, type, start_ms, end_ms, server_ms,"
+              " fragment, score, boxes, snapshot, pre_ms, post_ms, keep_until_ms)"
+              " VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            : "UPDATE media_events SET end_ms = ?13, score = ?7, boxes = ?8 WHERE id = ?1";
   if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK) {
     g_warning ("camera \"%s\": event not indexed: %s", config->name, sqlite3_errmsg (db));
     return;
   }
   g_autoptr (GBytes) sealed = NULL;
-  if (event->phase == MEDIA_EVENT_START && event->snapshot)
-    sealed = seal_snapshot (service, config->name, event->id, event->snapshot);
-  sqlite3_bind_text (st, 1, event->id, -1, SQLITE_STATIC);
-  if (event->phase == MEDIA_EVENT_START) {
+  if (start && snapshot)
+    sealed = seal_snapshot (service, config->name, row->id, snapshot);
+  sqlite3_bind_text (st, 1, row->id, -1, SQLITE_STATIC);
+  if (start) {
     sqlite3_bind_text (st, 2, config->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text (st, 3, event->type, -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (st, 4, event->start_ms);
-    sqlite3_bind_int64 (st, 5, event->server_ms);
-    sqlite3_bind_int64 (st, 6, (sqlite3_int64) event->fragment);
+    sqlite3_bind_text (st, 3, row->type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 4, row->start_ms);
+    sqlite3_bind_int64 (st, 5, row->server_ms);
+    sqlite3_bind_int64 (st, 6, (sqlite3_int64) row->fragment);
     if (sealed)
       sqlite3_bind_blob (st, 9, g_bytes_get_data (sealed, NULL), (int) g_bytes_get_size (sealed),
                          SQLITE_STATIC);
-    sqlite3_bind_int64 (st, 10, config->event_pre_roll_ms);
-    sqlite3_bind_int64 (st, 11, config->event_post_roll_ms);
-    sqlite3_bind_int64 (st, 12, event->start_ms + config->event_retention_hours * 3600 * 1000);
+    sqlite3_bind_int64 (st, 10, row->pre_ms);
+    sqlite3_bind_int64 (st, 11, row->post_ms);
+    sqlite3_bind_int64 (st, 12, row->start_ms + config->event_retention_hours * 3600 * 1000);
   } else {
-    sqlite3_bind_int64 (st, 13, MAX (event->end_ms, event->start_ms + 1));
+    sqlite3_bind_int64 (st, 13, row->end_ms);
   }
-  sqlite3_bind_double (st, 7, event->score);
-  sqlite3_bind_text (st, 8, boxes, -1, SQLITE_STATIC);
+  sqlite3_bind_double (st, 7, row->score);
+  sqlite3_bind_text (st, 8, row->boxes, -1, SQLITE_STATIC);
   if (sqlite3_step (st) != SQLITE_DONE)
     g_warning ("camera \"%s\": event not indexed: %s", config->name, sqlite3_errmsg (db));
   sqlite3_finalize (st);
@@ -259,23 +259,24 @@ media_events_on_event (const MediaEvent *event, gpointer user_data)
   MediaService *service = c->service;
   const EdgeConfigCamera *config = media_camera_config (c->camera);
   g_autofree char *boxes = boxes_text (event->boxes, event->n_boxes);
-
-  index_event (service, config, event, boxes);
+  gboolean start = event->phase == MEDIA_EVENT_START;
   EventRow row = {
     .id = event->id,
     .camera = config->name,
     .type = event->type,
     .start_ms = event->start_ms,
-    .end_ms = event->phase == MEDIA_EVENT_END ? MAX (event->end_ms, event->start_ms + 1) : 0,
+    /* An end is after the start, so that 0 can mean "still going". */
+    .end_ms = start ? 0 : MAX (event->end_ms, event->start_ms + 1),
     .server_ms = event->server_ms,
     .fragment = event->fragment,
     .score = event->score,
     .boxes = boxes,
-    .has_snapshot = event->phase == MEDIA_EVENT_START ? event->snapshot != NULL : TRUE,
+    .has_snapshot = start ? event->snapshot != NULL : TRUE,
     .pre_ms = config->event_pre_roll_ms,
     .post_ms = config->event_post_roll_ms,
   };
-  const char *phase = event->phase == MEDIA_EVENT_START ? "start" : "end";
+  index_event (service, config, &row, event->snapshot);
+  const char *phase = start ? "start" : "end";
   g_autoptr (GString) record = g_string_new (NULL);
   append_event (record, &row, phase);
   append_to_stream (service, config, record);

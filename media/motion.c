@@ -211,6 +211,14 @@ background_reset (MediaMotion *m, const guint8 *gray, guint stride)
       m->background[(gsize) y * m->width + x] = (guint16) (gray[(gsize) y * stride + x] << 4);
 }
 
+/* A cell inside the zones where a quarter of its pixels there (at least
+ * two) changed. */
+static gboolean
+cell_moved (const MediaMotion *m, gsize cell)
+{
+  return m->cell_mask[cell] > 0 && m->cell_changed[cell] >= MAX (2, m->cell_mask[cell] / 4);
+}
+
 static int
 box_larger_first (const void *a, const void *b)
 {
@@ -266,8 +274,7 @@ media_motion_process (MediaMotion *m, const guint8 *gray, guint width, guint hei
   MediaBox boxes[MEDIA_MOTION_BOXES_MAX * 4];
   guint n_boxes = 0;
   for (gsize start = 0; start < cells; start++) {
-    guint need = MAX (2, m->cell_mask[start] / 4);
-    if (m->seen[start] || m->cell_mask[start] == 0 || m->cell_changed[start] < need)
+    if (m->seen[start] || !cell_moved (m, start))
       continue;
     guint top = 0, x0 = G_MAXUINT, y0 = G_MAXUINT, x1 = 0, y1 = 0, pixels = 0;
     m->seen[start] = 1;
@@ -286,7 +293,7 @@ media_motion_process (MediaMotion *m, const guint8 *gray, guint width, guint hei
           if (nx < 0 || ny < 0 || nx >= (gint) m->cells_x || ny >= (gint) m->cells_y)
             continue;
           gsize n = (gsize) ny * m->cells_x + (gsize) nx;
-          if (m->seen[n] || m->cell_mask[n] == 0 || m->cell_changed[n] < MAX (2, m->cell_mask[n] / 4))
+          if (m->seen[n] || !cell_moved (m, n))
             continue;
           m->seen[n] = 1;
           m->stack[top++] = (guint32) n;

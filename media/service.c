@@ -502,14 +502,15 @@ camera_status (MediaService *service, MediaServiceCamera *c)
   json_builder_add_int_value (b, c->viewers->len);
   json_builder_set_member_name (b, "liveSkipped");
   json_builder_add_int_value (b, (gint64) c->live_skipped);
+  MediaDetect *detect = media_camera_detect (c->camera);
   json_builder_set_member_name (b, "detection");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "detectors");
   json_builder_add_string_value (b, config->detect);
   json_builder_set_member_name (b, "framesExamined");
-  json_builder_add_int_value (b, (gint64) media_camera_detect_frames (c->camera));
+  json_builder_add_int_value (b, (gint64) media_detect_frames (detect));
   json_builder_set_member_name (b, "accessUnitsDropped");
-  json_builder_add_int_value (b, (gint64) media_camera_detect_dropped (c->camera));
+  json_builder_add_int_value (b, (gint64) media_detect_dropped (detect));
   json_builder_set_member_name (b, "events");
   json_builder_add_int_value (b, (gint64) c->events);
   json_builder_end_object (b);

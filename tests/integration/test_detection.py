@@ -50,6 +50,21 @@ class Scene:
 
 
 
+def events_function(results, starting_position="LATEST"):
+    """Configuration for the function that handles the events stream
+    (tests/functions/events), writing what it got to @results."""
+    return f"""functions:
+  - name: on-event
+    bootstrap: {EVENTS_RUNTIME}
+    environment:
+      RESULTS: {results}
+event_source_mappings:
+  - stream: events
+    function: on-event
+    starting_position: {starting_position}
+"""
+
+
 def read_results(path):
     """What the events function wrote, a JSON object a line."""
     if not os.path.exists(path):
@@ -80,16 +95,7 @@ cameras:
     fragment_duration: 1s
     detect: motion
     zones: exclude 0.5,0 1,0 1,1 0.5,1
-functions:
-  - name: on-event
-    bootstrap: {EVENTS_RUNTIME}
-    environment:
-      RESULTS: {self.results}
-event_source_mappings:
-  - stream: events
-    function: on-event
-    starting_position: TRIM_HORIZON
-mqtt:
+{events_function(self.results, "TRIM_HORIZON")}mqtt:
   brokers:
     - name: site
       host: 127.0.0.1
@@ -310,15 +316,7 @@ mqtt:
       sql: SELECT 'too-warm' AS type, topic(2) AS sensor, temperature FROM 'sensors/+/telemetry' WHERE temperature > 30
       stream: events
       partition_key: ${{topic(2)}}
-functions:
-  - name: on-event
-    bootstrap: {EVENTS_RUNTIME}
-    environment:
-      RESULTS: {self.results}
-event_source_mappings:
-  - stream: events
-    function: on-event
-""")
+{events_function(self.results)}""")
         self.d.start()
 
     def tearDown(self):
