@@ -14,11 +14,15 @@
  *   edgectl events [CAMERA]                the newest detection events (of one camera)
  *   edgectl mqtt [status]                  brokers, subscriptions and topic rules
  *   edgectl mqtt publish TOPIC MESSAGE [BROKER]   publish (QoS 1) through a broker
+ *   edgectl keys [list]                    API keys (not their secrets) and usage plans
+ *   edgectl keys create NAME [PLAN] [--admin]   a new API key, printed once
+ *   edgectl keys delete ID
  *   edgectl check-config FILE
  *   edgectl version
  *
  * The daemon's address comes from --url, else $EDGED_URL, else
- * http://127.0.0.1:8080. Exit status: 0 success, 1 the daemon could not be
+ * http://127.0.0.1:8080; an API key from --api-key-file, else $EDGED_API_KEY
+ * (with authentication on: see docs/internals/auth.md). Exit status: 0 success, 1 the daemon could not be
  * reached or answered an error, 2 bad usage or an invalid configuration.
  */
 #define G_LOG_DOMAIN "edgectl"
@@ -39,6 +43,9 @@ static gboolean opt_json;
 static gboolean opt_insecure;
 static gboolean opt_from_start;
 static gboolean opt_follow;
+static gboolean opt_admin;
+static char *opt_api_key_file;
+static char *api_key;
 
 static const GOptionEntry options[] = {
   { "url", 'u', 0, G_OPTION_ARG_STRING, &opt_url,
@@ -50,8 +57,20 @@ static const GOptionEntry options[] = {
     "streams tail: start at the oldest record kept, not at the newest", NULL },
   { "follow", 'f', 0, G_OPTION_ARG_NONE, &opt_follow,
     "functions logs: keep printing lines as they come", NULL },
+  { "api-key-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_api_key_file,
+    "Read the API key from FILE (default: $EDGED_API_KEY)", "FILE" },
+  { "admin", 0, 0, G_OPTION_ARG_NONE, &opt_admin,
+    "keys create: the key may manage keys", NULL },
   G_OPTION_ENTRY_NULL,
 };
+
+/* The API key, if any, goes with every request. */
+static void
+authorize (SoupMessage *msg)
+{
+  if (api_key)
+    soup_message_headers_replace (soup_message_get_request_headers (msg), "x-api-key", api_key);
+}
 
 static const char *
 base_url (void)
@@ -90,6 +109,7 @@ request_json (const char *method, const char *path, const char *body, gboolean *
   }
   if (opt_insecure)
     g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_any_certificate), NULL);
+  authorize (msg);
   if (body) {
     g_autoptr (GBytes) bytes = g_bytes_new (body, strlen (body));
     soup_message_set_request_body_from_bytes (msg, "application/json", bytes);
@@ -350,6 +370,7 @@ tail_stream (const char *name, const char *position, gboolean log_lines)
   }
   if (opt_insecure)
     g_signal_connect (msg, "accept-certificate", G_CALLBACK (accept_any_certificate), NULL);
+  authorize (msg);
   g_unix_signal_add (SIGINT, on_tail_interrupt, &tail);
   g_unix_signal_add (SIGTERM, on_tail_interrupt, &tail);
   soup_session_websocket_connect_async (session, msg, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
@@ -572,6 +593,84 @@ cmd_mqtt (int argc, char **argv)
 }
 
 static int
+cmd_keys_list (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/keys");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *keys = json_object_get_array_member (json_node_get_object (root), "keys");
+  g_print ("%-16s %-20s %-12s %-10s %-5s %10s  %s\n", "ID", "NAME", "PREFIX", "PLAN", "ADMIN",
+           "TODAY", "CREATED");
+  for (guint i = 0; i < json_array_get_length (keys); i++) {
+    JsonObject *k = json_array_get_object_element (keys, i);
+    const char *plan = member_string (k, "plan");
+    g_print ("%-16s %-20s %-12s %-10s %-5s %10" G_GINT64_FORMAT "  %s\n", member_string (k, "id"),
+             member_string (k, "name"), member_string (k, "prefix"), plan[0] ? plan : "-",
+             json_object_get_boolean_member_with_default (k, "admin", FALSE) ? "yes" : "no",
+             json_object_get_int_member_with_default (k, "requestsToday", 0),
+             member_string (k, "created"));
+  }
+  return 0;
+}
+
+static int
+cmd_keys_create (const char *name, const char *plan)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "name");
+  json_builder_add_string_value (b, name);
+  if (plan) {
+    json_builder_set_member_name (b, "plan");
+    json_builder_add_string_value (b, plan);
+  }
+  json_builder_set_member_name (b, "admin");
+  json_builder_add_boolean_value (b, opt_admin);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) body = json_builder_get_root (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, body);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  gboolean failed;
+  g_autoptr (JsonNode) root = request_json ("POST", "/v1/keys", text, &failed);
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonObject *k = json_node_get_object (root);
+  g_printerr ("API key %s (%s): keep it now, it is not shown again\n", member_string (k, "id"),
+              member_string (k, "name"));
+  g_print ("%s\n", member_string (k, "key"));
+  return 0;
+}
+
+static int
+cmd_keys (int argc, char **argv)
+{
+  if (argc == 2 || (argc == 3 && g_str_equal (argv[2], "list")))
+    return cmd_keys_list ();
+  if ((argc == 4 || argc == 5) && g_str_equal (argv[2], "create"))
+    return cmd_keys_create (argv[3], argc == 5 ? argv[4] : NULL);
+  if (argc == 4 && g_str_equal (argv[2], "delete")) {
+    g_autofree char *escaped = g_uri_escape_string (argv[3], NULL, FALSE);
+    g_autofree char *path = g_strconcat ("/v1/keys/", escaped, NULL);
+    gboolean failed;
+    JsonNode *answer = request_json ("DELETE", path, NULL, &failed);
+    if (answer)
+      json_node_unref (answer);
+    return failed ? 1 : 0;
+  }
+  g_printerr ("edgectl: usage: edgectl keys [list | create NAME [PLAN] [--admin] | delete ID]\n");
+  return 2;
+}
+
+static int
 cmd_cameras_list (void)
 {
   g_autoptr (JsonNode) root = get_json ("/v1/cameras");
@@ -722,11 +821,24 @@ main (int argc, char **argv)
                                          "  events [CAMERA]     the newest detection events\n"
                                          "  mqtt [status]       brokers, subscriptions, topic rules\n"
                                          "  mqtt publish TOPIC MESSAGE [BROKER]\n"
+                                         "  keys [list]         API keys and usage plans\n"
+                                         "  keys create NAME [PLAN] [--admin]\n"
+                                         "  keys delete ID\n"
                                          "  check-config FILE   validate a configuration file\n"
                                          "  version             print edgectl's version");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
     g_printerr ("edgectl: %s (try --help)\n", error->message);
     return 2;
+  }
+  if (opt_api_key_file) {
+    g_autoptr (GError) key_error = NULL;
+    if (!g_file_get_contents (opt_api_key_file, &api_key, NULL, &key_error)) {
+      g_printerr ("edgectl: %s\n", key_error->message);
+      return 2;
+    }
+    g_strstrip (api_key);
+  } else if (g_getenv ("EDGED_API_KEY") && g_getenv ("EDGED_API_KEY")[0]) {
+    api_key = g_strdup (g_getenv ("EDGED_API_KEY"));
   }
   if (argc < 2) {
     g_autofree char *help = g_option_context_get_help (context, TRUE, NULL);
@@ -743,6 +855,8 @@ main (int argc, char **argv)
     status = cmd_functions (argc, argv);
   else if (g_str_equal (argv[1], "mqtt"))
     status = cmd_mqtt (argc, argv);
+  else if (g_str_equal (argv[1], "keys"))
+    status = cmd_keys (argc, argv);
   else if (g_str_equal (argv[1], "events") && argc <= 3)
     status = cmd_events (argc == 3 ? argv[2] : NULL);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)
@@ -755,5 +869,7 @@ main (int argc, char **argv)
     status = 2;
   }
   g_free (opt_url);
+  g_free (opt_api_key_file);
+  g_free (api_key);
   return status;
 }

@@ -104,6 +104,8 @@ handle_status (EdgeRequest *request, gpointer data)
   json_builder_add_string_value (b, url);
   json_builder_set_member_name (b, "tls");
   json_builder_add_boolean_value (b, d->config->gateway_tls_cert[0] != '\0');
+  json_builder_set_member_name (b, "auth");
+  json_builder_add_boolean_value (b, edge_gateway_auth_enabled (d->gateway));
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "encryption");
@@ -255,6 +257,10 @@ daemon_start (Daemon *d, GError **error)
     .ws_max_buffered_bytes = c->gateway_ws_max_buffered_bytes,
     .ws_max_message_bytes = c->gateway_ws_max_message_bytes,
     .ws_stall_timeout_ms = c->gateway_ws_stall_timeout_ms,
+    .max_connections_per_client = c->gateway_max_connections_per_client,
+    .header_timeout_ms = c->gateway_header_timeout_ms,
+    .config = c,
+    .state = d->state,
     .metrics = d->metrics,
   };
   d->gateway = edge_gateway_new (&options, error);

@@ -323,6 +323,14 @@ request_event (FunctionsRoute *route, EdgeRequest *request, const char *request_
   member_string (out, "sourceIp", source ? source : "");
   member_string (out, "userAgent", user_agent ? user_agent : "");
   g_string_append_c (out, '}');
+  const char *authorizer = edge_request_authorizer_context (request);
+  if (authorizer) {
+    /* What a Lambda authorizer returned as its context. */
+    member (out, "authorizer");
+    g_string_append (out, "{\"lambda\":");
+    g_string_append (out, authorizer);
+    g_string_append_c (out, '}');
+  }
   member_string (out, "requestId", request_id);
   member_string (out, "routeKey", route->key);
   member_string (out, "stage", "$default");
@@ -593,7 +601,7 @@ functions_route_add (FunctionsService *service, EdgeGateway *gateway,
     if (!any && !g_str_equal (method, methods[i]))
       continue;
     EdgeRoute r = { methods[i], pattern, handle_route, summary, "routes",
-                    FUNCTIONS_MAX_PAYLOAD_BYTES };
+                    FUNCTIONS_MAX_PAYLOAD_BYTES, EDGE_ERRORS_API_GATEWAY };
     if (!edge_gateway_add_route (gateway, &r, route, error)) {
       g_prefix_error (error, "route \"%s\": ", config->route);
       return FALSE;

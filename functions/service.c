@@ -887,6 +887,8 @@ env_start (Function *fn, GError **error)
     { "TMPDIR", env->tmp_dir },
     { "EDGED_URL", edged_url ? edged_url : "" },
   };
+  /* With authentication on, the key functions call the gateway back with. */
+  const char *api_key = service->gateway ? edge_gateway_internal_key (service->gateway) : NULL;
   const char *const reserved[][2] = {
     { "AWS_LAMBDA_RUNTIME_API", runtime_api },
     { "_HANDLER", fn->config.handler },
@@ -904,6 +906,14 @@ env_start (Function *fn, GError **error)
   g_auto (GStrv) envp = g_new0 (char *, 1);
   for (gsize i = 0; i < G_N_ELEMENTS (defaults); i++)
     envp = g_environ_setenv (envp, defaults[i][0], defaults[i][1], TRUE);
+  if (api_key) {
+    /* As Lambda hands a function its role's credentials: the AWS SDKs
+     * sign with these, other clients send the key as x-api-key. */
+    envp = g_environ_setenv (envp, "EDGED_API_KEY", api_key, TRUE);
+    envp = g_environ_setenv (envp, "AWS_ACCESS_KEY_ID",
+                             edge_gateway_internal_access_key_id (service->gateway), TRUE);
+    envp = g_environ_setenv (envp, "AWS_SECRET_ACCESS_KEY", api_key, TRUE);
+  }
   for (guint i = 0; fn->config.environment[i]; i++) {
     const char *pair = fn->config.environment[i];
     const char *eq = strchr (pair, '=');
@@ -1649,6 +1659,93 @@ functions_service_add (FunctionsService *service, const EdgeConfigFunction *conf
   return TRUE;
 }
 
+/* ---- Lambda authorizers for the gateway (gateway.auth.authorizer) ---- */
+
+typedef struct {
+  char *function;
+  EdgeAuthorizerDoneFunc done;
+  gpointer done_data;
+} AuthorizeCall;
+
+/* Whether an IAM policy answer allows: at least one statement, all Allow. */
+static gboolean
+policy_allows (JsonObject *answer)
+{
+  JsonNode *doc = json_object_get_member (answer, "policyDocument");
+  JsonNode *statements = doc && JSON_NODE_HOLDS_OBJECT (doc)
+                             ? json_object_get_member (json_node_get_object (doc), "Statement")
+                             : NULL;
+  if (statements == NULL || !JSON_NODE_HOLDS_ARRAY (statements))
+    return FALSE;
+  JsonArray *list = json_node_get_array (statements);
+  guint n = json_array_get_length (list);
+  for (guint i = 0; i < n; i++) {
+    JsonNode *st = json_array_get_element (list, i);
+    if (!JSON_NODE_HOLDS_OBJECT (st))
+      return FALSE;
+    const char *effect = json_object_get_string_member_with_default (json_node_get_object (st),
+                                                                     "Effect", "");
+    if (!g_str_equal (effect, "Allow"))
+      return FALSE;
+  }
+  return n > 0;
+}
+
+static void
+authorize_done (const FunctionsResult *result, gpointer data)
+{
+  AuthorizeCall *call = data;
+  gboolean allow = FALSE;
+  g_autofree char *context = NULL;
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (result->payload && !result->function_error && !result->error_type) {
+    gsize len;
+    const char *text = g_bytes_get_data (result->payload, &len);
+    root = edge_json_parse (text ? text : "", len, FUNCTIONS_MAX_PAYLOAD_BYTES, &error);
+  }
+  if (root && JSON_NODE_HOLDS_OBJECT (root)) {
+    JsonObject *answer = json_node_get_object (root);
+    JsonNode *simple = json_object_get_member (answer, "isAuthorized");
+    if (simple && JSON_NODE_HOLDS_VALUE (simple) &&
+        json_node_get_value_type (simple) == G_TYPE_BOOLEAN)
+      allow = json_node_get_boolean (simple);
+    else
+      allow = policy_allows (answer);
+    JsonNode *ctx = json_object_get_member (answer, "context");
+    if (ctx && JSON_NODE_HOLDS_OBJECT (ctx))
+      context = edge_json_to_string (ctx, NULL);
+  } else {
+    g_warning ("authorizer %s failed (%s): the request is denied", call->function,
+               result->error_type      ? result->error_type
+               : result->function_error ? result->function_error
+               : error                  ? error->message
+                                        : "no answer");
+  }
+  call->done (allow, context, call->done_data);
+  g_free (call->function);
+  g_free (call);
+}
+
+static void
+authorize (const char *function, GBytes *event, EdgeAuthorizerDoneFunc done, gpointer done_data,
+           gpointer user_data)
+{
+  FunctionsService *service = user_data;
+  g_autoptr (GError) error = NULL;
+  AuthorizeCall *call = g_new0 (AuthorizeCall, 1);
+  call->function = g_strdup (function);
+  call->done = done;
+  call->done_data = done_data;
+  if (!functions_service_invoke (service, function, NULL, event, authorize_done, call, &error)) {
+    g_warning ("authorizer %s: %s: the request is denied", function, error->message);
+    g_free (call->function);
+    g_free (call);
+    done (FALSE, NULL, done_data);
+  }
+}
+
 gboolean
 functions_service_invoke (FunctionsService *service, const char *name, const char *request_id,
                           GBytes *payload, FunctionsDoneFunc done, gpointer user_data,
@@ -1948,15 +2045,18 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
   }
   static const EdgeRoute routes[] = {
     { "POST", "/2015-03-31/functions/{name}/invocations", handle_invoke,
-      "Invoke a function (Lambda Invoke)", "functions", FUNCTIONS_MAX_PAYLOAD_BYTES },
+      "Invoke a function (Lambda Invoke)", "functions", FUNCTIONS_MAX_PAYLOAD_BYTES,
+      EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/functions/{name}", handle_get_function,
-      "A function's configuration (Lambda GetFunction)", "functions", 0 },
+      "A function's configuration (Lambda GetFunction)", "functions", 0, EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/functions/", handle_list_functions,
-      "The functions (Lambda ListFunctions)", "functions", 0 },
+      "The functions (Lambda ListFunctions)", "functions", 0, EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/event-source-mappings/", handle_list_mappings,
-      "Event source mappings (Lambda ListEventSourceMappings)", "functions", 0 },
+      "Event source mappings (Lambda ListEventSourceMappings)", "functions", 0,
+      EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/event-source-mappings/{uuid}", handle_get_mapping,
-      "One event source mapping (Lambda GetEventSourceMapping)", "functions", 0 },
+      "One event source mapping (Lambda GetEventSourceMapping)", "functions", 0,
+      EDGE_ERRORS_AWS_REST },
     { "GET", "/v1/functions", handle_rest_list,
       "The functions, with their environments and queues", "functions", 0 },
     { "GET", "/v1/functions/{name}", handle_rest_get, "One function", "functions", 0 },
@@ -1973,6 +2073,8 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
       functions_service_free (service);
       return NULL;
     }
+  if (gateway)
+    edge_gateway_set_authorizer (gateway, authorize, service);
   return service;
 }
 

@@ -490,11 +490,13 @@ functions_websockets_add (FunctionsWebSockets *ws, const EdgeConfigWebSocket *co
     static const EdgeRoute routes[] = {
       { "POST", "/@connections/{id}", handle_post_connection,
         "Send a message to a WebSocket client (PostToConnection)", "websockets",
-        MAX_POST_BYTES },
+        MAX_POST_BYTES, EDGE_ERRORS_AWS_REST },
       { "GET", "/@connections/{id}", handle_get_connection,
-        "A WebSocket client's connection (GetConnection)", "websockets", 0 },
+        "A WebSocket client's connection (GetConnection)", "websockets", 0,
+        EDGE_ERRORS_AWS_REST },
       { "DELETE", "/@connections/{id}", handle_delete_connection,
-        "Close a WebSocket client's connection (DeleteConnection)", "websockets", 0 },
+        "Close a WebSocket client's connection (DeleteConnection)", "websockets", 0,
+        EDGE_ERRORS_AWS_REST },
     };
     for (gsize i = 0; i < G_N_ELEMENTS (routes); i++)
       if (!edge_gateway_add_route (ws->gateway, &routes[i], ws, error))

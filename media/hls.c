@@ -32,9 +32,13 @@ append_program_date_time (GString *out, gint64 ms)
   g_string_append_printf (out, "#EXT-X-PROGRAM-DATE-TIME:%s\n", text);
 }
 
+/* @token: the ?token= the playlist was fetched with (encoded), or NULL:
+ * a player resolves the segments' relative URIs without the playlist's
+ * query, so the token is written into each of them. */
 static GBytes *
-playlist_text (GArray *list, gboolean live)
+playlist_text (GArray *list, gboolean live, const char *token)
 {
+  g_autofree char *suffix = token ? g_strconcat ("?token=", token, NULL) : g_strdup ("");
   GString *out = g_string_new ("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
   guint32 longest = 1000;
   for (guint i = 0; i < list->len; i++)
@@ -56,10 +60,10 @@ playlist_text (GArray *list, gboolean live)
         g_string_append (out, "#EXT-X-DISCONTINUITY\n");
     }
     if (new_init)
-      g_string_append_printf (out, "#EXT-X-MAP:URI=\"init/%u.mp4\"\n", m->init_id);
+      g_string_append_printf (out, "#EXT-X-MAP:URI=\"init/%u.mp4%s\"\n", m->init_id, suffix);
     append_program_date_time (out, m->producer_ms);
-    g_string_append_printf (out, "#EXTINF:%.3f,\nfragment/%" G_GUINT64_FORMAT ".m4s\n",
-                            m->duration_ms / 1000.0, m->number);
+    g_string_append_printf (out, "#EXTINF:%.3f,\nfragment/%" G_GUINT64_FORMAT ".m4s%s\n",
+                            m->duration_ms / 1000.0, m->number, suffix);
   }
   if (!live)
     g_string_append (out, "#EXT-X-ENDLIST\n");
@@ -83,7 +87,7 @@ handle_live_playlist (EdgeRequest *request, gpointer data)
   if (c == NULL)
     return;
   g_autoptr (GArray) list = media_store_list_last (service->store, c->name, LIVE_WINDOW);
-  g_autoptr (GBytes) text = playlist_text (list, TRUE);
+  g_autoptr (GBytes) text = playlist_text (list, TRUE, edge_request_auth_query (request));
   respond_playlist (request, text);
 }
 
@@ -112,7 +116,7 @@ handle_range_playlist (EdgeRequest *request, gpointer data)
                                 "camera %s recorded nothing in that range", c->name);
     return;
   }
-  g_autoptr (GBytes) text = playlist_text (list, FALSE);
+  g_autoptr (GBytes) text = playlist_text (list, FALSE, edge_request_auth_query (request));
   respond_playlist (request, text);
 }
 

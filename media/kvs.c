@@ -602,6 +602,21 @@ handle_get_hls_url (EdgeRequest *request, gpointer data)
                "PlaybackMode must be LIVE, LIVE_REPLAY or ON_DEMAND");
     return;
   }
+  /* With authentication on, the URL carries a session of the caller's for
+   * Expires seconds (300 by default, as Kinesis Video), since players
+   * cannot sign their requests. */
+  gint64 expires = 300;
+  JsonNode *expires_node = json_object_get_member (o, "Expires");
+  if (expires_node && JSON_NODE_HOLDS_VALUE (expires_node) &&
+      json_node_get_value_type (expires_node) == G_TYPE_INT64)
+    expires = CLAMP (json_node_get_int (expires_node), 300, 43200);
+  g_autofree char *token = edge_request_issue_session (request, expires);
+  if (token) {
+    g_autofree char *with = g_strdup_printf ("%s%stoken=%s", url, strchr (url, '?') ? "&" : "?",
+                                             token);
+    g_free (url);
+    url = g_steal_pointer (&with);
+  }
   kvs_json_string (request, "HLSStreamingSessionURL", url);
 }
 
@@ -826,25 +841,28 @@ media_kvs_register (MediaService *service, GError **error)
 {
   static const EdgeRoute routes[] = {
     { "POST", "/listFragments", handle_list_fragments, "Kinesis Video ListFragments",
-      "kinesis-video", 64 * 1024 },
+      "kinesis-video", 64 * 1024, EDGE_ERRORS_AWS_REST },
     { "POST", "/getMediaForFragmentList", handle_get_media_for_fragment_list,
-      "Kinesis Video GetMediaForFragmentList", "kinesis-video", 256 * 1024 },
-    { "POST", "/getClip", handle_get_clip, "Kinesis Video GetClip", "kinesis-video", 64 * 1024 },
+      "Kinesis Video GetMediaForFragmentList", "kinesis-video", 256 * 1024,
+      EDGE_ERRORS_AWS_REST },
+    { "POST", "/getClip", handle_get_clip, "Kinesis Video GetClip", "kinesis-video", 64 * 1024,
+      EDGE_ERRORS_AWS_REST },
     { "POST", "/getImages", handle_get_images, "Kinesis Video GetImages", "kinesis-video",
-      64 * 1024 },
+      64 * 1024, EDGE_ERRORS_AWS_REST },
     { "POST", "/getHLSStreamingSessionURL", handle_get_hls_url,
-      "Kinesis Video GetHLSStreamingSessionURL", "kinesis-video", 64 * 1024 },
+      "Kinesis Video GetHLSStreamingSessionURL", "kinesis-video", 64 * 1024,
+      EDGE_ERRORS_AWS_REST },
     { "POST", "/describeStream", handle_describe_stream, "Kinesis Video DescribeStream",
-      "kinesis-video", 64 * 1024 },
+      "kinesis-video", 64 * 1024, EDGE_ERRORS_AWS_REST },
     { "POST", "/listStreams", handle_list_streams, "Kinesis Video ListStreams", "kinesis-video",
-      64 * 1024 },
+      64 * 1024, EDGE_ERRORS_AWS_REST },
     { "POST", "/getDataEndpoint", handle_get_data_endpoint, "Kinesis Video GetDataEndpoint",
-      "kinesis-video", 64 * 1024 },
+      "kinesis-video", 64 * 1024, EDGE_ERRORS_AWS_REST },
     { "POST", "/createStream", handle_create_stream,
       "Kinesis Video CreateStream (the source as the tag edged:source)", "kinesis-video",
-      64 * 1024 },
+      64 * 1024, EDGE_ERRORS_AWS_REST },
     { "POST", "/deleteStream", handle_delete_stream, "Kinesis Video DeleteStream",
-      "kinesis-video", 64 * 1024 },
+      "kinesis-video", 64 * 1024, EDGE_ERRORS_AWS_REST },
   };
   for (guint i = 0; i < G_N_ELEMENTS (routes); i++)
     if (!edge_gateway_add_route (service->gateway, &routes[i], service, error))

@@ -430,6 +430,42 @@ static const ConfigKey mqtt_publish_keys[] = {
 static const ListSpec mqtt_publish_list = { mqtt_publish_keys, G_N_ELEMENTS (mqtt_publish_keys),
                                             sizeof (EdgeConfigMqttPublish), NULL, 1000 };
 
+#define UPOFF(field) G_STRUCT_OFFSET (EdgeConfigUsagePlan, field)
+
+static const ConfigKey usage_plan_keys[] = {
+  { "name", KEY_STRING, UPOFF (name), NULL, 0, 0, NULL,
+    "Plan name, given to API keys (POST /v1/keys {\"plan\": NAME}).", NULL },
+  { "rate", KEY_INT, UPOFF (rate), "0", 0, 1000000, NULL,
+    "Requests per second a key may make, on average; past it: 429 with Retry-After. "
+    "0: no rate limit.", NULL },
+  { "burst", KEY_INT, UPOFF (burst), "0", 0, 1000000, NULL,
+    "Requests a key may make at once above the rate; 0: the rate (at least 1).", NULL },
+  { "quota_per_day", KEY_INT, UPOFF (quota_per_day), "0", 0, G_MAXINT64, NULL,
+    "Requests a key may make per UTC day; 0: no quota.", NULL },
+};
+
+static const ListSpec usage_plan_list = { usage_plan_keys, G_N_ELEMENTS (usage_plan_keys),
+                                          sizeof (EdgeConfigUsagePlan), "name", 100 };
+
+#define AGOFF(field) G_STRUCT_OFFSET (EdgeConfigAuthGroup, field)
+
+static const ConfigKey auth_group_keys[] = {
+  { "routes", KEY_STRING, AGOFF (routes), NULL, 0, 0, NULL,
+    "Comma-separated: route patterns (/v1/cameras/{name}), path prefixes ending in * "
+    "(/v1/streams/*) or route tags (@aws, @functions, @cameras, @ui, @system).", NULL },
+  { "modes", KEY_STRING, AGOFF (modes), NULL, 0, 0, NULL,
+    "Comma-separated credentials these routes take: api_key, jwt, sigv4, session, authorizer, "
+    "or none (public).", NULL },
+  { "usage_plan", KEY_STRING, AGOFF (usage_plan), "", 0, 0, NULL,
+    "A usage plan every API key is held to on these routes (a key's own plan comes first).",
+    NULL },
+};
+
+static const ListSpec auth_group_list = { auth_group_keys, G_N_ELEMENTS (auth_group_keys),
+                                          sizeof (EdgeConfigAuthGroup), NULL, 100 };
+
+static const char *const auth_enabled_choices[] = { "auto", "on", "off", NULL };
+
 static const ConfigKey config_keys[] = {
   { "data_dir", KEY_PATH, OFF (data_dir), "edged-data", 0, 0, NULL,
     "Directory for the state database, keys, streams and recordings. Created with mode 0700; "
@@ -465,6 +501,82 @@ static const ConfigKey config_keys[] = {
   { "gateway.websocket.stall_timeout", KEY_DURATION, OFF (gateway_ws_stall_timeout_ms), "15s",
     1000, 3600 * 1000, NULL,
     "A client whose queue stays full this long is disconnected (close code 1008).", NULL },
+  { "gateway.max_connections_per_client", KEY_INT, OFF (gateway_max_connections_per_client),
+    "128", 1, 65536, NULL,
+    "Open connections from one client address at most; more are closed at once.", NULL },
+  { "gateway.header_timeout", KEY_DURATION, OFF (gateway_header_timeout_ms), "20s", 1000,
+    600 * 1000, NULL,
+    "A client must send its request's head within this of connecting, and may not pause "
+    "longer than this while sending a body, or is disconnected (slow clients holding "
+    "connections open).", NULL },
+  { "gateway.auth.enabled", KEY_ENUM, OFF (gateway_auth_enabled), "auto", 0, 0,
+    auth_enabled_choices,
+    "Ask for credentials on every route: on, off, or auto (on unless gateway.listen is a "
+    "loopback address). With it on and no API key yet, an admin key is written to "
+    "DATA_DIR/admin.key.", NULL },
+  { "gateway.auth.modes", KEY_STRING, OFF (gateway_auth_modes), "api_key, jwt, sigv4, session",
+    0, 0, NULL,
+    "Credentials routes take unless a group says otherwise (see gateway.auth.groups).", NULL },
+  { "gateway.auth.session_ttl", KEY_DURATION, OFF (gateway_auth_session_ttl_ms), "12h", 60000,
+    30LL * 24 * 3600 * 1000, NULL,
+    "How long a browser session (POST /v1/login) lasts.", NULL },
+  { "gateway.auth.jwt.issuer", KEY_STRING, OFF (gateway_auth_jwt_issuer), "", 0, 0, NULL,
+    "Required iss claim of bearer tokens; empty: not checked.", NULL },
+  { "gateway.auth.jwt.audience", KEY_STRING, OFF (gateway_auth_jwt_audience), "", 0, 0, NULL,
+    "Required aud claim (or one of them); empty: not checked.", NULL },
+  { "gateway.auth.jwt.secret_file", KEY_PATH, OFF (gateway_auth_jwt_secret_file), "", 0, 0, NULL,
+    "File holding the HS256 secret (at least 32 bytes).", NULL },
+  { "gateway.auth.jwt.public_key_file", KEY_PATH, OFF (gateway_auth_jwt_public_key_file), "", 0,
+    0, NULL, "PEM public key for RS256 (RSA, 2048 bits or more) or ES256 (P-256) tokens.",
+    NULL },
+  { "gateway.auth.jwt.jwks_file", KEY_PATH, OFF (gateway_auth_jwt_jwks_file), "", 0, 0, NULL,
+    "JWKS file ({\"keys\": [...]}: RSA, EC P-256 and oct keys, chosen by kid).", NULL },
+  { "gateway.auth.jwt.admin_scope", KEY_STRING, OFF (gateway_auth_jwt_admin_scope),
+    "edged:admin", 0, 0, NULL,
+    "A token whose scope claim holds this may manage API keys.", NULL },
+  { "gateway.auth.jwt.leeway", KEY_DURATION, OFF (gateway_auth_jwt_leeway_ms), "60s", 0,
+    3600 * 1000, NULL, "Clock skew allowed on exp, nbf and iat.", NULL },
+  { "gateway.auth.sigv4.credentials_file", KEY_PATH, OFF (gateway_auth_sigv4_credentials_file),
+    "", 0, 0, NULL,
+    "AWS credentials file ([profile] aws_access_key_id, aws_secret_access_key) whose keys "
+    "may sign requests (the AWS CLI and SDKs); they are administrators.", NULL },
+  { "gateway.auth.sigv4.region", KEY_STRING, OFF (gateway_auth_sigv4_region), "", 0, 0, NULL,
+    "Region signatures must be scoped to; empty: any.", NULL },
+  { "gateway.auth.sigv4.replay_window", KEY_DURATION, OFF (gateway_auth_sigv4_replay_window_ms),
+    "5m", 1000, 3600 * 1000, NULL,
+    "A signed request is refused when its X-Amz-Date is further than this from the server's "
+    "clock (AWS: 5 minutes).", NULL },
+  { "gateway.auth.authorizer.function", KEY_STRING, OFF (gateway_auth_authorizer_function), "", 0,
+    0, NULL,
+    "Function answering for groups with mode authorizer: it gets API Gateway's REQUEST "
+    "authorizer event (2.0) and answers {\"isAuthorized\": bool, \"context\": {...}}.", NULL },
+  { "gateway.auth.authorizer.identity", KEY_STRING, OFF (gateway_auth_authorizer_identity),
+    "Authorization", 0, 0, NULL,
+    "Header the authorizer decides on (missing: 401 without calling it); answers are cached "
+    "by its value.", NULL },
+  { "gateway.auth.authorizer.ttl", KEY_DURATION, OFF (gateway_auth_authorizer_ttl_ms), "300s", 0,
+    3600 * 1000, NULL, "How long an authorizer's answer is reused; 0: ask every time.", NULL },
+  { "gateway.auth.usage_plans", KEY_LIST, OFF (usage_plans), NULL, 0, 0, NULL,
+    "Usage plans: rate, burst and daily quota for the API keys given them.", &usage_plan_list },
+  { "gateway.auth.groups", KEY_LIST, OFF (auth_groups), NULL, 0, 0, NULL,
+    "Route groups with their own credentials, first match wins; other routes take "
+    "gateway.auth.modes. The login page and its assets are always public.", &auth_group_list },
+  { "gateway.cors.allow_origins", KEY_STRING, OFF (gateway_cors_allow_origins), "", 0, 0, NULL,
+    "Comma-separated origins (https://app.example.com) other sites' pages may call from, or *; "
+    "empty: same origin only.", NULL },
+  { "gateway.cors.allow_methods", KEY_STRING, OFF (gateway_cors_allow_methods),
+    "GET, POST, PUT, DELETE, OPTIONS", 0, 0, NULL, "Methods a preflight allows.", NULL },
+  { "gateway.cors.allow_headers", KEY_STRING, OFF (gateway_cors_allow_headers),
+    "authorization, content-type, x-api-key, x-amz-date, x-amz-target, x-amz-content-sha256, "
+    "x-amz-security-token, x-amz-user-agent, amz-sdk-invocation-id, amz-sdk-request",
+    0, 0, NULL, "Request headers a preflight allows.", NULL },
+  { "gateway.cors.expose_headers", KEY_STRING, OFF (gateway_cors_expose_headers),
+    "x-amzn-requestid, x-amzn-errortype, x-amz-function-error, x-amz-log-result, retry-after",
+    0, 0, NULL, "Response headers other origins' scripts may read.", NULL },
+  { "gateway.cors.max_age", KEY_DURATION, OFF (gateway_cors_max_age_ms), "600s", 0,
+    86400 * 1000, NULL, "How long browsers may cache a preflight's answer.", NULL },
+  { "gateway.cors.allow_credentials", KEY_BOOL, OFF (gateway_cors_allow_credentials), "false", 0,
+    0, NULL, "Let other origins send cookies (the session) along.", NULL },
   { "keys.master_key_file", KEY_PATH, OFF (keys_master_key_file), "", 0, 0, NULL,
     "Master key file (mode 0600, created on first start). Default: DATA_DIR/master.key. "
     "Losing it makes encrypted data unreadable: back it up apart from the data.", NULL },
@@ -1336,6 +1448,33 @@ load_mapping (Loader *loader, yaml_node_t *mapping, const char *prefix, GError *
   return TRUE;
 }
 
+static gboolean
+auth_modes_valid (const char *modes, const char *key, const char *name, GError **error)
+{
+  static const char *const known[] = { "none", "api_key", "jwt", "sigv4", "session", "authorizer",
+                                       NULL };
+  g_auto (GStrv) parts = g_strsplit (modes, ",", 16);
+  guint n = 0;
+  for (guint i = 0; parts[i]; i++) {
+    const char *mode = g_strstrip (parts[i]);
+    if (mode[0] == '\0')
+      continue;
+    n++;
+    if (!g_strv_contains (known, mode)) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: %s: unknown mode '%s' (none, api_key, jwt, sigv4, session, authorizer)",
+                   name, key, mode);
+      return FALSE;
+    }
+  }
+  if (n == 0) {
+    g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                 "%s: %s: name at least one mode", name, key);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean
 edge_config_validate (const EdgeConfig *config, const char *name, GError **error)
 {
@@ -1348,6 +1487,30 @@ edge_config_validate (const EdgeConfig *config, const char *name, GError **error
     g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
                  "%s: gateway.tls: cert and key must be given together", name);
     return FALSE;
+  }
+  if (!auth_modes_valid (config->gateway_auth_modes, "gateway.auth.modes", name, error))
+    return FALSE;
+  for (guint i = 0; i < config->auth_groups->len; i++) {
+    const EdgeConfigAuthGroup *g = config->auth_groups->pdata[i];
+    gboolean found = g->usage_plan[0] == '\0';
+    if (!auth_modes_valid (g->modes, "gateway.auth.groups: modes", name, error))
+      return FALSE;
+    for (guint k = 0; k < config->usage_plans->len && !found; k++)
+      found = g_str_equal (((EdgeConfigUsagePlan *) config->usage_plans->pdata[k])->name,
+                           g->usage_plan);
+    if (!found) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: gateway.auth.groups: usage_plan %s is not in gateway.auth.usage_plans",
+                   name, g->usage_plan);
+      return FALSE;
+    }
+    if (strstr (g->modes, "authorizer") && config->gateway_auth_authorizer_function[0] == '\0') {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: gateway.auth.groups: mode authorizer needs "
+                   "gateway.auth.authorizer.function",
+                   name);
+      return FALSE;
+    }
   }
   /* Triggers name functions of the same file. */
   g_autoptr (GHashTable) functions = g_hash_table_new (g_str_hash, g_str_equal);

@@ -222,6 +222,21 @@ typedef struct {
   gboolean retain;
 } EdgeConfigMqttPublish;
 
+/* A usage plan API keys are held to (gateway.auth.usage_plans). */
+typedef struct {
+  char *name;
+  gint64 rate;  /* requests per second, 0: no rate limit */
+  gint64 burst; /* requests at once; 0: the rate (at least 1) */
+  gint64 quota_per_day;
+} EdgeConfigUsagePlan;
+
+/* Which credentials a group of routes takes (gateway.auth.groups). */
+typedef struct {
+  char *routes;     /* "/v1/cameras/{name}, @aws, /healthz" (and PREFIX* forms) */
+  char *modes;      /* "api_key, session" */
+  char *usage_plan; /* "" or a plan every API key is held to here */
+} EdgeConfigAuthGroup;
+
 /* The daemon's whole configuration, as values. Strings are owned by the
  * struct; an unset optional string is "" (never NULL). Sizes are bytes,
  * durations milliseconds. */
@@ -238,6 +253,32 @@ typedef struct {
   gint64 gateway_ws_max_buffered_bytes;
   gint64 gateway_ws_max_message_bytes;
   gint64 gateway_ws_stall_timeout_ms;
+  gint64 gateway_max_connections_per_client;
+  gint64 gateway_header_timeout_ms;
+  char *gateway_auth_enabled; /* auto, on, off */
+  char *gateway_auth_modes;
+  gint64 gateway_auth_session_ttl_ms;
+  char *gateway_auth_jwt_issuer;
+  char *gateway_auth_jwt_audience;
+  char *gateway_auth_jwt_secret_file;
+  char *gateway_auth_jwt_public_key_file;
+  char *gateway_auth_jwt_jwks_file;
+  char *gateway_auth_jwt_admin_scope;
+  gint64 gateway_auth_jwt_leeway_ms;
+  char *gateway_auth_sigv4_credentials_file;
+  char *gateway_auth_sigv4_region;
+  gint64 gateway_auth_sigv4_replay_window_ms;
+  char *gateway_auth_authorizer_function;
+  char *gateway_auth_authorizer_identity;
+  gint64 gateway_auth_authorizer_ttl_ms;
+  GPtrArray *usage_plans; /* EdgeConfigUsagePlan *; never NULL */
+  GPtrArray *auth_groups; /* EdgeConfigAuthGroup *; never NULL */
+  char *gateway_cors_allow_origins;
+  char *gateway_cors_allow_methods;
+  char *gateway_cors_allow_headers;
+  char *gateway_cors_expose_headers;
+  gint64 gateway_cors_max_age_ms;
+  gboolean gateway_cors_allow_credentials;
   char *keys_master_key_file;
   gint64 storage_min_free_bytes;
   gint64 storage_video_reserve_bytes;

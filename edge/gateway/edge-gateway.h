@@ -24,6 +24,7 @@ typedef enum {
   EDGE_GATEWAY_ERROR_ROUTE,  /* a bad or duplicate route pattern */
   EDGE_GATEWAY_ERROR_LISTEN, /* the address could not be bound */
   EDGE_GATEWAY_ERROR_TLS,    /* certificate or key unusable */
+  EDGE_GATEWAY_ERROR_AUTH,   /* an unusable auth configuration (keys, groups) */
 } EdgeGatewayError;
 
 /* Listen backlog: libsoup's default of 10 adds whole retransmit timeouts to
@@ -48,6 +49,13 @@ typedef struct {
   gint64 ws_max_message_bytes;
   gint64 ws_stall_timeout_ms;
   EdgeMetrics *metrics; /* borrowed; must outlive the gateway */
+  gint64 max_connections_per_client;
+  gint64 header_timeout_ms; /* a connection's request head must arrive within this */
+  /* Authentication, usage plans and CORS (gateway.auth, gateway.cors):
+   * with NULL, every request is let in. @state keeps the API keys. Both
+   * borrowed. */
+  const EdgeConfig *config;
+  EdgeState *state;
 } EdgeGatewayOptions;
 
 typedef struct _EdgeGateway EdgeGateway;
@@ -75,6 +83,15 @@ typedef struct _EdgeRequest EdgeRequest;
 
 typedef void (*EdgeRouteFunc) (EdgeRequest *request, gpointer user_data);
 
+/* The shape of the errors a route's clients expect (the gateway's own
+ * refusals, such as authentication's, are given in it). */
+typedef enum {
+  EDGE_ERRORS_EDGED,       /* {"error": {"code", "message"}} */
+  EDGE_ERRORS_AWS_JSON,    /* {"__type", "message"} (Kinesis) */
+  EDGE_ERRORS_AWS_REST,    /* X-Amzn-ErrorType and {"message"} (Lambda, Kinesis Video) */
+  EDGE_ERRORS_API_GATEWAY, /* {"message"} (functions' HTTP routes) */
+} EdgeErrorShape;
+
 typedef struct {
   const char *method;  /* "GET", "POST", ... */
   const char *pattern; /* "/v1/cameras/{name}"; a last segment "{path*}" takes the rest */
@@ -82,6 +99,8 @@ typedef struct {
   const char *summary; /* one line, for the OpenAPI document */
   const char *tag;     /* OpenAPI tag, e.g. "system" */
   gint64 max_body_bytes; /* 0: the gateway's limit */
+  EdgeErrorShape errors;
+  gboolean admin_only; /* with authentication on: admin credentials only */
 } EdgeRoute;
 
 /* Registers @route (copied). @user_data is passed to the handler and not
@@ -112,6 +131,44 @@ void edge_request_respond_amz_json (EdgeRequest *request, JsonNode *body);
 typedef gboolean (*EdgeHealthFunc) (gpointer user_data, GError **error);
 void edge_gateway_add_health_check (EdgeGateway *gateway, const char *name, EdgeHealthFunc func,
                                     gpointer user_data);
+
+/* ---- authentication (auth.c, docs/internals/auth.md) ---- */
+
+/* Whether the gateway asks for credentials (gateway.auth.enabled). */
+gboolean edge_gateway_auth_enabled (EdgeGateway *gateway);
+/* An API key valid while this edged runs, for its own functions to call
+ * back (EDGED_API_KEY); NULL when authentication is off. */
+const char *edge_gateway_internal_key (EdgeGateway *gateway);
+/* The access key id that signs (SigV4) with that same key as its secret,
+ * for the AWS SDKs in functions (AWS_ACCESS_KEY_ID). */
+const char *edge_gateway_internal_access_key_id (EdgeGateway *gateway);
+/* Whether a listen address ("HOST:PORT") is on the loopback interface. */
+gboolean edge_listen_is_loopback (const char *listen);
+
+/* A function authorizer's answer: @context is a JSON object's text or NULL. */
+typedef void (*EdgeAuthorizerDoneFunc) (gboolean allow, const char *context, gpointer done_data);
+/* Invokes @function with @event (an API Gateway REQUEST authorizer event,
+ * payload 2.0) and calls @done once, on the main thread. */
+typedef void (*EdgeGatewayAuthorizerFunc) (const char *function, GBytes *event,
+                                           EdgeAuthorizerDoneFunc done, gpointer done_data,
+                                           gpointer user_data);
+void edge_gateway_set_authorizer (EdgeGateway *gateway, EdgeGatewayAuthorizerFunc func,
+                                  gpointer user_data);
+
+/* Who the request authenticated as ("key name", "jwt:SUB", "aws:AKID"), or
+ * NULL (authentication off, or a public route). */
+const char *edge_request_principal (EdgeRequest *request);
+/* Whether the caller may administer (authentication off counts). */
+gboolean edge_request_is_admin (EdgeRequest *request);
+/* "ENCODED" when the request authenticated with ?token=ENCODED: links an
+ * answer hands out (an HLS playlist's) carry it on. NULL otherwise. */
+const char *edge_request_auth_query (EdgeRequest *request);
+/* A session token (for ?token=) standing for the request's caller for
+ * @ttl_s seconds, to hand to players that cannot sign requests; NULL when
+ * authentication is off. (transfer full) */
+char *edge_request_issue_session (EdgeRequest *request, gint64 ttl_s);
+/* The context a function authorizer returned (a JSON object), or NULL. */
+const char *edge_request_authorizer_context (EdgeRequest *request);
 
 /* Request accessors: all (transfer none), valid until the handler responds. */
 const char *edge_request_method (EdgeRequest *request);

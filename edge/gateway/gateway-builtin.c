@@ -355,6 +355,12 @@ handle_events_page (EdgeRequest *request, gpointer data)
 }
 
 static void
+handle_login_page (EdgeRequest *request, gpointer data)
+{
+  serve_web_file (request, data, "login.html");
+}
+
+static void
 handle_asset (EdgeRequest *request, gpointer data)
 {
   g_autofree char *name = g_strconcat ("assets/", edge_request_param (request, "path"), NULL);
@@ -375,6 +381,7 @@ gateway_builtin_register (EdgeGateway *gateway)
     { "GET", "/events", handle_events_page,
       "The web UI's events page: detections with snapshots, each opening its recording", "ui",
       0 },
+    { "GET", "/login", handle_login_page, "The web UI's sign-in page", "ui", 0 },
     { "GET", "/assets/{path*}", handle_asset, "Files of the web UI", "ui", 0 },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (routes); i++) {

@@ -11,6 +11,8 @@ typedef struct {
   char *summary;
   char *tag;
   gint64 max_body_bytes;
+  EdgeErrorShape errors;
+  gboolean admin_only;
   EdgeRouteFunc handler; /* NULL for WebSocket routes */
   EdgeWsOpenFunc ws_open;
   EdgeWsAcceptFunc ws_accept;
@@ -22,6 +24,8 @@ typedef struct {
   EdgeHealthFunc func;
   gpointer user_data;
 } GatewayHealthCheck;
+
+typedef struct _GatewayAuth GatewayAuth;
 
 struct _EdgeGateway {
   char *listen;
@@ -35,6 +39,10 @@ struct _EdgeGateway {
   gint64 ws_max_message_bytes;
   gint64 ws_stall_timeout_ms;
   EdgeMetrics *metrics;
+  gint64 max_connections_per_client;
+  gint64 header_timeout_ms;
+  GatewayAuth *auth;        /* NULL: everyone is let in */
+  GHashTable *per_client;   /* remote address text -> open connections (GUINT_TO_POINTER) */
 
   GTlsCertificate *tls_certificate; /* NULL: plain HTTP */
   SoupServer *server;
@@ -71,9 +79,30 @@ struct _EdgeRequest {
   gboolean streaming, stream_ended, held;
   gsize stream_queued;
   GSource *hangup; /* watches the client's socket while streaming */
+  GSource *body_deadline; /* while the body comes: reset by each chunk */
   EdgeRequestGoneFunc gone;
   gpointer gone_data;
+  /* Set by authentication (auth.c). */
+  char *principal;
+  char *key_id; /* the API key it used, directly or through a session */
+  gboolean admin;
+  gint64 auth_expires_s; /* when the credential ends (0: it does not) */
+  char *auth_query;      /* the ?token= it came with, encoded */
+  char *authorizer_context;
 };
+
+/* auth.c */
+typedef void (*EdgeGatewayContinueFunc) (EdgeRequest *request);
+GatewayAuth *gateway_auth_new (EdgeGateway *gateway, const EdgeConfig *config, EdgeState *state,
+                               GError **error);
+void gateway_auth_register (GatewayAuth *auth);
+void gateway_auth_free (GatewayAuth *auth);
+/* Lets @request through to @next (now or later), or answers it. */
+void gateway_auth_check (EdgeRequest *request, EdgeGatewayContinueFunc next);
+/* Security and CORS headers, for every answer. */
+void gateway_auth_decorate (EdgeRequest *request, const char *content_type);
+/* Answers a CORS preflight; FALSE if @request is not one. */
+gboolean gateway_auth_preflight (EdgeRequest *request);
 
 /* gateway-ws.c */
 void gateway_ws_upgrade (EdgeGateway *gateway, EdgeRequest *request);
@@ -84,6 +113,9 @@ void gateway_ws_stop (EdgeGateway *gateway);
  * preface (still unread); stop ends them all. */
 void gateway_h2_serve (EdgeGateway *gateway, GSocketConnection *connection);
 void gateway_h2_stop (EdgeGateway *gateway);
+
+/* gateway.c: the deadline for a connection's request head is met. */
+void gateway_header_deadline_clear (GSocket *socket);
 
 /* gateway-builtin.c: /healthz, /metrics, /v1/openapi.json, the web UI */
 void gateway_builtin_register (EdgeGateway *gateway);

@@ -220,6 +220,7 @@ struct _EdgeWsPeer {
   guint64 dropped;
   guint64 last_written; /* at the last stall check */
   gint64 stalled_since_us;
+  gint64 expires_s; /* its credential's end (Unix seconds), 0: none */
   gboolean open;
   gboolean close_notified; /* on_close has run: it runs once */
   EdgeWsMessageFunc on_message;
@@ -405,6 +406,7 @@ on_wrote_informational (SoupServerMessage *msg, gpointer data)
     g_object_ref (peer->socket);
   peer->stream = counting_io_stream_new (stream);
   peer->route_label = g_strdup (route->pattern);
+  peer->expires_s = request->auth_expires_s;
   peer->open = TRUE;
   uri = g_uri_ref (soup_server_message_get_uri (msg));
   peer->connection = soup_websocket_connection_new (
@@ -469,11 +471,15 @@ ws_check_stalls (gpointer data)
   GHashTableIter iter;
   gpointer key;
   g_autoptr (GPtrArray) slow = g_ptr_array_new ();
+  g_autoptr (GPtrArray) expired = g_ptr_array_new ();
+  gint64 now_s = g_get_real_time () / G_USEC_PER_SEC;
 
   g_hash_table_iter_init (&iter, gateway->peers);
   while (g_hash_table_iter_next (&iter, &key, NULL)) {
     EdgeWsPeer *peer = key;
     guint64 written = peer->stream->output->written;
+    if (peer->expires_s > 0 && now_s >= peer->expires_s && peer->open)
+      g_ptr_array_add (expired, peer);
     if (edge_ws_peer_buffered (peer) == 0 || written != peer->last_written) {
       peer->stalled_since_us = 0;
     } else if (peer->stalled_since_us == 0) {
@@ -482,6 +488,12 @@ ws_check_stalls (gpointer data)
       g_ptr_array_add (slow, peer);
     }
     peer->last_written = written;
+  }
+  for (guint i = 0; i < expired->len; i++) {
+    EdgeWsPeer *peer = g_ptr_array_index (expired, i);
+    peer->expires_s = 0;
+    g_info ("WebSocket client on %s: its credential expired, closing", peer->route_label);
+    edge_ws_peer_close (peer, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "credentials expired");
   }
   for (guint i = 0; i < slow->len; i++) {
     EdgeWsPeer *peer = g_ptr_array_index (slow, i);

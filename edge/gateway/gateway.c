@@ -36,10 +36,24 @@ static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 /* ---- requests ---- */
 
 static void
+body_deadline_clear (EdgeRequest *request)
+{
+  if (request->body_deadline) {
+    g_source_destroy (request->body_deadline);
+    g_clear_pointer (&request->body_deadline, g_source_unref);
+  }
+}
+
+static void
 request_free (gpointer data)
 {
   EdgeRequest *request = data;
+  body_deadline_clear (request);
   g_clear_pointer (&request->params, g_hash_table_unref);
+  g_free (request->principal);
+  g_free (request->key_id);
+  g_free (request->auth_query);
+  g_free (request->authorizer_context);
   g_free (request->allow);
   g_free (request->path);
   g_free (request);
@@ -153,6 +167,7 @@ answer_head (EdgeRequest *request, guint status, const char *content_type)
   soup_message_headers_replace (headers, "Connection", "close");
   if (content_type)
     soup_message_headers_replace (headers, "Content-Type", content_type);
+  gateway_auth_decorate (request, content_type);
 }
 
 /* ---- answers sent as they are produced ---- */
@@ -414,6 +429,8 @@ edge_gateway_add_route (EdgeGateway *gateway, const EdgeRoute *route, gpointer u
   r->summary = g_strdup (route->summary ? route->summary : "");
   r->tag = g_strdup (route->tag ? route->tag : "default");
   r->max_body_bytes = route->max_body_bytes;
+  r->errors = route->errors;
+  r->admin_only = route->admin_only;
   r->handler = route->handler;
   r->user_data = user_data;
   return gateway_add (gateway, r, error);
@@ -517,7 +534,8 @@ edge_gateway_add_amz_target (EdgeGateway *gateway, const char *service, EdgeRout
   }
   if (g_hash_table_size (gateway->amz_targets) == 0) {
     const EdgeRoute root = { "POST", "/", dispatch_amz_target,
-                             "AWS JSON APIs (X-Amz-Target selects the operation)", "aws", 0 };
+                             "AWS JSON APIs (X-Amz-Target selects the operation)", "aws", 0,
+                             EDGE_ERRORS_AWS_JSON };
     if (!edge_gateway_add_route (gateway, &root, gateway, error))
       return FALSE;
   }
@@ -526,6 +544,7 @@ edge_gateway_add_amz_target (EdgeGateway *gateway, const char *service, EdgeRout
   r->pattern = g_strdup ("/");
   r->summary = g_strdup (summary ? summary : service);
   r->tag = g_strdup ("aws");
+  r->errors = EDGE_ERRORS_AWS_JSON;
   r->handler = handler;
   r->user_data = user_data;
   g_hash_table_insert (gateway->amz_targets, g_strdup (service), r);
@@ -652,6 +671,7 @@ request_refuse (EdgeRequest *request, guint status, const char *code, const char
   GIOStream *stream;
   Refusal *refusal;
 
+  body_deadline_clear (request);
   request->responded = TRUE;
   request->refused = TRUE;
   request_log (request, status, len);
@@ -677,10 +697,36 @@ request_refuse (EdgeRequest *request, guint status, const char *code, const char
                                    refusal_written, refusal);
 }
 
+/* A client that stops sending mid-body for gateway.header_timeout is cut
+ * off, as one that never finishes its head is. */
+static gboolean
+body_timed_out (gpointer data)
+{
+  EdgeRequest *request = data;
+  GSocket *socket = soup_server_message_get_socket (request->msg);
+  g_clear_pointer (&request->body_deadline, g_source_unref);
+  edge_metrics_add (request->gateway->metrics, "edged_http_slow_clients_total", "stage=\"body\"",
+                    1);
+  if (socket)
+    g_socket_shutdown (socket, TRUE, TRUE, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_got_body (SoupServerMessage *msg, gpointer data)
+{
+  EdgeRequest *request = request_of (msg);
+  if (request)
+    body_deadline_clear (request);
+}
+
 static void
 on_got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer data)
 {
   EdgeRequest *request = request_of (msg);
+  if (request && request->body_deadline)
+    g_source_set_ready_time (request->body_deadline,
+                             g_get_monotonic_time () + request->gateway->header_timeout_ms * 1000);
   if (request == NULL || request->responded)
     return;
   request->body_seen += g_bytes_get_size (chunk);
@@ -705,6 +751,7 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
 
   if (request == NULL)
     return;
+  gateway_header_deadline_clear (soup_server_message_get_socket (msg));
   request->path = g_strdup (g_uri_get_path (soup_server_message_get_uri (msg)));
   request->match = edge_router_match (gateway->router, soup_server_message_get_method (msg),
                                       request->path, (gpointer *) &route, &request->params,
@@ -723,7 +770,18 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
     return;
   }
 
-  switch (soup_message_headers_get_encoding (headers)) {
+  SoupEncoding encoding = soup_message_headers_get_encoding (headers);
+  if (gateway->header_timeout_ms > 0 &&
+      (encoding != SOUP_ENCODING_CONTENT_LENGTH ||
+       soup_message_headers_get_content_length (headers) > 0) &&
+      encoding != SOUP_ENCODING_NONE) {
+    request->body_deadline = g_timeout_source_new ((guint) gateway->header_timeout_ms);
+    g_source_set_callback (request->body_deadline, body_timed_out, request, NULL);
+    g_source_attach (request->body_deadline, NULL);
+    g_signal_connect (msg, "got-chunk", G_CALLBACK (on_got_chunk), gateway);
+    g_signal_connect (msg, "got-body", G_CALLBACK (on_got_body), gateway);
+  }
+  switch (encoding) {
   case SOUP_ENCODING_CONTENT_LENGTH: {
     goffset declared = soup_message_headers_get_content_length (headers);
     if (declared > request->body_limit) {
@@ -738,11 +796,42 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
   }
   case SOUP_ENCODING_CHUNKED:
   case SOUP_ENCODING_EOF:
-    g_signal_connect (msg, "got-chunk", G_CALLBACK (on_got_chunk), gateway);
+    if (request->body_deadline == NULL)
+      g_signal_connect (msg, "got-chunk", G_CALLBACK (on_got_chunk), gateway);
     break;
   default:
     break;
   }
+}
+
+/* The Combined Log Format (as Apache and nginx write it), with the
+ * authenticated principal as the user and the duration appended:
+ *   HOST - USER [29/Nov/2026:15:36:27 +0000] "GET /path HTTP/1.1" 200 123 "REFERER" "AGENT" 0.004 */
+static void
+access_log (EdgeRequest *request, guint status, gsize bytes, double seconds)
+{
+  SoupServerMessage *msg = request->msg;
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  const char *peer = soup_server_message_get_remote_host (msg);
+  const char *referer = soup_message_headers_get_one (headers, "Referer");
+  const char *agent = soup_message_headers_get_one (headers, "User-Agent");
+  GUri *uri = soup_server_message_get_uri (msg);
+  const char *query = g_uri_get_query (uri);
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *when = g_date_time_format (now, "%d/%b/%Y:%H:%M:%S +0000");
+  g_autoptr (GString) line = g_string_new (NULL);
+  g_autofree char *user = request->principal ? g_strescape (request->principal, NULL) : NULL;
+  g_autofree char *target = g_strescape (request->path ? request->path : "?", NULL);
+  g_string_append_printf (line, "%s - %s [%s] \"%s %s", peer ? peer : "-", user ? user : "-", when,
+                          soup_server_message_get_method (msg), target);
+  /* The token a browser passes in the query is a credential: not logged. */
+  if (query && !strstr (query, "token="))
+    g_string_append_printf (line, "?%s", query);
+  g_autofree char *ref = referer ? g_strescape (referer, NULL) : NULL;
+  g_autofree char *ua = agent ? g_strescape (agent, NULL) : NULL;
+  g_string_append_printf (line, " HTTP/1.1\" %u %zu \"%s\" \"%s\" %.3f", status, bytes,
+                          ref ? ref : "-", ua ? ua : "-", seconds);
+  g_log ("access", G_LOG_LEVEL_INFO, "%s", line->str);
 }
 
 static void
@@ -760,11 +849,8 @@ request_log (EdgeRequest *request, guint status, gsize bytes)
   edge_metrics_add (gateway->metrics, "edged_http_requests_total", labels, 1);
   edge_metrics_observe (gateway->metrics, "edged_http_request_duration_seconds", latency_labels,
                         seconds);
-  if (gateway->access_log) {
-    const char *peer = soup_server_message_get_remote_host (msg);
-    g_info ("%s \"%s %s\" %u %zu %.1fms", peer ? peer : "-", soup_server_message_get_method (msg),
-            request->path ? request->path : "?", status, bytes, seconds * 1000);
-  }
+  if (gateway->access_log)
+    access_log (request, status, bytes, seconds);
 }
 
 static void
@@ -806,6 +892,23 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
   g_signal_connect (msg, "finished", G_CALLBACK (on_finished), gateway);
 }
 
+/* Past authentication: the route's handler, or its WebSocket upgrade. */
+static void
+dispatch_route (EdgeRequest *request)
+{
+  const char *method = edge_request_method (request);
+  if (request->route->ws_open != NULL) {
+    gateway_ws_upgrade (request->gateway, request);
+    return;
+  }
+  request->route->handler (request, request->route->user_data);
+  if (!request->responded && !request->paused) {
+    g_critical ("handler for %s %s returned without responding", method, request->route->pattern);
+    edge_request_respond_error (request, SOUP_STATUS_INTERNAL_SERVER_ERROR, "InternalError",
+                                "the handler did not respond");
+  }
+}
+
 static void
 dispatch (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
           gpointer data)
@@ -814,6 +917,8 @@ dispatch (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTab
   const char *method = soup_server_message_get_method (msg);
 
   if (request == NULL || request->responded)
+    return;
+  if (gateway_auth_preflight (request))
     return;
   switch (request->match) {
   case EDGE_ROUTER_NOT_FOUND:
@@ -830,16 +935,7 @@ dispatch (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTab
   case EDGE_ROUTER_FOUND:
     break;
   }
-  if (request->route->ws_open != NULL) {
-    gateway_ws_upgrade (request->gateway, request);
-    return;
-  }
-  request->route->handler (request, request->route->user_data);
-  if (!request->responded && !request->paused) {
-    g_critical ("handler for %s %s returned without responding", method, request->route->pattern);
-    edge_request_respond_error (request, SOUP_STATUS_INTERNAL_SERVER_ERROR, "InternalError",
-                                "the handler did not respond");
-  }
+  gateway_auth_check (request, dispatch_route);
 }
 
 /* ---- connections ---- */
@@ -852,9 +948,22 @@ typedef struct {
 } Handshake;
 
 static void
+client_release (EdgeGateway *gateway, const char *client)
+{
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (gateway->per_client, client));
+  if (n <= 1)
+    g_hash_table_remove (gateway->per_client, client);
+  else
+    g_hash_table_insert (gateway->per_client, g_strdup (client), GUINT_TO_POINTER (n - 1));
+}
+
+static void
 connection_gone (gpointer data, GObject *where_the_object_was)
 {
   EdgeGateway *gateway = data;
+  const char *client = g_hash_table_lookup (gateway->streams, where_the_object_was);
+  if (client)
+    client_release (gateway, client);
   g_hash_table_remove (gateway->streams, where_the_object_was);
   gateway->connections--;
   edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
@@ -951,6 +1060,8 @@ sniff_check (Sniff *sniff)
     return G_SOURCE_REMOVE;
   }
   if (h2 && n == H2_PREFACE_LEN)
+    gateway_header_deadline_clear (socket);
+  if (h2 && n == H2_PREFACE_LEN)
     gateway_h2_serve (sniff->gateway, sniff->connection);
   else
     hand_to_soup (sniff->gateway, G_IO_STREAM (sniff->connection), sniff->connection);
@@ -977,6 +1088,57 @@ sniff_wait (Sniff *sniff)
   g_source_unref (source);
 }
 
+/* The peer's address, without its port: what per-client limits count. */
+static char *
+client_of (GSocketConnection *connection)
+{
+  g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
+  if (remote == NULL || !G_IS_INET_SOCKET_ADDRESS (remote))
+    return g_strdup ("?");
+  return g_inet_address_to_string (
+      g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote)));
+}
+
+/* A client has header_timeout to send its request's head (slowloris);
+ * the deadline is cleared when the head is in (on_got_headers) or the
+ * connection turns out to speak HTTP/2. */
+#define HEADER_TIMER_KEY "edge-header-timer"
+
+static gboolean
+header_timed_out (gpointer data)
+{
+  GSocket *socket = data;
+  EdgeGateway *gateway = g_object_get_data (G_OBJECT (socket), "edge-gateway");
+  g_object_set_data (G_OBJECT (socket), HEADER_TIMER_KEY, NULL);
+  if (gateway)
+    edge_metrics_add (gateway->metrics, "edged_http_slow_clients_total", "stage=\"head\"", 1);
+  g_socket_shutdown (socket, TRUE, TRUE, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+header_deadline_arm (EdgeGateway *gateway, GSocket *socket)
+{
+  if (gateway->header_timeout_ms <= 0)
+    return;
+  g_object_set_data (G_OBJECT (socket), "edge-gateway", gateway);
+  guint id = g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) gateway->header_timeout_ms,
+                                 header_timed_out, g_object_ref (socket), g_object_unref);
+  g_object_set_data (G_OBJECT (socket), HEADER_TIMER_KEY, GUINT_TO_POINTER (id));
+}
+
+void
+gateway_header_deadline_clear (GSocket *socket)
+{
+  if (socket == NULL)
+    return;
+  guint id = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (socket), HEADER_TIMER_KEY));
+  if (id) {
+    g_source_remove (id);
+    g_object_set_data (G_OBJECT (socket), HEADER_TIMER_KEY, NULL);
+  }
+}
+
 static gboolean
 on_incoming (GSocketService *service, GSocketConnection *connection, GObject *source, gpointer data)
 {
@@ -984,18 +1146,30 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
   GSocket *socket = g_socket_connection_get_socket (connection);
   GIOStream *stream;
 
+  g_autofree char *client = client_of (connection);
+  guint from_client = GPOINTER_TO_UINT (g_hash_table_lookup (gateway->per_client, client));
+
   if (gateway->connections >= (guint) gateway->max_connections) {
-    edge_metrics_add (gateway->metrics, "edged_http_connections_rejected_total", "", 1);
+    edge_metrics_add (gateway->metrics, "edged_http_connections_rejected_total",
+                      "reason=\"total\"", 1);
+    g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+    return TRUE;
+  }
+  if (from_client >= (guint) gateway->max_connections_per_client) {
+    edge_metrics_add (gateway->metrics, "edged_http_connections_rejected_total",
+                      "reason=\"per_client\"", 1);
     g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
     return TRUE;
   }
   g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+  header_deadline_arm (gateway, socket);
 
   if (gateway->tls_certificate == NULL) {
     stream = G_IO_STREAM (connection);
     g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
-    g_hash_table_add (gateway->streams, stream);
+    g_hash_table_insert (gateway->streams, stream, g_strdup (client));
     gateway->connections++;
+    g_hash_table_insert (gateway->per_client, g_strdup (client), GUINT_TO_POINTER (from_client + 1));
     Sniff *sniff = g_new0 (Sniff, 1);
     sniff->gateway = gateway;
     sniff->connection = g_object_ref (connection);
@@ -1012,8 +1186,9 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
       return TRUE;
     }
     g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
-    g_hash_table_add (gateway->streams, stream);
+    g_hash_table_insert (gateway->streams, stream, g_strdup (client));
     gateway->connections++;
+    g_hash_table_insert (gateway->per_client, g_strdup (client), GUINT_TO_POINTER (from_client + 1));
     hs = g_new0 (Handshake, 1);
     hs->gateway = gateway;
     hs->connection = g_object_ref (connection);
@@ -1040,7 +1215,12 @@ declare_metrics (EdgeMetrics *metrics)
   edge_metrics_declare (metrics, "edged_http_connections", EDGE_METRIC_GAUGE,
                         "Open client connections.", NULL, 0);
   edge_metrics_declare (metrics, "edged_http_connections_rejected_total", EDGE_METRIC_COUNTER,
-                        "Connections closed at once because gateway.max_connections were open.",
+                        "Connections closed at once: gateway.max_connections were open (total), or "
+                        "gateway.max_connections_per_client from its address (per_client).",
+                        NULL, 0);
+  edge_metrics_declare (metrics, "edged_http_slow_clients_total", EDGE_METRIC_COUNTER,
+                        "Connections closed for going gateway.header_timeout without sending "
+                        "their request's head (stage head) or more of its body (stage body).",
                         NULL, 0);
   edge_metrics_declare (metrics, "edged_http_body_rejected_total", EDGE_METRIC_COUNTER,
                         "Requests refused with 413 because of their body size.", NULL, 0);
@@ -1070,11 +1250,16 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
   gateway->ws_max_message_bytes = options->ws_max_message_bytes;
   gateway->ws_stall_timeout_ms = options->ws_stall_timeout_ms;
   gateway->metrics = options->metrics;
+  gateway->max_connections_per_client = options->max_connections_per_client > 0
+                                            ? options->max_connections_per_client
+                                            : gateway->max_connections;
+  gateway->header_timeout_ms = options->header_timeout_ms;
+  gateway->per_client = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   gateway->router = edge_router_new ();
   gateway->routes = g_ptr_array_new_with_free_func (gateway_route_free);
   gateway->health_checks = g_ptr_array_new_with_free_func (health_check_free);
   gateway->peers = g_hash_table_new (NULL, NULL);
-  gateway->streams = g_hash_table_new (NULL, NULL);
+  gateway->streams = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   gateway->h2_conns = g_ptr_array_new ();
   gateway->amz_targets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                                 gateway_route_free);
@@ -1108,6 +1293,12 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
   g_signal_connect (gateway->server, "request-started", G_CALLBACK (on_request_started), gateway);
   soup_server_add_handler (gateway->server, NULL, dispatch, gateway, NULL);
   declare_metrics (gateway->metrics);
+  if (options->config) {
+    gateway->auth = gateway_auth_new (gateway, options->config, options->state, error);
+    if (gateway->auth == NULL)
+      return NULL;
+    gateway_auth_register (gateway->auth);
+  }
   gateway_builtin_register (gateway);
   return g_steal_pointer (&gateway);
 }
@@ -1207,6 +1398,8 @@ edge_gateway_free (EdgeGateway *gateway)
       g_object_weak_unref (stream, connection_gone, gateway);
     g_clear_pointer (&gateway->streams, g_hash_table_unref);
   }
+  g_clear_pointer (&gateway->auth, gateway_auth_free);
+  g_clear_pointer (&gateway->per_client, g_hash_table_unref);
   g_clear_object (&gateway->tls_certificate);
   g_clear_pointer (&gateway->router, edge_router_free);
   g_clear_pointer (&gateway->routes, g_ptr_array_unref);

@@ -69,13 +69,25 @@ class Daemon:
             self.wait_ready()
         return self
 
+    @property
+    def admin_key(self):
+        """The admin key edged writes when authentication is on and it has
+        no key yet; None otherwise."""
+        try:
+            with open(os.path.join(self.data_dir, "admin.key")) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
     def wait_ready(self, timeout=15):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"edged exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                status, _, _ = self.request("GET", "/healthz", timeout=1)
+                key = self.admin_key
+                status, _, _ = self.request("GET", "/healthz", timeout=1,
+                                            headers={"x-api-key": key} if key else None)
                 if status == 200:
                     return
             except OSError:
@@ -216,13 +228,17 @@ class WebSocket:
     """A minimal RFC 6455 client (text and binary messages, close), enough to
     test edged's endpoints with the standard library alone."""
 
-    def __init__(self, port, path, timeout=10):
+    def __init__(self, port, path, timeout=10, headers=None, cafile=None):
         import base64 as b64
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if cafile:
+            ctx = ssl.create_default_context(cafile=cafile)
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="127.0.0.1")
         key = b64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                           f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(1)

@@ -232,7 +232,10 @@ class RunningDaemon(unittest.TestCase):
     def test_access_log(self):
         self.d.request("GET", "/healthz?probe=1")
         time.sleep(0.2)
-        self.assertRegex(self.d.log(), r'INFO  gateway: 127\.0\.0\.1 "GET /healthz" 200 \d+ [\d.]+ms')
+        # The Combined Log Format, and the seconds taken.
+        self.assertRegex(self.d.log(), r'INFO  access: 127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:[\d:]{8} '
+                                       r'\+0000\] "GET /healthz\?probe=1 HTTP/1\.1" 200 \d+ "-" "-" '
+                                       r'\d+\.\d{3}')
 
 
 def recv_response(s, limit=1 << 20):
@@ -375,7 +378,7 @@ class Lifecycle(unittest.TestCase):
         time.sleep(0.3)
         self.assertEqual(d.request("GET", "/healthz")[0], 200)
         status, _, body = d.request("GET", "/metrics")
-        self.assertRegex(body.decode(), r"edged_http_connections_rejected_total [1-9]")
+        self.assertRegex(body.decode(), r'edged_http_connections_rejected_total\{reason="total"\} [1-9]')
         self.assertEqual(d.stop(), 0)
 
     def test_sd_notify(self):

@@ -44,7 +44,8 @@ export async function startEdged(extraConfig = '', gatewayConfig = '') {
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok || r.status === 401) break; // 401: up, with authentication on
     } catch { /* not up yet */ }
     await new Promise((r) => setTimeout(r, 50));
   }
