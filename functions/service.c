@@ -34,6 +34,7 @@
 #include <math.h>
 #include <gio/gio.h>
 #include <gio/gunixinputstream.h>
+#include <glib-unix.h>
 #include <stdio.h>
 #include <signal.h>
 #include <string.h>
@@ -84,6 +85,7 @@ struct _Env {
   gboolean stopping;
   GCancellable *cancellable;
   GInputStream *output;
+  guint output_source; /* watches output's pipe */
   FunctionsCgroup *cgroup; /* nullable: none to make here */
   struct {
     guint64 memory_limit;
@@ -589,6 +591,7 @@ env_release (Env *env)
   }
   g_cancellable_cancel (env->cancellable);
   g_clear_object (&env->cancellable);
+  g_clear_handle_id (&env->output_source, g_source_remove);
   g_clear_object (&env->output);
   if (env->tmp_dir) {
     remove_tree (env->tmp_dir);
@@ -712,34 +715,47 @@ output_take (Env *env, const char *data, gsize len)
   }
 }
 
-static void
-on_output (GObject *source, GAsyncResult *result, gpointer data)
+/* The environment's output, read as it comes, straight into lines: no
+ * read is ever under way holding bytes that the lines do not have yet, so
+ * drain_output, at an answer, sees everything printed before it. */
+static gboolean
+on_output_ready (gint fd, GIOCondition condition, gpointer data)
 {
   Env *env = data;
-  g_autoptr (GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
-                                                               NULL);
-  if (!env->released) {
-    if (bytes && g_bytes_get_size (bytes) > 0) {
-      gsize len;
-      const char *text = g_bytes_get_data (bytes, &len);
-      output_take (env, text, len);
-      read_output (env);
-    } else if (env->partial->len > 0) {
-      output_line (env, env->partial->str, env->partial->len); /* the last, unfinished */
-      g_string_truncate (env->partial, 0);
-    }
+  char buf[64 * 1024];
+  if (env->released)
+    return G_SOURCE_REMOVE;
+  ssize_t n = read (fd, buf, sizeof buf);
+  if (n > 0) {
+    output_take (env, buf, (gsize) n);
+    return G_SOURCE_CONTINUE;
   }
-  env_unref (env);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return G_SOURCE_CONTINUE;
+  if (env->partial->len > 0) {
+    output_line (env, env->partial->str, env->partial->len); /* the last, unfinished */
+    g_string_truncate (env->partial, 0);
+  }
+  env->output_source = 0;
+  return G_SOURCE_REMOVE;
 }
 
-/* Reads the environment's output into lines for the logs. Holds a
- * reference while a read is under way. */
+static void
+env_unref_notify (gpointer data)
+{
+  env_unref (data);
+}
+
+/* Reads the environment's output into lines for the logs. The watch holds
+ * a reference. */
 static void
 read_output (Env *env)
 {
+  int fd = g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (env->output));
+  g_unix_set_fd_nonblocking (fd, TRUE, NULL);
   env->refs++;
-  g_input_stream_read_bytes_async (env->output, 64 * 1024, G_PRIORITY_DEFAULT, env->cancellable,
-                                   on_output, env);
+  env->output_source = g_unix_fd_add_full (G_PRIORITY_DEFAULT, fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                           on_output_ready, env, env_unref_notify);
 }
 
 /* In the child, before exec: a process group of its own, and the memory
@@ -1570,6 +1586,7 @@ function_abandon (Function *fn)
     Env *env = g_ptr_array_index (fn->envs, i);
     env->stopping = TRUE;
     g_cancellable_cancel (env->cancellable);
+    g_clear_handle_id (&env->output_source, g_source_remove);
   }
   while (fn->envs->len > 0) {
     Env *env = g_ptr_array_steal_index (fn->envs, fn->envs->len - 1);
