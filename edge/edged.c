@@ -572,6 +572,26 @@ tune_allocator (void)
 #endif
 }
 
+/* GIO's socket types, registered here, before any thread starts. GLib
+ * 2.74 can deadlock when two threads register a type and its interfaces
+ * for the first time at once: the main thread making the gateway's listen
+ * address and an RTSP camera's thread making its GSocketClient did, now
+ * and then, at start. */
+static void
+register_types (void)
+{
+  g_type_ensure (G_TYPE_SOCKET_ADDRESS);
+  g_type_ensure (G_TYPE_INET_SOCKET_ADDRESS);
+  g_type_ensure (G_TYPE_INET_ADDRESS);
+  g_type_ensure (G_TYPE_SOCKET);
+  g_type_ensure (G_TYPE_SOCKET_CLIENT);
+  g_type_ensure (G_TYPE_SOCKET_CONNECTION);
+  g_type_ensure (G_TYPE_TCP_CONNECTION);
+  g_type_ensure (G_TYPE_NETWORK_ADDRESS);
+  g_type_ensure (G_TYPE_PROXY_ADDRESS_ENUMERATOR);
+  g_type_ensure (G_TYPE_SOCKET_ADDRESS_ENUMERATOR);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -592,6 +612,7 @@ main (int argc, char **argv)
   if (status < 0) {
     edge_log_init ();
     tune_allocator ();
+    register_types ();
     status = run_daemon ();
   }
   free_options ();
