@@ -22,8 +22,9 @@
  *
  * The daemon's address comes from --url, else $EDGED_URL, else
  * http://127.0.0.1:8080; an API key from --api-key-file, else $EDGED_API_KEY
- * (with authentication on: see docs/internals/auth.md). Exit status: 0 success, 1 the daemon could not be
- * reached or answered an error, 2 bad usage or an invalid configuration.
+ * (with authentication on: see docs/internals/auth.md). Exit status: 0
+ * success, 1 the daemon could not be reached or answered an error, 2 bad
+ * usage or an invalid configuration.
  */
 #define G_LOG_DOMAIN "edgectl"
 

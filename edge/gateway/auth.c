@@ -518,7 +518,6 @@ refuse (EdgeRequest *request, Deny deny, gint64 retry_after_s, const char *forma
   SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
   EdgeErrorShape shape = request->route ? request->route->errors : EDGE_ERRORS_EDGED;
   guint status = kinds[deny].status;
-  GatewayAuth *auth = request->gateway->auth;
 
   if (deny == DENY_EXPIRED && g_str_has_prefix (message, "Signature expired"))
     deny = DENY_SIGNATURE; /* AWS: InvalidSignatureException "Signature expired: ..." */
@@ -537,7 +536,6 @@ refuse (EdgeRequest *request, Deny deny, gint64 retry_after_s, const char *forma
                     : deny == DENY_FORBIDDEN                     ? "reason=\"forbidden\""
                                                                  : "reason=\"invalid\"",
                     1);
-  (void) auth;
   switch (shape) {
   case EDGE_ERRORS_AWS_JSON:
     /* Kinesis answers its auth errors with 400, throttling with 400 too;
@@ -623,8 +621,9 @@ always_public (EdgeRequest *request)
   GatewayRoute *route = request->route;
   if (route == NULL)
     return FALSE;
-  return g_str_equal (route->pattern, "/login") || g_str_equal (route->pattern, "/assets/{path*}") ||
-         g_str_equal (route->pattern, "/v1/login") || g_str_equal (route->pattern, "/v1/logout");
+  static const char *const open[] = { "/login", "/assets/{path*}", "/v1/login", "/v1/logout",
+                                      NULL };
+  return g_strv_contains (open, route->pattern);
 }
 
 /* ---- usage plans ---- */

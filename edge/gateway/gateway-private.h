@@ -43,6 +43,8 @@ struct _EdgeGateway {
   gint64 header_timeout_ms;
   GatewayAuth *auth;        /* NULL: everyone is let in */
   GHashTable *per_client;   /* remote address text -> open connections (GUINT_TO_POINTER) */
+  GHashTable *conns;        /* "address#port" -> Conn (gateway.c; borrowed from streams) */
+  GHashTable *body_deadlines; /* EdgeRequest * set: those waiting for more body */
 
   GTlsCertificate *tls_certificate; /* NULL: plain HTTP */
   SoupServer *server;
@@ -54,7 +56,7 @@ struct _EdgeGateway {
   GPtrArray *routes;        /* GatewayRoute */
   GPtrArray *health_checks; /* GatewayHealthCheck */
   GHashTable *peers;        /* EdgeWsPeer * set (one reference each) */
-  GHashTable *streams;      /* accepted GIOStream * set, weakly referenced */
+  GHashTable *streams;      /* accepted GIOStream * (weakly referenced) -> Conn */
   GHashTable *amz_targets;  /* service prefix -> GatewayRoute (handler, user_data) */
   GPtrArray *h2_conns;      /* H2Conn: HTTP/2 connections (gateway-h2.c) */
   guint ws_timer;
@@ -80,6 +82,7 @@ struct _EdgeRequest {
   gsize stream_queued;
   GSource *hangup; /* watches the client's socket while streaming */
   GSource *body_deadline; /* while the body comes: reset by each chunk */
+  GSocket *socket;        /* the client's, when it is ours to watch (not HTTP/2's) */
   EdgeRequestGoneFunc gone;
   gpointer gone_data;
   /* Set by authentication (auth.c). */
@@ -114,8 +117,8 @@ void gateway_ws_stop (EdgeGateway *gateway);
 void gateway_h2_serve (EdgeGateway *gateway, GSocketConnection *connection);
 void gateway_h2_stop (EdgeGateway *gateway);
 
-/* gateway.c: the deadline for a connection's request head is met. */
-void gateway_header_deadline_clear (GSocket *socket);
+/* gateway.c: @connection turned out to speak HTTP/2. */
+void gateway_conn_speaks_h2 (EdgeGateway *gateway, GSocketConnection *connection);
 
 /* gateway-builtin.c: /healthz, /metrics, /v1/openapi.json, the web UI */
 void gateway_builtin_register (EdgeGateway *gateway);

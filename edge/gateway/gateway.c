@@ -33,12 +33,90 @@ G_DEFINE_QUARK (edge-gateway-error-quark, edge_gateway_error)
 static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                           0.1,    0.25,  0.5,    1,     2.5,  5,    10 };
 
+/* ---- the connections accepted ---- */
+
+/* One accepted TCP connection (plain or TLS), found by the stream libsoup
+ * got (gateway->streams) or by its peer's address and port
+ * (gateway->conns): libsoup tells a request's peer, not its socket. */
+typedef struct {
+  EdgeGateway *gateway;
+  char *client; /* the peer's address, for per-client limits */
+  char *peer;   /* address and port */
+  GSocket *socket;
+  GSource *head_deadline; /* until the first request head is in */
+  gboolean h2;            /* its requests come through gateway-h2.c's replay */
+} Conn;
+
+static char *
+peer_key (GSocketAddress *address)
+{
+  if (address == NULL || !G_IS_INET_SOCKET_ADDRESS (address))
+    return NULL;
+  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
+  g_autofree char *host = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
+  return g_strdup_printf ("%s#%u", host, g_inet_socket_address_get_port (inet));
+}
+
+static void
+conn_clear_deadline (Conn *conn)
+{
+  if (conn->head_deadline) {
+    g_source_destroy (conn->head_deadline);
+    g_clear_pointer (&conn->head_deadline, g_source_unref);
+  }
+}
+
+static void
+conn_free (gpointer data)
+{
+  Conn *conn = data;
+  conn_clear_deadline (conn);
+  g_object_unref (conn->socket);
+  g_free (conn->client);
+  g_free (conn->peer);
+  g_free (conn);
+}
+
+/* A client has header_timeout to send its request's head (slowloris);
+ * the deadline goes when the head is in (on_got_headers) or the connection
+ * turns out to speak HTTP/2 (gateway-h2.c has limits of its own). */
+static gboolean
+header_timed_out (gpointer data)
+{
+  Conn *conn = data;
+  edge_metrics_add (conn->gateway->metrics, "edged_http_slow_clients_total",
+                    "stage=\"head\"", 1);
+  g_clear_pointer (&conn->head_deadline, g_source_unref);
+  g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static Conn *
+conn_of_message (EdgeGateway *gateway, SoupServerMessage *msg)
+{
+  g_autofree char *key = peer_key (soup_server_message_get_remote_address (msg));
+  return key ? g_hash_table_lookup (gateway->conns, key) : NULL;
+}
+
+void
+gateway_conn_speaks_h2 (EdgeGateway *gateway, GSocketConnection *connection)
+{
+  g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
+  g_autofree char *key = peer_key (remote);
+  Conn *conn = key ? g_hash_table_lookup (gateway->conns, key) : NULL;
+  if (conn) {
+    conn->h2 = TRUE;
+    conn_clear_deadline (conn);
+  }
+}
+
 /* ---- requests ---- */
 
 static void
 body_deadline_clear (EdgeRequest *request)
 {
   if (request->body_deadline) {
+    g_hash_table_remove (request->gateway->body_deadlines, request);
     g_source_destroy (request->body_deadline);
     g_clear_pointer (&request->body_deadline, g_source_unref);
   }
@@ -49,6 +127,7 @@ request_free (gpointer data)
 {
   EdgeRequest *request = data;
   body_deadline_clear (request);
+  g_clear_object (&request->socket);
   g_clear_pointer (&request->params, g_hash_table_unref);
   g_free (request->principal);
   g_free (request->key_id);
@@ -235,7 +314,7 @@ edge_request_stream_begin (EdgeRequest *request, guint status, const char *conte
   } else {
     g_object_ref (msg);
   }
-  GSocket *socket = soup_server_message_get_socket (msg);
+  GSocket *socket = request->socket;
   if (socket) {
     request->hangup = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
     g_source_set_callback (request->hangup, (GSourceFunc) (void (*) (void)) on_stream_hangup,
@@ -703,7 +782,8 @@ static gboolean
 body_timed_out (gpointer data)
 {
   EdgeRequest *request = data;
-  GSocket *socket = soup_server_message_get_socket (request->msg);
+  GSocket *socket = request->socket;
+  g_hash_table_remove (request->gateway->body_deadlines, request);
   g_clear_pointer (&request->body_deadline, g_source_unref);
   edge_metrics_add (request->gateway->metrics, "edged_http_slow_clients_total", "stage=\"body\"",
                     1);
@@ -751,7 +831,11 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
 
   if (request == NULL)
     return;
-  gateway_header_deadline_clear (soup_server_message_get_socket (msg));
+  Conn *conn = conn_of_message (gateway, msg);
+  if (conn && !conn->h2) {
+    conn_clear_deadline (conn);
+    request->socket = g_object_ref (conn->socket);
+  }
   request->path = g_strdup (g_uri_get_path (soup_server_message_get_uri (msg)));
   request->match = edge_router_match (gateway->router, soup_server_message_get_method (msg),
                                       request->path, (gpointer *) &route, &request->params,
@@ -778,6 +862,7 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
     request->body_deadline = g_timeout_source_new ((guint) gateway->header_timeout_ms);
     g_source_set_callback (request->body_deadline, body_timed_out, request, NULL);
     g_source_attach (request->body_deadline, NULL);
+    g_hash_table_add (gateway->body_deadlines, request);
     g_signal_connect (msg, "got-chunk", G_CALLBACK (on_got_chunk), gateway);
     g_signal_connect (msg, "got-body", G_CALLBACK (on_got_body), gateway);
   }
@@ -806,7 +891,7 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
 
 /* The Combined Log Format (as Apache and nginx write it), with the
  * authenticated principal as the user and the duration appended:
- *   HOST - USER [29/Nov/2026:15:36:27 +0000] "GET /path HTTP/1.1" 200 123 "REFERER" "AGENT" 0.004 */
+ *   HOST - USER [29/Nov/2026:15:36:27 +0000] "GET /p HTTP/1.1" 200 123 "REFERER" "AGENT" 0.004 */
 static void
 access_log (EdgeRequest *request, guint status, gsize bytes, double seconds)
 {
@@ -892,11 +977,28 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
   g_signal_connect (msg, "finished", G_CALLBACK (on_finished), gateway);
 }
 
-/* Past authentication: the route's handler, or its WebSocket upgrade. */
+/* Past authentication (so that strangers learn nothing of which routes
+ * exist): the route's handler, its WebSocket upgrade, or 404 and 405. */
 static void
 dispatch_route (EdgeRequest *request)
 {
+  SoupServerMessage *msg = request->msg;
   const char *method = edge_request_method (request);
+  switch (request->match) {
+  case EDGE_ROUTER_NOT_FOUND:
+    edge_request_respond_error (request, SOUP_STATUS_NOT_FOUND, "NotFound", "no route for %s %s",
+                                method, request->path);
+    return;
+  case EDGE_ROUTER_METHOD_NOT_ALLOWED:
+    soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow",
+                                  request->allow);
+    edge_request_respond_error (request, SOUP_STATUS_METHOD_NOT_ALLOWED, "MethodNotAllowed",
+                                "%s is not allowed on %s (allowed: %s)", method, request->path,
+                                request->allow);
+    return;
+  case EDGE_ROUTER_FOUND:
+    break;
+  }
   if (request->route->ws_open != NULL) {
     gateway_ws_upgrade (request->gateway, request);
     return;
@@ -914,27 +1016,11 @@ dispatch (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTab
           gpointer data)
 {
   EdgeRequest *request = request_of (msg);
-  const char *method = soup_server_message_get_method (msg);
 
   if (request == NULL || request->responded)
     return;
   if (gateway_auth_preflight (request))
     return;
-  switch (request->match) {
-  case EDGE_ROUTER_NOT_FOUND:
-    edge_request_respond_error (request, SOUP_STATUS_NOT_FOUND, "NotFound", "no route for %s %s",
-                                method, request->path);
-    return;
-  case EDGE_ROUTER_METHOD_NOT_ALLOWED:
-    soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow",
-                                  request->allow);
-    edge_request_respond_error (request, SOUP_STATUS_METHOD_NOT_ALLOWED, "MethodNotAllowed",
-                                "%s is not allowed on %s (allowed: %s)", method, request->path,
-                                request->allow);
-    return;
-  case EDGE_ROUTER_FOUND:
-    break;
-  }
   gateway_auth_check (request, dispatch_route);
 }
 
@@ -961,10 +1047,12 @@ static void
 connection_gone (gpointer data, GObject *where_the_object_was)
 {
   EdgeGateway *gateway = data;
-  const char *client = g_hash_table_lookup (gateway->streams, where_the_object_was);
-  if (client)
-    client_release (gateway, client);
-  g_hash_table_remove (gateway->streams, where_the_object_was);
+  Conn *conn = g_hash_table_lookup (gateway->streams, where_the_object_was);
+  if (conn) {
+    client_release (gateway, conn->client);
+    g_hash_table_remove (gateway->conns, conn->peer);
+  }
+  g_hash_table_remove (gateway->streams, where_the_object_was); /* frees @conn */
   gateway->connections--;
   edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
 }
@@ -1060,7 +1148,7 @@ sniff_check (Sniff *sniff)
     return G_SOURCE_REMOVE;
   }
   if (h2 && n == H2_PREFACE_LEN)
-    gateway_header_deadline_clear (socket);
+    gateway_conn_speaks_h2 (sniff->gateway, sniff->connection);
   if (h2 && n == H2_PREFACE_LEN)
     gateway_h2_serve (sniff->gateway, sniff->connection);
   else
@@ -1088,6 +1176,12 @@ sniff_wait (Sniff *sniff)
   g_source_unref (source);
 }
 
+static void
+client_hold (EdgeGateway *gateway, const char *client, guint open_before)
+{
+  g_hash_table_insert (gateway->per_client, g_strdup (client), GUINT_TO_POINTER (open_before + 1));
+}
+
 /* The peer's address, without its port: what per-client limits count. */
 static char *
 client_of (GSocketConnection *connection)
@@ -1097,46 +1191,6 @@ client_of (GSocketConnection *connection)
     return g_strdup ("?");
   return g_inet_address_to_string (
       g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote)));
-}
-
-/* A client has header_timeout to send its request's head (slowloris);
- * the deadline is cleared when the head is in (on_got_headers) or the
- * connection turns out to speak HTTP/2. */
-#define HEADER_TIMER_KEY "edge-header-timer"
-
-static gboolean
-header_timed_out (gpointer data)
-{
-  GSocket *socket = data;
-  EdgeGateway *gateway = g_object_get_data (G_OBJECT (socket), "edge-gateway");
-  g_object_set_data (G_OBJECT (socket), HEADER_TIMER_KEY, NULL);
-  if (gateway)
-    edge_metrics_add (gateway->metrics, "edged_http_slow_clients_total", "stage=\"head\"", 1);
-  g_socket_shutdown (socket, TRUE, TRUE, NULL);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-header_deadline_arm (EdgeGateway *gateway, GSocket *socket)
-{
-  if (gateway->header_timeout_ms <= 0)
-    return;
-  g_object_set_data (G_OBJECT (socket), "edge-gateway", gateway);
-  guint id = g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) gateway->header_timeout_ms,
-                                 header_timed_out, g_object_ref (socket), g_object_unref);
-  g_object_set_data (G_OBJECT (socket), HEADER_TIMER_KEY, GUINT_TO_POINTER (id));
-}
-
-void
-gateway_header_deadline_clear (GSocket *socket)
-{
-  if (socket == NULL)
-    return;
-  guint id = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (socket), HEADER_TIMER_KEY));
-  if (id) {
-    g_source_remove (id);
-    g_object_set_data (G_OBJECT (socket), HEADER_TIMER_KEY, NULL);
-  }
 }
 
 static gboolean
@@ -1162,14 +1216,27 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
     return TRUE;
   }
   g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
-  header_deadline_arm (gateway, socket);
+  g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
+  Conn *conn = g_new0 (Conn, 1);
+  conn->gateway = gateway;
+  conn->client = g_strdup (client);
+  conn->peer = peer_key (remote);
+  conn->socket = g_object_ref (socket);
+  if (conn->peer == NULL)
+    conn->peer = g_strdup_printf ("?%p", (void *) conn);
+  if (gateway->header_timeout_ms > 0) {
+    conn->head_deadline = g_timeout_source_new ((guint) gateway->header_timeout_ms);
+    g_source_set_callback (conn->head_deadline, header_timed_out, conn, NULL);
+    g_source_attach (conn->head_deadline, NULL);
+  }
 
   if (gateway->tls_certificate == NULL) {
     stream = G_IO_STREAM (connection);
     g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
-    g_hash_table_insert (gateway->streams, stream, g_strdup (client));
+    g_hash_table_insert (gateway->streams, stream, conn);
+    g_hash_table_replace (gateway->conns, conn->peer, conn);
     gateway->connections++;
-    g_hash_table_insert (gateway->per_client, g_strdup (client), GUINT_TO_POINTER (from_client + 1));
+    client_hold (gateway, client, from_client);
     Sniff *sniff = g_new0 (Sniff, 1);
     sniff->gateway = gateway;
     sniff->connection = g_object_ref (connection);
@@ -1183,12 +1250,14 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
                                           &error);
     if (stream == NULL) {
       g_warning ("TLS: %s", error->message);
+      conn_free (conn);
       return TRUE;
     }
     g_object_weak_ref (G_OBJECT (stream), connection_gone, gateway);
-    g_hash_table_insert (gateway->streams, stream, g_strdup (client));
+    g_hash_table_insert (gateway->streams, stream, conn);
+    g_hash_table_replace (gateway->conns, conn->peer, conn);
     gateway->connections++;
-    g_hash_table_insert (gateway->per_client, g_strdup (client), GUINT_TO_POINTER (from_client + 1));
+    client_hold (gateway, client, from_client);
     hs = g_new0 (Handshake, 1);
     hs->gateway = gateway;
     hs->connection = g_object_ref (connection);
@@ -1255,11 +1324,13 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
                                             : gateway->max_connections;
   gateway->header_timeout_ms = options->header_timeout_ms;
   gateway->per_client = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  gateway->body_deadlines = g_hash_table_new (NULL, NULL);
   gateway->router = edge_router_new ();
   gateway->routes = g_ptr_array_new_with_free_func (gateway_route_free);
   gateway->health_checks = g_ptr_array_new_with_free_func (health_check_free);
   gateway->peers = g_hash_table_new (NULL, NULL);
-  gateway->streams = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  gateway->streams = g_hash_table_new_full (NULL, NULL, NULL, conn_free);
+  gateway->conns = g_hash_table_new (g_str_hash, g_str_equal);
   gateway->h2_conns = g_ptr_array_new ();
   gateway->amz_targets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                                 gateway_route_free);
@@ -1396,10 +1467,23 @@ edge_gateway_free (EdgeGateway *gateway)
     g_hash_table_iter_init (&iter, gateway->streams);
     while (g_hash_table_iter_next (&iter, &stream, NULL))
       g_object_weak_unref (stream, connection_gone, gateway);
+    g_clear_pointer (&gateway->conns, g_hash_table_unref);
     g_clear_pointer (&gateway->streams, g_hash_table_unref);
   }
   g_clear_pointer (&gateway->auth, gateway_auth_free);
   g_clear_pointer (&gateway->per_client, g_hash_table_unref);
+  if (gateway->body_deadlines) {
+    /* Requests libsoup still holds: their deadlines go with the gateway. */
+    GHashTableIter iter;
+    gpointer request;
+    g_hash_table_iter_init (&iter, gateway->body_deadlines);
+    while (g_hash_table_iter_next (&iter, &request, NULL)) {
+      EdgeRequest *r = request;
+      g_source_destroy (r->body_deadline);
+      g_clear_pointer (&r->body_deadline, g_source_unref);
+    }
+    g_clear_pointer (&gateway->body_deadlines, g_hash_table_unref);
+  }
   g_clear_object (&gateway->tls_certificate);
   g_clear_pointer (&gateway->router, edge_router_free);
   g_clear_pointer (&gateway->routes, g_ptr_array_unref);

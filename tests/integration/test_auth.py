@@ -25,8 +25,8 @@ import urllib.parse
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import (EDGECTL, Daemon, WebSocket, make_certificate, run,  # noqa: E402
-                           run_node_tests, wait_for)
+from edged_harness import (EDGECTL, Daemon, WebSocket, camera_env, make_certificate,  # noqa: E402
+                           run, run_node_tests, wait_for)
 
 ROOT = os.environ.get("EDGED_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 AUTHORIZER = os.path.join(ROOT, "tests", "functions", "authorizer", "bootstrap")
@@ -197,25 +197,20 @@ AWS_TYPES = {"MissingAuthenticationTokenException", "UnrecognizedClientException
              "InvalidSignatureException", "ExpiredTokenException", "IncompleteSignatureException"}
 
 
-class Routes(unittest.TestCase):
-    """Every route of the OpenAPI document, the Kinesis JSON API and the
-    WebSocket endpoints, with no, wrong, expired and badly signed
-    credentials."""
+class AuthCase(unittest.TestCase):
+    """One edged with authentication on for the class, keys to sign with,
+    and its admin key. Subclasses add configuration."""
+    extra_gateway = ""
+    extra = ""
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="edged-auth-")
         cls.keys = Keys(cls.tmp)
-        cls.d = Daemon(config=auth_config(cls.tmp, cls.keys) + """cameras:
-  - name: demo
-    source: test://
-streams:
-  - name: orders
-""").start()
+        # camera_env: a camera runs in some (LeakSanitizer's stacks, tests/lsan.supp).
+        cls.d = Daemon(config=auth_config(cls.tmp, cls.keys, cls.extra_gateway, cls.extra),
+                       env=camera_env()).start()
         cls.admin = {"x-api-key": cls.d.admin_key}
-        status, _, doc = cls.d.request("GET", "/v1/openapi.json", headers=cls.admin)
-        assert status == 200, doc
-        cls.openapi = json.loads(doc)
 
     @classmethod
     def tearDownClass(cls):
@@ -223,6 +218,25 @@ streams:
         cls.d.cleanup()
         shutil.rmtree(cls.tmp, ignore_errors=True)
         assert code == 0, code
+
+
+class Routes(AuthCase):
+    """Every route of the OpenAPI document, the Kinesis JSON API and the
+    WebSocket endpoints, with no, wrong, expired and badly signed
+    credentials."""
+    extra = """cameras:
+  - name: demo
+    source: test://
+streams:
+  - name: orders
+"""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        status, _, doc = cls.d.request("GET", "/v1/openapi.json", headers=cls.admin)
+        assert status == 200, doc
+        cls.openapi = json.loads(doc)
 
     def operations(self):
         for path, ops in self.openapi["paths"].items():
@@ -288,6 +302,14 @@ streams:
         status, _, cameras = self.d.get_json_with("/v1/cameras", self.admin)
         self.assertEqual([c["name"] for c in cameras["cameras"]], ["demo"])
 
+    def test_strangers_learn_nothing_of_the_routes(self):
+        for method, path in (("GET", "/no/such/route"), ("DELETE", "/v1/streams"),
+                             ("PUT", "/2015-03-31/functions/x")):
+            status, _, body = self.d.request(method, path)
+            self.assertEqual(status, 401, f"{method} {path}: {body!r}")
+        self.assertEqual(self.d.request("GET", "/no/such/route", headers=self.admin)[0], 404)
+        self.assertEqual(self.d.request("DELETE", "/v1/streams", headers=self.admin)[0], 405)
+
     def test_every_route_takes_the_admin_key(self):
         for method, pattern in self.operations():
             if method != "GET" or "{" in pattern or pattern.startswith("/api/"):
@@ -341,30 +363,21 @@ def _get_json_with(self, path, headers):
 Daemon.get_json_with = _get_json_with
 
 
-class Credentials(unittest.TestCase):
+class Credentials(AuthCase):
     """What each kind of credential lets in, and the AWS CLI with right and
     wrong keys."""
+    extra = """streams:
+  - name: orders
+    shards: 2
+"""
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="edged-auth-")
-        cls.keys = Keys(cls.tmp)
-        cls.d = Daemon(config=auth_config(cls.tmp, cls.keys) + """streams:
-  - name: orders
-    shards: 2
-""").start()
-        cls.admin = {"x-api-key": cls.d.admin_key}
+        super().setUpClass()
         cls.aws_env = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET,
                            AWS_DEFAULT_REGION="eu-west-1", AWS_PAGER="",
                            AWS_CONFIG_FILE=os.path.join(cls.tmp, "none"),
                            AWS_SHARED_CREDENTIALS_FILE=os.path.join(cls.tmp, "none"))
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.d.stop()
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert code == 0, code
 
     def aws(self, *args, env=None):
         return subprocess.run([AWS, "--endpoint-url", self.d.url, "--output", "json", *args],
@@ -588,20 +601,7 @@ class Credentials(unittest.TestCase):
         self.assertEqual(status, 404)  # authenticated: the camera is what is missing
 
 
-class UsagePlans(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="edged-auth-")
-        cls.keys = Keys(cls.tmp)
-        cls.d = Daemon(config=auth_config(cls.tmp, cls.keys)).start()
-        cls.admin = {"x-api-key": cls.d.admin_key}
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.d.stop()
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert code == 0, code
+class UsagePlans(AuthCase):
 
     def new_key(self, name, plan):
         status, _, body = self.d.request("POST", "/v1/keys",
@@ -677,23 +677,11 @@ def tree(directory):
     return out
 
 
-class Limits(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="edged-auth-")
-        cls.keys = Keys(cls.tmp)
-        cls.d = Daemon(config=auth_config(cls.tmp, cls.keys, extra_gateway="""  max_body_bytes: 64KiB
+class Limits(AuthCase):
+    extra_gateway = """  max_body_bytes: 64KiB
   max_connections_per_client: 8
   header_timeout: 2s
-""")).start()
-        cls.admin = {"x-api-key": cls.d.admin_key}
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.d.stop()
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert code == 0, code
+"""
 
     def raw(self, request, read=True):
         with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
@@ -768,7 +756,7 @@ class Limits(unittest.TestCase):
         self.assertRegex(metrics.decode(), r'edged_http_slow_clients_total\{stage="body"\} [1-9]')
 
 
-class Tls(unittest.TestCase):
+class Tls(AuthCase):
     """HTTPS and WSS with a self-signed certificate, on a listener that is
     not loopback-only: authentication is on without being asked."""
 
@@ -776,7 +764,8 @@ class Tls(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="edged-auth-")
         cert, key = make_certificate(cls.tmp)
-        cls.d = Daemon(tls=(cert, key), config="""streams:
+        cls.d = Daemon(tls=(cert, key), config="""  header_timeout: 2s
+streams:
   - name: orders
 """)
         # Every address: auth "auto" turns on.
@@ -786,13 +775,6 @@ class Tls(unittest.TestCase):
             f.write(text)
         cls.d.start()
         cls.admin = {"x-api-key": cls.d.admin_key}
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.d.stop()
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert code == 0, code
 
     def test_https_with_auth_on_by_default(self):
         self.assertIsNotNone(self.d.admin_key)
@@ -822,6 +804,7 @@ class Tls(unittest.TestCase):
         key = urllib.parse.quote(self.d.admin_key)
         ws = WebSocket(self.d.port, f"/v1/streams/orders/subscribe?token={key}", cafile=cert)
         self.assertEqual(ws.status, 101)
+        time.sleep(3)  # past header_timeout: the head came in time, the connection stays
         self.d.request("POST", "/", body=json.dumps({
             "StreamName": "orders", "PartitionKey": "k",
             "Data": base64.b64encode(b"over wss").decode()}), headers={
@@ -834,9 +817,12 @@ class Tls(unittest.TestCase):
         ws.close()
 
 
-class Browser(unittest.TestCase):
+class Node(unittest.TestCase):
     def test_login_page(self):
         run_node_tests(self, ["login-browser.test.mjs"], timeout=180, browser=True)
+
+    def test_aws_sdk_signatures(self):
+        run_node_tests(self, ["auth-sdk.test.mjs"], timeout=120)
 
 
 if __name__ == "__main__":
