@@ -169,7 +169,12 @@ media_mkv_from_fragments (GBytes *init, GBytes *const *fragments,
     gsize offset = fi.data_offset;
     for (guint j = 0; j < fi.samples->len; j++) {
       const MediaSample *s = &g_array_index (fi.samples, MediaSample, j);
-      gint64 pts_ms = ((gint64) decode + s->cts_offset) / (MEDIA_TIMESCALE / 1000);
+      /* Times come from the fragment's boxes: a sum past gint64 is pinned,
+       * not overflowed. */
+      gint64 pts;
+      if (__builtin_add_overflow ((gint64) decode, (gint64) s->cts_offset, &pts))
+        pts = s->cts_offset < 0 ? G_MININT64 : G_MAXINT64;
+      gint64 pts_ms = pts / (MEDIA_TIMESCALE / 1000);
       gint64 relative = CLAMP (pts_ms - (gint64) cluster_ms, G_MININT16, G_MAXINT16);
       guint8 head[4] = { 0x81, (guint8) ((guint16) relative >> 8), (guint8) relative,
                          s->keyframe ? 0x80 : 0x00 };
