@@ -572,12 +572,11 @@ tune_allocator (void)
 #endif
 }
 
-/* GIO's network types, registered here, before any thread starts. GLib
+/* GIO's socket types, registered here, before any thread starts. GLib
  * 2.74 can deadlock when two threads register a type and its interfaces
  * for the first time at once: the main thread making the gateway's listen
  * address and an RTSP camera's thread making its GSocketClient did, now
- * and then, at start. Everything that thread's connection uses is made
- * here first. */
+ * and then, at start. */
 static void
 register_types (void)
 {
@@ -591,17 +590,6 @@ register_types (void)
   g_type_ensure (G_TYPE_NETWORK_ADDRESS);
   g_type_ensure (G_TYPE_PROXY_ADDRESS_ENUMERATOR);
   g_type_ensure (G_TYPE_SOCKET_ADDRESS_ENUMERATOR);
-  g_type_ensure (G_TYPE_PROXY_ADDRESS);
-  g_type_ensure (G_TYPE_SOCKET_CONNECTABLE);
-  g_type_ensure (G_TYPE_INET_ADDRESS_MASK);
-  g_type_ensure (G_TYPE_SOCKET_SERVICE);
-  g_type_ensure (G_TYPE_SOCKET_LISTENER);
-  g_type_ensure (G_TYPE_TASK);
-  g_type_ensure (G_TYPE_CANCELLABLE);
-  /* A camera's thread connecting by name asks for these defaults: made
-   * here, their types and modules are loaded once, on this thread. */
-  g_object_unref (g_resolver_get_default ());
-  (void) g_proxy_resolver_get_default ();
 }
 
 int
