@@ -47,8 +47,10 @@ event_source_mappings:
   - stream: events
     function: on-event
 `);
+  // A loaded machine (the CI's, running everything) takes a while to start
+  // an RTSP session and cut three fragments.
   await until('the camera recording', async () =>
-    (await (await fetch(`${edged.url}/v1/cameras/porch`)).json()).recorded.fragments >= 3);
+    (await (await fetch(`${edged.url}/v1/cameras/porch`)).json()).recorded.fragments >= 3, 45000);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 });
 
