@@ -1083,19 +1083,6 @@ gateway_auth_check (EdgeRequest *request, EdgeGatewayContinueFunc next)
   next (request);
 }
 
-gboolean
-edge_request_is_admin (EdgeRequest *request)
-{
-  GatewayAuth *auth = request->gateway->auth;
-  return auth == NULL || !auth->enabled || request->admin;
-}
-
-const char *
-edge_request_principal (EdgeRequest *request)
-{
-  return request->principal;
-}
-
 const char *
 edge_request_auth_query (EdgeRequest *request)
 {

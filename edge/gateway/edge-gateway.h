@@ -155,11 +155,6 @@ typedef void (*EdgeGatewayAuthorizerFunc) (const char *function, GBytes *event,
 void edge_gateway_set_authorizer (EdgeGateway *gateway, EdgeGatewayAuthorizerFunc func,
                                   gpointer user_data);
 
-/* Who the request authenticated as ("key name", "jwt:SUB", "aws:AKID"), or
- * NULL (authentication off, or a public route). */
-const char *edge_request_principal (EdgeRequest *request);
-/* Whether the caller may administer (authentication off counts). */
-gboolean edge_request_is_admin (EdgeRequest *request);
 /* "ENCODED" when the request authenticated with ?token=ENCODED: links an
  * answer hands out (an HLS playlist's) carry it on. NULL otherwise. */
 const char *edge_request_auth_query (EdgeRequest *request);
