@@ -17,6 +17,9 @@
  *   edgectl keys [list]                    API keys (not their secrets) and usage plans
  *   edgectl keys create NAME [PLAN] [--admin]   a new API key, printed once
  *   edgectl keys delete ID
+ *   edgectl hw                             the board's profile and why (GET /v1/hw)
+ *   edgectl gpio [list]                    GPIO lines and their levels
+ *   edgectl gpio set NAME 0|1 [PULSE_MS]   set an output (for PULSE_MS, then back)
  *   edgectl check-config FILE
  *   edgectl version
  *
@@ -787,6 +790,95 @@ cmd_events (const char *camera)
 }
 
 static int
+cmd_hw (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/hw");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonObject *o = json_node_get_object (root);
+  JsonObject *board = json_object_get_object_member (o, "board");
+  JsonObject *choice = json_object_get_object_member (o, "choice");
+  g_print ("board      %s, %" G_GINT64_FORMAT " x %s (%s)\n", member_string (board, "model"),
+           json_object_get_int_member_with_default (board, "cpus", 0),
+           member_string (board, "cpu_model"), member_string (board, "arch"));
+  g_print ("profile    %s\n", member_string (choice, "profile"));
+  g_print ("encoder    %s\n", member_string (choice, "encoder"));
+  g_print ("decoders   %s, %s\n", member_string (choice, "decoder_h264"),
+           member_string (choice, "decoder_h265"));
+  JsonArray *reasons = json_object_get_array_member (choice, "reasons");
+  for (guint i = 0; i < json_array_get_length (reasons); i++)
+    g_print ("  - %s\n", json_array_get_string_element (reasons, i));
+  return 0;
+}
+
+static int
+cmd_gpio_list (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/gpio");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *lines = json_object_get_array_member (json_node_get_object (root), "lines");
+  g_print ("%-20s %-9s %-24s %-6s %5s %7s  %s\n", "NAME", "DIRECTION", "CHIP", "LINE", "VALUE",
+           "EVENTS", "STREAM");
+  for (guint i = 0; i < json_array_get_length (lines); i++) {
+    JsonObject *l = json_array_get_object_element (lines, i);
+    JsonNode *value = json_object_get_member (l, "value");
+    g_autofree char *shown = value && JSON_NODE_HOLDS_VALUE (value)
+                                 ? g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (value))
+                                 : g_strdup ("-");
+    g_print ("%-20s %-9s %-24s %-6s %5s %7" G_GINT64_FORMAT "  %s%s%s\n",
+             member_string (l, "name"), member_string (l, "direction"), member_string (l, "chip"),
+             member_string (l, "line"), shown, json_object_get_int_member_with_default (l, "events", 0),
+             member_string (l, "stream"), json_object_has_member (l, "error") ? "  error: " : "",
+             json_object_has_member (l, "error") ? member_string (l, "error") : "");
+  }
+  return 0;
+}
+
+static int
+cmd_gpio_set (const char *name, const char *value, const char *pulse)
+{
+  guint64 v, ms = 0;
+  if (!g_ascii_string_to_unsigned (value, 10, 0, 1, &v, NULL) ||
+      (pulse && !g_ascii_string_to_unsigned (pulse, 10, 1, 60000, &ms, NULL))) {
+    g_printerr ("edgectl: usage: edgectl gpio set NAME 0|1 [PULSE_MS (1 to 60000)]\n");
+    return 2;
+  }
+  g_autofree char *escaped = g_uri_escape_string (name, NULL, FALSE);
+  g_autofree char *path = g_strdup_printf ("/v1/gpio/%s", escaped);
+  g_autofree char *body = pulse ? g_strdup_printf ("{\"value\": %u, \"pulse_ms\": %u}", (guint) v,
+                                                   (guint) ms)
+                                : g_strdup_printf ("{\"value\": %u}", (guint) v);
+  gboolean failed;
+  g_autoptr (JsonNode) answer = request_json ("PUT", path, body, &failed);
+  if (answer == NULL)
+    return 1;
+  g_print ("%s: %" G_GINT64_FORMAT "\n", name,
+           json_object_get_int_member_with_default (json_node_get_object (answer), "value", -1));
+  return 0;
+}
+
+static int
+cmd_gpio (int argc, char **argv)
+{
+  const char *verb = argc > 2 ? argv[2] : "list";
+  if (g_str_equal (verb, "list") && argc <= 3)
+    return cmd_gpio_list ();
+  if (g_str_equal (verb, "set") && (argc == 5 || argc == 6))
+    return cmd_gpio_set (argv[3], argv[4], argc == 6 ? argv[5] : NULL);
+  g_printerr ("edgectl: usage: edgectl gpio [list | set NAME 0|1 [PULSE_MS]]\n");
+  return 2;
+}
+
+static int
 cmd_check_config (const char *path)
 {
   g_autoptr (GError) error = NULL;
@@ -825,6 +917,9 @@ main (int argc, char **argv)
                                          "  keys [list]         API keys and usage plans\n"
                                          "  keys create NAME [PLAN] [--admin]\n"
                                          "  keys delete ID\n"
+                                         "  hw                  the board's profile, and why\n"
+                                         "  gpio [list]         GPIO lines and their levels\n"
+                                         "  gpio set NAME 0|1 [PULSE_MS]\n"
                                          "  check-config FILE   validate a configuration file\n"
                                          "  version             print edgectl's version");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
@@ -858,6 +953,10 @@ main (int argc, char **argv)
     status = cmd_mqtt (argc, argv);
   else if (g_str_equal (argv[1], "keys"))
     status = cmd_keys (argc, argv);
+  else if (g_str_equal (argv[1], "hw") && argc == 2)
+    status = cmd_hw ();
+  else if (g_str_equal (argv[1], "gpio"))
+    status = cmd_gpio (argc, argv);
   else if (g_str_equal (argv[1], "events") && argc <= 3)
     status = cmd_events (argc == 3 ? argv[2] : NULL);
   else if (g_str_equal (argv[1], "check-config") && argc == 3)

@@ -12,6 +12,7 @@
 #include "edge-gateway.h"
 #include "edged-version.h"
 #include "functions.h"
+#include "hw-service.h"
 #include "hw.h"
 #include "media.h"
 #include "mqtt.h"
@@ -19,6 +20,7 @@
 
 #include <errno.h>
 #include <glib-unix.h>
+#include <gst/gst.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -42,7 +44,9 @@ typedef struct {
   MediaService *media;
   FunctionsService *functions;
   MqttService *mqtt;
+  HwService *hw;
   HwBoard *board;
+  guint watchdog;
   GMainLoop *loop;
   GDateTime *started_at;
   gint64 started_us;
@@ -72,6 +76,29 @@ notify_systemd (const char *state)
               offsetof (struct sockaddr_un, sun_path) + len) < 0)
     g_debug ("sd_notify: %s", g_strerror (errno));
   close (fd);
+}
+
+/* With WatchdogSec= in the unit, systemd restarts edged when the main loop
+ * stops turning: it pings from the loop at half the interval. */
+static gboolean
+on_watchdog (gpointer data)
+{
+  notify_systemd ("WATCHDOG=1");
+  return G_SOURCE_CONTINUE;
+}
+
+static guint
+watchdog_start (void)
+{
+  const char *usec = g_getenv ("WATCHDOG_USEC");
+  const char *pid = g_getenv ("WATCHDOG_PID");
+  guint64 interval;
+
+  if (usec == NULL || !g_ascii_string_to_unsigned (usec, 10, 1, G_MAXUINT64, &interval, NULL))
+    return 0;
+  if (pid && g_ascii_strtoull (pid, NULL, 10) != (guint64) getpid ())
+    return 0;
+  return g_timeout_add ((guint) MIN (interval / 2000, G_MAXUINT), on_watchdog, NULL);
 }
 
 /* ---- routes the daemon itself serves ---- */
@@ -122,6 +149,8 @@ handle_status (EdgeRequest *request, gpointer data)
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "model");
   json_builder_add_string_value (b, d->board->model);
+  json_builder_set_member_name (b, "cpu_model");
+  json_builder_add_string_value (b, d->board->cpu_model);
   json_builder_set_member_name (b, "arch");
   json_builder_add_string_value (b, d->board->arch);
   json_builder_set_member_name (b, "kernel");
@@ -342,6 +371,9 @@ daemon_start (Daemon *d, GError **error)
     g_prefix_error (error, "%s: ", d->config_source);
     return FALSE;
   }
+  d->hw = hw_service_new (d->gateway, d->streams, c, error);
+  if (d->hw == NULL)
+    return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -353,6 +385,7 @@ daemon_start (Daemon *d, GError **error)
   g_message ("ready: open %s/ in a browser", url);
   g_autofree char *ready = g_strdup_printf ("READY=1\nSTATUS=serving on %s", url);
   notify_systemd (ready);
+  d->watchdog = watchdog_start ();
   return TRUE;
 }
 
@@ -362,7 +395,9 @@ daemon_stop (Daemon *d)
   /* Answer the API calls under way, then stop serving, then close the
    * stores (which finish and sync their writes). */
   g_clear_pointer (&d->kinesis, stream_kinesis_free);
+  g_clear_handle_id (&d->watchdog, g_source_remove);
   g_clear_pointer (&d->mqtt, mqtt_service_free);
+  g_clear_pointer (&d->hw, hw_service_free);
   g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
@@ -386,6 +421,7 @@ static gboolean opt_print_default;
 static gboolean opt_reference;
 static gboolean opt_rotate_key;
 static gboolean opt_version;
+static gboolean opt_json;
 
 static const GOptionEntry options[] = {
   { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
@@ -401,6 +437,7 @@ static const GOptionEntry options[] = {
   { "rotate-master-key", 0, 0, G_OPTION_ARG_NONE, &opt_rotate_key,
     "Add a new master key, make it the active one, and exit (edged must not be running)", NULL },
   { "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "With hw probe: print the probe as JSON", NULL },
   G_OPTION_ENTRY_NULL,
 };
 
@@ -447,7 +484,8 @@ load_config (char **ret_source, GError **error)
   }
   if (!edge_config_validate (config, *ret_source, error) ||
       !media_check_config (config, *ret_source, error) ||
-      !mqtt_check_config (config, *ret_source, error))
+      !mqtt_check_config (config, *ret_source, error) ||
+      !hw_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
 }
@@ -478,6 +516,75 @@ free_options (void)
   g_clear_pointer (&opt_set, g_strfreev);
 }
 
+/* ---- edged hw probe ---- */
+
+static void
+print_codecs (const HwProbe *probe, gboolean encoders)
+{
+  gboolean first = TRUE;
+  for (guint i = 0; i < probe->codecs->len; i++) {
+    const HwCodec *c = g_ptr_array_index (probe->codecs, i);
+    if (c->encoder != encoders)
+      continue;
+    g_print ("%-10s %-14s %-5s %-8s %-12s %s\n", first ? (encoders ? "Encoders" : "Decoders") : "",
+             c->element, c->codec, c->hardware ? "hardware" : "software",
+             !c->present ? "missing" : c->works ? "works" : "not working",
+             c->present ? c->detail : "");
+    first = FALSE;
+  }
+}
+
+/* Prints what this machine has and what edged would do with it. */
+static int
+hw_probe_command (void)
+{
+  gst_init (NULL, NULL);
+  g_autoptr (HwProbe) probe = hw_probe_run ("/", HW_PROBE_CAMERAS | HW_PROBE_TEST_CODECS);
+  g_autoptr (HwChoice) choice = hw_choose (probe);
+  const HwBoard *board = probe->board;
+
+  if (opt_json) {
+    g_autoptr (JsonBuilder) b = json_builder_new ();
+    json_builder_begin_object (b);
+    hw_probe_to_json (probe, b);
+    json_builder_set_member_name (b, "choice");
+    hw_choice_to_json (choice, b);
+    json_builder_end_object (b);
+    g_autoptr (JsonNode) root = json_builder_get_root (b);
+    g_autoptr (JsonGenerator) gen = json_generator_new ();
+    json_generator_set_root (gen, root);
+    json_generator_set_pretty (gen, TRUE);
+    g_autofree char *text = json_generator_to_data (gen, NULL);
+    g_print ("%s\n", text);
+    return 0;
+  }
+  g_print ("%-10s %s\n", "Board", board->model);
+  g_print ("%-10s %u x %s (%s), %.1f GiB, kernel %s\n", "", board->cpus, board->cpu_model,
+           board->arch, (double) board->memory_bytes / (1 << 30), board->kernel);
+  g_autofree char *files = g_strjoinv (" ", probe->device_files);
+  g_print ("%-10s %s\n", "Devices", files[0] ? files : "(no codec devices)");
+  if (probe->cameras->len == 0)
+    g_print ("%-10s %s\n", "Cameras", "(none found)");
+  for (guint i = 0; i < probe->cameras->len; i++) {
+    const HwCamera *camera = g_ptr_array_index (probe->cameras, i);
+    g_autofree char *formats = g_strjoinv (", ", camera->formats);
+    g_print ("%-10s %s  %s  %s\n", i == 0 ? "Cameras" : "", camera->source, camera->name, formats);
+  }
+  print_codecs (probe, TRUE);
+  print_codecs (probe, FALSE);
+  g_print ("\n%-10s %s\n", "Profile", choice->profile);
+  if (choice->encoder_threads)
+    g_print ("%-10s %s, %u threads\n", "Encoder", choice->encoder, choice->encoder_threads);
+  else
+    g_print ("%-10s %s\n", "Encoder", choice->encoder[0] ? choice->encoder : "(none works)");
+  g_print ("%-10s %s (H.264), %s (H.265)\n", "Decoders", choice->decoder_h264,
+           choice->decoder_h265);
+  g_print ("%-10s\n", "Why");
+  for (guint i = 0; i < choice->reasons->len; i++)
+    g_print ("  - %s\n", (const char *) g_ptr_array_index (choice->reasons, i));
+  return 0;
+}
+
 /* The commands that print or check something and exit; -1 when none was asked for. */
 static int
 run_one_shot_command (void)
@@ -503,7 +610,8 @@ run_one_shot_command (void)
   if (opt_check_config) {
     g_autoptr (EdgeConfig) config = edge_config_load_file (opt_check_config, &error);
     if (config == NULL || !media_check_config (config, opt_check_config, &error) ||
-        !mqtt_check_config (config, opt_check_config, &error)) {
+        !mqtt_check_config (config, opt_check_config, &error) ||
+        !hw_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }
@@ -595,7 +703,7 @@ register_types (void)
 int
 main (int argc, char **argv)
 {
-  g_autoptr (GOptionContext) context = g_option_context_new ("- the edged edge gateway daemon");
+  g_autoptr (GOptionContext) context = g_option_context_new ("[hw probe] - the edged edge gateway daemon");
   g_autoptr (GError) error = NULL;
   int status;
 
@@ -605,6 +713,20 @@ main (int argc, char **argv)
                "gateway on http://127.0.0.1:8080/. See --print-default-config for every key.\n");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
     g_printerr ("edged: %s (try --help)\n", error->message);
+    free_options ();
+    return 2;
+  }
+  if (argc >= 2 && g_str_equal (argv[1], "hw")) {
+    if (argc != 3 || !g_str_equal (argv[2], "probe")) {
+      g_printerr ("edged: usage: edged hw probe [--json]\n");
+      free_options ();
+      return 2;
+    }
+    free_options ();
+    return hw_probe_command ();
+  }
+  if (argc > 1) {
+    g_printerr ("edged: unexpected argument \"%s\" (try --help)\n", argv[1]);
     free_options ();
     return 2;
   }

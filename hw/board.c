@@ -38,6 +38,49 @@ read_mem_total (const char *root)
   return g_ascii_strtoull (line + strlen ("MemTotal:"), NULL, 10) * 1024;
 }
 
+/* The CPU's name from /proc/cpuinfo: "model name" on x86; on ARM, the core
+ * named from its "CPU part" (the kernel prints no name there). */
+static char *
+read_cpu_model (const char *root)
+{
+  static const struct {
+    const char *part;
+    const char *name;
+  } arm_cores[] = {
+    { "0xd03", "Cortex-A53" }, { "0xd04", "Cortex-A35" }, { "0xd05", "Cortex-A55" },
+    { "0xd07", "Cortex-A57" }, { "0xd08", "Cortex-A72" }, { "0xd09", "Cortex-A73" },
+    { "0xd0a", "Cortex-A75" }, { "0xd0b", "Cortex-A76" }, { "0xd0d", "Cortex-A77" },
+    { "0xd41", "Cortex-A78" }, { "0xd46", "Cortex-A510" }, { "0xd47", "Cortex-A710" },
+  };
+  g_autofree char *path = g_build_filename (root, "proc/cpuinfo", NULL);
+  g_autofree char *contents = NULL;
+  g_auto (GStrv) lines = NULL;
+  const char *part = NULL, *implementer = NULL;
+
+  if (!g_file_get_contents (path, &contents, NULL, NULL))
+    return NULL;
+  lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i]; i++) {
+    char *colon = strchr (lines[i], ':');
+    if (colon == NULL)
+      continue;
+    *colon = '\0';
+    const char *key = g_strstrip (lines[i]);
+    const char *value = g_strstrip (colon + 1);
+    if (g_str_equal (key, "model name") && value[0])
+      return g_strdup (value);
+    if (g_str_equal (key, "CPU part") && part == NULL)
+      part = value;
+    if (g_str_equal (key, "CPU implementer") && implementer == NULL)
+      implementer = value;
+  }
+  if (part && implementer && g_ascii_strcasecmp (implementer, "0x41") == 0)
+    for (guint i = 0; i < G_N_ELEMENTS (arm_cores); i++)
+      if (g_ascii_strcasecmp (part, arm_cores[i].part) == 0)
+        return g_strdup (arm_cores[i].name);
+  return part ? g_strdup_printf ("ARM part %s", part) : NULL;
+}
+
 HwBoard *
 hw_board_detect (const char *root)
 {
@@ -55,6 +98,9 @@ hw_board_detect (const char *root)
   if (board->model == NULL)
     board->model = g_strdup ("unknown");
   board->raspberry_pi = g_str_has_prefix (board->model, "Raspberry Pi");
+  board->cpu_model = read_cpu_model (root);
+  if (board->cpu_model == NULL)
+    board->cpu_model = g_strdup ("unknown");
   if (uname (&uts) == 0) {
     board->arch = g_strdup (uts.machine);
     board->kernel = g_strdup (uts.release);
@@ -73,6 +119,7 @@ hw_board_free (HwBoard *board)
   if (board == NULL)
     return;
   g_free (board->model);
+  g_free (board->cpu_model);
   g_free (board->arch);
   g_free (board->kernel);
   g_free (board);

@@ -76,7 +76,7 @@ struct _MediaCamera {
   gint refs;
   EdgeConfigCamera config;
   MediaStore *store;
-  HwEncoderKind encoder;
+  const HwChoice *hw; /* encoder and pass-through, from hw/ */
   MediaFragmentFunc on_fragment;
   gpointer user_data;
   GMainContext *context;
@@ -289,7 +289,6 @@ raw_pipeline (MediaCamera *camera, SourceKind kind, const char *target)
     fps = fps ? fps : 15;
   }
   guint keyframe_frames = (guint) MAX (1, (fps ? fps : 30) * c->keyframe_ms / 1000);
-  encoder = hw_encoder_pipeline (camera->encoder, (guint) c->bitrate_kbps, keyframe_frames);
   if (width)
     g_string_append_printf (caps, ",width=%" G_GINT64_FORMAT, width);
   if (height)
@@ -312,20 +311,32 @@ raw_pipeline (MediaCamera *camera, SourceKind kind, const char *target)
                                       : "");
     break;
   }
-  case SOURCE_V4L2:
+  case SOURCE_V4L2: {
+    /* A camera that sends H.264 (UVC H.264) is recorded as sent: its own
+     * keyframes, no decode and re-encode. */
+    g_auto (GStrv) formats = camera->hw->passthrough ? hw_v4l2_formats (target) : NULL;
+    if (formats && g_strv_contains ((const char *const *) formats, "video/x-h264")) {
+      g_autoptr (GString) h264 = g_string_new ("video/x-h264");
+      g_string_append (h264, caps->str + strlen ("video/x-raw"));
+      return g_strdup_printf ("v4l2src device=\"%s\" ! %s ! h264parse ! appsink name=sink",
+                              target, h264->str);
+    }
     source = g_strdup_printf ("v4l2src device=\"%s\" ! decodebin ! videoconvert ! videoscale ! "
                               "videorate ! %s",
                               target, caps->str);
     break;
+  }
   case SOURCE_LIBCAMERA:
   default:
     source = target[0] ? g_strdup_printf ("libcamerasrc camera-name=\"%s\" ! %s", target, caps->str)
                        : g_strdup_printf ("libcamerasrc ! %s", caps->str);
     break;
   }
-  return g_strdup_printf ("%s ! videoconvert ! video/x-raw,format=I420 ! %s ! "
-                          "h264parse ! appsink name=sink",
-                          source, encoder);
+  encoder = hw_encoder_pipeline (camera->hw->encoder, camera->hw->encoder_threads,
+                                 (guint) c->bitrate_kbps, keyframe_frames);
+  if (encoder == NULL)
+    return NULL;
+  return g_strdup_printf ("%s ! %s ! h264parse ! appsink name=sink", source, encoder);
 }
 
 /* Runs @func with @data on the camera's main context: at once when called
@@ -1014,6 +1025,11 @@ build_pipeline (MediaCamera *camera, GError **error)
     break;
   default: {
     g_autofree char *raw = raw_pipeline (camera, kind, target);
+    if (raw == NULL) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   "no H.264 encoder works on this machine for a raw source (see edged hw probe)");
+      return NULL;
+    }
     /* The raw chain ends in "appsink name=sink"; give it its caps. */
     g_autofree char *stem = g_strndup (raw, strlen (raw) - strlen ("appsink name=sink"));
     description = g_strconcat (stem, sink_caps, NULL);
@@ -1123,7 +1139,7 @@ camera_stop_pipeline (MediaCamera *camera)
 }
 
 MediaCamera *
-media_camera_new (const EdgeConfigCamera *config, MediaStore *store, guint encoder_kind,
+media_camera_new (const EdgeConfigCamera *config, MediaStore *store, const HwChoice *hw,
                   MediaFragmentFunc on_fragment, MediaEventFunc on_event, gpointer user_data)
 {
   g_autoptr (GError) error = NULL;
@@ -1131,7 +1147,7 @@ media_camera_new (const EdgeConfigCamera *config, MediaStore *store, guint encod
   camera->refs = 1;
   config_copy (&camera->config, config);
   camera->store = store;
-  camera->encoder = (HwEncoderKind) encoder_kind;
+  camera->hw = hw;
   camera->on_fragment = on_fragment;
   camera->user_data = user_data;
   camera->context = g_main_context_ref_thread_default ();

@@ -14,6 +14,7 @@
 
 #include "edge-core.h"
 #include "detect.h"
+#include "hw.h"
 #include "store.h"
 
 G_BEGIN_DECLS
@@ -65,7 +66,7 @@ gboolean media_camera_source_check (const EdgeConfigCamera *config, GError **err
  * source that cannot start is retried, its error shown in the status.
  * (transfer full) */
 MediaCamera *media_camera_new (const EdgeConfigCamera *config, MediaStore *store,
-                               guint encoder_kind, MediaFragmentFunc on_fragment,
+                               const HwChoice *hw, MediaFragmentFunc on_fragment,
                                MediaEventFunc on_event, gpointer user_data);
 /* Stops the pipeline (flushing what it has as a last fragment) and frees. */
 void media_camera_free (MediaCamera *camera);

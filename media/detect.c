@@ -432,7 +432,8 @@ on_bus (GstBus *bus, GstMessage *message, gpointer data)
 static GstElement *
 detect_pipeline (MediaDetect *d, gboolean h265, GError **error)
 {
-  g_autofree char *decoder = hw_decoder_pipeline ("/", h265);
+  const HwChoice *hw = hw_choice_default ();
+  const char *decoder = h265 ? hw->decoder_h265 : hw->decoder_h264;
   g_autofree char *description = g_strdup_printf (
       "appsrc name=src format=time is-live=true do-timestamp=false ! %s ! %s ! "
       "videorate drop-only=true max-rate=%u ! videoscale ! videoconvert ! "

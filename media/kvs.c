@@ -75,15 +75,6 @@ kvs_body (EdgeRequest *request, JsonNode **ret_root)
   return json_node_get_object (root);
 }
 
-static const char *
-member_string (JsonObject *o, const char *name)
-{
-  JsonNode *n = json_object_get_member (o, name);
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
-}
-
 /* A timestamp member in epoch seconds (the protocol's unixTimestamp). */
 static gboolean
 member_time (JsonObject *o, const char *name, gint64 *ret_ms)
@@ -136,8 +127,8 @@ stream_arn (MediaServiceCamera *c)
 static MediaServiceCamera *
 kvs_camera (EdgeRequest *request, MediaService *service, JsonObject *o)
 {
-  const char *name = member_string (o, "StreamName");
-  const char *arn = member_string (o, "StreamARN");
+  const char *name = edge_json_member_string (o, "StreamName");
+  const char *arn = edge_json_member_string (o, "StreamARN");
   g_autofree char *from_arn = NULL;
   if (name == NULL && arn != NULL) {
     if (g_str_has_prefix (arn, "arn:aws:kinesisvideo:") && strstr (arn, ":stream/")) {
@@ -176,7 +167,7 @@ kvs_selector (EdgeRequest *request, JsonObject *o, const char *member, gboolean 
     return FALSE;
   }
   JsonObject *sel = json_node_get_object (n);
-  const char *type = member_string (sel, "FragmentSelectorType");
+  const char *type = edge_json_member_string (sel, "FragmentSelectorType");
   if (g_strcmp0 (type, "SERVER_TIMESTAMP") == 0) {
     *ret_kind = MEDIA_TIME_SERVER;
   } else if (g_strcmp0 (type, "PRODUCER_TIMESTAMP") == 0) {
@@ -256,7 +247,7 @@ handle_list_fragments (EdgeRequest *request, gpointer data)
                                      "MaxResults must be 1 to %d", LIST_FRAGMENTS_MAX);
     return;
   }
-  const char *token = member_string (o, "NextToken");
+  const char *token = edge_json_member_string (o, "NextToken");
   if (token) {
     if (!token_decode (token, &kind, &start, &end, &after)) {
       edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
@@ -482,8 +473,8 @@ handle_get_images (EdgeRequest *request, gpointer data)
   gint64 start, end, interval, max, width, height;
   if (o == NULL || (c = kvs_camera (request, service, o)) == NULL)
     return;
-  const char *selector = member_string (o, "ImageSelectorType");
-  const char *format = member_string (o, "Format");
+  const char *selector = edge_json_member_string (o, "ImageSelectorType");
+  const char *format = edge_json_member_string (o, "Format");
   MediaTimeKind kind = g_strcmp0 (selector, "PRODUCER_TIMESTAMP") == 0 ? MEDIA_TIME_PRODUCER
                                                                         : MEDIA_TIME_SERVER;
   if (g_strcmp0 (selector, "PRODUCER_TIMESTAMP") != 0 &&
@@ -520,7 +511,7 @@ handle_get_images (EdgeRequest *request, gpointer data)
                                 .height = (guint) height, .quality = 85 };
   JsonNode *fc = json_object_get_member (o, "FormatConfig");
   if (fc && JSON_NODE_HOLDS_OBJECT (fc)) {
-    const char *q = member_string (json_node_get_object (fc), "JPEGQuality");
+    const char *q = edge_json_member_string (json_node_get_object (fc), "JPEGQuality");
     guint64 quality = q ? g_ascii_strtoull (q, NULL, 10) : 0;
     if (q && (quality < 1 || quality > 100)) {
       edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
@@ -530,7 +521,7 @@ handle_get_images (EdgeRequest *request, gpointer data)
     if (q)
       options.quality = (guint) quality;
   }
-  const char *token = member_string (o, "NextToken");
+  const char *token = edge_json_member_string (o, "NextToken");
   if (token) {
     char *tail = NULL;
     gint64 resume = g_ascii_strtoll (token, &tail, 10);
@@ -573,8 +564,8 @@ handle_get_hls_url (EdgeRequest *request, gpointer data)
   MediaServiceCamera *c;
   if (o == NULL || (c = kvs_camera (request, service, o)) == NULL)
     return;
-  const char *mode = member_string (o, "PlaybackMode");
-  const char *container = member_string (o, "ContainerFormat");
+  const char *mode = edge_json_member_string (o, "PlaybackMode");
+  const char *container = edge_json_member_string (o, "ContainerFormat");
   mode = mode ? mode : "LIVE";
   if (container && !g_str_equal (container, "FRAGMENTED_MP4")) {
     edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
@@ -690,15 +681,15 @@ handle_list_streams (EdgeRequest *request, gpointer data)
   JsonNode *cond = json_object_get_member (o, "StreamNameCondition");
   if (cond && JSON_NODE_HOLDS_OBJECT (cond)) {
     JsonObject *co = json_node_get_object (cond);
-    const char *op = member_string (co, "ComparisonOperator");
+    const char *op = edge_json_member_string (co, "ComparisonOperator");
     if (op && !g_str_equal (op, "BEGINS_WITH")) {
       edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                  "ComparisonOperator must be BEGINS_WITH");
       return;
     }
-    prefix = member_string (co, "ComparisonValue");
+    prefix = edge_json_member_string (co, "ComparisonValue");
   }
-  const char *after = member_string (o, "NextToken");
+  const char *after = edge_json_member_string (o, "NextToken");
   g_autoptr (GList) names = g_hash_table_get_keys (service->cameras);
   names = g_list_sort (names, (GCompareFunc) strcmp);
   g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -748,7 +739,7 @@ handle_get_data_endpoint (EdgeRequest *request, gpointer data)
   JsonObject *o = kvs_body (request, &root);
   if (o == NULL || kvs_camera (request, service, o) == NULL)
     return;
-  const char *api = member_string (o, "APIName");
+  const char *api = edge_json_member_string (o, "APIName");
   if (api == NULL || !g_strv_contains (apis, api)) {
     edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                                      "APIName is required (e.g. LIST_FRAGMENTS)");
@@ -767,10 +758,10 @@ handle_create_stream (EdgeRequest *request, gpointer data)
   JsonObject *o = kvs_body (request, &root);
   if (o == NULL)
     return;
-  const char *name = member_string (o, "StreamName");
+  const char *name = edge_json_member_string (o, "StreamName");
   JsonNode *tags = json_object_get_member (o, "Tags");
   const char *source = tags && JSON_NODE_HOLDS_OBJECT (tags)
-                           ? member_string (json_node_get_object (tags), "edged:source")
+                           ? edge_json_member_string (json_node_get_object (tags), "edged:source")
                            : NULL;
   gint64 hours;
   if (name == NULL) {
@@ -820,7 +811,7 @@ handle_delete_stream (EdgeRequest *request, gpointer data)
   MediaServiceCamera *c;
   if (o == NULL)
     return;
-  if (member_string (o, "StreamARN") == NULL) {
+  if (edge_json_member_string (o, "StreamARN") == NULL) {
     edge_request_respond_rest_error (request, 400, "InvalidArgumentException",
                                      "StreamARN is required");
     return;

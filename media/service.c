@@ -84,9 +84,10 @@ service_start_gstreamer (MediaService *service)
     return;
   if (!gst_is_initialized ())
     gst_init (NULL, NULL);
-  service->encoder = hw_encoder_detect ("/");
+  service->hw = hw_choice_default ();
   service->gstreamer_started = TRUE;
-  g_message ("video: raw sources encode with %s", hw_encoder_name (service->encoder));
+  g_message ("video: %s profile; raw sources encode with %s", service->hw->profile,
+             service->hw->encoder[0] ? service->hw->encoder : "(no encoder works here)");
 }
 
 MediaServiceCamera *
@@ -131,7 +132,7 @@ media_service_add_camera (MediaService *service, const EdgeConfigCamera *config,
                                                        &c->init_meta);
   }
   g_array_unref (last);
-  c->camera = media_camera_new (config, service->store, service->encoder, on_fragment,
+  c->camera = media_camera_new (config, service->store, service->hw, on_fragment,
                                 media_events_on_event, c);
   g_autofree char *shown = media_camera_display_source (config->source);
   g_message ("camera \"%s\": recording from %s", config->name, shown);

@@ -43,7 +43,7 @@ struct _MediaService {
   EdgeState *state;
   EdgeKeyring *keyring;
   MediaStore *store;
-  guint encoder;
+  const HwChoice *hw; /* the board's defaults (hw/), once GStreamer is up */
   gboolean gstreamer_started;
   GHashTable *cameras; /* name -> MediaServiceCamera * */
   guint retention_timer;

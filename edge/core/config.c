@@ -330,6 +330,55 @@ static const ListSpec websocket_route_list = { websocket_route_keys,
                                                G_N_ELEMENTS (websocket_route_keys),
                                                sizeof (EdgeConfigWebSocketRoute), NULL, 1000 };
 
+static const char *const gpio_edges[] = { "both", "rising", "falling", NULL };
+static const char *const gpio_biases[] = { "as-is", "pull-up", "pull-down", "disabled", NULL };
+
+#define GIOFF(field) G_STRUCT_OFFSET (EdgeConfigGpioInput, field)
+
+static const ConfigKey gpio_input_keys[] = {
+  { "name", KEY_STRING, GIOFF (name), NULL, 0, 0, NULL,
+    "Sensor name (the records' partition key): 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "chip", KEY_STRING, GIOFF (chip), "gpiochip0", 0, 0, NULL,
+    "GPIO chip: gpiochip0, /dev/gpiochip0, its label (pinctrl-rp1 on a Raspberry Pi 5) or "
+    "number; replay:FILE replays edges recorded with gpiomon.", NULL },
+  { "line", KEY_STRING, GIOFF (line), NULL, 0, 0, NULL,
+    "Line offset on the chip (17 for GPIO17 on a Raspberry Pi) or line name (GPIO17).", NULL },
+  { "edges", KEY_ENUM, GIOFF (edges), "both", 0, 0, gpio_edges,
+    "both: each settled change of level is a record (a door contact); rising or falling: each "
+    "such edge is one (a PIR's pulses).", NULL },
+  { "active_low", KEY_BOOL, GIOFF (active_low), "false", 0, 0, NULL,
+    "The line reads 1 when low (a contact to ground with a pull-up).", NULL },
+  { "bias", KEY_ENUM, GIOFF (bias), "as-is", 0, 0, gpio_biases,
+    "Pull resistor: as-is (the board's setting), pull-up, pull-down or disabled.", NULL },
+  { "debounce", KEY_DURATION, GIOFF (debounce_ms), "20ms", 0, 10000, NULL,
+    "A change counts once the line has held it this long; its record is stamped with its "
+    "first edge. Single-edge inputs: edges closer than this to the last are dropped.", NULL },
+  { "stream", KEY_STRING, GIOFF (stream), "gpio", 0, 0, NULL,
+    "Data stream the records go to (made when missing).", NULL },
+};
+
+static const ListSpec gpio_input_list = { gpio_input_keys, G_N_ELEMENTS (gpio_input_keys),
+                                          sizeof (EdgeConfigGpioInput), "name", 256 };
+
+#define GOOFF(field) G_STRUCT_OFFSET (EdgeConfigGpioOutput, field)
+
+static const ConfigKey gpio_output_keys[] = {
+  { "name", KEY_STRING, GOOFF (name), NULL, 0, 0, NULL,
+    "Output name, for PUT /v1/gpio/NAME: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "chip", KEY_STRING, GOOFF (chip), "gpiochip0", 0, 0, NULL, "GPIO chip, as for inputs.",
+    NULL },
+  { "line", KEY_STRING, GOOFF (line), NULL, 0, 0, NULL, "Line offset or name.", NULL },
+  { "active_low", KEY_BOOL, GOOFF (active_low), "false", 0, 0, NULL,
+    "Value 1 drives the line low (relay boards that switch on low).", NULL },
+  { "initial", KEY_INT, GOOFF (initial), "0", 0, 1, NULL,
+    "Value set when edged starts (and left when it stops).", NULL },
+  { "stream", KEY_STRING, GOOFF (stream), "gpio", 0, 0, NULL,
+    "Data stream each change is recorded in; \"\" for none.", NULL },
+};
+
+static const ListSpec gpio_output_list = { gpio_output_keys, G_N_ELEMENTS (gpio_output_keys),
+                                           sizeof (EdgeConfigGpioOutput), "name", 256 };
+
 #define MBOFF(field) G_STRUCT_OFFSET (EdgeConfigMqttBroker, field)
 
 static const ConfigKey mqtt_broker_keys[] = {
@@ -635,6 +684,12 @@ static const ConfigKey config_keys[] = {
     NULL },
   { "mqtt.home_assistant.prefix", KEY_STRING, OFF (mqtt_home_assistant_prefix), "homeassistant",
     0, 0, NULL, "Home Assistant's discovery prefix.", NULL },
+  { "gpio.inputs", KEY_LIST, OFF (gpio_inputs), NULL, 0, 0, NULL,
+    "GPIO input lines (a PIR motion sensor, a door contact): each debounced edge becomes a "
+    "record in a data stream.", &gpio_input_list },
+  { "gpio.outputs", KEY_LIST, OFF (gpio_outputs), NULL, 0, 0, NULL,
+    "GPIO output lines (a relay), set with PUT /v1/gpio/NAME, from the API or from functions.",
+    &gpio_output_list },
 };
 
 static const ConfigKey *

@@ -222,6 +222,28 @@ typedef struct {
   gboolean retain;
 } EdgeConfigMqttPublish;
 
+/* A GPIO input line (the "gpio.inputs" list): its edges become records. */
+typedef struct {
+  char *name;
+  char *chip;       /* gpiochip0, /dev/gpiochip0, a label, or replay:FILE */
+  char *line;       /* offset or line name */
+  char *edges;      /* both, rising, falling */
+  gboolean active_low;
+  char *bias;       /* as-is, pull-up, pull-down, disabled */
+  gint64 debounce_ms;
+  char *stream;
+} EdgeConfigGpioInput;
+
+/* A GPIO output line (the "gpio.outputs" list): set through the API. */
+typedef struct {
+  char *name;
+  char *chip;
+  char *line;
+  gboolean active_low;
+  gint64 initial;
+  char *stream;     /* each change is recorded there; "" for none */
+} EdgeConfigGpioOutput;
+
 /* A usage plan API keys are held to (gateway.auth.usage_plans). */
 typedef struct {
   char *name;
@@ -294,6 +316,8 @@ typedef struct {
   GPtrArray *mqtt_subscriptions; /* EdgeConfigMqttSubscription *; never NULL */
   GPtrArray *mqtt_rules;         /* EdgeConfigMqttRule *; never NULL */
   GPtrArray *mqtt_publish;       /* EdgeConfigMqttPublish *; never NULL */
+  GPtrArray *gpio_inputs;        /* EdgeConfigGpioInput *; never NULL */
+  GPtrArray *gpio_outputs;       /* EdgeConfigGpioOutput *; never NULL */
   char *mqtt_demo_broker;        /* the demo sensors publish there; "" for none */
   gint64 mqtt_demo_interval_ms;
   gboolean mqtt_home_assistant;  /* announce sensors with Home Assistant discovery */

@@ -573,7 +573,8 @@ refuse (EdgeRequest *request, Deny deny, gint64 retry_after_s, const char *forma
         "<meta http-equiv=refresh content=\"0; url=/login?next=%s\">"
         "<p>Sign in first: <a href=\"/login?next=%s\">/login</a></p>\n",
         next, next);
-    g_autoptr (GBytes) body = g_bytes_new_take (g_steal_pointer (&html), strlen (html));
+    gsize len = strlen (html); /* before the steal: arguments have no order */
+    g_autoptr (GBytes) body = g_bytes_new_take (g_steal_pointer (&html), len);
     edge_request_respond (request, status, "text/html; charset=utf-8", body);
     return;
   }
@@ -1195,13 +1196,9 @@ set_session_cookie (EdgeRequest *request, const char *value, gint64 max_age_s)
 static const char *
 json_member_string (JsonNode *root, const char *name)
 {
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    return NULL;
-  JsonNode *node = json_object_get_member (json_node_get_object (root), name);
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
-      json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
+  return root && JSON_NODE_HOLDS_OBJECT (root)
+             ? edge_json_member_string (json_node_get_object (root), name)
+             : NULL;
 }
 
 static void
@@ -1248,7 +1245,8 @@ handle_login (EdgeRequest *request, gpointer data)
   }
   set_session_cookie (request, session, expires - now_s ());
   g_autofree char *body = g_strdup_printf ("{\"expires\":%" G_GINT64_FORMAT "}", expires);
-  g_autoptr (GBytes) bytes = g_bytes_new_take (g_steal_pointer (&body), strlen (body));
+  gsize len = strlen (body); /* before the steal: arguments have no order */
+  g_autoptr (GBytes) bytes = g_bytes_new_take (g_steal_pointer (&body), len);
   edge_request_respond (request, SOUP_STATUS_OK, "application/json", bytes);
 }
 

@@ -181,6 +181,9 @@ GBytes *edge_request_body (EdgeRequest *request);
 /* Parses the body as JSON through the checked entry point (size, depth,
  * UTF-8). On failure responds 400 itself and returns NULL. (transfer full) */
 JsonNode *edge_request_json (EdgeRequest *request);
+/* @object's member @name if it is a string; NULL when absent or another
+ * type. Accepts a NULL @object. (transfer none) */
+const char *edge_json_member_string (JsonObject *object, const char *name);
 /* The underlying libsoup message, for handlers that need more. */
 SoupServerMessage *edge_request_message (EdgeRequest *request);
 

@@ -459,6 +459,16 @@ edge_json_to_string (JsonNode *node, gsize *ret_len)
   return json_generator_to_data (gen, ret_len);
 }
 
+const char *
+edge_json_member_string (JsonObject *object, const char *name)
+{
+  JsonNode *node = object ? json_object_get_member (object, name) : NULL;
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (node);
+}
+
 JsonNode *
 edge_request_json (EdgeRequest *request)
 {

@@ -210,16 +210,6 @@ member_b64 (JsonObject *o, const char *name)
   return data ? g_bytes_new_take (data, len) : NULL;
 }
 
-static const char *
-member_string (JsonObject *o, const char *name)
-{
-  JsonNode *node = json_object_get_member (o, name);
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
-      json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
-}
-
 static EVP_PKEY *
 pkey_from_params (const char *type, OSSL_PARAM_BLD *bld)
 {
@@ -257,7 +247,7 @@ jwk_rsa (JsonObject *jwk)
 static EVP_PKEY *
 jwk_ec (JsonObject *jwk)
 {
-  const char *crv = member_string (jwk, "crv");
+  const char *crv = edge_json_member_string (jwk, "crv");
   g_autoptr (GBytes) x = member_b64 (jwk, "x");
   g_autoptr (GBytes) y = member_b64 (jwk, "y");
   if (crv == NULL || !g_str_equal (crv, "P-256") || x == NULL || y == NULL ||
@@ -296,10 +286,10 @@ edge_jwt_keys_add_jwks (EdgeJwtKeys *keys, const char *json, gsize len, GError *
     if (!JSON_NODE_HOLDS_OBJECT (node))
       continue;
     JsonObject *jwk = json_node_get_object (node);
-    const char *kty = member_string (jwk, "kty");
-    const char *use = member_string (jwk, "use");
-    const char *alg = member_string (jwk, "alg");
-    const char *kid = member_string (jwk, "kid");
+    const char *kty = edge_json_member_string (jwk, "kty");
+    const char *use = edge_json_member_string (jwk, "use");
+    const char *alg = edge_json_member_string (jwk, "alg");
+    const char *kid = edge_json_member_string (jwk, "kid");
     if (kty == NULL || (use && !g_str_equal (use, "sig")))
       continue;
     g_autoptr (GError) key_error = NULL;
@@ -479,8 +469,8 @@ edge_jwt_verify (EdgeJwtKeys *keys, const char *token, gsize len, gint64 now_s,
   if (header == NULL || payload == NULL || sig == NULL)
     return fail (error, EDGE_JWT_ERROR_MALFORMED, "the token is not base64url-encoded JSON");
 
-  const char *alg = member_string (header, "alg");
-  const char *kid = member_string (header, "kid");
+  const char *alg = edge_json_member_string (header, "alg");
+  const char *kid = edge_json_member_string (header, "kid");
   if (alg == NULL)
     return fail (error, EDGE_JWT_ERROR_MALFORMED, "the token's header has no alg");
   if (json_object_has_member (header, "crit"))
@@ -513,7 +503,7 @@ edge_jwt_verify (EdgeJwtKeys *keys, const char *token, gsize len, gint64 now_s,
       (!claim_time (payload, "iat", &iat) || now_s + leeway < iat))
     return fail (error, EDGE_JWT_ERROR_CLAIMS, "the token was issued in the future (iat)");
   if (policy && policy->issuer && policy->issuer[0]) {
-    const char *iss = member_string (payload, "iss");
+    const char *iss = edge_json_member_string (payload, "iss");
     if (iss == NULL || !g_str_equal (iss, policy->issuer))
       return fail (error, EDGE_JWT_ERROR_CLAIMS, "the token's issuer (iss) is not accepted");
   }
@@ -521,8 +511,8 @@ edge_jwt_verify (EdgeJwtKeys *keys, const char *token, gsize len, gint64 now_s,
       !audience_matches (payload, policy->audience))
     return fail (error, EDGE_JWT_ERROR_CLAIMS, "the token is not for this audience (aud)");
 
-  const char *sub = member_string (payload, "sub");
-  const char *scope = member_string (payload, "scope");
+  const char *sub = edge_json_member_string (payload, "sub");
+  const char *scope = edge_json_member_string (payload, "scope");
   out->subject = g_strdup (sub ? sub : "");
   out->scope = g_strdup (scope ? scope : "");
   out->expires_s = exp;
