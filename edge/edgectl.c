@@ -17,6 +17,7 @@
  *   edgectl keys [list]                    API keys (not their secrets) and usage plans
  *   edgectl keys create NAME [PLAN] [--admin]   a new API key, printed once
  *   edgectl keys delete ID
+ *   edgectl delivery                       delivery streams: lag, delivered, errors
  *   edgectl hw                             the board's profile and why (GET /v1/hw)
  *   edgectl gpio [list]                    GPIO lines and their levels
  *   edgectl gpio set NAME 0|1 [PULSE_MS]   set an output (for PULSE_MS, then back)
@@ -790,6 +791,34 @@ cmd_events (const char *camera)
 }
 
 static int
+cmd_delivery (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/delivery");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *list = json_object_get_array_member (json_node_get_object (root), "delivery_streams");
+  g_print ("%-20s %-16s %-9s %-28s %8s %9s %11s %7s  %s\n", "NAME", "STREAM", "TO", "TARGET",
+           "LAG", "BUFFERED", "DELIVERED", "ERRORS", "LAST ERROR");
+  for (guint i = 0; i < json_array_get_length (list); i++) {
+    JsonObject *d = json_array_get_object_element (list, i);
+    g_print ("%-20s %-16s %-9s %-28s %8" G_GINT64_FORMAT " %9" G_GINT64_FORMAT
+             " %11" G_GINT64_FORMAT " %7" G_GINT64_FORMAT "  %s\n",
+             member_string (d, "name"), member_string (d, "stream"),
+             member_string (d, "destination"), member_string (d, "target"),
+             json_object_get_int_member_with_default (d, "lag_records", 0),
+             json_object_get_int_member_with_default (d, "buffered_records", 0),
+             json_object_get_int_member_with_default (d, "delivered_records", 0),
+             json_object_get_int_member_with_default (d, "error_records", 0),
+             json_object_has_member (d, "last_error") ? member_string (d, "last_error") : "");
+  }
+  return 0;
+}
+
+static int
 cmd_hw (void)
 {
   g_autoptr (JsonNode) root = get_json ("/v1/hw");
@@ -917,6 +946,7 @@ main (int argc, char **argv)
                                          "  keys [list]         API keys and usage plans\n"
                                          "  keys create NAME [PLAN] [--admin]\n"
                                          "  keys delete ID\n"
+                                         "  delivery            delivery streams: lag, delivered, errors\n"
                                          "  hw                  the board's profile, and why\n"
                                          "  gpio [list]         GPIO lines and their levels\n"
                                          "  gpio set NAME 0|1 [PULSE_MS]\n"
@@ -953,6 +983,8 @@ main (int argc, char **argv)
     status = cmd_mqtt (argc, argv);
   else if (g_str_equal (argv[1], "keys"))
     status = cmd_keys (argc, argv);
+  else if (g_str_equal (argv[1], "delivery") && argc == 2)
+    status = cmd_delivery ();
   else if (g_str_equal (argv[1], "hw") && argc == 2)
     status = cmd_hw ();
   else if (g_str_equal (argv[1], "gpio"))

@@ -10,6 +10,7 @@
 
 #include "edge-core.h"
 #include "edge-gateway.h"
+#include "delivery.h"
 #include "edged-version.h"
 #include "functions.h"
 #include "hw-service.h"
@@ -45,6 +46,7 @@ typedef struct {
   FunctionsService *functions;
   MqttService *mqtt;
   HwService *hw;
+  StreamDeliveryService *delivery;
   HwBoard *board;
   guint watchdog;
   GMainLoop *loop;
@@ -99,6 +101,55 @@ watchdog_start (void)
   if (pid && g_ascii_strtoull (pid, NULL, 10) != (guint64) getpid ())
     return 0;
   return g_timeout_add ((guint) MIN (interval / 2000, G_MAXUINT), on_watchdog, NULL);
+}
+
+/* ---- delivery streams' transforms run as functions ---- */
+
+typedef struct {
+  StreamTransformDone done;
+  gpointer done_data;
+  char *error; /* an invocation refused at once, answered from an idle */
+} TransformCall;
+
+static gboolean
+transform_refused (gpointer data)
+{
+  TransformCall *call = data;
+  call->done (NULL, call->error, call->done_data);
+  g_free (call->error);
+  g_free (call);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+transform_invoked (const FunctionsResult *result, gpointer data)
+{
+  TransformCall *call = data;
+  g_autofree char *error = NULL;
+  if (result->stopping)
+    error = g_strdup ("edged is stopping");
+  else if (result->error_type)
+    error = g_strdup (result->error_type);
+  else if (result->function_error)
+    error = g_strdup_printf ("the function failed (%s)", result->function_error);
+  call->done (error ? NULL : result->payload, error, call->done_data);
+  g_free (call);
+}
+
+static void
+invoke_transform (const char *function, GBytes *event, StreamTransformDone done,
+                  gpointer done_data, gpointer user_data)
+{
+  Daemon *d = user_data;
+  g_autoptr (GError) error = NULL;
+  TransformCall *call = g_new0 (TransformCall, 1);
+  call->done = done;
+  call->done_data = done_data;
+  if (!functions_service_invoke (d->functions, function, NULL, event, transform_invoked, call,
+                                 &error)) {
+    call->error = g_strdup (error->message);
+    g_idle_add (transform_refused, call);
+  }
 }
 
 /* ---- routes the daemon itself serves ---- */
@@ -374,6 +425,11 @@ daemon_start (Daemon *d, GError **error)
   d->hw = hw_service_new (d->gateway, d->streams, c, error);
   if (d->hw == NULL)
     return FALSE;
+  d->delivery = stream_delivery_service_new (d->gateway, d->streams, d->state, c,
+                                             edge_data_dir_path (d->data_dir), error);
+  if (d->delivery == NULL)
+    return FALSE;
+  stream_delivery_set_transform (d->delivery, invoke_transform, d);
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -398,6 +454,7 @@ daemon_stop (Daemon *d)
   g_clear_handle_id (&d->watchdog, g_source_remove);
   g_clear_pointer (&d->mqtt, mqtt_service_free);
   g_clear_pointer (&d->hw, hw_service_free);
+  g_clear_pointer (&d->delivery, stream_delivery_service_free);
   g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
@@ -485,7 +542,8 @@ load_config (char **ret_source, GError **error)
   if (!edge_config_validate (config, *ret_source, error) ||
       !media_check_config (config, *ret_source, error) ||
       !mqtt_check_config (config, *ret_source, error) ||
-      !hw_check_config (config, *ret_source, error))
+      !hw_check_config (config, *ret_source, error) ||
+      !stream_delivery_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
 }
@@ -611,7 +669,8 @@ run_one_shot_command (void)
     g_autoptr (EdgeConfig) config = edge_config_load_file (opt_check_config, &error);
     if (config == NULL || !media_check_config (config, opt_check_config, &error) ||
         !mqtt_check_config (config, opt_check_config, &error) ||
-        !hw_check_config (config, opt_check_config, &error)) {
+        !hw_check_config (config, opt_check_config, &error) ||
+        !stream_delivery_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }

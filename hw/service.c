@@ -388,16 +388,7 @@ static void
 handle_list (EdgeRequest *request, gpointer data)
 {
   HwService *service = data;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "lines");
-  json_builder_begin_array (b);
-  for (guint i = 0; i < service->lines->len; i++)
-    line_to_json (g_ptr_array_index (service->lines, i), b);
-  json_builder_end_array (b);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  edge_request_respond_json (request, 200, root);
+  edge_request_respond_array (request, "lines", service->lines, (EdgeJsonWriteFunc) line_to_json);
 }
 
 static void

@@ -272,6 +272,29 @@ stream_consumer_done (StreamConsumer *c, StreamBatch *batch, gboolean success)
   consumer_unref (c);
 }
 
+guint64
+stream_consumer_release (StreamConsumer *c, StreamBatch *batch)
+{
+  Batch *b = (Batch *) batch;
+  Lane *l = b->lane;
+  guint64 next = b->next;
+
+  l->busy = FALSE;
+  l->position = MAX (l->position, next);
+  if (!c->stopped)
+    lane_pump (l);
+  g_ptr_array_unref (b->batch.records);
+  g_free (b);
+  consumer_unref (c);
+  return next;
+}
+
+gboolean
+stream_consumer_commit (StreamConsumer *c, guint32 ordinal, guint64 next, GError **error)
+{
+  return stream_store_set_checkpoint (c->store, c->stream, c->name, ordinal, next, error);
+}
+
 static void
 lane_pump (Lane *l)
 {

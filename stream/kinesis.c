@@ -1590,20 +1590,6 @@ static const struct {
   { "SubscribeToShard", op_subscribe_to_shard, NULL },
 };
 
-/* The region a signed request names ("Credential=AKID/20260101/eu-west-1/kinesis/aws4_request"). */
-static char *
-request_region (EdgeRequest *request)
-{
-  const char *auth = edge_request_header (request, "Authorization");
-  const char *cred = auth ? strstr (auth, "Credential=") : NULL;
-  if (cred) {
-    g_auto (GStrv) parts = g_strsplit_set (cred + strlen ("Credential="), "/,", 5);
-    if (g_strv_length (parts) >= 3 && parts[2][0] && strlen (parts[2]) < 32)
-      return g_strdup (parts[2]);
-  }
-  return g_strdup ("us-east-1");
-}
-
 static void
 handle_kinesis (EdgeRequest *request, gpointer data)
 {
@@ -1626,7 +1612,7 @@ handle_kinesis (EdgeRequest *request, gpointer data)
   g_autoptr (Call) call = g_new0 (Call, 1);
   call->api = api;
   call->request = request;
-  call->region = request_region (request);
+  call->region = edge_request_aws_region (request);
   if (operations[i].async == op_put_record || operations[i].async == op_put_records) {
     KinesisFault fault = { NULL, NULL };
     call->put = kinesis_decode_put (body ? body : "", len,

@@ -309,6 +309,16 @@ StreamConsumer *stream_consumer_start (StreamStore *store, const char *stream, c
  * past it and is stored; on failure the same records are delivered again
  * after @retry_ms. */
 void stream_consumer_done (StreamConsumer *consumer, StreamBatch *batch, gboolean success);
+/* For handlers that gather several batches before they are done with them
+ * (delivery's buffers): lets the shard's lane read on past @batch (which is
+ * freed) without moving its checkpoint, and returns the record number that
+ * follows the batch. The checkpoint moves with stream_consumer_commit once
+ * the gathered records are safe; after a restart, delivery resumes from the
+ * last commit. */
+guint64 stream_consumer_release (StreamConsumer *consumer, StreamBatch *batch);
+/* Stores @next as the checkpoint of shard @ordinal. */
+gboolean stream_consumer_commit (StreamConsumer *consumer, guint32 ordinal, guint64 next,
+                                 GError **error);
 /* Holds a batch shorter than the batch size for up to @ms after its first
  * record was seen, so that more records join it (0: deliver at once). */
 void stream_consumer_set_batching_window (StreamConsumer *consumer, guint ms);

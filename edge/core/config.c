@@ -330,6 +330,62 @@ static const ListSpec websocket_route_list = { websocket_route_keys,
                                                G_N_ELEMENTS (websocket_route_keys),
                                                sizeof (EdgeConfigWebSocketRoute), NULL, 1000 };
 
+static const char *const delivery_destinations[] = { "directory", "s3", "http", NULL };
+static const char *const delivery_compressions[] = { "none", "gzip", NULL };
+
+#define DOFF(field) G_STRUCT_OFFSET (EdgeConfigDelivery, field)
+
+static const ConfigKey delivery_keys[] = {
+  { "name", KEY_STRING, DOFF (name), NULL, 0, 0, NULL,
+    "Delivery stream name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "stream", KEY_STRING, DOFF (stream), NULL, 0, 0, NULL, "The data stream delivered.", NULL },
+  { "destination", KEY_ENUM, DOFF (destination), NULL, 0, 0, delivery_destinations,
+    "directory (files on this machine), s3 (S3-compatible object storage) or http (Firehose's "
+    "HTTP endpoint delivery).", NULL },
+  { "directory", KEY_PATH, DOFF (directory), "", 0, 0, NULL,
+    "directory: where objects are written (each file written whole, then renamed into place).",
+    NULL },
+  { "endpoint", KEY_STRING, DOFF (endpoint), "", 0, 0, NULL,
+    "s3: the server, http(s)://HOST[:PORT] (path-style requests).", NULL },
+  { "bucket", KEY_STRING, DOFF (bucket), "", 0, 0, NULL, "s3: the bucket.", NULL },
+  { "region", KEY_STRING, DOFF (region), "us-east-1", 0, 0, NULL, "s3: the region signed for.",
+    NULL },
+  { "access_key_id", KEY_STRING, DOFF (access_key_id), "", 0, 0, NULL,
+    "s3: the access key requests are signed with (SigV4).", NULL },
+  { "secret_access_key", KEY_STRING, DOFF (secret_access_key), "", 0, 0, NULL,
+    "s3: its secret.", NULL },
+  { "url", KEY_STRING, DOFF (url), "", 0, 0, NULL,
+    "http: the endpoint each batch is POSTed to, in Firehose's request shape.", NULL },
+  { "access_key", KEY_STRING, DOFF (access_key), "", 0, 0, NULL,
+    "http: sent as X-Amz-Firehose-Access-Key.", NULL },
+  { "prefix", KEY_STRING, DOFF (prefix), "", 0, 0, NULL,
+    "Key prefix; objects are named PREFIX YYYY/MM/DD/HH/NAME-1-YYYY-MM-DD-HH-MM-SS-UUID (UTC, "
+    "from the first record's arrival), as Firehose names them.", NULL },
+  { "error_prefix", KEY_STRING, DOFF (error_prefix), "errors/", 0, 0, NULL,
+    "Prefix of the batches that failed past retry_duration, under error_directory.", NULL },
+  { "error_directory", KEY_PATH, DOFF (error_directory), "", 0, 0, NULL,
+    "Where failed batches are written, on this machine; \"\": DATA_DIR/delivery-errors/NAME.",
+    NULL },
+  { "buffer_size", KEY_SIZE, DOFF (buffer_bytes), "5MiB", 1024 * 1024, 128LL * 1024 * 1024, NULL,
+    "A batch is delivered once it holds this much (1 to 128 MiB) ...", NULL },
+  { "buffer_interval", KEY_DURATION, DOFF (buffer_interval_ms), "300s", 0, 900 * 1000, NULL,
+    "... or once its first record is this old (0 to 900 s), whichever comes first.", NULL },
+  { "compression", KEY_ENUM, DOFF (compression), "none", 0, 0, delivery_compressions,
+    "none or gzip (objects then end in .gz; http: Content-Encoding gzip).", NULL },
+  { "retry_duration", KEY_DURATION, DOFF (retry_duration_ms), "300s", 0, 7200 * 1000, NULL,
+    "How long a batch is retried (with back-off) before it goes to the error location.", NULL },
+  { "starting_position", KEY_ENUM, DOFF (starting_position), "TRIM_HORIZON", 0, 0,
+    starting_positions,
+    "Where delivery starts on its first start; later it resumes from its checkpoint.", NULL },
+  { "transform", KEY_STRING, DOFF (transform), "", 0, 0, NULL,
+    "A function each record goes through first, with Firehose's data transformation event; it "
+    "answers Ok (with new data), Dropped or ProcessingFailed (to the error directory) per record.",
+    NULL },
+};
+
+static const ListSpec delivery_list = { delivery_keys, G_N_ELEMENTS (delivery_keys),
+                                        sizeof (EdgeConfigDelivery), "name", 64 };
+
 static const char *const gpio_edges[] = { "both", "rising", "falling", NULL };
 static const char *const gpio_biases[] = { "as-is", "pull-up", "pull-down", "disabled", NULL };
 
@@ -684,6 +740,19 @@ static const ConfigKey config_keys[] = {
     NULL },
   { "mqtt.home_assistant.prefix", KEY_STRING, OFF (mqtt_home_assistant_prefix), "homeassistant",
     0, 0, NULL, "Home Assistant's discovery prefix.", NULL },
+  { "delivery_streams", KEY_LIST, OFF (deliveries), NULL, 0, 0, NULL,
+    "Delivery streams (Firehose): a data stream's records, buffered, optionally compressed, "
+    "delivered to a directory, S3-compatible storage or an HTTP endpoint, checkpointed only "
+    "once the destination has them.", &delivery_list },
+  { "delivery.s3.endpoint", KEY_STRING, OFF (delivery_s3_endpoint), "", 0, 0, NULL,
+    "The S3-compatible server (http(s)://HOST[:PORT]) that delivery streams made with the "
+    "Firehose API (CreateDeliveryStream) deliver to; their BucketARN names the bucket.", NULL },
+  { "delivery.s3.region", KEY_STRING, OFF (delivery_s3_region), "us-east-1", 0, 0, NULL,
+    "Its region.", NULL },
+  { "delivery.s3.access_key_id", KEY_STRING, OFF (delivery_s3_access_key_id), "", 0, 0, NULL,
+    "The access key those requests are signed with.", NULL },
+  { "delivery.s3.secret_access_key", KEY_STRING, OFF (delivery_s3_secret_access_key), "", 0, 0,
+    NULL, "Its secret.", NULL },
   { "gpio.inputs", KEY_LIST, OFF (gpio_inputs), NULL, 0, 0, NULL,
     "GPIO input lines (a PIR motion sensor, a door contact): each debounced edge becomes a "
     "record in a data stream.", &gpio_input_list },

@@ -244,6 +244,31 @@ typedef struct {
   char *stream;     /* each change is recorded there; "" for none */
 } EdgeConfigGpioOutput;
 
+/* A delivery stream (the "delivery_streams" list): a data stream's records
+ * buffered, compressed and delivered to a destination (Firehose). */
+typedef struct {
+  char *name;
+  char *stream;           /* the data stream read */
+  char *destination;      /* directory, s3, http */
+  char *directory;        /* directory */
+  char *endpoint;         /* s3: http(s)://host[:port] */
+  char *bucket;
+  char *region;
+  char *access_key_id;
+  char *secret_access_key;
+  char *url;              /* http: the endpoint */
+  char *access_key;       /* http: X-Amz-Firehose-Access-Key */
+  char *prefix;
+  char *error_prefix;
+  char *error_directory;  /* "" for DATA_DIR/delivery-errors/NAME */
+  gint64 buffer_bytes;
+  gint64 buffer_interval_ms;
+  char *compression;      /* none, gzip */
+  gint64 retry_duration_ms;
+  char *starting_position; /* TRIM_HORIZON, LATEST */
+  char *transform;        /* a function records go through first; "" for none */
+} EdgeConfigDelivery;
+
 /* A usage plan API keys are held to (gateway.auth.usage_plans). */
 typedef struct {
   char *name;
@@ -316,6 +341,11 @@ typedef struct {
   GPtrArray *mqtt_subscriptions; /* EdgeConfigMqttSubscription *; never NULL */
   GPtrArray *mqtt_rules;         /* EdgeConfigMqttRule *; never NULL */
   GPtrArray *mqtt_publish;       /* EdgeConfigMqttPublish *; never NULL */
+  GPtrArray *deliveries;         /* EdgeConfigDelivery *; never NULL */
+  char *delivery_s3_endpoint;    /* S3 for delivery streams made with the Firehose API */
+  char *delivery_s3_region;
+  char *delivery_s3_access_key_id;
+  char *delivery_s3_secret_access_key;
   GPtrArray *gpio_inputs;        /* EdgeConfigGpioInput *; never NULL */
   GPtrArray *gpio_outputs;       /* EdgeConfigGpioOutput *; never NULL */
   char *mqtt_demo_broker;        /* the demo sensors publish there; "" for none */

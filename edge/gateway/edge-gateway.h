@@ -181,6 +181,13 @@ GBytes *edge_request_body (EdgeRequest *request);
 /* Parses the body as JSON through the checked entry point (size, depth,
  * UTF-8). On failure responds 400 itself and returns NULL. (transfer full) */
 JsonNode *edge_request_json (EdgeRequest *request);
+/* Answers {"@member": [...]} with @items written by @write, each an object. */
+typedef void (*EdgeJsonWriteFunc) (gpointer item, JsonBuilder *builder);
+void edge_request_respond_array (EdgeRequest *request, const char *member, GPtrArray *items,
+                                 EdgeJsonWriteFunc write);
+/* The region an AWS client signed for (its Authorization header's
+ * Credential scope), or "us-east-1" for an unsigned request. (transfer full) */
+char *edge_request_aws_region (EdgeRequest *request);
 /* @object's member @name if it is a string; NULL when absent or another
  * type. Accepts a NULL @object. (transfer none) */
 const char *edge_json_member_string (JsonObject *object, const char *name);

@@ -355,6 +355,12 @@ handle_events_page (EdgeRequest *request, gpointer data)
 }
 
 static void
+handle_delivery_page (EdgeRequest *request, gpointer data)
+{
+  serve_web_file (request, data, "delivery.html");
+}
+
+static void
 handle_login_page (EdgeRequest *request, gpointer data)
 {
   serve_web_file (request, data, "login.html");
@@ -381,6 +387,8 @@ gateway_builtin_register (EdgeGateway *gateway)
     { "GET", "/events", handle_events_page,
       "The web UI's events page: detections with snapshots, each opening its recording", "ui",
       0 },
+    { "GET", "/delivery", handle_delivery_page,
+      "The web UI's delivery page: delivery streams, their lag and errors", "ui", 0 },
     { "GET", "/login", handle_login_page, "The web UI's sign-in page", "ui", 0 },
     { "GET", "/assets/{path*}", handle_asset, "Files of the web UI", "ui", 0 },
   };

@@ -459,6 +459,35 @@ edge_json_to_string (JsonNode *node, gsize *ret_len)
   return json_generator_to_data (gen, ret_len);
 }
 
+void
+edge_request_respond_array (EdgeRequest *request, const char *member, GPtrArray *items,
+                            EdgeJsonWriteFunc write)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, member);
+  json_builder_begin_array (b);
+  for (guint i = 0; i < items->len; i++)
+    write (g_ptr_array_index (items, i), b);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+char *
+edge_request_aws_region (EdgeRequest *request)
+{
+  const char *auth = edge_request_header (request, "Authorization");
+  const char *cred = auth ? strstr (auth, "Credential=") : NULL;
+  if (cred) {
+    g_auto (GStrv) parts = g_strsplit_set (cred + strlen ("Credential="), "/,", 5);
+    if (g_strv_length (parts) >= 3 && parts[2][0] && strlen (parts[2]) < 32)
+      return g_strdup (parts[2]);
+  }
+  return g_strdup ("us-east-1");
+}
+
 const char *
 edge_json_member_string (JsonObject *object, const char *name)
 {
