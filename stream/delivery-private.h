@@ -53,7 +53,7 @@ struct _Delivery {
   StreamConsumer *consumer;
   Buffer *filling;
   Buffer *flushing;
-  StreamBatch *held;
+  GQueue held;      /* StreamBatch *: batches waiting for room, one per shard at most */
   guint interval_timer;
   gboolean interval_due;
   guint retry_timer;

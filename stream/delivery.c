@@ -9,7 +9,7 @@
  *
  *   records --> filling --(size or age)--> flushing --ok--> commit positions
  *                  ^                          |  fail: retry with back-off
- *     held batch --+ (while filling is full   |  past retry_duration:
+ *   held batches --+ (while filling is full |  past retry_duration:
  *                     and a flush is out)     +--> error directory --> commit
  *
  * One flush is out at a time; while it is and the next buffer is full, the
@@ -363,9 +363,9 @@ flush_done (Delivery *d, gboolean to_errors)
   g_debug ("delivery \"%s\": %u records %s", d->config->name, b->records->len,
            to_errors ? "to the error directory" : "delivered");
   buffer_free (b);
-  /* A batch held for room goes into the buffer now. */
-  if (d->held)
-    intake (d, g_steal_pointer (&d->held));
+  /* Batches held for room (one per shard at most) go into the buffer now. */
+  while (!g_queue_is_empty (&d->held))
+    intake (d, g_queue_pop_head (&d->held));
   maybe_flush (d);
 }
 
@@ -986,7 +986,7 @@ on_batch (StreamConsumer *consumer, StreamBatch *batch, gpointer data)
   if (d->flushing && f->bytes >= (gsize) d->config->buffer_bytes) {
     /* No room until the flush out now is done: hold the batch, which
      * holds the consumer. */
-    d->held = batch;
+    g_queue_push_tail (&d->held, batch);
     return;
   }
   intake (d, batch);
@@ -1086,8 +1086,8 @@ delivery_stop (Delivery *d)
   /* The consumer stays valid while batches are out (transforms finishing
    * after this hand theirs back). */
   stream_consumer_stop (d->consumer);
-  if (d->held)
-    stream_consumer_release (d->consumer, g_steal_pointer (&d->held));
+  while (!g_queue_is_empty (&d->held))
+    stream_consumer_release (d->consumer, g_queue_pop_head (&d->held));
   delivery_unref (d);
 }
 

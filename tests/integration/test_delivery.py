@@ -639,6 +639,54 @@ class BrowserTest(unittest.TestCase):
         run_node_tests(self, ["delivery-browser.test.mjs"], timeout=180, browser=True)
 
 
+class BackPressureTest(DeliveryCase):
+    def test_a_slow_destination_holds_every_shard_and_loses_nothing(self):
+        """While one batch is being delivered (slowly) and the next buffer
+        is full, the batches of all four shards wait; each must go into a
+        later buffer, none forgotten."""
+        SlowEndpoint.received = []
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowEndpoint)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        d = self.daemon(f"""
+streams:
+  - name: bulk
+    shards: 4
+    durability: none
+delivery_streams:
+  - name: slow
+    stream: bulk
+    destination: http
+    url: http://127.0.0.1:{server.server_port}/
+    buffer_size: 1MiB
+    buffer_interval: 0s
+""").start()
+        records = [b"%06d-" % i + b"p" * 2000 for i in range(4000)]  # 8 MB over 4 shards
+        put_records(d, "bulk", records, key=lambda i: f"key-{i}")
+        wait_for(lambda: status(d, "slow")["lag_records"] == 0, timeout=90, what="lag drained")
+        got = [base64.b64decode(r["data"]) for req in SlowEndpoint.received
+               for r in req["records"]]
+        self.assertEqual(sorted(got), sorted(records))
+        self.assertGreaterEqual(len(SlowEndpoint.received), 3)
+
+
+class SlowEndpoint(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        time.sleep(0.4)
+        type(self).received.append(request)
+        data = json.dumps({"requestId": request["requestId"], "timestamp": 0}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
 class ConfigTest(DeliveryCase):
     def test_destinations_need_their_settings(self):
         from edged_harness import EDGED
