@@ -166,11 +166,13 @@ set_answer_error (GError **error, SoupMessage *msg, GBytes *answer, const char *
 
 static void send_next_part (GTask *task);
 
+/* An abort is best effort: the server drops abandoned uploads anyway. */
 static void
 aborted (GObject *source, GAsyncResult *result, gpointer data)
 {
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 NULL);
+  GBytes *answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result, NULL);
+  if (answer)
+    g_bytes_unref (answer);
 }
 
 /* Fails @task after a failed part, aborting the upload so that the server
