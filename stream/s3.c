@@ -164,15 +164,37 @@ set_answer_error (GError **error, SoupMessage *msg, GBytes *answer, const char *
                message ? ": " : "", message ? message : "");
 }
 
+/* Whether a request of @what succeeded: FALSE with @error for a failure
+ * to send or an error status (S3's code and message in it). @ret_msg
+ * gets the message (for its headers), @ret_answer the body; both are
+ * optional. */
+static gboolean
+request_ok (GObject *source, GAsyncResult *result, const char *what, SoupMessage **ret_msg,
+            GBytes **ret_answer, GError **error)
+{
+  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
+  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
+                                                                 error);
+  if (ret_msg)
+    *ret_msg = msg;
+  if (answer == NULL)
+    return FALSE;
+  if (!SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg))) {
+    set_answer_error (error, msg, answer, what);
+    return FALSE;
+  }
+  if (ret_answer)
+    *ret_answer = g_steal_pointer (&answer);
+  return TRUE;
+}
+
 static void send_next_part (GTask *task);
 
 /* An abort is best effort: the server drops abandoned uploads anyway. */
 static void
 aborted (GObject *source, GAsyncResult *result, gpointer data)
 {
-  GBytes *answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result, NULL);
-  if (answer)
-    g_bytes_unref (answer);
+  request_ok (source, result, "AbortMultipartUpload", NULL, NULL, NULL);
 }
 
 /* Fails @task after a failed part, aborting the upload so that the server
@@ -194,13 +216,13 @@ static void
 completed (GObject *source, GAsyncResult *result, gpointer data)
 {
   GTask *task = data;
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
+  SoupMessage *msg;
   GError *error = NULL;
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 &error);
+  g_autoptr (GBytes) answer = NULL;
+  request_ok (source, result, "CompleteMultipartUpload", &msg, &answer, &error);
   /* S3 may answer 200 to CompleteMultipartUpload with an <Error> inside. */
   g_autofree char *code = answer ? xml_value (answer, "Code") : NULL;
-  if (error == NULL && (!SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg)) || code))
+  if (code)
     set_answer_error (&error, msg, answer, "CompleteMultipartUpload");
   if (error) {
     fail_multipart (task, error);
@@ -237,16 +259,13 @@ part_sent (GObject *source, GAsyncResult *result, gpointer data)
 {
   GTask *task = data;
   Upload *u = g_task_get_task_data (task);
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
+  SoupMessage *msg;
   GError *error = NULL;
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 &error);
+  request_ok (source, result, "UploadPart", &msg, NULL, &error);
   const char *etag = msg ? soup_message_headers_get_one (soup_message_get_response_headers (msg),
                                                          "ETag")
                          : NULL;
-  if (error == NULL && !SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg)))
-    set_answer_error (&error, msg, answer, "UploadPart");
-  else if (error == NULL && etag == NULL)
+  if (error == NULL && etag == NULL)
     error = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, "S3 UploadPart: no ETag in the answer");
   if (error) {
     fail_multipart (task, error);
@@ -285,12 +304,9 @@ upload_created (GObject *source, GAsyncResult *result, gpointer data)
 {
   GTask *task = data;
   Upload *u = g_task_get_task_data (task);
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
   GError *error = NULL;
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 &error);
-  if (error == NULL && !SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg)))
-    set_answer_error (&error, msg, answer, "CreateMultipartUpload");
+  g_autoptr (GBytes) answer = NULL;
+  request_ok (source, result, "CreateMultipartUpload", NULL, &answer, &error);
   if (error == NULL && (u->upload_id = xml_value (answer, "UploadId")) == NULL)
     error = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED,
                          "S3 CreateMultipartUpload: no UploadId in the answer");
@@ -306,12 +322,8 @@ static void
 put_done (GObject *source, GAsyncResult *result, gpointer data)
 {
   GTask *task = data;
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
   GError *error = NULL;
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 &error);
-  if (error == NULL && !SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg)))
-    set_answer_error (&error, msg, answer, "PutObject");
+  request_ok (source, result, "PutObject", NULL, NULL, &error);
   if (error)
     g_task_return_error (task, error);
   else
