@@ -34,6 +34,9 @@
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS 30000
 #define HTTP_TIMEOUT_S 60
+/* An HTTP endpoint answers with a small JSON object (requestId, timestamp,
+ * errorMessage). */
+#define HTTP_ANSWER_MAX (64 * 1024)
 
 static void maybe_flush (Delivery *d);
 static void flush (Delivery *d);
@@ -471,10 +474,9 @@ static void
 http_done (GObject *source, GAsyncResult *result, gpointer data)
 {
   Delivery *d = data;
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
+  SoupMessage *msg = edge_client_send_message (result);
   GError *error = NULL;
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 &error);
+  g_autoptr (GBytes) answer = edge_client_send_finish (result, &error);
   if (d->stopped) {
     g_clear_error (&error);
     delivery_unref (d);
@@ -524,8 +526,8 @@ send_http (Delivery *d, Buffer *b, const char *request_id)
   if (g_str_equal (d->config->compression, "gzip"))
     soup_message_headers_replace (h, "Content-Encoding", "gzip");
   soup_message_set_request_body_from_bytes (msg, "application/json", b->body);
-  soup_session_send_and_read_async (d->service->session, msg, G_PRIORITY_DEFAULT, d->cancellable,
-                                    http_done, delivery_ref (d));
+  edge_client_send_async (d->service->session, msg, HTTP_ANSWER_MAX, d->cancellable, http_done,
+                          delivery_ref (d));
   g_object_unref (msg);
 }
 

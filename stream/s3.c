@@ -12,7 +12,6 @@
 
 #include "delivery.h"
 
-#include "sigv4.h"
 
 #define S3_SINGLE_PUT_MAX (16 * 1024 * 1024)
 #define S3_PART_BYTES (8 * 1024 * 1024)
@@ -77,22 +76,11 @@ append_uri_encoded (GString *out, const char *text, gboolean keep_slash)
   }
 }
 
-/* "host[:port]" as the Host header carries it. */
-static char *
-host_header (GUri *uri)
-{
-  int port = g_uri_get_port (uri);
-  const char *scheme = g_uri_get_scheme (uri);
-  gboolean default_port = port < 0 || (g_str_equal (scheme, "http") && port == 80) ||
-                          (g_str_equal (scheme, "https") && port == 443);
-  return default_port ? g_strdup (g_uri_get_host (uri))
-                      : g_strdup_printf ("%s:%d", g_uri_get_host (uri), port);
-}
-
-/* A signed request: @query is canonical already (sorted, encoded). */
+/* A signed request: @query is canonical already (sorted, encoded). @u
+ * (nullable) gives the object's Content-Type and Content-Encoding. */
 static SoupMessage *
 signed_message (const StreamS3 *s3, const char *method, const char *key, const char *query,
-                GBytes *body, GError **error)
+                GBytes *body, const Upload *u, GError **error)
 {
   g_autoptr (GString) path = g_string_new ("/");
   append_uri_encoded (path, s3->bucket, FALSE);
@@ -106,34 +94,15 @@ signed_message (const StreamS3 *s3, const char *method, const char *key, const c
   if (uri == NULL)
     return NULL;
   SoupMessage *msg = soup_message_new_from_uri (method, uri);
-  g_autofree char *host = host_header (uri);
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *amz_date = g_date_time_format (now, "%Y%m%dT%H%M%SZ");
-  g_autofree char *date = g_date_time_format (now, "%Y%m%d");
-  char payload_hash[65];
-  gsize len = 0;
-  const void *data = body ? g_bytes_get_data (body, &len) : "";
-
-  edge_sigv4_sha256_hex (data, len, payload_hash);
-  g_autofree char *canonical = g_strdup_printf (
-      "%s\n%s\n%s\nhost:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n\n"
-      "host;x-amz-content-sha256;x-amz-date\n%s",
-      method, path->str, query, host, payload_hash, amz_date, payload_hash);
-  EdgeSigv4Authorization scope = { .date = date, .region = s3->region, .service = (char *) "s3" };
-  char signature[65];
-  edge_sigv4_sign (s3->secret_access_key, &scope, amz_date, canonical, signature);
-  g_autofree char *authorization = g_strdup_printf (
-      EDGE_SIGV4_ALGORITHM " Credential=%s/%s/%s/s3/aws4_request, "
-      "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=%s",
-      s3->access_key_id, date, s3->region, signature);
-
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
-  soup_message_headers_replace (headers, "Host", host);
-  soup_message_headers_replace (headers, "x-amz-date", amz_date);
-  soup_message_headers_replace (headers, "x-amz-content-sha256", payload_hash);
-  soup_message_headers_replace (headers, "Authorization", authorization);
   if (body)
     soup_message_set_request_body_from_bytes (msg, NULL, body);
+  if (u && u->content_type)
+    soup_message_headers_replace (headers, "Content-Type", u->content_type);
+  if (u && u->content_encoding)
+    soup_message_headers_replace (headers, "Content-Encoding", u->content_encoding);
+  EdgeClientCredentials credentials = { s3->access_key_id, s3->secret_access_key, s3->region };
+  edge_client_sign (msg, &credentials, "s3", body, TRUE);
   return msg;
 }
 
@@ -172,9 +141,8 @@ static gboolean
 request_ok (GObject *source, GAsyncResult *result, const char *what, SoupMessage **ret_msg,
             GBytes **ret_answer, GError **error)
 {
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
-  g_autoptr (GBytes) answer = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                                 error);
+  SoupMessage *msg = edge_client_send_message (result);
+  g_autoptr (GBytes) answer = edge_client_send_finish (result, error);
   if (ret_msg)
     *ret_msg = msg;
   if (answer == NULL)
@@ -205,9 +173,9 @@ fail_multipart (GTask *task, GError *error)
   Upload *u = g_task_get_task_data (task);
   g_autofree char *encoded = g_uri_escape_string (u->upload_id, NULL, FALSE);
   g_autofree char *query = g_strdup_printf ("uploadId=%s", encoded);
-  g_autoptr (SoupMessage) msg = signed_message (&u->s3, "DELETE", u->key, query, NULL, NULL);
+  g_autoptr (SoupMessage) msg = signed_message (&u->s3, "DELETE", u->key, query, NULL, NULL, NULL);
   if (msg)
-    soup_session_send_and_read_async (u->session, msg, G_PRIORITY_DEFAULT, NULL, aborted, NULL);
+    edge_client_send_async (u->session, msg, S3_ANSWER_MAX, NULL, aborted, NULL);
   g_task_return_error (task, error);
   g_object_unref (task);
 }
@@ -245,12 +213,12 @@ complete_upload (GTask *task)
   g_autofree char *encoded = g_uri_escape_string (u->upload_id, NULL, FALSE);
   g_autofree char *query = g_strdup_printf ("uploadId=%s", encoded);
   GError *error = NULL;
-  g_autoptr (SoupMessage) msg = signed_message (&u->s3, "POST", u->key, query, body, &error);
+  g_autoptr (SoupMessage) msg = signed_message (&u->s3, "POST", u->key, query, body, NULL, &error);
   if (msg == NULL) {
     fail_multipart (task, error);
     return;
   }
-  soup_session_send_and_read_async (u->session, msg, G_PRIORITY_DEFAULT, g_task_get_cancellable (task),
+  edge_client_send_async (u->session, msg, S3_ANSWER_MAX, g_task_get_cancellable (task),
                                     completed, task);
 }
 
@@ -290,12 +258,12 @@ send_next_part (GTask *task)
   g_autofree char *encoded = g_uri_escape_string (u->upload_id, NULL, FALSE);
   g_autofree char *query = g_strdup_printf ("partNumber=%u&uploadId=%s", u->etags->len + 1, encoded);
   GError *error = NULL;
-  g_autoptr (SoupMessage) msg = signed_message (&u->s3, "PUT", u->key, query, part, &error);
+  g_autoptr (SoupMessage) msg = signed_message (&u->s3, "PUT", u->key, query, part, NULL, &error);
   if (msg == NULL) {
     fail_multipart (task, error);
     return;
   }
-  soup_session_send_and_read_async (u->session, msg, G_PRIORITY_DEFAULT, g_task_get_cancellable (task),
+  edge_client_send_async (u->session, msg, S3_ANSWER_MAX, g_task_get_cancellable (task),
                                     part_sent, task);
 }
 
@@ -331,16 +299,6 @@ put_done (GObject *source, GAsyncResult *result, gpointer data)
   g_object_unref (task);
 }
 
-static void
-set_object_headers (SoupMessage *msg, const Upload *u)
-{
-  SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
-  if (u->content_type)
-    soup_message_headers_replace (headers, "Content-Type", u->content_type);
-  if (u->content_encoding)
-    soup_message_headers_replace (headers, "Content-Encoding", u->content_encoding);
-}
-
 void
 stream_s3_put_async (SoupSession *session, const StreamS3 *s3, const char *key, GBytes *body,
                      const char *content_type, const char *content_encoding,
@@ -361,15 +319,14 @@ stream_s3_put_async (SoupSession *session, const StreamS3 *s3, const char *key, 
 
   gboolean multipart = g_bytes_get_size (body) > S3_SINGLE_PUT_MAX;
   g_autoptr (SoupMessage) msg = multipart
-                                    ? signed_message (s3, "POST", key, "uploads=", NULL, &error)
-                                    : signed_message (s3, "PUT", key, "", body, &error);
+                                    ? signed_message (s3, "POST", key, "uploads=", NULL, u, &error)
+                                    : signed_message (s3, "PUT", key, "", body, u, &error);
   if (msg == NULL) {
     g_task_return_error (task, error);
     g_object_unref (task);
     return;
   }
-  set_object_headers (msg, u);
-  soup_session_send_and_read_async (session, msg, G_PRIORITY_DEFAULT, cancellable,
+  edge_client_send_async (session, msg, S3_ANSWER_MAX, cancellable,
                                     multipart ? upload_created : put_done, task);
 }
 

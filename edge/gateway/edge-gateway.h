@@ -301,4 +301,31 @@ EdgeWsPeer *edge_ws_peer_ref (EdgeWsPeer *peer);
 void edge_ws_peer_unref (EdgeWsPeer *peer);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (EdgeWsPeer, edge_ws_peer_unref)
 
+/* ---- requests to other servers ---- */
+
+/* Sends @msg and reads its answer whatever the status, failing with
+ * G_IO_ERROR_MESSAGE_TOO_LARGE once the answer passes @max_bytes. The
+ * status and headers are then @msg's. */
+void edge_client_send_async (SoupSession *session, SoupMessage *msg, gsize max_bytes,
+                             GCancellable *cancellable, GAsyncReadyCallback callback,
+                             gpointer user_data);
+GBytes *edge_client_send_finish (GAsyncResult *result, GError **error);
+/* The message @result answers. (transfer none) */
+SoupMessage *edge_client_send_message (GAsyncResult *result);
+
+typedef struct {
+  const char *access_key_id;
+  const char *secret_access_key;
+  const char *region;
+} EdgeClientCredentials;
+
+/* Signs @msg for @service with SigV4: X-Amz-Date, Host and
+ * Authorization are set, and every header it carries is signed. Its body
+ * (@body, nullable) must be set already; its URI's path is signed as it is
+ * (encoded once, as S3 wants; other services' paths must need no
+ * encoding). With @content_sha256_header, the payload hash goes in
+ * X-Amz-Content-Sha256 too (S3). */
+void edge_client_sign (SoupMessage *msg, const EdgeClientCredentials *credentials,
+                       const char *service, GBytes *body, gboolean content_sha256_header);
+
 G_END_DECLS
