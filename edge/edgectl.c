@@ -18,6 +18,7 @@
  *   edgectl keys create NAME [PLAN] [--admin]   a new API key, printed once
  *   edgectl keys delete ID
  *   edgectl delivery                       delivery streams: lag, delivered, errors
+ *   edgectl forwarders                     forwarders: lag (records, bytes, age), forwarded
  *   edgectl hw                             the board's profile and why (GET /v1/hw)
  *   edgectl gpio [list]                    GPIO lines and their levels
  *   edgectl gpio set NAME 0|1 [PULSE_MS]   set an output (for PULSE_MS, then back)
@@ -819,6 +820,41 @@ cmd_delivery (void)
 }
 
 static int
+cmd_forwarders (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/forwarders");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *list = json_object_get_array_member (json_node_get_object (root), "forwarders");
+  g_print ("%-20s %-16s %-8s %-36s %8s %10s %7s %11s %7s  %s\n", "NAME", "STREAM", "TO",
+           "TARGET", "LAG", "LAG BYTES", "LAG AGE", "FORWARDED", "SKIPPED", "LAST ERROR");
+  for (guint i = 0; i < json_array_get_length (list); i++) {
+    JsonObject *f = json_array_get_object_element (list, i);
+    gboolean kinesis = g_str_equal (member_string (f, "destination"), "kinesis");
+    g_autofree char *target =
+        kinesis ? g_strdup_printf ("%s/%s", member_string (f, "endpoint"),
+                                   member_string (f, "target_stream"))
+                : g_strdup (member_string (f, "subject"));
+    g_autofree char *age = g_strdup_printf (
+        "%" G_GINT64_FORMAT "s", json_object_get_int_member_with_default (f, "lag_seconds", 0));
+    g_print ("%-20s %-16s %-8s %-36s %8" G_GINT64_FORMAT " %10" G_GINT64_FORMAT
+             " %7s %11" G_GINT64_FORMAT " %7" G_GINT64_FORMAT "  %s\n",
+             member_string (f, "name"), member_string (f, "stream"),
+             member_string (f, "destination"), target,
+             json_object_get_int_member_with_default (f, "lag_records", 0),
+             json_object_get_int_member_with_default (f, "lag_bytes", 0), age,
+             json_object_get_int_member_with_default (f, "forwarded_records", 0),
+             json_object_get_int_member_with_default (f, "skipped_records", 0),
+             json_object_has_member (f, "last_error") ? member_string (f, "last_error") : "");
+  }
+  return 0;
+}
+
+static int
 cmd_hw (void)
 {
   g_autoptr (JsonNode) root = get_json ("/v1/hw");
@@ -947,6 +983,7 @@ main (int argc, char **argv)
                                          "  keys create NAME [PLAN] [--admin]\n"
                                          "  keys delete ID\n"
                                          "  delivery            delivery streams: lag, delivered, errors\n"
+                                         "  forwarders          forwarders upstream: lag, forwarded\n"
                                          "  hw                  the board's profile, and why\n"
                                          "  gpio [list]         GPIO lines and their levels\n"
                                          "  gpio set NAME 0|1 [PULSE_MS]\n"
@@ -985,6 +1022,8 @@ main (int argc, char **argv)
     status = cmd_keys (argc, argv);
   else if (g_str_equal (argv[1], "delivery") && argc == 2)
     status = cmd_delivery ();
+  else if (g_str_equal (argv[1], "forwarders") && argc == 2)
+    status = cmd_forwarders ();
   else if (g_str_equal (argv[1], "hw") && argc == 2)
     status = cmd_hw ();
   else if (g_str_equal (argv[1], "gpio"))

@@ -11,6 +11,7 @@
 #include "edge-core.h"
 #include "edge-gateway.h"
 #include "delivery.h"
+#include "forward.h"
 #include "edged-version.h"
 #include "functions.h"
 #include "hw-service.h"
@@ -47,6 +48,7 @@ typedef struct {
   MqttService *mqtt;
   HwService *hw;
   StreamDeliveryService *delivery;
+  StreamForwardService *forward;
   HwBoard *board;
   guint watchdog;
   GMainLoop *loop;
@@ -430,6 +432,9 @@ daemon_start (Daemon *d, GError **error)
   if (d->delivery == NULL)
     return FALSE;
   stream_delivery_set_transform (d->delivery, invoke_transform, d);
+  d->forward = stream_forward_service_new (d->gateway, d->streams, c, d->metrics, error);
+  if (d->forward == NULL)
+    return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -455,6 +460,7 @@ daemon_stop (Daemon *d)
   g_clear_pointer (&d->mqtt, mqtt_service_free);
   g_clear_pointer (&d->hw, hw_service_free);
   g_clear_pointer (&d->delivery, stream_delivery_service_free);
+  g_clear_pointer (&d->forward, stream_forward_service_free);
   g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
@@ -543,7 +549,8 @@ load_config (char **ret_source, GError **error)
       !media_check_config (config, *ret_source, error) ||
       !mqtt_check_config (config, *ret_source, error) ||
       !hw_check_config (config, *ret_source, error) ||
-      !stream_delivery_check_config (config, *ret_source, error))
+      !stream_delivery_check_config (config, *ret_source, error) ||
+      !stream_forward_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
 }
@@ -670,7 +677,8 @@ run_one_shot_command (void)
     if (config == NULL || !media_check_config (config, opt_check_config, &error) ||
         !mqtt_check_config (config, opt_check_config, &error) ||
         !hw_check_config (config, opt_check_config, &error) ||
-        !stream_delivery_check_config (config, opt_check_config, &error)) {
+        !stream_delivery_check_config (config, opt_check_config, &error) ||
+        !stream_forward_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }

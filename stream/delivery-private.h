@@ -7,6 +7,7 @@
 #define DELIVERY_NAME_MAX 64
 
 typedef enum { DEST_DIRECTORY, DEST_S3, DEST_HTTP } Destination;
+typedef enum { COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_ZSTD } Compression;
 
 typedef struct {
   guint32 ordinal;
@@ -48,6 +49,7 @@ struct _Delivery {
   gboolean direct_put;       /* fed by PutRecord(Batch) through its own data stream */
   gint64 created_ms;
   Destination destination;
+  Compression compression;
   StreamS3 s3;
   char *error_directory;
   StreamConsumer *consumer;

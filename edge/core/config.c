@@ -331,7 +331,7 @@ static const ListSpec websocket_route_list = { websocket_route_keys,
                                                sizeof (EdgeConfigWebSocketRoute), NULL, 1000 };
 
 static const char *const delivery_destinations[] = { "directory", "s3", "http", NULL };
-static const char *const delivery_compressions[] = { "none", "gzip", NULL };
+static const char *const delivery_compressions[] = { "none", "gzip", "zstd", NULL };
 
 #define DOFF(field) G_STRUCT_OFFSET (EdgeConfigDelivery, field)
 
@@ -371,7 +371,8 @@ static const ConfigKey delivery_keys[] = {
   { "buffer_interval", KEY_DURATION, DOFF (buffer_interval_ms), "300s", 0, 900 * 1000, NULL,
     "... or once its first record is this old (0 to 900 s), whichever comes first.", NULL },
   { "compression", KEY_ENUM, DOFF (compression), "none", 0, 0, delivery_compressions,
-    "none or gzip (objects then end in .gz; http: Content-Encoding gzip).", NULL },
+    "none, gzip (objects then end in .gz; http: Content-Encoding gzip) or zstd (objects end in "
+    ".zst; not for http).", NULL },
   { "retry_duration", KEY_DURATION, DOFF (retry_duration_ms), "300s", 0, 7200 * 1000, NULL,
     "How long a batch is retried (with back-off) before it goes to the error location.", NULL },
   { "starting_position", KEY_ENUM, DOFF (starting_position), "TRIM_HORIZON", 0, 0,
@@ -385,6 +386,53 @@ static const ConfigKey delivery_keys[] = {
 
 static const ListSpec delivery_list = { delivery_keys, G_N_ELEMENTS (delivery_keys),
                                         sizeof (EdgeConfigDelivery), "name", 64 };
+
+static const char *const forward_destinations[] = { "kinesis", "nats", NULL };
+
+#define FWOFF(field) G_STRUCT_OFFSET (EdgeConfigForwarder, field)
+
+static const ConfigKey forwarder_keys[] = {
+  { "name", KEY_STRING, FWOFF (name), NULL, 0, 0, NULL,
+    "Forwarder name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "stream", KEY_STRING, FWOFF (stream), NULL, 0, 0, NULL, "The data stream forwarded.", NULL },
+  { "destination", KEY_ENUM, FWOFF (destination), NULL, 0, 0, forward_destinations,
+    "kinesis (a Kinesis-compatible endpoint, PutRecords signed with SigV4) or nats (NATS "
+    "JetStream, each record one message, acknowledged by the stream).", NULL },
+  { "endpoint", KEY_STRING, FWOFF (endpoint), "", 0, 0, NULL,
+    "kinesis: the server, http(s)://HOST[:PORT].", NULL },
+  { "target_stream", KEY_STRING, FWOFF (target_stream), "", 0, 0, NULL,
+    "kinesis: the stream written there; \"\": the same name as here.", NULL },
+  { "region", KEY_STRING, FWOFF (region), "us-east-1", 0, 0, NULL,
+    "kinesis: the region signed for.", NULL },
+  { "access_key_id", KEY_STRING, FWOFF (access_key_id), "", 0, 0, NULL,
+    "kinesis: the access key requests are signed with.", NULL },
+  { "secret_access_key", KEY_STRING, FWOFF (secret_access_key), "", 0, 0, NULL,
+    "kinesis: its secret.", NULL },
+  { "servers", KEY_STRING, FWOFF (servers), "", 0, 0, NULL,
+    "nats: the servers, nats://[USER:PASSWORD@]HOST:PORT, comma-separated; the client fails "
+    "over between them and the ones the cluster announces.", NULL },
+  { "subject", KEY_STRING, FWOFF (subject), "edged.{source}.{stream}", 0, 0, NULL,
+    "nats: the subject records are published on; {source} and {stream} are replaced.", NULL },
+  { "jetstream_stream", KEY_STRING, FWOFF (jetstream_stream), "", 0, 0, NULL,
+    "nats: the JetStream stream, made (taking the subject) if missing; \"\": publish only, "
+    "to a stream made upstream.", NULL },
+  { "replicas", KEY_INT, FWOFF (replicas), "1", 1, 5, NULL,
+    "nats: copies of the JetStream stream when edged makes it.", NULL },
+  { "source", KEY_STRING, FWOFF (source), "", 0, 0, NULL,
+    "This box's name upstream, in subjects and message ids; \"\": the host name.", NULL },
+  { "batch_records", KEY_INT, FWOFF (batch_records), "500", 1, 10000, NULL,
+    "Records read from the stream at a time (a Kinesis request carries at most 500).", NULL },
+  { "ordered", KEY_BOOL, FWOFF (ordered), "true", 0, 0, NULL,
+    "Keep each partition key's order upstream even when a request partly fails: one request "
+    "carries at most one record of each key. false: fuller requests, and a retried record may "
+    "land after a later one of its key.", NULL },
+  { "starting_position", KEY_ENUM, FWOFF (starting_position), "TRIM_HORIZON", 0, 0,
+    starting_positions,
+    "Where forwarding starts on its first start; later it resumes from its checkpoint.", NULL },
+};
+
+static const ListSpec forwarder_list = { forwarder_keys, G_N_ELEMENTS (forwarder_keys),
+                                         sizeof (EdgeConfigForwarder), "name", 64 };
 
 static const char *const gpio_edges[] = { "both", "rising", "falling", NULL };
 static const char *const gpio_biases[] = { "as-is", "pull-up", "pull-down", "disabled", NULL };
@@ -753,6 +801,10 @@ static const ConfigKey config_keys[] = {
     "The access key those requests are signed with.", NULL },
   { "delivery.s3.secret_access_key", KEY_STRING, OFF (delivery_s3_secret_access_key), "", 0, 0,
     NULL, "Its secret.", NULL },
+  { "forwarders", KEY_LIST, OFF (forwarders), NULL, 0, 0, NULL,
+    "Forwarders: a data stream mirrored upstream (a Kinesis-compatible endpoint or NATS "
+    "JetStream), at least once, in order per partition key, resuming from the local log after "
+    "any outage.", &forwarder_list },
   { "gpio.inputs", KEY_LIST, OFF (gpio_inputs), NULL, 0, 0, NULL,
     "GPIO input lines (a PIR motion sensor, a door contact): each debounced edge becomes a "
     "record in a data stream.", &gpio_input_list },

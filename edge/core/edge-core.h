@@ -269,6 +269,27 @@ typedef struct {
   char *transform;        /* a function records go through first; "" for none */
 } EdgeConfigDelivery;
 
+/* A forwarder (the "forwarders" list): a data stream mirrored upstream,
+ * at least once and in order per partition key. */
+typedef struct {
+  char *name;
+  char *stream;            /* the data stream read */
+  char *destination;       /* kinesis, nats */
+  char *endpoint;          /* kinesis: http(s)://host[:port] */
+  char *target_stream;     /* kinesis: the stream written there; "" for the same name */
+  char *region;
+  char *access_key_id;
+  char *secret_access_key;
+  char *servers;           /* nats: nats://host:port[,...] */
+  char *subject;           /* nats: with {source} and {stream} replaced */
+  char *jetstream_stream;  /* nats: made if missing; "" to publish only */
+  gint64 replicas;
+  char *source;            /* this box's name upstream; "" for the host name */
+  gint64 batch_records;
+  gboolean ordered;        /* per partition key */
+  char *starting_position; /* TRIM_HORIZON, LATEST */
+} EdgeConfigForwarder;
+
 /* A usage plan API keys are held to (gateway.auth.usage_plans). */
 typedef struct {
   char *name;
@@ -346,6 +367,7 @@ typedef struct {
   char *delivery_s3_region;
   char *delivery_s3_access_key_id;
   char *delivery_s3_secret_access_key;
+  GPtrArray *forwarders;         /* EdgeConfigForwarder *; never NULL */
   GPtrArray *gpio_inputs;        /* EdgeConfigGpioInput *; never NULL */
   GPtrArray *gpio_outputs;       /* EdgeConfigGpioOutput *; never NULL */
   char *mqtt_demo_broker;        /* the demo sensors publish there; "" for none */

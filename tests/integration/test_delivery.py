@@ -176,6 +176,46 @@ delivery_streams:
         self.assertEqual([f for f in files if ".tmp" in f or "~" in f], [])
 
 
+    def test_zstd_objects_decompress_with_the_zstd_tool(self):
+        out = os.path.join(self.work, "out")
+        d = self.daemon(f"""
+streams:
+  - name: readings
+delivery_streams:
+  - name: packed
+    stream: readings
+    destination: directory
+    directory: {out}
+    buffer_interval: 1s
+    compression: zstd
+""").start()
+        records = [json.dumps({"sensor": f"s{i % 5}", "t": 20 + i % 7}).encode()
+                   for i in range(2000)]
+        put_records(d, "readings", records)
+        wait_for(lambda: status(d, "packed")["delivered_records"] == 2000, timeout=30,
+                 what="2000 records delivered")
+        files = [f for f in glob.glob(os.path.join(out, "**", "*"), recursive=True)
+                 if os.path.isfile(f)]
+        self.assertTrue(files and all(f.endswith(".zst") for f in files), files)
+        got = []
+        for f in files:
+            r = subprocess.run(["zstd", "-d", "-c", f], capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertLess(os.path.getsize(f), len(r.stdout) / 5)  # it did compress
+            got += r.stdout.splitlines()
+        self.assertEqual(sorted(got), sorted(records))
+        # Firehose's HTTP endpoint protocol knows gzip only.
+        bad = os.path.join(self.work, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("delivery_streams:\n  - name: x\n    stream: s\n    destination: http\n"
+                    "    url: http://127.0.0.1:1/\n    compression: zstd\n")
+        from edged_harness import EDGED
+        r = subprocess.run([EDGED, "--check-config", bad], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("an HTTP endpoint takes gzip or none", r.stderr)
+
+
 class S3Test(DeliveryCase):
     def s3_config(self, s3, secret="S3RVER", interval="1s", size="1MiB", retry="300s"):
         return f"""
