@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 import { freePort, startEdged, until } from './edged.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-let edged, browser, out;
+let edged, browser, out, gone;
 
 async function putRecords(stream, datas) {
   const r = await fetch(edged.url, {
@@ -26,7 +26,7 @@ async function putRecords(stream, datas) {
 
 before(async () => {
   out = mkdtempSync(join(tmpdir(), 'edged-delivery-'));
-  const gone = await freePort(); // nothing listens there
+  gone = await freePort(); // nothing listens there
   edged = await startEdged(`streams:
   - name: readings
   - name: alerts
@@ -44,6 +44,13 @@ delivery_streams:
     access_key_id: EDGE
     secret_access_key: secret
     buffer_interval: 1s
+forwarders:
+  - name: upstream
+    stream: alerts
+    destination: kinesis
+    endpoint: http://127.0.0.1:${gone}
+    access_key_id: EDGE
+    secret_access_key: secret
 `);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 });
@@ -78,6 +85,16 @@ test('the delivery page shows what was delivered and what waits', async () => {
   assert.equal(offsite[3][1], 'bad');
   assert.match(offsite[10][0], /127\.0\.0\.1|connect|refused/i);
   assert.equal(offsite[10][1], 'bad');
-  assert.match(await page.textContent('#state'), /2 streams, 3 records waiting/);
+  // The forwarder to the same missing server waits too, and says why.
+  const upstream = await until('upstream failing', async () => {
+    const row = await page.$$eval('#forwarders tr[data-name="upstream"] td',
+                                  (tds) => tds.map((td) => [td.textContent, td.className]));
+    return row.length && row[10][0] ? row : null;
+  });
+  assert.equal(upstream[2][0], `kinesis http://127.0.0.1:${gone} alerts`);
+  assert.equal(upstream[3][0], '3 records');
+  assert.equal(upstream[3][1], 'bad');
+  assert.match(upstream[10][0], /3 of 3 records not taken/);
+  assert.match(await page.textContent('#state'), /2 delivery streams, 1 forwarder, 6 records waiting/);
   assert.deepEqual(errors, []);
 });

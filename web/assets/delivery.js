@@ -1,5 +1,6 @@
-// The delivery page: GET /v1/delivery as a table, one row per delivery
-// stream, with what waits (lag) and what went wrong last.
+// The delivery page: GET /v1/delivery and GET /v1/forwarders as tables, one
+// row per delivery stream or forwarder, with what waits (lag) and what went
+// wrong last.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -37,15 +38,45 @@
     return tr;
   }
 
+  function forwarderRow(f) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = f.name;
+    const when = f.last_forward_ms ? new Date(f.last_forward_ms).toLocaleTimeString() : "never";
+    const target = f.destination === "kinesis" ? `${f.endpoint} ${f.target_stream}`
+                                                : `${f.servers} ${f.subject}`;
+    const stuck = f.lag_records > 0 && f.last_error;
+    tr.append(
+      cell(f.name),
+      cell(f.stream),
+      cell(`${f.destination} ${target}`),
+      cell(`${f.lag_records} records`, stuck ? "bad" : ""),
+      cell(bytes(f.lag_bytes)),
+      cell(`${f.lag_seconds} s`, stuck ? "bad" : ""),
+      cell(`${f.forwarded_records} (${bytes(f.forwarded_bytes)})`, f.forwarded_records ? "ok" : ""),
+      cell(String(f.failed_requests)),
+      cell(String(f.skipped_records), f.skipped_records ? "bad" : ""),
+      cell(when),
+      cell(stuck ? f.last_error : "", stuck ? "bad" : ""));
+    return tr;
+  }
+
   async function refresh() {
     try {
-      const r = await fetch("/v1/delivery", { cache: "no-store" });
+      const [r, rf] = await Promise.all([fetch("/v1/delivery", { cache: "no-store" }),
+                                         fetch("/v1/forwarders", { cache: "no-store" })]);
       const list = (await r.json()).delivery_streams;
+      const forwarders = (await rf.json()).forwarders;
       $("deliveries").tBodies[0].replaceChildren(...list.map(row));
       $("none").hidden = list.length > 0;
-      const waiting = list.reduce((sum, d) => sum + d.lag_records, 0);
-      $("state").textContent = `${list.length} streams, ${waiting} records waiting`;
-      $("state").className = "pill " + (list.some((d) => d.last_error && d.lag_records) ? "bad" : "ok");
+      $("forwarders").tBodies[0].replaceChildren(...forwarders.map(forwarderRow));
+      $("no-forwarders").hidden = forwarders.length > 0;
+      const waiting = list.concat(forwarders).reduce((sum, d) => sum + d.lag_records, 0);
+      const count = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
+      $("state").textContent = `${count(list.length, "delivery stream")}, ` +
+                               `${count(forwarders.length, "forwarder")}, ` +
+                               `${count(waiting, "record")} waiting`;
+      const bad = list.concat(forwarders).some((d) => d.last_error && d.lag_records);
+      $("state").className = "pill " + (bad ? "bad" : "ok");
     } catch (e) {
       $("state").textContent = "edged is not answering";
       $("state").className = "pill bad";
