@@ -386,6 +386,30 @@ stream_consumer_stop (StreamConsumer *c)
 }
 
 void
+stream_store_consumer_lag (StreamStore *store, const char *stream, const char *consumer,
+                           StreamStart start, guint64 *ret_records, guint64 *ret_bytes)
+{
+  const StreamInfo *info = stream_store_lookup (store, stream, NULL);
+  guint64 records = 0, bytes = 0;
+  for (guint i = 0; info && i < info->shards->len; i++) {
+    const StreamShardInfo *shard = g_ptr_array_index (info->shards, i);
+    guint64 first = 0, next = 0, done, size = 0;
+    if (!stream_store_shard_range (store, stream, shard->ordinal, &first, &next, NULL))
+      continue;
+    if (!stream_store_get_checkpoint (store, stream, consumer, shard->ordinal, &done))
+      done = start == STREAM_START_LATEST ? next : first;
+    guint64 behind = next - MIN (next, MAX (done, first));
+    records += behind;
+    if (ret_bytes && behind && stream_store_shard_bytes (store, stream, shard->ordinal, &size, NULL))
+      bytes += size / (next - first) * behind;
+  }
+  if (ret_records)
+    *ret_records = records;
+  if (ret_bytes)
+    *ret_bytes = bytes;
+}
+
+void
 stream_consumer_set_batching_window (StreamConsumer *c, guint ms)
 {
   c->window_ms = ms;

@@ -1167,22 +1167,14 @@ add_string (JsonBuilder *b, const char *name, const char *value)
 static gint64
 lag_records (Delivery *d)
 {
-  StreamDeliveryService *service = d->service;
-  const StreamInfo *info = stream_store_lookup (service->store, d->config->stream, NULL);
   g_autofree char *consumer = g_strdup_printf ("delivery-%s", d->config->name);
-  gint64 lag = 0;
-  for (guint i = 0; info && i < info->shards->len; i++) {
-    const StreamShardInfo *shard = g_ptr_array_index (info->shards, i);
-    guint64 first = 0, next = 0, done;
-    if (!stream_store_shard_range (service->store, d->config->stream, shard->ordinal, &first,
-                                   &next, NULL))
-      continue;
-    if (!stream_store_get_checkpoint (service->store, d->config->stream, consumer,
-                                      shard->ordinal, &done))
-      done = g_str_equal (d->config->starting_position, "LATEST") ? next : first;
-    lag += (gint64) (next - MIN (next, MAX (done, first)));
-  }
-  return lag;
+  guint64 records;
+  stream_store_consumer_lag (d->service->store, d->config->stream, consumer,
+                             g_str_equal (d->config->starting_position, "LATEST")
+                                 ? STREAM_START_LATEST
+                                 : STREAM_START_TRIM_HORIZON,
+                             &records, NULL);
+  return (gint64) records;
 }
 
 static void

@@ -645,23 +645,15 @@ typedef struct {
 static Lag
 forwarder_lag (Forwarder *f)
 {
-  StreamStore *store = f->service->store;
-  const StreamInfo *info = stream_store_lookup (store, f->config->stream, NULL);
   Lag lag = { 0, 0, 0 };
-  for (guint i = 0; info && i < info->shards->len; i++) {
-    const StreamShardInfo *shard = g_ptr_array_index (info->shards, i);
-    guint64 first = 0, next = 0, done, size = 0;
-    if (!stream_store_shard_range (store, f->config->stream, shard->ordinal, &first, &next, NULL))
-      continue;
-    if (!stream_store_get_checkpoint (store, f->config->stream, f->consumer_name, shard->ordinal,
-                                      &done))
-      done = g_str_equal (f->config->starting_position, "LATEST") ? next : first;
-    guint64 behind = next - MIN (next, MAX (done, first));
-    lag.records += (gint64) behind;
-    if (behind && next > first &&
-        stream_store_shard_bytes (store, f->config->stream, shard->ordinal, &size, NULL))
-      lag.bytes += (gint64) (size / (next - first) * behind);
-  }
+  guint64 records, bytes;
+  stream_store_consumer_lag (f->service->store, f->config->stream, f->consumer_name,
+                             g_str_equal (f->config->starting_position, "LATEST")
+                                 ? STREAM_START_LATEST
+                                 : STREAM_START_TRIM_HORIZON,
+                             &records, &bytes);
+  lag.records = (gint64) records;
+  lag.bytes = (gint64) bytes;
   gint64 oldest = G_MAXINT64;
   for (guint i = 0; i < f->lanes->len; i++) {
     Lane *l = g_ptr_array_index (f->lanes, i);

@@ -319,6 +319,12 @@ guint64 stream_consumer_release (StreamConsumer *consumer, StreamBatch *batch);
 /* Stores @next as the checkpoint of shard @ordinal. */
 gboolean stream_consumer_commit (StreamConsumer *consumer, guint32 ordinal, guint64 next,
                                  GError **error);
+/* What @consumer has not yet checkpointed in @stream: from each shard's
+ * checkpoint (or from @start before its first) to the shard's end, in
+ * records, and estimated in bytes on disk (records behind times the
+ * shard's mean record size on disk). Main thread. */
+void stream_store_consumer_lag (StreamStore *store, const char *stream, const char *consumer,
+                                StreamStart start, guint64 *ret_records, guint64 *ret_bytes);
 /* Holds a batch shorter than the batch size for up to @ms after its first
  * record was seen, so that more records join it (0: deliver at once). */
 void stream_consumer_set_batching_window (StreamConsumer *consumer, guint ms);
