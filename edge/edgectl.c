@@ -19,6 +19,7 @@
  *   edgectl keys delete ID
  *   edgectl delivery                       delivery streams: lag, delivered, errors
  *   edgectl forwarders                     forwarders: lag (records, bytes, age), forwarded
+ *   edgectl analytics                      analytics applications: windows, results, anomalies
  *   edgectl hw                             the board's profile and why (GET /v1/hw)
  *   edgectl gpio [list]                    GPIO lines and their levels
  *   edgectl gpio set NAME 0|1 [PULSE_MS]   set an output (for PULSE_MS, then back)
@@ -855,6 +856,40 @@ cmd_forwarders (void)
 }
 
 static int
+cmd_analytics (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/analytics");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *list = json_object_get_array_member (json_node_get_object (root), "applications");
+  g_print ("%-20s %-16s %-16s %-9s %7s %8s %10s %8s %8s %9s  %s\n", "NAME", "STREAM", "OUTPUT",
+           "WINDOW", "LENGTH", "LAG", "RECORDS", "WINDOWS", "RESULTS", "ANOMALIES", "LAST ERROR");
+  for (guint i = 0; i < json_array_get_length (list); i++) {
+    JsonObject *a = json_array_get_object_element (list, i);
+    gint64 ms = json_object_has_member (a, "gap_ms")
+                    ? json_object_get_int_member (a, "gap_ms")
+                    : json_object_get_int_member_with_default (a, "size_ms", 0);
+    g_autofree char *length = ms % 1000 ? g_strdup_printf ("%" G_GINT64_FORMAT "ms", ms)
+                                        : g_strdup_printf ("%" G_GINT64_FORMAT "s", ms / 1000);
+    g_print ("%-20s %-16s %-16s %-9s %7s %8" G_GINT64_FORMAT " %10" G_GINT64_FORMAT
+             " %8" G_GINT64_FORMAT " %8" G_GINT64_FORMAT " %9" G_GINT64_FORMAT "  %s\n",
+             member_string (a, "name"), member_string (a, "stream"), member_string (a, "output"),
+             member_string (a, "window"), length,
+             json_object_get_int_member_with_default (a, "lag_records", 0),
+             json_object_get_int_member_with_default (a, "records", 0),
+             json_object_get_int_member_with_default (a, "windows", 0),
+             json_object_get_int_member_with_default (a, "results", 0),
+             json_object_get_int_member_with_default (a, "anomalies", 0),
+             json_object_has_member (a, "last_error") ? member_string (a, "last_error") : "");
+  }
+  return 0;
+}
+
+static int
 cmd_hw (void)
 {
   g_autoptr (JsonNode) root = get_json ("/v1/hw");
@@ -984,6 +1019,7 @@ main (int argc, char **argv)
                                          "  keys delete ID\n"
                                          "  delivery            delivery streams: lag, delivered, errors\n"
                                          "  forwarders          forwarders upstream: lag, forwarded\n"
+                                         "  analytics           analytics applications: windows, results\n"
                                          "  hw                  the board's profile, and why\n"
                                          "  gpio [list]         GPIO lines and their levels\n"
                                          "  gpio set NAME 0|1 [PULSE_MS]\n"
@@ -1024,6 +1060,8 @@ main (int argc, char **argv)
     status = cmd_delivery ();
   else if (g_str_equal (argv[1], "forwarders") && argc == 2)
     status = cmd_forwarders ();
+  else if (g_str_equal (argv[1], "analytics") && argc == 2)
+    status = cmd_analytics ();
   else if (g_str_equal (argv[1], "hw") && argc == 2)
     status = cmd_hw ();
   else if (g_str_equal (argv[1], "gpio"))

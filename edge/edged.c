@@ -12,6 +12,7 @@
 #include "edge-gateway.h"
 #include "delivery.h"
 #include "forward.h"
+#include "analytics.h"
 #include "edged-version.h"
 #include "functions.h"
 #include "hw-service.h"
@@ -49,6 +50,7 @@ typedef struct {
   HwService *hw;
   StreamDeliveryService *delivery;
   StreamForwardService *forward;
+  StreamAnalyticsService *analytics;
   HwBoard *board;
   guint watchdog;
   GMainLoop *loop;
@@ -435,6 +437,10 @@ daemon_start (Daemon *d, GError **error)
   d->forward = stream_forward_service_new (d->gateway, d->streams, c, d->metrics, error);
   if (d->forward == NULL)
     return FALSE;
+  d->analytics = stream_analytics_service_new (d->gateway, d->streams, c,
+                                               edge_data_dir_path (d->data_dir), error);
+  if (d->analytics == NULL)
+    return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -461,6 +467,7 @@ daemon_stop (Daemon *d)
   g_clear_pointer (&d->hw, hw_service_free);
   g_clear_pointer (&d->delivery, stream_delivery_service_free);
   g_clear_pointer (&d->forward, stream_forward_service_free);
+  g_clear_pointer (&d->analytics, stream_analytics_service_free);
   g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
@@ -550,7 +557,8 @@ load_config (char **ret_source, GError **error)
       !mqtt_check_config (config, *ret_source, error) ||
       !hw_check_config (config, *ret_source, error) ||
       !stream_delivery_check_config (config, *ret_source, error) ||
-      !stream_forward_check_config (config, *ret_source, error))
+      !stream_forward_check_config (config, *ret_source, error) ||
+      !stream_analytics_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
 }
@@ -678,7 +686,8 @@ run_one_shot_command (void)
         !mqtt_check_config (config, opt_check_config, &error) ||
         !hw_check_config (config, opt_check_config, &error) ||
         !stream_delivery_check_config (config, opt_check_config, &error) ||
-        !stream_forward_check_config (config, opt_check_config, &error)) {
+        !stream_forward_check_config (config, opt_check_config, &error) ||
+        !stream_analytics_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }

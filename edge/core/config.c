@@ -434,6 +434,54 @@ static const ConfigKey forwarder_keys[] = {
 static const ListSpec forwarder_list = { forwarder_keys, G_N_ELEMENTS (forwarder_keys),
                                          sizeof (EdgeConfigForwarder), "name", 64 };
 
+static const char *const analytics_windows[] = { "tumbling", "sliding", "session", NULL };
+
+#define AOFF(field) G_STRUCT_OFFSET (EdgeConfigAnalytics, field)
+
+static const ConfigKey analytics_keys[] = {
+  { "name", KEY_STRING, AOFF (name), NULL, 0, 0, NULL,
+    "Application name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "stream", KEY_STRING, AOFF (stream), NULL, 0, 0, NULL,
+    "The data stream read; its records' data are JSON objects.", NULL },
+  { "output", KEY_STRING, AOFF (output), NULL, 0, 0, NULL,
+    "The data stream each result row (and anomaly) is written to, as a JSON object.", NULL },
+  { "window", KEY_ENUM, AOFF (window), "tumbling", 0, 0, analytics_windows,
+    "tumbling (back to back, size long), sliding (size long, one starting every slide) or "
+    "session (per key, closed after gap without a record).", NULL },
+  { "size", KEY_DURATION, AOFF (size_ms), "60s", 1, 7 * 24 * 3600 * 1000LL, NULL,
+    "tumbling, sliding: the window's length.", NULL },
+  { "slide", KEY_DURATION, AOFF (slide_ms), "0s", 0, 7 * 24 * 3600 * 1000LL, NULL,
+    "sliding: how far apart windows start (a divisor of size); 0: size (tumbling).", NULL },
+  { "gap", KEY_DURATION, AOFF (gap_ms), "30s", 1, 7 * 24 * 3600 * 1000LL, NULL,
+    "session: the silence that ends a key's session.", NULL },
+  { "time", KEY_STRING, AOFF (time), "arrival", 0, 0, NULL,
+    "SQL giving a record's time in Unix ms, over partition_key, arrival and data, e.g. "
+    "\"data->>'ts'\"; arrival (the default) is when the record reached the box.", NULL },
+  { "key", KEY_STRING, AOFF (key), "partition_key", 0, 0, NULL,
+    "SQL giving the key sessions and anomaly scores are kept per, e.g. \"data->>'sensor'\".",
+    NULL },
+  { "lateness", KEY_DURATION, AOFF (lateness_ms), "0s", 0, 3600 * 1000, NULL,
+    "How long a window waits for late records after its end (time passes with the records' "
+    "own times, or the clock for arrival); records later than that are counted and dropped.",
+    NULL },
+  { "sql", KEY_STRING, AOFF (sql), "", 0, 0, NULL,
+    "A SELECT over the view records (partition_key, arrival, data, ts, key, window_start, "
+    "window_end), run by SQLite once per window; each row is a result. JSON fields as "
+    "data->>'field'; percentile(x, p) and median(x) besides SQLite's aggregates.", NULL },
+  { "anomaly_value", KEY_STRING, AOFF (anomaly_value), "", 0, 0, NULL,
+    "SQL giving a number to score per record and key (a streaming z-score); \"\": none.",
+    NULL },
+  { "anomaly_threshold", KEY_STRING, AOFF (anomaly_threshold), "3", 0, 0, NULL,
+    "A record whose |z| reaches this is written to output as an anomaly.", NULL },
+  { "anomaly_min_samples", KEY_INT, AOFF (anomaly_min_samples), "20", 2, 1000000, NULL,
+    "Values a key needs before its records are scored.", NULL },
+  { "starting_position", KEY_ENUM, AOFF (starting_position), "TRIM_HORIZON", 0, 0,
+    starting_positions, "Where reading starts the first time; later, where it stopped.", NULL },
+};
+
+static const ListSpec analytics_list = { analytics_keys, G_N_ELEMENTS (analytics_keys),
+                                         sizeof (EdgeConfigAnalytics), "name", 64 };
+
 static const char *const gpio_edges[] = { "both", "rising", "falling", NULL };
 static const char *const gpio_biases[] = { "as-is", "pull-up", "pull-down", "disabled", NULL };
 
@@ -805,6 +853,10 @@ static const ConfigKey config_keys[] = {
     "Forwarders: a data stream mirrored upstream (a Kinesis-compatible endpoint or NATS "
     "JetStream), at least once, in order per partition key, resuming from the local log after "
     "any outage.", &forwarder_list },
+  { "analytics", KEY_LIST, OFF (analytics), NULL, 0, 0, NULL,
+    "Analytics applications: SQL over tumbling, sliding or session windows of a data stream, "
+    "evaluated by SQLite, with an anomaly score per key; results go to another data stream.",
+    &analytics_list },
   { "gpio.inputs", KEY_LIST, OFF (gpio_inputs), NULL, 0, 0, NULL,
     "GPIO input lines (a PIR motion sensor, a door contact): each debounced edge becomes a "
     "record in a data stream.", &gpio_input_list },

@@ -290,6 +290,27 @@ typedef struct {
   char *starting_position; /* TRIM_HORIZON, LATEST */
 } EdgeConfigForwarder;
 
+/* An analytics application (the "analytics" list): SQL evaluated by
+ * SQLite over the windows of a data stream's JSON records, results written
+ * to another data stream. */
+typedef struct {
+  char *name;
+  char *stream;            /* the data stream read */
+  char *output;            /* the data stream results go to */
+  char *window;            /* tumbling, sliding, session */
+  gint64 size_ms;          /* tumbling, sliding */
+  gint64 slide_ms;         /* sliding: 0 for size */
+  gint64 gap_ms;           /* session */
+  char *time;              /* SQL: event time in Unix ms */
+  char *key;               /* SQL: the session and anomaly key */
+  gint64 lateness_ms;
+  char *sql;
+  char *anomaly_value;     /* SQL: the value scored; "" for none */
+  char *anomaly_threshold; /* a number */
+  gint64 anomaly_min_samples;
+  char *starting_position;
+} EdgeConfigAnalytics;
+
 /* A usage plan API keys are held to (gateway.auth.usage_plans). */
 typedef struct {
   char *name;
@@ -368,6 +389,7 @@ typedef struct {
   char *delivery_s3_access_key_id;
   char *delivery_s3_secret_access_key;
   GPtrArray *forwarders;         /* EdgeConfigForwarder *; never NULL */
+  GPtrArray *analytics;          /* EdgeConfigAnalytics *; never NULL */
   GPtrArray *gpio_inputs;        /* EdgeConfigGpioInput *; never NULL */
   GPtrArray *gpio_outputs;       /* EdgeConfigGpioOutput *; never NULL */
   char *mqtt_demo_broker;        /* the demo sensors publish there; "" for none */
