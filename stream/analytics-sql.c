@@ -373,7 +373,8 @@ stream_analytics_open (const EdgeConfigAnalytics *c, const char *path, GError **
   a->slide = a->kind == WINDOW_SLIDING && c->slide_ms ? c->slide_ms : c->size_ms;
   a->gap = c->gap_ms;
   a->lateness = c->lateness_ms;
-  a->arrival_time = g_str_equal (g_strstrip (g_strdup (c->time)), "arrival");
+  g_autofree char *time = g_strstrip (g_strdup (c->time));
+  a->arrival_time = g_str_equal (time, "arrival");
   a->scored = c->anomaly_value[0] != '\0';
   a->min_samples = c->anomaly_min_samples;
   a->positions = g_hash_table_new_full (NULL, NULL, NULL, g_free);

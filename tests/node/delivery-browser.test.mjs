@@ -30,6 +30,13 @@ before(async () => {
   edged = await startEdged(`streams:
   - name: readings
   - name: alerts
+  - name: summaries
+analytics:
+  - name: per-second
+    stream: readings
+    output: summaries
+    size: 1s
+    sql: "SELECT count(*) AS n FROM records"
 delivery_streams:
   - name: archive
     stream: readings
@@ -95,6 +102,14 @@ test('the delivery page shows what was delivered and what waits', async () => {
   assert.equal(upstream[3][0], '3 records');
   assert.equal(upstream[3][1], 'bad');
   assert.match(upstream[10][0], /3 of 3 records not taken/);
+  // The analytics application took the 12 readings and closed a window.
+  const perSecond = await until('per-second windows', async () => {
+    const row = await page.$$eval('#analytics tr[data-name="per-second"] td',
+                                  (tds) => tds.map((td) => [td.textContent, td.className]));
+    return row.length && row[5][0] === '12' && Number(row[7][0]) >= 1 ? row : null;
+  });
+  assert.equal(perSecond[3][0], 'tumbling, 1 s');
+  assert.equal(perSecond[11][0], '');
   assert.match(await page.textContent('#state'), /2 delivery streams, 1 forwarder, 6 records waiting/);
   assert.deepEqual(errors, []);
 });

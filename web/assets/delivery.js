@@ -1,6 +1,6 @@
-// The delivery page: GET /v1/delivery and GET /v1/forwarders as tables, one
-// row per delivery stream or forwarder, with what waits (lag) and what went
-// wrong last.
+// The delivery page: GET /v1/delivery, /v1/forwarders and /v1/analytics as
+// tables, one row per delivery stream, forwarder or analytics application,
+// with what waits (lag) and what went wrong last.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -60,12 +60,37 @@
     return tr;
   }
 
+  function analyticsRow(a) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = a.name;
+    const length = a.window === "session" ? `gap ${a.gap_ms / 1000} s`
+                 : a.window === "sliding" ? `${a.size_ms / 1000} s every ${a.slide_ms / 1000} s`
+                                          : `${a.size_ms / 1000} s`;
+    tr.append(
+      cell(a.name),
+      cell(a.stream),
+      cell(a.output),
+      cell(`${a.window}, ${length}`),
+      cell(`${a.lag_records + a.pending_results}`, a.last_error ? "bad" : ""),
+      cell(String(a.records), a.records ? "ok" : ""),
+      cell(String(a.open_records)),
+      cell(String(a.windows)),
+      cell(String(a.results)),
+      cell(String(a.anomalies), a.anomalies ? "bad" : ""),
+      cell(`${a.late_records} / ${a.invalid_records}`),
+      cell(a.last_error || "", a.last_error ? "bad" : ""));
+    return tr;
+  }
+
   async function refresh() {
     try {
-      const [r, rf] = await Promise.all([fetch("/v1/delivery", { cache: "no-store" }),
-                                         fetch("/v1/forwarders", { cache: "no-store" })]);
+      const [r, rf, ra] = await Promise.all(["/v1/delivery", "/v1/forwarders", "/v1/analytics"]
+        .map((path) => fetch(path, { cache: "no-store" })));
       const list = (await r.json()).delivery_streams;
       const forwarders = (await rf.json()).forwarders;
+      const apps = (await ra.json()).applications;
+      $("analytics").tBodies[0].replaceChildren(...apps.map(analyticsRow));
+      $("no-analytics").hidden = apps.length > 0;
       $("deliveries").tBodies[0].replaceChildren(...list.map(row));
       $("none").hidden = list.length > 0;
       $("forwarders").tBodies[0].replaceChildren(...forwarders.map(forwarderRow));
