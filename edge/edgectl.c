@@ -20,6 +20,7 @@
  *   edgectl delivery                       delivery streams: lag, delivered, errors
  *   edgectl forwarders                     forwarders: lag (records, bytes, age), forwarded
  *   edgectl analytics                      analytics applications: windows, results, anomalies
+ *   edgectl uploads                        video uploads to S3: lag, uploaded, deleted there
  *   edgectl hw                             the board's profile and why (GET /v1/hw)
  *   edgectl gpio [list]                    GPIO lines and their levels
  *   edgectl gpio set NAME 0|1 [PULSE_MS]   set an output (for PULSE_MS, then back)
@@ -890,6 +891,39 @@ cmd_analytics (void)
 }
 
 static int
+cmd_uploads (void)
+{
+  g_autoptr (JsonNode) root = get_json ("/v1/uploads");
+  if (root == NULL)
+    return 1;
+  if (opt_json) {
+    print_json (root);
+    return 0;
+  }
+  JsonArray *list = json_object_get_array_member (json_node_get_object (root), "video_uploads");
+  g_print ("%-20s %-16s %-36s %8s %10s %7s %9s %8s %8s  %s\n", "NAME", "CAMERA", "TARGET", "LAG",
+           "LAG BYTES", "LAG AGE", "UPLOADED", "SKIPPED", "DELETED", "LAST ERROR");
+  for (guint i = 0; i < json_array_get_length (list); i++) {
+    JsonObject *u = json_array_get_object_element (list, i);
+    g_autofree char *target = g_strdup_printf ("%s/%s/%s", member_string (u, "endpoint"),
+                                               member_string (u, "bucket"),
+                                               member_string (u, "prefix"));
+    g_autofree char *age = g_strdup_printf (
+        "%" G_GINT64_FORMAT "s", json_object_get_int_member_with_default (u, "lag_seconds", 0));
+    g_print ("%-20s %-16s %-36s %8" G_GINT64_FORMAT " %10" G_GINT64_FORMAT " %7s %9" G_GINT64_FORMAT
+             " %8" G_GINT64_FORMAT " %8" G_GINT64_FORMAT "  %s\n",
+             member_string (u, "name"), member_string (u, "camera"), target,
+             json_object_get_int_member_with_default (u, "lag_fragments", 0),
+             json_object_get_int_member_with_default (u, "lag_bytes", 0), age,
+             json_object_get_int_member_with_default (u, "uploaded_fragments", 0),
+             json_object_get_int_member_with_default (u, "skipped_fragments", 0),
+             json_object_get_int_member_with_default (u, "deleted_objects", 0),
+             json_object_has_member (u, "last_error") ? member_string (u, "last_error") : "");
+  }
+  return 0;
+}
+
+static int
 cmd_hw (void)
 {
   g_autoptr (JsonNode) root = get_json ("/v1/hw");
@@ -1020,6 +1054,7 @@ main (int argc, char **argv)
                                          "  delivery            delivery streams: lag, delivered, errors\n"
                                          "  forwarders          forwarders upstream: lag, forwarded\n"
                                          "  analytics           analytics applications: windows, results\n"
+                                         "  uploads             video uploads to S3: lag, uploaded\n"
                                          "  hw                  the board's profile, and why\n"
                                          "  gpio [list]         GPIO lines and their levels\n"
                                          "  gpio set NAME 0|1 [PULSE_MS]\n"
@@ -1062,6 +1097,8 @@ main (int argc, char **argv)
     status = cmd_forwarders ();
   else if (g_str_equal (argv[1], "analytics") && argc == 2)
     status = cmd_analytics ();
+  else if (g_str_equal (argv[1], "uploads") && argc == 2)
+    status = cmd_uploads ();
   else if (g_str_equal (argv[1], "hw") && argc == 2)
     status = cmd_hw ();
   else if (g_str_equal (argv[1], "gpio"))

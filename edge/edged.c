@@ -51,6 +51,7 @@ typedef struct {
   StreamDeliveryService *delivery;
   StreamForwardService *forward;
   StreamAnalyticsService *analytics;
+  MediaUploads *uploads;
   HwBoard *board;
   guint watchdog;
   GMainLoop *loop;
@@ -441,6 +442,9 @@ daemon_start (Daemon *d, GError **error)
                                                edge_data_dir_path (d->data_dir), error);
   if (d->analytics == NULL)
     return FALSE;
+  d->uploads = media_uploads_new (d->media, d->gateway, d->state, c, error);
+  if (d->uploads == NULL)
+    return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);
   edge_gateway_add_health_check (d->gateway, "data_dir", check_data_dir, d);
   if (!edge_gateway_start (d->gateway, error))
@@ -468,6 +472,7 @@ daemon_stop (Daemon *d)
   g_clear_pointer (&d->delivery, stream_delivery_service_free);
   g_clear_pointer (&d->forward, stream_forward_service_free);
   g_clear_pointer (&d->analytics, stream_analytics_service_free);
+  g_clear_pointer (&d->uploads, media_uploads_free);
   g_clear_pointer (&d->functions, functions_service_free);
   g_clear_pointer (&d->media, media_service_free);
   g_clear_pointer (&d->gateway, edge_gateway_free);
@@ -558,7 +563,8 @@ load_config (char **ret_source, GError **error)
       !hw_check_config (config, *ret_source, error) ||
       !stream_delivery_check_config (config, *ret_source, error) ||
       !stream_forward_check_config (config, *ret_source, error) ||
-      !stream_analytics_check_config (config, *ret_source, error))
+      !stream_analytics_check_config (config, *ret_source, error) ||
+      !media_uploads_check_config (config, *ret_source, error))
     return NULL;
   return g_steal_pointer (&config);
 }
@@ -687,7 +693,8 @@ run_one_shot_command (void)
         !hw_check_config (config, opt_check_config, &error) ||
         !stream_delivery_check_config (config, opt_check_config, &error) ||
         !stream_forward_check_config (config, opt_check_config, &error) ||
-        !stream_analytics_check_config (config, opt_check_config, &error)) {
+        !stream_analytics_check_config (config, opt_check_config, &error) ||
+        !media_uploads_check_config (config, opt_check_config, &error)) {
       g_printerr ("%s\n", error->message);
       return 2;
     }

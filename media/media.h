@@ -43,6 +43,19 @@ gboolean media_service_add_configured_camera (MediaService *service,
 void media_service_set_free_space (MediaService *service, guint64 min_free_bytes,
                                    guint64 video_reserve_bytes);
 
+/* ---- video uploads to S3-compatible storage (upload.c) ---- */
+
+typedef struct _MediaUploads MediaUploads;
+
+gboolean media_uploads_check_config (const EdgeConfig *config, const char *source,
+                                     GError **error);
+/* Starts the configured video uploads (their positions in @state) and
+ * registers GET /v1/uploads and GET /v1/uploads/{name}. */
+MediaUploads *media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
+                                 const EdgeConfig *config, GError **error);
+/* Stops uploading; a fragment under way goes again after the next start. */
+void media_uploads_free (MediaUploads *uploads);
+
 /* Stops every camera (each flushes its last fragment) and closes the
  * store. Accepts NULL. */
 void media_service_free (MediaService *service);

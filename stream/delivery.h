@@ -30,6 +30,11 @@ void stream_s3_put_async (SoupSession *session, const StreamS3 *s3, const char *
                           GCancellable *cancellable, GAsyncReadyCallback callback,
                           gpointer user_data);
 gboolean stream_s3_put_finish (GAsyncResult *result, GError **error);
+/* Deletes the object @key (S3 answers 204 whether it existed or not). */
+void stream_s3_delete_async (SoupSession *session, const StreamS3 *s3, const char *key,
+                             GCancellable *cancellable, GAsyncReadyCallback callback,
+                             gpointer user_data);
+gboolean stream_s3_delete_finish (GAsyncResult *result, GError **error);
 
 /* ---- delivery streams (delivery.c) ---- */
 

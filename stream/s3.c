@@ -335,3 +335,37 @@ stream_s3_put_finish (GAsyncResult *result, GError **error)
 {
   return g_task_propagate_boolean (G_TASK (result), error);
 }
+
+static void
+delete_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  GTask *task = data;
+  GError *error = NULL;
+  if (request_ok (source, result, "DeleteObject", NULL, NULL, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+  g_object_unref (task);
+}
+
+void
+stream_s3_delete_async (SoupSession *session, const StreamS3 *s3, const char *key,
+                        GCancellable *cancellable, GAsyncReadyCallback callback,
+                        gpointer user_data)
+{
+  GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+  GError *error = NULL;
+  g_autoptr (SoupMessage) msg = signed_message (s3, "DELETE", key, "", NULL, NULL, &error);
+  if (msg == NULL) {
+    g_task_return_error (task, error);
+    g_object_unref (task);
+    return;
+  }
+  edge_client_send_async (session, msg, S3_ANSWER_MAX, cancellable, delete_done, task);
+}
+
+gboolean
+stream_s3_delete_finish (GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}

@@ -482,6 +482,33 @@ static const ConfigKey analytics_keys[] = {
 static const ListSpec analytics_list = { analytics_keys, G_N_ELEMENTS (analytics_keys),
                                          sizeof (EdgeConfigAnalytics), "name", 64 };
 
+#define VOFF(field) G_STRUCT_OFFSET (EdgeConfigVideoUpload, field)
+
+static const ConfigKey video_upload_keys[] = {
+  { "name", KEY_STRING, VOFF (name), NULL, 0, 0, NULL,
+    "Upload name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
+  { "camera", KEY_STRING, VOFF (camera), NULL, 0, 0, NULL, "The camera whose recording is copied.",
+    NULL },
+  { "endpoint", KEY_STRING, VOFF (endpoint), NULL, 0, 0, NULL,
+    "The S3-compatible server, http(s)://HOST[:PORT] (path-style requests).", NULL },
+  { "bucket", KEY_STRING, VOFF (bucket), NULL, 0, 0, NULL, "The bucket.", NULL },
+  { "region", KEY_STRING, VOFF (region), "us-east-1", 0, 0, NULL, "The region signed for.",
+    NULL },
+  { "access_key_id", KEY_STRING, VOFF (access_key_id), NULL, 0, 0, NULL,
+    "The access key requests are signed with (SigV4).", NULL },
+  { "secret_access_key", KEY_STRING, VOFF (secret_access_key), NULL, 0, 0, NULL, "Its secret.",
+    NULL },
+  { "prefix", KEY_STRING, VOFF (prefix), "", 0, 0, NULL,
+    "Key prefix: objects are PREFIX CAMERA/init-ID.mp4, PREFIX CAMERA/YYYY/MM/DD/HH/"
+    "NUMBER.m4s and an HLS playlist per hour, PREFIX CAMERA/YYYY/MM/DD/HH/index.m3u8.", NULL },
+  { "retention", KEY_DURATION, VOFF (retention_ms), "0s", 0, 87600LL * 3600 * 1000, NULL,
+    "How long the uploaded copy is kept (edged deletes older fragments and playlists there), "
+    "apart from the camera's own retention_hours; 0s: kept.", NULL },
+};
+
+static const ListSpec video_upload_list = { video_upload_keys, G_N_ELEMENTS (video_upload_keys),
+                                            sizeof (EdgeConfigVideoUpload), "name", 64 };
+
 static const char *const gpio_edges[] = { "both", "rising", "falling", NULL };
 static const char *const gpio_biases[] = { "as-is", "pull-up", "pull-down", "disabled", NULL };
 
@@ -857,6 +884,10 @@ static const ConfigKey config_keys[] = {
     "Analytics applications: SQL over tumbling, sliding or session windows of a data stream, "
     "evaluated by SQLite, with an anomaly score per key; results go to another data stream.",
     &analytics_list },
+  { "video_uploads", KEY_LIST, OFF (video_uploads), NULL, 0, 0, NULL,
+    "Video uploads: a camera's recording copied to S3-compatible storage as it is made, "
+    "fragment by fragment, with an HLS playlist per hour; resumes after outages; the copy has "
+    "its own retention.", &video_upload_list },
   { "gpio.inputs", KEY_LIST, OFF (gpio_inputs), NULL, 0, 0, NULL,
     "GPIO input lines (a PIR motion sensor, a door contact): each debounced edge becomes a "
     "record in a data stream.", &gpio_input_list },

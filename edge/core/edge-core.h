@@ -311,6 +311,20 @@ typedef struct {
   char *starting_position;
 } EdgeConfigAnalytics;
 
+/* A video upload (the "video_uploads" list): a camera's fragments, init
+ * segments and an HLS index copied to S3-compatible storage. */
+typedef struct {
+  char *name;
+  char *camera;
+  char *endpoint;
+  char *bucket;
+  char *region;
+  char *access_key_id;
+  char *secret_access_key;
+  char *prefix;
+  gint64 retention_ms;     /* of the uploaded copy; 0: kept */
+} EdgeConfigVideoUpload;
+
 /* A usage plan API keys are held to (gateway.auth.usage_plans). */
 typedef struct {
   char *name;
@@ -390,6 +404,7 @@ typedef struct {
   char *delivery_s3_secret_access_key;
   GPtrArray *forwarders;         /* EdgeConfigForwarder *; never NULL */
   GPtrArray *analytics;          /* EdgeConfigAnalytics *; never NULL */
+  GPtrArray *video_uploads;      /* EdgeConfigVideoUpload *; never NULL */
   GPtrArray *gpio_inputs;        /* EdgeConfigGpioInput *; never NULL */
   GPtrArray *gpio_outputs;       /* EdgeConfigGpioOutput *; never NULL */
   char *mqtt_demo_broker;        /* the demo sensors publish there; "" for none */
