@@ -26,6 +26,7 @@ typedef enum { WINDOW_TUMBLING, WINDOW_SLIDING, WINDOW_SESSION } WindowKind;
 typedef struct {
   guint64 next;   /* the next record number not taken */
   gint64 max_ts;  /* the latest time taken from the shard, NO_WINDOW if none */
+  gboolean dirty; /* moved since the last commit */
 } Position;
 
 struct _StreamAnalytics {
@@ -47,6 +48,8 @@ struct _StreamAnalytics {
   gint64 deadline_us;    /* the window being evaluated stops past it */
   StreamAnalyticsStats stats;
 };
+
+static gboolean save_positions (StreamAnalytics *a, GError **error);
 
 /* ---- SQLite helpers ---- */
 
@@ -214,7 +217,7 @@ load_positions (StreamAnalytics *a)
       SQLITE_OK)
     return;
   while (sqlite3_step (stmt) == SQLITE_ROW) {
-    Position *p = g_new (Position, 1);
+    Position *p = g_new0 (Position, 1);
     p->next = (guint64) sqlite3_column_int64 (stmt, 1);
     p->max_ts = sqlite3_column_type (stmt, 2) == SQLITE_NULL ? NO_WINDOW
                                                              : sqlite3_column_int64 (stmt, 2);
@@ -457,7 +460,7 @@ stream_analytics_begin (StreamAnalytics *a, GError **error)
 gboolean
 stream_analytics_commit (StreamAnalytics *a, GError **error)
 {
-  return meta_set (a, "max_ts", a->max_ts, error) &&
+  return save_positions (a, error) && meta_set (a, "max_ts", a->max_ts, error) &&
          meta_set (a, "emitted_end", a->emitted_end, error) &&
          meta_set (a, "watermark", a->watermark, error) && exec (a, "COMMIT", error);
 }
@@ -693,27 +696,46 @@ score (StreamAnalytics *a, const char *key, double x, gint64 ts, GError **error)
 /* ---- taking records ---- */
 
 /* Moves the shard past a record; @ts is its time (NO_WINDOW for a record
- * not taken). */
+ * not taken). Kept in memory; written with the transaction's commit. */
 static gboolean
 set_position (StreamAnalytics *a, guint32 ordinal, guint64 next, gint64 ts, GError **error)
 {
   Position *p = g_hash_table_lookup (a->positions, GUINT_TO_POINTER (ordinal));
+  (void) error;
   if (p == NULL) {
-    p = g_new (Position, 1);
+    p = g_new0 (Position, 1);
     p->max_ts = NO_WINDOW;
     g_hash_table_insert (a->positions, GUINT_TO_POINTER (ordinal), p);
   }
   p->next = next;
+  p->dirty = TRUE;
   if (ts != NO_WINDOW)
     p->max_ts = p->max_ts == NO_WINDOW ? ts : MAX (p->max_ts, ts);
-  sqlite3_reset (a->position_put);
-  sqlite3_bind_int (a->position_put, 1, (int) ordinal);
-  sqlite3_bind_int64 (a->position_put, 2, (gint64) next);
-  if (p->max_ts == NO_WINDOW)
-    sqlite3_bind_null (a->position_put, 3);
-  else
-    sqlite3_bind_int64 (a->position_put, 3, p->max_ts);
-  return !db_failed (a, sqlite3_step (a->position_put), "position", error);
+  return TRUE;
+}
+
+static gboolean
+save_positions (StreamAnalytics *a, GError **error)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+  g_hash_table_iter_init (&iter, a->positions);
+  while (g_hash_table_iter_next (&iter, &key, &value)) {
+    Position *p = value;
+    if (!p->dirty)
+      continue;
+    sqlite3_reset (a->position_put);
+    sqlite3_bind_int (a->position_put, 1, (int) GPOINTER_TO_UINT (key));
+    sqlite3_bind_int64 (a->position_put, 2, (gint64) p->next);
+    if (p->max_ts == NO_WINDOW)
+      sqlite3_bind_null (a->position_put, 3);
+    else
+      sqlite3_bind_int64 (a->position_put, 3, p->max_ts);
+    if (db_failed (a, sqlite3_step (a->position_put), "position", error))
+      return FALSE;
+    p->dirty = FALSE;
+  }
+  return TRUE;
 }
 
 gboolean
