@@ -352,13 +352,6 @@ hw_probe_run (const char *root, HwProbeFlags flags)
 /* ---- JSON ---- */
 
 static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
-}
-
-static void
 add_strv (JsonBuilder *b, const char *name, char **values)
 {
   json_builder_set_member_name (b, name);
@@ -375,10 +368,10 @@ hw_probe_to_json (const HwProbe *probe, JsonBuilder *b)
 
   json_builder_set_member_name (b, "board");
   json_builder_begin_object (b);
-  add_string (b, "model", board->model);
-  add_string (b, "cpu_model", board->cpu_model);
-  add_string (b, "arch", board->arch);
-  add_string (b, "kernel", board->kernel);
+  edge_json_add_string (b, "model", board->model);
+  edge_json_add_string (b, "cpu_model", board->cpu_model);
+  edge_json_add_string (b, "arch", board->arch);
+  edge_json_add_string (b, "kernel", board->kernel);
   json_builder_set_member_name (b, "cpus");
   json_builder_add_int_value (b, board->cpus);
   json_builder_set_member_name (b, "memory_bytes");
@@ -394,9 +387,9 @@ hw_probe_to_json (const HwProbe *probe, JsonBuilder *b)
   for (guint i = 0; i < probe->cameras->len; i++) {
     const HwCamera *camera = g_ptr_array_index (probe->cameras, i);
     json_builder_begin_object (b);
-    add_string (b, "name", camera->name);
-    add_string (b, "api", camera->api);
-    add_string (b, "source", camera->source);
+    edge_json_add_string (b, "name", camera->name);
+    edge_json_add_string (b, "api", camera->api);
+    edge_json_add_string (b, "source", camera->source);
     add_strv (b, "formats", camera->formats);
     json_builder_end_object (b);
   }
@@ -407,9 +400,9 @@ hw_probe_to_json (const HwProbe *probe, JsonBuilder *b)
   for (guint i = 0; i < probe->codecs->len; i++) {
     const HwCodec *codec = g_ptr_array_index (probe->codecs, i);
     json_builder_begin_object (b);
-    add_string (b, "element", codec->element);
-    add_string (b, "codec", codec->codec);
-    add_string (b, "role", codec->encoder ? "encoder" : "decoder");
+    edge_json_add_string (b, "element", codec->element);
+    edge_json_add_string (b, "codec", codec->codec);
+    edge_json_add_string (b, "role", codec->encoder ? "encoder" : "decoder");
     json_builder_set_member_name (b, "hardware");
     json_builder_add_boolean_value (b, codec->hardware);
     json_builder_set_member_name (b, "present");
@@ -418,7 +411,7 @@ hw_probe_to_json (const HwProbe *probe, JsonBuilder *b)
     json_builder_add_boolean_value (b, codec->works);
     json_builder_set_member_name (b, "test_ms");
     json_builder_add_double_value (b, codec->test_ms);
-    add_string (b, "detail", codec->detail ? codec->detail : "");
+    edge_json_add_string (b, "detail", codec->detail ? codec->detail : "");
     json_builder_end_object (b);
   }
   json_builder_end_array (b);

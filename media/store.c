@@ -104,13 +104,7 @@ static const char *const media_schema[] = {
 gboolean
 media_camera_name_valid (const char *name)
 {
-  gsize n = strlen (name);
-  if (n == 0 || n > MEDIA_CAMERA_NAME_MAX || g_str_equal (name, ".") || g_str_equal (name, ".."))
-    return FALSE;
-  for (gsize i = 0; i < n; i++)
-    if (!g_ascii_isalnum (name[i]) && name[i] != '_' && name[i] != '-' && name[i] != '.')
-      return FALSE;
-  return TRUE;
+  return edge_name_valid (name, MEDIA_CAMERA_NAME_MAX);
 }
 
 static gboolean

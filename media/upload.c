@@ -523,25 +523,13 @@ on_retention (gpointer data)
 
 /* ---- configuration, lifetime and /v1/uploads ---- */
 
-static gboolean
-name_valid (const char *name)
-{
-  gsize len = strlen (name);
-  if (len == 0 || len > 64)
-    return FALSE;
-  for (const char *p = name; *p; p++)
-    if (!g_ascii_isalnum (*p) && !strchr ("_.-", *p))
-      return FALSE;
-  return TRUE;
-}
-
 gboolean
 media_uploads_check_config (const EdgeConfig *config, const char *source, GError **error)
 {
   for (guint i = 0; i < config->video_uploads->len; i++) {
     const EdgeConfigVideoUpload *c = g_ptr_array_index (config->video_uploads, i);
     const char *problem = NULL;
-    if (!name_valid (c->name))
+    if (!edge_name_valid (c->name, 64))
       problem = "the name must be 1 to 64 of a-z, A-Z, 0-9, _ . and -";
     else if (!media_camera_name_valid (c->camera))
       problem = "camera must be a camera name";
@@ -563,20 +551,6 @@ media_uploads_check_config (const EdgeConfig *config, const char *source, GError
 }
 
 static void
-add_int (JsonBuilder *b, const char *name, gint64 value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, value);
-}
-
-static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
-}
-
-static void
 upload_to_json (Upload *u, JsonBuilder *b)
 {
   const EdgeConfigVideoUpload *c = u->config;
@@ -588,24 +562,24 @@ upload_to_json (Upload *u, JsonBuilder *b)
     lag_bytes += g_array_index (behind, MediaFragmentMeta, i).bytes;
   gint64 oldest = behind->len ? g_array_index (behind, MediaFragmentMeta, 0).server_ms : 0;
   json_builder_begin_object (b);
-  add_string (b, "name", c->name);
-  add_string (b, "camera", c->camera);
-  add_string (b, "endpoint", c->endpoint);
-  add_string (b, "bucket", c->bucket);
-  add_string (b, "prefix", c->prefix);
-  add_int (b, "retention_ms", c->retention_ms);
-  add_int (b, "next_fragment", (gint64) u->next);
-  add_int (b, "lag_fragments", behind->len);
-  add_int (b, "lag_bytes", (gint64) lag_bytes);
-  add_int (b, "lag_seconds", oldest ? MAX (0, g_get_real_time () / 1000 - oldest) / 1000 : 0);
-  add_int (b, "uploaded_fragments", (gint64) u->uploaded_fragments);
-  add_int (b, "uploaded_bytes", (gint64) u->uploaded_bytes);
-  add_int (b, "skipped_fragments", (gint64) u->skipped_fragments);
-  add_int (b, "deleted_objects", (gint64) u->remote_deleted);
+  edge_json_add_string (b, "name", c->name);
+  edge_json_add_string (b, "camera", c->camera);
+  edge_json_add_string (b, "endpoint", c->endpoint);
+  edge_json_add_string (b, "bucket", c->bucket);
+  edge_json_add_string (b, "prefix", c->prefix);
+  edge_json_add_int (b, "retention_ms", c->retention_ms);
+  edge_json_add_int (b, "next_fragment", (gint64) u->next);
+  edge_json_add_int (b, "lag_fragments", behind->len);
+  edge_json_add_int (b, "lag_bytes", (gint64) lag_bytes);
+  edge_json_add_int (b, "lag_seconds", oldest ? MAX (0, g_get_real_time () / 1000 - oldest) / 1000 : 0);
+  edge_json_add_int (b, "uploaded_fragments", (gint64) u->uploaded_fragments);
+  edge_json_add_int (b, "uploaded_bytes", (gint64) u->uploaded_bytes);
+  edge_json_add_int (b, "skipped_fragments", (gint64) u->skipped_fragments);
+  edge_json_add_int (b, "deleted_objects", (gint64) u->remote_deleted);
   if (u->last_upload_ms)
-    add_int (b, "last_upload_ms", u->last_upload_ms);
+    edge_json_add_int (b, "last_upload_ms", u->last_upload_ms);
   if (u->last_error)
-    add_string (b, "last_error", u->last_error);
+    edge_json_add_string (b, "last_error", u->last_error);
   json_builder_end_object (b);
 }
 
@@ -625,10 +599,7 @@ handle_get (EdgeRequest *request, gpointer data)
   for (guint i = 0; i < owner->uploads->len; i++) {
     Upload *u = g_ptr_array_index (owner->uploads, i);
     if (g_str_equal (u->config->name, name)) {
-      g_autoptr (JsonBuilder) b = json_builder_new ();
-      upload_to_json (u, b);
-      g_autoptr (JsonNode) root = json_builder_get_root (b);
-      edge_request_respond_json (request, 200, root);
+      edge_request_respond_object (request, u, (EdgeJsonWriteFunc) upload_to_json);
       return;
     }
   }

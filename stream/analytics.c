@@ -224,25 +224,13 @@ on_tick (gpointer data)
 
 /* ---- configuration and lifetime ---- */
 
-static gboolean
-name_valid (const char *name)
-{
-  gsize len = strlen (name);
-  if (len == 0 || len > 64)
-    return FALSE;
-  for (const char *p = name; *p; p++)
-    if (!g_ascii_isalnum (*p) && !strchr ("_.-", *p))
-      return FALSE;
-  return TRUE;
-}
-
 gboolean
 stream_analytics_check_config (const EdgeConfig *config, const char *source, GError **error)
 {
   for (guint i = 0; i < config->analytics->len; i++) {
     const EdgeConfigAnalytics *c = g_ptr_array_index (config->analytics, i);
     g_autoptr (GError) problem = NULL;
-    if (!name_valid (c->name))
+    if (!edge_name_valid (c->name, 64))
       problem = g_error_new (EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
                              "the name must be 1 to 64 of a-z, A-Z, 0-9, _ . and -");
     else if (g_str_equal (c->stream, c->output))
@@ -307,20 +295,6 @@ app_stop (App *app)
 /* ---- /v1/analytics ---- */
 
 static void
-add_int (JsonBuilder *b, const char *name, gint64 value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, value);
-}
-
-static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
-}
-
-static void
 app_to_json (App *app, JsonBuilder *b)
 {
   const EdgeConfigAnalytics *c = app->config;
@@ -332,34 +306,34 @@ app_to_json (App *app, JsonBuilder *b)
                                                                            : STREAM_START_TRIM_HORIZON,
                              &lag, NULL);
   json_builder_begin_object (b);
-  add_string (b, "name", c->name);
-  add_string (b, "stream", c->stream);
-  add_string (b, "output", c->output);
-  add_string (b, "window", c->window);
+  edge_json_add_string (b, "name", c->name);
+  edge_json_add_string (b, "stream", c->stream);
+  edge_json_add_string (b, "output", c->output);
+  edge_json_add_string (b, "window", c->window);
   if (g_str_equal (c->window, "session")) {
-    add_int (b, "gap_ms", c->gap_ms);
+    edge_json_add_int (b, "gap_ms", c->gap_ms);
   } else {
-    add_int (b, "size_ms", c->size_ms);
-    add_int (b, "slide_ms", g_str_equal (c->window, "sliding") && c->slide_ms ? c->slide_ms
+    edge_json_add_int (b, "size_ms", c->size_ms);
+    edge_json_add_int (b, "slide_ms", g_str_equal (c->window, "sliding") && c->slide_ms ? c->slide_ms
                                                                                : c->size_ms);
   }
-  add_string (b, "time", c->time);
-  add_string (b, "sql", c->sql);
-  add_int (b, "lag_records", (gint64) lag);
-  add_int (b, "records", (gint64) st.records);
-  add_int (b, "open_records", (gint64) st.open_records);
-  add_int (b, "invalid_records", (gint64) st.invalid);
-  add_int (b, "late_records", (gint64) st.late);
-  add_int (b, "windows", (gint64) st.windows);
-  add_int (b, "results", (gint64) st.results);
-  add_int (b, "anomalies", (gint64) st.anomalies);
-  add_int (b, "pending_results", (gint64) st.pending);
-  add_int (b, "written_results", (gint64) app->written);
-  add_int (b, "dropped_results", (gint64) app->dropped);
+  edge_json_add_string (b, "time", c->time);
+  edge_json_add_string (b, "sql", c->sql);
+  edge_json_add_int (b, "lag_records", (gint64) lag);
+  edge_json_add_int (b, "records", (gint64) st.records);
+  edge_json_add_int (b, "open_records", (gint64) st.open_records);
+  edge_json_add_int (b, "invalid_records", (gint64) st.invalid);
+  edge_json_add_int (b, "late_records", (gint64) st.late);
+  edge_json_add_int (b, "windows", (gint64) st.windows);
+  edge_json_add_int (b, "results", (gint64) st.results);
+  edge_json_add_int (b, "anomalies", (gint64) st.anomalies);
+  edge_json_add_int (b, "pending_results", (gint64) st.pending);
+  edge_json_add_int (b, "written_results", (gint64) app->written);
+  edge_json_add_int (b, "dropped_results", (gint64) app->dropped);
   if (st.watermark_ms)
-    add_int (b, "watermark_ms", st.watermark_ms);
+    edge_json_add_int (b, "watermark_ms", st.watermark_ms);
   if (app->last_error)
-    add_string (b, "last_error", app->last_error);
+    edge_json_add_string (b, "last_error", app->last_error);
   json_builder_end_object (b);
 }
 
@@ -379,10 +353,7 @@ handle_get (EdgeRequest *request, gpointer data)
   for (guint i = 0; i < service->apps->len; i++) {
     App *app = g_ptr_array_index (service->apps, i);
     if (g_str_equal (app->config->name, name)) {
-      g_autoptr (JsonBuilder) b = json_builder_new ();
-      app_to_json (app, b);
-      g_autoptr (JsonNode) root = json_builder_get_root (b);
-      edge_request_respond_json (request, 200, root);
+      edge_request_respond_object (request, app, (EdgeJsonWriteFunc) app_to_json);
       return;
     }
   }

@@ -97,13 +97,7 @@ buffer_set_position (Buffer *b, guint32 ordinal, guint64 next)
 gboolean
 delivery_name_valid (const char *name)
 {
-  gsize len = strlen (name);
-  if (len == 0 || len > DELIVERY_NAME_MAX)
-    return FALSE;
-  for (gsize i = 0; i < len; i++)
-    if (!g_ascii_isalnum (name[i]) && !strchr ("_.-", name[i]))
-      return FALSE;
-  return TRUE;
+  return edge_name_valid (name, DELIVERY_NAME_MAX);
 }
 
 /* Firehose's object name: PREFIX YYYY/MM/DD/HH/NAME-1-YYYY-MM-DD-HH-MM-SS-UUID,
@@ -1148,20 +1142,6 @@ delivery_find (StreamDeliveryService *service, const char *name)
   return NULL;
 }
 
-static void
-add_int (JsonBuilder *b, const char *name, gint64 value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, value);
-}
-
-static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
-}
-
 /* Records of the data stream not yet delivered (buffered, in flight or not
  * read yet): from the checkpoints to the ends of the shards. */
 static gint64
@@ -1182,35 +1162,35 @@ delivery_to_json (Delivery *d, JsonBuilder *b)
 {
   const EdgeConfigDelivery *c = d->config;
   json_builder_begin_object (b);
-  add_string (b, "name", c->name);
-  add_string (b, "stream", c->stream);
-  add_string (b, "destination", c->destination);
-  add_string (b, "target", d->destination == DEST_DIRECTORY ? c->directory
+  edge_json_add_string (b, "name", c->name);
+  edge_json_add_string (b, "stream", c->stream);
+  edge_json_add_string (b, "destination", c->destination);
+  edge_json_add_string (b, "target", d->destination == DEST_DIRECTORY ? c->directory
                            : d->destination == DEST_S3      ? c->bucket
                                                             : c->url);
-  add_string (b, "compression", c->compression);
-  add_int (b, "buffer_bytes", c->buffer_bytes);
-  add_int (b, "buffer_interval_ms", c->buffer_interval_ms);
-  add_int (b, "buffered_records", d->filling->records->len);
-  add_int (b, "buffered_bytes", (gint64) d->filling->bytes);
-  add_int (b, "in_flight_records", d->flushing ? d->flushing->records->len : 0);
-  add_int (b, "lag_records", lag_records (d));
-  add_int (b, "delivered_records", (gint64) d->delivered_records);
-  add_int (b, "delivered_bytes", (gint64) d->delivered_bytes);
-  add_int (b, "objects", (gint64) d->objects);
-  add_int (b, "failed_attempts", (gint64) d->failed_attempts);
-  add_int (b, "error_records", (gint64) d->error_records);
+  edge_json_add_string (b, "compression", c->compression);
+  edge_json_add_int (b, "buffer_bytes", c->buffer_bytes);
+  edge_json_add_int (b, "buffer_interval_ms", c->buffer_interval_ms);
+  edge_json_add_int (b, "buffered_records", d->filling->records->len);
+  edge_json_add_int (b, "buffered_bytes", (gint64) d->filling->bytes);
+  edge_json_add_int (b, "in_flight_records", d->flushing ? d->flushing->records->len : 0);
+  edge_json_add_int (b, "lag_records", lag_records (d));
+  edge_json_add_int (b, "delivered_records", (gint64) d->delivered_records);
+  edge_json_add_int (b, "delivered_bytes", (gint64) d->delivered_bytes);
+  edge_json_add_int (b, "objects", (gint64) d->objects);
+  edge_json_add_int (b, "failed_attempts", (gint64) d->failed_attempts);
+  edge_json_add_int (b, "error_records", (gint64) d->error_records);
   if (c->transform[0]) {
-    add_string (b, "transform", c->transform);
-    add_int (b, "transformed_records", (gint64) d->transformed_records);
-    add_int (b, "dropped_records", (gint64) d->dropped_records);
-    add_int (b, "processing_failed_records", (gint64) d->processing_failed_records);
+    edge_json_add_string (b, "transform", c->transform);
+    edge_json_add_int (b, "transformed_records", (gint64) d->transformed_records);
+    edge_json_add_int (b, "dropped_records", (gint64) d->dropped_records);
+    edge_json_add_int (b, "processing_failed_records", (gint64) d->processing_failed_records);
   }
-  add_string (b, "error_directory", d->error_directory);
+  edge_json_add_string (b, "error_directory", d->error_directory);
   if (d->last_delivery_ms)
-    add_int (b, "last_delivery_ms", d->last_delivery_ms);
+    edge_json_add_int (b, "last_delivery_ms", d->last_delivery_ms);
   if (d->last_error)
-    add_string (b, "last_error", d->last_error);
+    edge_json_add_string (b, "last_error", d->last_error);
   json_builder_end_object (b);
 }
 
@@ -1231,10 +1211,7 @@ handle_get (EdgeRequest *request, gpointer data)
                                 edge_request_param (request, "name"));
     return;
   }
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  delivery_to_json (d, b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  edge_request_respond_json (request, 200, root);
+  edge_request_respond_object (request, d, (EdgeJsonWriteFunc) delivery_to_json);
 }
 
 void

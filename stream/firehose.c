@@ -401,13 +401,6 @@ op_create (Call *call)
 /* ---- Describe, List, Delete ---- */
 
 static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
-}
-
-static void
 add_hints (JsonBuilder *b, const EdgeConfigDelivery *c)
 {
   json_builder_set_member_name (b, "BufferingHints");
@@ -423,19 +416,19 @@ static void
 describe_destination (JsonBuilder *b, const EdgeConfigDelivery *c)
 {
   json_builder_begin_object (b);
-  add_string (b, "DestinationId", "destinationId-000000000001");
+  edge_json_add_string (b, "DestinationId", "destinationId-000000000001");
   if (g_str_equal (c->destination, "http")) {
     json_builder_set_member_name (b, "HttpEndpointDestinationDescription");
     json_builder_begin_object (b);
     json_builder_set_member_name (b, "EndpointConfiguration");
     json_builder_begin_object (b);
-    add_string (b, "Url", c->url);
-    add_string (b, "Name", c->name);
+    edge_json_add_string (b, "Url", c->url);
+    edge_json_add_string (b, "Name", c->name);
     json_builder_end_object (b);
     add_hints (b, c);
     json_builder_set_member_name (b, "RequestConfiguration");
     json_builder_begin_object (b);
-    add_string (b, "ContentEncoding", g_str_equal (c->compression, "gzip") ? "GZIP" : "NONE");
+    edge_json_add_string (b, "ContentEncoding", g_str_equal (c->compression, "gzip") ? "GZIP" : "NONE");
     json_builder_end_object (b);
     json_builder_set_member_name (b, "RetryOptions");
     json_builder_begin_object (b);
@@ -451,16 +444,16 @@ describe_destination (JsonBuilder *b, const EdgeConfigDelivery *c)
     for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
       json_builder_set_member_name (b, names[i]);
       json_builder_begin_object (b);
-      add_string (b, "RoleARN", "arn:aws:iam::" ACCOUNT ":role/edged");
-      add_string (b, "BucketARN", bucket);
-      add_string (b, "Prefix", c->prefix);
-      add_string (b, "ErrorOutputPrefix", c->error_prefix);
+      edge_json_add_string (b, "RoleARN", "arn:aws:iam::" ACCOUNT ":role/edged");
+      edge_json_add_string (b, "BucketARN", bucket);
+      edge_json_add_string (b, "Prefix", c->prefix);
+      edge_json_add_string (b, "ErrorOutputPrefix", c->error_prefix);
       add_hints (b, c);
-      add_string (b, "CompressionFormat", g_str_equal (c->compression, "gzip") ? "GZIP"
+      edge_json_add_string (b, "CompressionFormat", g_str_equal (c->compression, "gzip") ? "GZIP"
                                                                               : "UNCOMPRESSED");
       json_builder_set_member_name (b, "EncryptionConfiguration");
       json_builder_begin_object (b);
-      add_string (b, "NoEncryptionConfig", "NoEncryption");
+      edge_json_add_string (b, "NoEncryptionConfig", "NoEncryption");
       json_builder_end_object (b);
       json_builder_end_object (b);
     }
@@ -487,11 +480,11 @@ op_describe (Call *call)
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "DeliveryStreamDescription");
   json_builder_begin_object (b);
-  add_string (b, "DeliveryStreamName", c->name);
-  add_string (b, "DeliveryStreamARN", arn);
-  add_string (b, "DeliveryStreamStatus", "ACTIVE");
-  add_string (b, "DeliveryStreamType", d->direct_put ? "DirectPut" : "KinesisStreamAsSource");
-  add_string (b, "VersionId", "1");
+  edge_json_add_string (b, "DeliveryStreamName", c->name);
+  edge_json_add_string (b, "DeliveryStreamARN", arn);
+  edge_json_add_string (b, "DeliveryStreamStatus", "ACTIVE");
+  edge_json_add_string (b, "DeliveryStreamType", d->direct_put ? "DirectPut" : "KinesisStreamAsSource");
+  edge_json_add_string (b, "VersionId", "1");
   json_builder_set_member_name (b, "CreateTimestamp");
   json_builder_add_double_value (b, d->created_ms / 1000.0);
   if (!d->direct_put) {
@@ -501,8 +494,8 @@ op_describe (Call *call)
     json_builder_begin_object (b);
     json_builder_set_member_name (b, "KinesisStreamSourceDescription");
     json_builder_begin_object (b);
-    add_string (b, "KinesisStreamARN", stream_arn);
-    add_string (b, "RoleARN", "arn:aws:iam::" ACCOUNT ":role/edged");
+    edge_json_add_string (b, "KinesisStreamARN", stream_arn);
+    edge_json_add_string (b, "RoleARN", "arn:aws:iam::" ACCOUNT ":role/edged");
     json_builder_end_object (b);
     json_builder_end_object (b);
   }

@@ -494,18 +494,6 @@ on_batch (StreamConsumer *consumer, StreamBatch *batch, gpointer data)
 
 /* ---- configuration and lifetime ---- */
 
-static gboolean
-name_valid (const char *name)
-{
-  gsize len = strlen (name);
-  if (len == 0 || len > 64)
-    return FALSE;
-  for (const char *p = name; *p; p++)
-    if (!g_ascii_isalnum (*p) && !strchr ("_.-", *p))
-      return FALSE;
-  return TRUE;
-}
-
 /* A NATS subject: dot-separated tokens of printable characters, without
  * spaces or wildcards (a publish subject). */
 static gboolean
@@ -542,7 +530,7 @@ stream_forward_check_config (const EdgeConfig *config, const char *source, GErro
     const EdgeConfigForwarder *c = g_ptr_array_index (config->forwarders, i);
     const char *problem = NULL;
     g_autofree char *subject = NULL;
-    if (!name_valid (c->name))
+    if (!edge_name_valid (c->name, 64))
       problem = "the name must be 1 to 64 of a-z, A-Z, 0-9, _ . and -";
     else if (c->stream[0] == '\0')
       problem = "stream is required";
@@ -666,20 +654,6 @@ forwarder_lag (Forwarder *f)
 }
 
 static void
-add_int (JsonBuilder *b, const char *name, gint64 value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, value);
-}
-
-static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, value);
-}
-
-static void
 forwarder_to_json (Forwarder *f, JsonBuilder *b)
 {
   const EdgeConfigForwarder *c = f->config;
@@ -689,36 +663,36 @@ forwarder_to_json (Forwarder *f, JsonBuilder *b)
     in_flight += ((Lane *) f->lanes->pdata[i])->pending->len;
 
   json_builder_begin_object (b);
-  add_string (b, "name", c->name);
-  add_string (b, "stream", c->stream);
-  add_string (b, "destination", c->destination);
+  edge_json_add_string (b, "name", c->name);
+  edge_json_add_string (b, "stream", c->stream);
+  edge_json_add_string (b, "destination", c->destination);
   if (f->destination == DEST_KINESIS) {
-    add_string (b, "endpoint", c->endpoint);
-    add_string (b, "target_stream", f->target);
+    edge_json_add_string (b, "endpoint", c->endpoint);
+    edge_json_add_string (b, "target_stream", f->target);
   } else {
-    add_string (b, "servers", c->servers);
-    add_string (b, "subject", f->target);
+    edge_json_add_string (b, "servers", c->servers);
+    edge_json_add_string (b, "subject", f->target);
     if (c->jetstream_stream[0])
-      add_string (b, "jetstream_stream", c->jetstream_stream);
+      edge_json_add_string (b, "jetstream_stream", c->jetstream_stream);
   }
-  add_string (b, "source", f->source);
+  edge_json_add_string (b, "source", f->source);
   json_builder_set_member_name (b, "ordered");
   json_builder_add_boolean_value (b, c->ordered);
-  add_int (b, "lag_records", lag.records);
-  add_int (b, "lag_bytes", lag.bytes);
-  add_int (b, "lag_seconds", lag.seconds);
-  add_int (b, "in_flight_records", in_flight);
-  add_int (b, "forwarded_records", (gint64) f->forwarded_records);
-  add_int (b, "forwarded_bytes", (gint64) f->forwarded_bytes);
-  add_int (b, "requests", (gint64) f->requests);
-  add_int (b, "failed_requests", (gint64) f->failed_requests);
-  add_int (b, "retried_records", (gint64) f->retried_records);
-  add_int (b, "skipped_records", (gint64) f->skipped_records);
+  edge_json_add_int (b, "lag_records", lag.records);
+  edge_json_add_int (b, "lag_bytes", lag.bytes);
+  edge_json_add_int (b, "lag_seconds", lag.seconds);
+  edge_json_add_int (b, "in_flight_records", in_flight);
+  edge_json_add_int (b, "forwarded_records", (gint64) f->forwarded_records);
+  edge_json_add_int (b, "forwarded_bytes", (gint64) f->forwarded_bytes);
+  edge_json_add_int (b, "requests", (gint64) f->requests);
+  edge_json_add_int (b, "failed_requests", (gint64) f->failed_requests);
+  edge_json_add_int (b, "retried_records", (gint64) f->retried_records);
+  edge_json_add_int (b, "skipped_records", (gint64) f->skipped_records);
   if (f->last_forward_ms)
-    add_int (b, "last_forward_ms", f->last_forward_ms);
+    edge_json_add_int (b, "last_forward_ms", f->last_forward_ms);
   if (f->last_error) {
-    add_string (b, "last_error", f->last_error);
-    add_int (b, "last_error_ms", f->last_error_ms);
+    edge_json_add_string (b, "last_error", f->last_error);
+    edge_json_add_int (b, "last_error_ms", f->last_error_ms);
   }
   json_builder_end_object (b);
 }
@@ -751,10 +725,7 @@ handle_get (EdgeRequest *request, gpointer data)
                                 edge_request_param (request, "name"));
     return;
   }
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  forwarder_to_json (f, b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  edge_request_respond_json (request, 200, root);
+  edge_request_respond_object (request, f, (EdgeJsonWriteFunc) forwarder_to_json);
 }
 
 /* The lag gauges, at each render; the counters move as records go. */

@@ -896,6 +896,18 @@ static const ConfigKey config_keys[] = {
     &gpio_output_list },
 };
 
+gboolean
+edge_name_valid (const char *name, gsize max)
+{
+  gsize n = name ? strlen (name) : 0;
+  if (n == 0 || n > max || g_str_equal (name, ".") || g_str_equal (name, ".."))
+    return FALSE;
+  for (gsize i = 0; i < n; i++)
+    if (!g_ascii_isalnum (name[i]) && !strchr ("_.-", name[i]))
+      return FALSE;
+  return TRUE;
+}
+
 static const ConfigKey *
 config_key_lookup (const char *key)
 {

@@ -269,6 +269,12 @@ typedef struct {
   char *transform;        /* a function records go through first; "" for none */
 } EdgeConfigDelivery;
 
+/* The names of things in the configuration and the API (cameras, delivery
+ * streams, forwarders, analytics applications, uploads): 1 to @max of
+ * a-z A-Z 0-9 _ . - and neither "." nor "..", so that they are safe in
+ * file names and URL paths. */
+gboolean edge_name_valid (const char *name, gsize max);
+
 /* A forwarder (the "forwarders" list): a data stream mirrored upstream,
  * at least once and in order per partition key. */
 typedef struct {

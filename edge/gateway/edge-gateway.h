@@ -183,6 +183,11 @@ GBytes *edge_request_body (EdgeRequest *request);
 JsonNode *edge_request_json (EdgeRequest *request);
 /* Answers {"@member": [...]} with @items written by @write, each an object. */
 typedef void (*EdgeJsonWriteFunc) (gpointer item, JsonBuilder *builder);
+/* 200 with the object @write makes of @item. */
+void edge_request_respond_object (EdgeRequest *request, gpointer item, EdgeJsonWriteFunc write);
+/* A member of the object being built. */
+void edge_json_add_int (JsonBuilder *b, const char *name, gint64 value);
+void edge_json_add_string (JsonBuilder *b, const char *name, const char *value);
 void edge_request_respond_array (EdgeRequest *request, const char *member, GPtrArray *items,
                                  EdgeJsonWriteFunc write);
 /* The region an AWS client signed for (its Authorization header's

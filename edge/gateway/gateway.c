@@ -475,6 +475,29 @@ edge_request_respond_array (EdgeRequest *request, const char *member, GPtrArray 
   edge_request_respond_json (request, 200, root);
 }
 
+void
+edge_request_respond_object (EdgeRequest *request, gpointer item, EdgeJsonWriteFunc write)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  write (item, b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+void
+edge_json_add_int (JsonBuilder *b, const char *name, gint64 value)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_int_value (b, value);
+}
+
+void
+edge_json_add_string (JsonBuilder *b, const char *name, const char *value)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_string_value (b, value);
+}
+
 char *
 edge_request_aws_region (EdgeRequest *request)
 {
