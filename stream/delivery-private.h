@@ -3,10 +3,11 @@
 #pragma once
 
 #include "delivery.h"
+#include "forward.h"
 
 #define DELIVERY_NAME_MAX 64
 
-typedef enum { DEST_DIRECTORY, DEST_S3, DEST_HTTP } Destination;
+typedef enum { DEST_DIRECTORY, DEST_S3, DEST_HTTP, DEST_NATS } Destination;
 typedef enum { COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_ZSTD } Compression;
 
 typedef struct {
@@ -51,6 +52,8 @@ struct _Delivery {
   Destination destination;
   Compression compression;
   StreamS3 s3;
+  StreamJetStream *jetstream; /* nats */
+  char *subject;              /* nats */
   char *error_directory;
   StreamConsumer *consumer;
   Buffer *filling;

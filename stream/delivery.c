@@ -38,6 +38,7 @@
 /* An HTTP endpoint answers with a small JSON object (requestId, timestamp,
  * errorMessage). */
 #define HTTP_ANSWER_MAX (64 * 1024)
+#define NATS_ACK_WAIT_MS 10000
 
 static const char *
 compression_content_type (Compression c)
@@ -349,6 +350,8 @@ delivery_unref (Delivery *d)
   buffer_free (d->flushing);
   delivery_config_free (d->owned);
   stream_s3_clear (&d->s3);
+  stream_jetstream_free (d->jetstream);
+  g_free (d->subject);
   g_free (d->error_directory);
   g_free (d->last_error);
   g_clear_object (&d->cancellable);
@@ -360,6 +363,7 @@ error_code (Delivery *d)
 {
   return d->destination == DEST_S3     ? "S3.PutFailed"
          : d->destination == DEST_HTTP ? "HttpEndpoint.RequestFailed"
+         : d->destination == DEST_NATS ? "Nats.PublishFailed"
                                        : "Directory.WriteFailed";
 }
 
@@ -587,6 +591,61 @@ body_ready (GObject *source, GAsyncResult *result, gpointer data)
   delivery_unref (d);
 }
 
+static char *
+nats_subject (const EdgeConfigDelivery *c)
+{
+  g_autoptr (GString) s = g_string_new (c->subject);
+  g_string_replace (s, "{name}", c->name, 0);
+  g_string_replace (s, "{stream}", c->stream, 0);
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+static void
+nats_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Delivery *d = data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *reason = NULL;
+  g_autoptr (GArray) results = stream_jetstream_publish_finish (result, &reason, &error);
+  (void) source;
+  if (d->stopped) {
+    delivery_unref (d);
+    return;
+  }
+  guint failed = 0;
+  for (guint i = 0; results && i < results->len; i++)
+    failed += g_array_index (results, guint8, i) != STREAM_JETSTREAM_STORED;
+  if (results && failed)
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, "%u of %u records not acknowledged: %s",
+                         failed, results->len, reason ? reason : "too large for the servers");
+  attempt_ended (d, error);
+  delivery_unref (d);
+}
+
+/* Each record one message. Its id is the batch's object key (made once per
+ * batch) and its place in the batch: a batch sent again after a failure is
+ * stored once by JetStream, within the stream's duplicate window. */
+static void
+send_nats (Delivery *d, Buffer *b)
+{
+  g_autoptr (GPtrArray) messages = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) stream_jetstream_message_free);
+  for (guint i = 0; i < b->records->len; i++) {
+    StreamJetStreamMessage *m = g_new0 (StreamJetStreamMessage, 1);
+    m->subject = g_strdup (d->subject);
+    m->msg_id = g_strdup_printf ("%s/%u", b->key, i);
+    m->data = g_bytes_ref (g_ptr_array_index (b->records, i));
+    g_autofree char *arrival = g_strdup_printf ("%" G_GINT64_FORMAT,
+                                                g_array_index (b->arrivals, gint64, i));
+    const char *headers[] = { "Edged-Delivery-Stream", d->config->name, "Edged-Stream",
+                              d->config->stream, "Edged-Arrival-Ms", arrival, NULL };
+    m->headers = g_strdupv ((char **) headers);
+    g_ptr_array_add (messages, m);
+  }
+  stream_jetstream_publish_async (d->jetstream, messages, NATS_ACK_WAIT_MS, d->cancellable,
+                                  nats_done, delivery_ref (d));
+}
+
 /* One attempt at the flushing buffer. Files are written by the job itself;
  * bodies for S3 and HTTP are made once and kept. */
 static void
@@ -594,6 +653,10 @@ attempt (Delivery *d)
 {
   Buffer *b = d->flushing;
   b->attempts++;
+  if (d->destination == DEST_NATS) {
+    send_nats (d, b);
+    return;
+  }
   if (b->body && d->destination == DEST_S3) {
     stream_s3_put_async (d->service->session, &d->s3, b->key, b->body,
                          compression_content_type (d->compression),
@@ -1038,10 +1101,19 @@ stream_delivery_check_config (const EdgeConfig *config, const char *source, GErr
       missing = "endpoint, bucket, access_key_id and secret_access_key";
     else if (g_str_equal (c->destination, "http") && c->url[0] == '\0')
       missing = "url";
+    else if (g_str_equal (c->destination, "nats") && !g_str_has_prefix (c->servers, "nats://") &&
+             !g_str_has_prefix (c->servers, "tls://"))
+      missing = "servers, nats://HOST:PORT[,nats://...]";
     if (missing) {
       g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
                    "%s: delivery_streams: %s: destination %s needs %s", source, c->name,
                    c->destination, missing);
+      return FALSE;
+    }
+    if (g_str_equal (c->destination, "nats") && !g_str_equal (c->compression, "none")) {
+      g_set_error (error, EDGE_CONFIG_ERROR, EDGE_CONFIG_ERROR_INVALID,
+                   "%s: delivery_streams: %s: compression: nats publishes each record as it is "
+                   "(none)", source, c->name);
       return FALSE;
     }
     if (g_str_equal (c->destination, "http") && g_str_equal (c->compression, "zstd")) {
@@ -1077,7 +1149,13 @@ delivery_start (StreamDeliveryService *service, const EdgeConfigDelivery *config
   g_autofree char *consumer = g_strdup_printf ("delivery-%s", config->name);
   d->destination = g_str_equal (config->destination, "s3")     ? DEST_S3
                    : g_str_equal (config->destination, "http") ? DEST_HTTP
+                   : g_str_equal (config->destination, "nats") ? DEST_NATS
                                                                : DEST_DIRECTORY;
+  if (d->destination == DEST_NATS) {
+    d->subject = nats_subject (config);
+    d->jetstream = stream_jetstream_new (config->servers, config->jetstream_stream, d->subject,
+                                         (int) config->replicas);
+  }
   d->compression = g_str_equal (config->compression, "gzip")   ? COMPRESSION_GZIP
                    : g_str_equal (config->compression, "zstd") ? COMPRESSION_ZSTD
                                                                : COMPRESSION_NONE;
@@ -1166,8 +1244,9 @@ delivery_to_json (Delivery *d, JsonBuilder *b)
   edge_json_add_string (b, "stream", c->stream);
   edge_json_add_string (b, "destination", c->destination);
   edge_json_add_string (b, "target", d->destination == DEST_DIRECTORY ? c->directory
-                           : d->destination == DEST_S3      ? c->bucket
-                                                            : c->url);
+                                     : d->destination == DEST_S3      ? c->bucket
+                                     : d->destination == DEST_NATS    ? d->subject
+                                                                      : c->url);
   edge_json_add_string (b, "compression", c->compression);
   edge_json_add_int (b, "buffer_bytes", c->buffer_bytes);
   edge_json_add_int (b, "buffer_interval_ms", c->buffer_interval_ms);
@@ -1222,7 +1301,8 @@ delivery_config_free (EdgeConfigDelivery *c)
   char **strings[] = { &c->name, &c->stream, &c->destination, &c->directory, &c->endpoint,
                        &c->bucket, &c->region, &c->access_key_id, &c->secret_access_key, &c->url,
                        &c->access_key, &c->prefix, &c->error_prefix, &c->error_directory,
-                       &c->compression, &c->starting_position, &c->transform };
+                       &c->compression, &c->starting_position, &c->transform, &c->servers,
+                       &c->subject, &c->jetstream_stream };
   for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
     g_free (*strings[i]);
   g_free (c);

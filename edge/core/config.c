@@ -330,7 +330,7 @@ static const ListSpec websocket_route_list = { websocket_route_keys,
                                                G_N_ELEMENTS (websocket_route_keys),
                                                sizeof (EdgeConfigWebSocketRoute), NULL, 1000 };
 
-static const char *const delivery_destinations[] = { "directory", "s3", "http", NULL };
+static const char *const delivery_destinations[] = { "directory", "s3", "http", "nats", NULL };
 static const char *const delivery_compressions[] = { "none", "gzip", "zstd", NULL };
 
 #define DOFF(field) G_STRUCT_OFFSET (EdgeConfigDelivery, field)
@@ -340,8 +340,9 @@ static const ConfigKey delivery_keys[] = {
     "Delivery stream name: 1 to 64 of a-z, A-Z, 0-9, _ . and -.", NULL },
   { "stream", KEY_STRING, DOFF (stream), NULL, 0, 0, NULL, "The data stream delivered.", NULL },
   { "destination", KEY_ENUM, DOFF (destination), NULL, 0, 0, delivery_destinations,
-    "directory (files on this machine), s3 (S3-compatible object storage) or http (Firehose's "
-    "HTTP endpoint delivery).", NULL },
+    "directory (files on this machine), s3 (S3-compatible object storage), http (Firehose's "
+    "HTTP endpoint delivery) or nats (NATS JetStream, a message per record, each "
+    "acknowledged).", NULL },
   { "directory", KEY_PATH, DOFF (directory), "", 0, 0, NULL,
     "directory: where objects are written (each file written whole, then renamed into place).",
     NULL },
@@ -358,6 +359,16 @@ static const ConfigKey delivery_keys[] = {
     "http: the endpoint each batch is POSTed to, in Firehose's request shape.", NULL },
   { "access_key", KEY_STRING, DOFF (access_key), "", 0, 0, NULL,
     "http: sent as X-Amz-Firehose-Access-Key.", NULL },
+  { "servers", KEY_STRING, DOFF (servers), "", 0, 0, NULL,
+    "nats: the servers, nats://[USER:PASSWORD@]HOST:PORT, comma-separated.", NULL },
+  { "subject", KEY_STRING, DOFF (subject), "edged.delivery.{name}", 0, 0, NULL,
+    "nats: the subject each record is published on, one message each; {name} and {stream} "
+    "are replaced.", NULL },
+  { "jetstream_stream", KEY_STRING, DOFF (jetstream_stream), "", 0, 0, NULL,
+    "nats: the JetStream stream, made (taking the subject) if missing; \"\": publish only.",
+    NULL },
+  { "replicas", KEY_INT, DOFF (replicas), "1", 1, 5, NULL,
+    "nats: copies of the JetStream stream when edged makes it.", NULL },
   { "prefix", KEY_STRING, DOFF (prefix), "", 0, 0, NULL,
     "Key prefix; objects are named PREFIX YYYY/MM/DD/HH/NAME-1-YYYY-MM-DD-HH-MM-SS-UUID (UTC, "
     "from the first record's arrival), as Firehose names them.", NULL },

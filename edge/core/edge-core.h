@@ -258,6 +258,10 @@ typedef struct {
   char *secret_access_key;
   char *url;              /* http: the endpoint */
   char *access_key;       /* http: X-Amz-Firehose-Access-Key */
+  char *servers;          /* nats: nats://host:port[,...] */
+  char *subject;          /* nats: {name} and {stream} replaced */
+  char *jetstream_stream; /* nats: made if missing; "" to publish only */
+  gint64 replicas;
   char *prefix;
   char *error_prefix;
   char *error_directory;  /* "" for DATA_DIR/delivery-errors/NAME */

@@ -455,5 +455,63 @@ forwarders:
         check_order(self, pairs, range(1000))
 
 
+class DeliveryToJetStreamTest(ForwardCase):
+    """A delivery stream's destination nats: each record one message,
+    published with the batch's message ids, acknowledged before the
+    checkpoint moves, through a SIGKILL and a server outage."""
+
+    def test_records_arrive_once_through_an_outage(self):
+        cluster = NatsCluster(self.work)
+        self.addCleanup(cluster.stop)
+        os.makedirs(cluster.dir, exist_ok=True)
+        conf = os.path.join(cluster.dir, "single.conf")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
+                    f"jetstream {{ store_dir: \"{cluster.dir}/single\" }}\n")
+
+        def start_server():
+            cluster.logs[0] = open(os.path.join(cluster.dir, "single.log"), "ab")
+            cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
+                                                stderr=subprocess.STDOUT)
+            wait_for(lambda: listening(cluster.ports[0]), timeout=30, what="nats-server")
+        start_server()
+        d = self.daemon(f"""
+streams:
+  - name: readings
+    shards: 2
+delivery_streams:
+  - name: to-nats
+    stream: readings
+    destination: nats
+    servers: nats://127.0.0.1:{cluster.ports[0]}
+    jetstream_stream: DELIVERED
+    buffer_size: 1MiB
+    buffer_interval: 1s
+""")
+        d.start()
+
+        def delivered():
+            code, _, body = d.get_json("/v1/delivery/to-nats")
+            assert code == 200, body
+            return body
+        put(d, "readings", 0, 2000)
+        wait_for(lambda: delivered()["delivered_records"] == 2000, timeout=60,
+                 what="2000 records published")
+        cluster.kill(0)
+        put(d, "readings", 2000, 1000)
+        time.sleep(2.5)
+        self.assertEqual(delivered()["lag_records"], 1000)  # waiting for acknowledgements
+        d.stop(signal.SIGKILL)
+        d.start()
+        start_server()
+        wait_for(lambda: delivered()["lag_records"] == 0, timeout=60, what="lag drained")
+        self.assertEqual(delivered()["target"], "edged.delivery.to-nats")
+        cluster.ports = cluster.ports[:1]
+        msgs = cluster.read("DELIVERED")
+        self.assertEqual({m["subject"] for m in msgs}, {"edged.delivery.to-nats"})
+        got = sorted(json.loads(base64.b64decode(m["data"]))["n"] for m in msgs)
+        self.assertEqual(got, list(range(3000)))  # each once: batches sent again are deduplicated
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
