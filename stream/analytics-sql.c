@@ -243,7 +243,6 @@ count_rows (StreamAnalytics *a, const char *table)
   "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, partition_key TEXT NOT NULL, "   \
   "  arrival INTEGER NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL, key TEXT);"          \
   "CREATE INDEX IF NOT EXISTS log_ts ON log (ts);"                                          \
-  "CREATE INDEX IF NOT EXISTS log_key_ts ON log (key, ts);"                                 \
   "CREATE TABLE IF NOT EXISTS positions (shard INTEGER PRIMARY KEY, next INTEGER NOT NULL, " \
   "  max_ts INTEGER);"                                                                      \
   "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"        \
@@ -384,8 +383,10 @@ stream_analytics_open (const EdgeConfigAnalytics *c, const char *path, GError **
   if (!settings_valid (a, c, error))
     return NULL;
 
-  if (sqlite3_open_v2 (path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-      SQLITE_OK) {
+  /* One thread uses the connection: no per-call locking. */
+  if (sqlite3_open_v2 (path, &a->db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                       NULL) != SQLITE_OK) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "analytics %s: %s: %s", c->name, path,
                  a->db ? sqlite3_errmsg (a->db) : "cannot open");
     return NULL;
@@ -397,6 +398,9 @@ stream_analytics_open (const EdgeConfigAnalytics *c, const char *path, GError **
   sqlite3_create_function (a->db, "median", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, NULL,
                            percentile_step, percentile_final);
   if (!exec (a, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;" SCHEMA, error) ||
+      !exec (a, a->kind == WINDOW_SESSION
+                    ? "CREATE INDEX IF NOT EXISTS log_key_ts ON log (key, ts)"
+                    : "DROP INDEX IF EXISTS log_key_ts", error) ||
       !prepare_all (a, c, error))
     return NULL;
 

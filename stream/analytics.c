@@ -13,7 +13,7 @@
 
 #include <glib/gstdio.h>
 
-#define CONSUMER_BATCH 5000
+#define CONSUMER_BATCH 10000
 #define TICK_MS 1000
 #define RESULTS_PER_PUT 500
 

@@ -4,7 +4,7 @@ S3-compatible storage (s3rver, npm), side by side with what a user would
 script without edged: the same records, as a newline-delimited file, through
 `gzip -6` and `aws s3 cp` into the same server.
 
-    python3 bench/delivery/run.py [BUILD_DIR] [ROUNDS] [RECORDS] [RECORD_BYTES]
+    python3 bench/delivery/run.py [BUILD_DIR] [ROUNDS] [RECORDS] [RECORD_BYTES] [gzip|zstd]
 
 First `.ci/install-deps --test` (s3rver and Node 20 in tests/node, the AWS
 CLI). Per round, alternating the two, into a fresh s3rver each time:
@@ -40,6 +40,8 @@ BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 RECORDS = int(sys.argv[3]) if len(sys.argv) > 3 else 500000
 RECORD_BYTES = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+COMPRESSION = sys.argv[5] if len(sys.argv) > 5 else "gzip"
+TOOL = {"gzip": "gzip -6", "zstd": "zstd -3 -q"}[COMPRESSION]
 NODE_BIN = os.path.join(ROOT, "tests", "node", "node_modules", ".bin")
 AWS = "/usr/bin/aws" if os.path.exists("/usr/bin/aws") else "aws"
 S3_ENV = dict(os.environ, AWS_ACCESS_KEY_ID="S3RVER", AWS_SECRET_ACCESS_KEY="S3RVER",
@@ -106,7 +108,7 @@ def run_edged(work):
     delivery = (f"delivery_streams:\n  - name: bench\n    stream: readings\n    destination: s3\n"
                 f"    endpoint: {endpoint}\n    bucket: bench\n    access_key_id: S3RVER\n"
                 f"    secret_access_key: S3RVER\n    buffer_size: 64MiB\n    buffer_interval: 0s\n"
-                f"    compression: gzip\n")
+                f"    compression: {COMPRESSION}\n")
     start = time.monotonic()
     proc, url = edged(work, stream + delivery)
     cpu0 = cpu_seconds(proc.pid)
@@ -131,8 +133,8 @@ def run_script(work):
         for i in range(RECORDS):
             f.write(record(i) + "\n")
     start = time.monotonic()
-    subprocess.run(f"gzip -6 < {path} | {AWS} --endpoint-url {endpoint} s3 cp - "
-                   f"s3://bench/records.ndjson.gz", shell=True, check=True, env=S3_ENV,
+    subprocess.run(f"{TOOL} < {path} | {AWS} --endpoint-url {endpoint} s3 cp - "
+                   f"s3://bench/records.ndjson.{COMPRESSION}", shell=True, check=True, env=S3_ENV,
                    stdout=subprocess.DEVNULL)
     elapsed = time.monotonic() - start
     stop_all([server])
@@ -151,12 +153,12 @@ def main():
             rows["script"].append(run_script(work))
         print(f"round {r + 1}: edged {rows['edged'][-1]:,.0f} records/s "
               f"({rows['cpu'][-1]:.2f} us CPU/record, {objects} objects), "
-              f"gzip | aws s3 cp {rows['script'][-1]:,.0f} records/s", flush=True)
+              f"{TOOL} | aws s3 cp {rows['script'][-1]:,.0f} records/s", flush=True)
     e, s = statistics.median(rows["edged"]), statistics.median(rows["script"])
-    print(f"\n{RECORDS} records of {RECORD_BYTES} B, medians of {ROUNDS} rounds:")
+    print(f"\n{RECORDS} records of {RECORD_BYTES} B, {COMPRESSION}, medians of {ROUNDS} rounds:")
     print(f"| edged delivery stream | {e:,.0f} records/s | "
           f"{statistics.median(rows['cpu']):.2f} us of edged CPU per record |")
-    print(f"| gzip -6 \\| aws s3 cp - | {s:,.0f} records/s | |")
+    print(f"| {TOOL} \\| aws s3 cp - | {s:,.0f} records/s | |")
     print(f"| ratio | {e / s:.2f}x | |")
 
 
