@@ -442,7 +442,7 @@ daemon_start (Daemon *d, GError **error)
                                                edge_data_dir_path (d->data_dir), error);
   if (d->analytics == NULL)
     return FALSE;
-  d->uploads = media_uploads_new (d->media, d->gateway, d->state, c, error);
+  d->uploads = media_uploads_new (d->media, d->gateway, d->state, c, d->metrics, error);
   if (d->uploads == NULL)
     return FALSE;
   edge_gateway_add_health_check (d->gateway, "state", check_state, d);

@@ -50,9 +50,10 @@ typedef struct _MediaUploads MediaUploads;
 gboolean media_uploads_check_config (const EdgeConfig *config, const char *source,
                                      GError **error);
 /* Starts the configured video uploads (their positions in @state) and
- * registers GET /v1/uploads and GET /v1/uploads/{name}. */
+ * registers GET /v1/uploads, GET /v1/uploads/{name} and their lag in
+ * @metrics (nullable). */
 MediaUploads *media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
-                                 const EdgeConfig *config, GError **error);
+                                 const EdgeConfig *config, EdgeMetrics *metrics, GError **error);
 /* Stops uploading; a fragment under way goes again after the next start. */
 void media_uploads_free (MediaUploads *uploads);
 

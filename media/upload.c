@@ -41,6 +41,7 @@ static const char *const schema[] = {
 
 struct _MediaUploads {
   MediaService *media;
+  EdgeMetrics *metrics;
   EdgeState *state;
   SoupSession *session;
   GPtrArray *uploads; /* Upload * */
@@ -550,17 +551,46 @@ media_uploads_check_config (const EdgeConfig *config, const char *source, GError
   return TRUE;
 }
 
+typedef struct {
+  gint64 fragments, bytes, seconds;
+} Lag;
+
+/* The recording not yet up: fragments from the position on (counted up to
+ * LAG_SCAN_MAX), their bytes, and the age of the oldest. */
+static Lag
+upload_lag (Upload *u)
+{
+  g_autoptr (GArray) behind = media_store_list (u->owner->media->store, u->config->camera,
+                                                MEDIA_TIME_SERVER, G_MININT64, G_MAXINT64,
+                                                u->next ? u->next - 1 : 0, LAG_SCAN_MAX);
+  Lag lag = { behind->len, 0, 0 };
+  for (guint i = 0; i < behind->len; i++)
+    lag.bytes += (gint64) g_array_index (behind, MediaFragmentMeta, i).bytes;
+  gint64 oldest = behind->len ? g_array_index (behind, MediaFragmentMeta, 0).server_ms : 0;
+  lag.seconds = oldest ? MAX (0, g_get_real_time () / 1000 - oldest) / 1000 : 0;
+  return lag;
+}
+
+static void
+collect (EdgeMetrics *metrics, gpointer data)
+{
+  MediaUploads *owner = data;
+  for (guint i = 0; i < owner->uploads->len; i++) {
+    Upload *u = g_ptr_array_index (owner->uploads, i);
+    g_autofree char *name = edge_metrics_escape_label (u->config->name);
+    g_autofree char *labels = g_strdup_printf ("upload=\"%s\"", name);
+    Lag lag = upload_lag (u);
+    edge_metrics_set (metrics, "edged_video_upload_lag_fragments", labels, (double) lag.fragments);
+    edge_metrics_set (metrics, "edged_video_upload_lag_bytes", labels, (double) lag.bytes);
+    edge_metrics_set (metrics, "edged_video_upload_lag_seconds", labels, (double) lag.seconds);
+  }
+}
+
 static void
 upload_to_json (Upload *u, JsonBuilder *b)
 {
   const EdgeConfigVideoUpload *c = u->config;
-  g_autoptr (GArray) behind = media_store_list (u->owner->media->store, c->camera,
-                                                MEDIA_TIME_SERVER, G_MININT64, G_MAXINT64,
-                                                u->next ? u->next - 1 : 0, LAG_SCAN_MAX);
-  guint64 lag_bytes = 0;
-  for (guint i = 0; i < behind->len; i++)
-    lag_bytes += g_array_index (behind, MediaFragmentMeta, i).bytes;
-  gint64 oldest = behind->len ? g_array_index (behind, MediaFragmentMeta, 0).server_ms : 0;
+  Lag lag = upload_lag (u);
   json_builder_begin_object (b);
   edge_json_add_string (b, "name", c->name);
   edge_json_add_string (b, "camera", c->camera);
@@ -569,9 +599,9 @@ upload_to_json (Upload *u, JsonBuilder *b)
   edge_json_add_string (b, "prefix", c->prefix);
   edge_json_add_int (b, "retention_ms", c->retention_ms);
   edge_json_add_int (b, "next_fragment", (gint64) u->next);
-  edge_json_add_int (b, "lag_fragments", behind->len);
-  edge_json_add_int (b, "lag_bytes", (gint64) lag_bytes);
-  edge_json_add_int (b, "lag_seconds", oldest ? MAX (0, g_get_real_time () / 1000 - oldest) / 1000 : 0);
+  edge_json_add_int (b, "lag_fragments", lag.fragments);
+  edge_json_add_int (b, "lag_bytes", lag.bytes);
+  edge_json_add_int (b, "lag_seconds", lag.seconds);
   edge_json_add_int (b, "uploaded_fragments", (gint64) u->uploaded_fragments);
   edge_json_add_int (b, "uploaded_bytes", (gint64) u->uploaded_bytes);
   edge_json_add_int (b, "skipped_fragments", (gint64) u->skipped_fragments);
@@ -624,7 +654,7 @@ load_next (MediaUploads *owner, const char *name)
 
 MediaUploads *
 media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
-                   const EdgeConfig *config, GError **error)
+                   const EdgeConfig *config, EdgeMetrics *metrics, GError **error)
 {
   static const EdgeRoute routes[] = {
     { "GET", "/v1/uploads", handle_list, "Video uploads to S3: lag and what went up", "cameras" },
@@ -634,6 +664,7 @@ media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
     return NULL;
   MediaUploads *owner = g_new0 (MediaUploads, 1);
   owner->media = media;
+  owner->metrics = metrics;
   owner->state = state;
   owner->session = soup_session_new_with_options ("timeout", HTTP_TIMEOUT_S, NULL);
   owner->uploads = g_ptr_array_new ();
@@ -661,6 +692,15 @@ media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
     g_message ("video upload \"%s\": camera %s to %s/%s/%s", c->name, c->camera, c->endpoint,
                c->bucket, c->prefix);
     pump (u);
+  }
+  if (metrics && owner->uploads->len) {
+    edge_metrics_declare (metrics, "edged_video_upload_lag_fragments", EDGE_METRIC_GAUGE,
+                          "Fragments of the camera not yet uploaded.", NULL, 0);
+    edge_metrics_declare (metrics, "edged_video_upload_lag_bytes", EDGE_METRIC_GAUGE,
+                          "Bytes of the camera's recording not yet uploaded.", NULL, 0);
+    edge_metrics_declare (metrics, "edged_video_upload_lag_seconds", EDGE_METRIC_GAUGE,
+                          "Age of the oldest fragment not yet uploaded.", NULL, 0);
+    edge_metrics_add_collector (metrics, collect, owner);
   }
   return owner;
 }

@@ -95,6 +95,9 @@ class VideoUploadTest(unittest.TestCase):
         self.assertGreaterEqual(int(frames), 20)
         st = upload(d)
         self.assertLessEqual(st["lag_fragments"], 2)
+        metrics = d.request("GET", "/metrics")[2].decode()
+        self.assertRegex(metrics, r'edged_video_upload_lag_fragments\{upload="copy"\} [0-2]\n')
+        self.assertIn('edged_video_upload_lag_seconds{upload="copy"}', metrics)
         self.assertEqual(st["skipped_fragments"], 0)
         out = subprocess.run([EDGECTL, "--url", d.url, "uploads"], capture_output=True, text=True,
                              timeout=30, check=True).stdout

@@ -109,6 +109,8 @@ test('the delivery page shows what was delivered and what waits', async () => {
     return row.length && row[5][0] === '12' && Number(row[7][0]) >= 1 ? row : null;
   });
   assert.equal(perSecond[3][0], 'tumbling, 1 s');
+  // No video uploads here: the page says how to add one.
+  assert.equal(await page.isVisible('#no-uploads'), true);
   assert.equal(perSecond[11][0], '');
   assert.match(await page.textContent('#state'), /2 delivery streams, 1 forwarder, 6 records waiting/);
   assert.deepEqual(errors, []);

@@ -1,6 +1,7 @@
-// The delivery page: GET /v1/delivery, /v1/forwarders and /v1/analytics as
-// tables, one row per delivery stream, forwarder or analytics application,
-// with what waits (lag) and what went wrong last.
+// The delivery page: GET /v1/delivery, /v1/forwarders, /v1/uploads and
+// /v1/analytics as tables, one row per delivery stream, forwarder, video
+// upload or analytics application, with what waits (lag) and what went
+// wrong last.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -60,6 +61,26 @@
     return tr;
   }
 
+  function uploadRow(u) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = u.name;
+    const when = u.last_upload_ms ? new Date(u.last_upload_ms).toLocaleTimeString() : "never";
+    const stuck = u.lag_fragments > 2 && u.last_error;
+    tr.append(
+      cell(u.name),
+      cell(u.camera),
+      cell(`${u.endpoint}/${u.bucket}/${u.prefix}`),
+      cell(`${u.lag_fragments} fragments`, stuck ? "bad" : ""),
+      cell(bytes(u.lag_bytes)),
+      cell(`${u.lag_seconds} s`, stuck ? "bad" : ""),
+      cell(`${u.uploaded_fragments} (${bytes(u.uploaded_bytes)})`, u.uploaded_fragments ? "ok" : ""),
+      cell(String(u.skipped_fragments), u.skipped_fragments ? "bad" : ""),
+      cell(String(u.deleted_objects)),
+      cell(when),
+      cell(u.last_error || "", u.last_error ? "bad" : ""));
+    return tr;
+  }
+
   function analyticsRow(a) {
     const tr = document.createElement("tr");
     tr.dataset.name = a.name;
@@ -84,8 +105,12 @@
 
   async function refresh() {
     try {
-      const [r, rf, ra] = await Promise.all(["/v1/delivery", "/v1/forwarders", "/v1/analytics"]
-        .map((path) => fetch(path, { cache: "no-store" })));
+      const [r, rf, ra, ru] = await Promise.all(
+        ["/v1/delivery", "/v1/forwarders", "/v1/analytics", "/v1/uploads"]
+          .map((path) => fetch(path, { cache: "no-store" })));
+      const uploads = (await ru.json()).video_uploads;
+      $("uploads").tBodies[0].replaceChildren(...uploads.map(uploadRow));
+      $("no-uploads").hidden = uploads.length > 0;
       const list = (await r.json()).delivery_streams;
       const forwarders = (await rf.json()).forwarders;
       const apps = (await ra.json()).applications;
