@@ -46,6 +46,7 @@ struct _StreamAnalytics {
   gint64 emitted_end;    /* tumbling, sliding: windows ending at or before it are done */
   gint64 watermark;      /* the time windows were last closed at */
   gint64 deadline_us;    /* the window being evaluated stops past it */
+  sqlite3_int64 changes_at_begin;
   StreamAnalyticsStats stats;
 };
 
@@ -458,15 +459,25 @@ stream_analytics_check (const EdgeConfigAnalytics *config, GError **error)
 gboolean
 stream_analytics_begin (StreamAnalytics *a, GError **error)
 {
+  a->changes_at_begin = sqlite3_total_changes64 (a->db);
   return exec (a, "BEGIN IMMEDIATE", error);
 }
 
+/* A transaction that changed nothing (the clock ticked, no window closed)
+ * commits without writing: an SD card is not written every second for
+ * nothing. Time alone moving is kept in memory until something else is
+ * written; after a restart it only starts from a little earlier. */
 gboolean
 stream_analytics_commit (StreamAnalytics *a, GError **error)
 {
-  return save_positions (a, error) && meta_set (a, "max_ts", a->max_ts, error) &&
-         meta_set (a, "emitted_end", a->emitted_end, error) &&
-         meta_set (a, "watermark", a->watermark, error) && exec (a, "COMMIT", error);
+  if (!save_positions (a, error))
+    return FALSE;
+  if (sqlite3_total_changes64 (a->db) != a->changes_at_begin &&
+      !(meta_set (a, "max_ts", a->max_ts, error) &&
+        meta_set (a, "emitted_end", a->emitted_end, error) &&
+        meta_set (a, "watermark", a->watermark, error)))
+    return FALSE;
+  return exec (a, "COMMIT", error);
 }
 
 void
