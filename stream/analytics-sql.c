@@ -573,8 +573,13 @@ evaluate (StreamAnalytics *a, gint64 start, gint64 stop, gint64 shown_end, const
         edge_json_append_string (out, text ? text : "", (gsize) sqlite3_column_bytes (a->user, i));
       }
       }
-      if (i == 0 && partition_key == NULL && sqlite3_column_type (a->user, 0) != SQLITE_NULL)
+      if (i == 0 && sqlite3_column_type (a->user, 0) != SQLITE_NULL) {
+        /* At most 256 bytes, cut on a character boundary. */
         partition_key = g_strndup ((const char *) sqlite3_column_text (a->user, 0), 256);
+        const char *valid_end;
+        g_utf8_validate (partition_key, -1, &valid_end);
+        partition_key[valid_end - partition_key] = '\0';
+      }
     }
     if (key && !has_key) {
       g_string_append (out, ",\"key\":");
@@ -583,7 +588,10 @@ evaluate (StreamAnalytics *a, gint64 start, gint64 stop, gint64 shown_end, const
     append_time (out, "window_start", start);
     append_time (out, "window_end", shown_end);
     g_string_append_c (out, '}');
-    const char *pk = key ? key : partition_key && partition_key[0] ? partition_key : a->name;
+    /* A stream's partition keys are 1 to 256 bytes. */
+    const char *pk = key && key[0] && strlen (key) <= 256          ? key
+                     : !key && partition_key && partition_key[0] ? partition_key
+                                                                 : a->name;
     if (!queue_result (a, pk, out->str, error)) {
       a->deadline_us = 0;
       return FALSE;

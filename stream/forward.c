@@ -359,6 +359,12 @@ send_kinesis (Lane *l)
   g_autoptr (GBytes) bytes = g_string_free_to_bytes (g_steal_pointer (&body));
 
   g_autoptr (SoupMessage) msg = soup_message_new ("POST", f->url);
+  if (msg == NULL) {
+    g_autofree guint8 *none = g_new0 (guint8, l->request->len);
+    g_autofree char *reason = g_strdup_printf ("%s is not a URL", f->url);
+    request_ended (l, none, reason);
+    return;
+  }
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
   soup_message_set_request_body_from_bytes (msg, "application/x-amz-json-1.1", bytes);
   soup_message_headers_replace (headers, "X-Amz-Target", "Kinesis_20131202.PutRecords");
