@@ -53,6 +53,9 @@ typedef struct {
   const EdgeConfigVideoUpload *config;
   StreamS3 s3;
   guint64 next;           /* the next fragment number to upload */
+  GArray *stale_hours;    /* gint64: hours whose playlist is to be written again */
+  gint64 last_hour;       /* of the last fragment uploaded */
+  gint64 writing_hour;    /* the playlist under way */
   gboolean busy;
   gboolean deleting;
   gboolean stopped;
@@ -93,6 +96,7 @@ upload_unref (Upload *u)
     return;
   upload_clear_job (u);
   stream_s3_clear (&u->s3);
+  g_array_unref (u->stale_hours);
   g_object_unref (u->cancellable);
   g_free (u->last_error);
   g_free (u);
@@ -208,7 +212,7 @@ save_next (Upload *u)
 /* The playlist of one hour: every fragment of it that is up, in order, with
  * the init segment each plays against. */
 static GBytes *
-playlist (Upload *u, gint64 hour)
+playlist (Upload *u, gint64 hour, gboolean ended)
 {
   sqlite3_stmt *stmt = NULL;
   g_autoptr (GString) body = g_string_new (NULL);
@@ -249,12 +253,23 @@ playlist (Upload *u, gint64 hour)
                           "\n#EXT-X-MEDIA-SEQUENCE:%" G_GINT64_FORMAT
                           "\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-INDEPENDENT-SEGMENTS\n%s",
                           (max_ms + 999) / 1000, MAX (first, 0), entries->str);
+  if (ended)
+    g_string_append (body, "#EXT-X-ENDLIST\n");
   return g_string_free_to_bytes (g_steal_pointer (&body));
 }
 
 /* ---- uploading, one fragment at a time ---- */
 
 static void pump (Upload *u);
+
+static void
+mark_stale (Upload *u, gint64 hour)
+{
+  for (guint i = 0; i < u->stale_hours->len; i++)
+    if (g_array_index (u->stale_hours, gint64, i) == hour)
+      return;
+  g_array_append_val (u->stale_hours, hour);
+}
 
 static gboolean
 on_timer (gpointer data)
@@ -292,13 +307,16 @@ playlist_done (GObject *source, GAsyncResult *result, gpointer data)
   gboolean ok = stream_s3_put_finish (result, &error);
   (void) source;
   if (!u->stopped) {
+    u->busy = FALSE;
     if (!ok) {
-      /* The fragment is up; its hour's playlist goes again with the next. */
+      /* The fragment is up; the playlist goes again after a pause. */
       g_autofree char *message = g_strdup_printf ("playlist: %s", error->message);
       set_error (u, message);
+      mark_stale (u, u->writing_hour);
+      later (u, RETRY_FIRST_MS);
+    } else {
+      pump (u);
     }
-    u->busy = FALSE;
-    pump (u);
   }
   upload_unref (u);
 }
@@ -329,13 +347,40 @@ fragment_done (GObject *source, GAsyncResult *result, gpointer data)
   u->failures = 0;
   g_clear_pointer (&u->last_error, g_free);
   upload_clear_job (u);
+  /* The hour's playlist now lists the fragment; the hour before, once a
+   * fragment of a new hour went up, is over: its playlist ends. */
+  if (u->last_hour && u->last_hour != hour)
+    mark_stale (u, u->last_hour);
+  mark_stale (u, hour);
+  u->last_hour = hour;
+  u->busy = FALSE;
+  pump (u);
+  upload_unref (u);
+}
 
-  g_autoptr (GBytes) index = playlist (u, hour);
-  g_autofree char *dir = hour_prefix (u, hour);
-  g_autofree char *key = g_strconcat (dir, "index.m3u8", NULL);
-  remember (u, key, "index", NULL, 0, hour);
-  stream_s3_put_async (u->owner->session, &u->s3, key, index, "application/vnd.apple.mpegurl",
-                       NULL, u->cancellable, playlist_done, u);
+/* Writes the playlist of the first stale hour; FALSE if none is stale. An
+ * hour that is over gets EXT-X-ENDLIST; one the bucket's retention has
+ * wholly passed is not written again. */
+static gboolean
+write_stale_playlist (Upload *u)
+{
+  gint64 now = g_get_real_time () / 1000;
+  while (u->stale_hours->len) {
+    gint64 hour = g_array_index (u->stale_hours, gint64, 0);
+    g_array_remove_index (u->stale_hours, 0);
+    if (u->config->retention_ms && hour + 3600000 <= now - u->config->retention_ms)
+      continue;
+    g_autoptr (GBytes) index = playlist (u, hour, hour_of (now) > hour || u->last_hour > hour);
+    g_autofree char *dir = hour_prefix (u, hour);
+    g_autofree char *key = g_strconcat (dir, "index.m3u8", NULL);
+    remember (u, key, "index", NULL, 0, hour);
+    u->writing_hour = hour;
+    u->busy = TRUE;
+    stream_s3_put_async (u->owner->session, &u->s3, key, index, "application/vnd.apple.mpegurl",
+                         NULL, u->cancellable, playlist_done, upload_ref (u));
+    return TRUE;
+  }
+  return FALSE;
 }
 
 static void
@@ -394,7 +439,7 @@ read_done (GPtrArray *fragments, GBytes *init, GError *error, gpointer data)
 static void
 pump (Upload *u)
 {
-  if (u->busy || u->stopped)
+  if (u->busy || u->stopped || write_stale_playlist (u))
     return;
   MediaStore *store = u->owner->media->store;
   g_autoptr (GArray) next = media_store_list (store, u->config->camera, MEDIA_TIME_SERVER,
@@ -424,8 +469,23 @@ pump (Upload *u)
 typedef struct {
   Upload *u;
   GPtrArray *keys;
+  GArray *fragment_hours; /* gint64 per key: its hour if a fragment, else 0 */
   guint at;
 } Deletion;
+
+static void
+deletion_free (Deletion *del)
+{
+  Upload *u = del->u;
+  u->deleting = FALSE;
+  /* Playlists that listed what went are written again. */
+  if (!u->stopped)
+    pump (u);
+  g_ptr_array_unref (del->keys);
+  g_array_unref (del->fragment_hours);
+  upload_unref (u);
+  g_free (del);
+}
 
 static void delete_next (Deletion *del);
 
@@ -452,6 +512,9 @@ deleted (GObject *source, GAsyncResult *result, gpointer data)
   (void) source;
   if (!u->stopped && ok) {
     forget (u, g_ptr_array_index (del->keys, del->at));
+    gint64 hour = g_array_index (del->fragment_hours, gint64, del->at);
+    if (hour)
+      mark_stale (u, hour);
     u->remote_deleted++;
     del->at++;
     delete_next (del);
@@ -461,10 +524,7 @@ deleted (GObject *source, GAsyncResult *result, gpointer data)
     g_autofree char *message = g_strdup_printf ("retention: %s", error->message);
     set_error (u, message);
   }
-  u->deleting = FALSE;
-  g_ptr_array_unref (del->keys);
-  upload_unref (u);
-  g_free (del);
+  deletion_free (del);
 }
 
 static void
@@ -472,10 +532,7 @@ delete_next (Deletion *del)
 {
   Upload *u = del->u;
   if (del->at >= del->keys->len || u->stopped) {
-    u->deleting = FALSE;
-    g_ptr_array_unref (del->keys);
-    upload_unref (u);
-    g_free (del);
+    deletion_free (del);
     return;
   }
   stream_s3_delete_async (u->owner->session, &u->s3, g_ptr_array_index (del->keys, del->at),
@@ -493,9 +550,11 @@ on_retention (gpointer data)
    * before it; init segments no fragment left uses. */
   sqlite3_stmt *stmt = NULL;
   GPtrArray *keys = g_ptr_array_new_with_free_func (g_free);
+  GArray *hours = g_array_new (FALSE, FALSE, sizeof (gint64));
   if (sqlite3_prepare_v2 (
           db (u),
-          "SELECT key FROM media_uploaded m WHERE name = ?1 AND ("
+          "SELECT key, CASE kind WHEN 'fragment' THEN hour ELSE 0 END FROM media_uploaded m "
+          "WHERE name = ?1 AND ("
           " (kind = 'fragment' AND server_ms < ?2) OR"
           " (kind = 'index' AND hour + 3600000 <= ?2) OR"
           " (kind = 'init' AND server_ms < ?2 AND NOT EXISTS (SELECT 1 FROM media_uploaded f"
@@ -506,17 +565,22 @@ on_retention (gpointer data)
     sqlite3_bind_text (stmt, 1, u->config->name, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 2, cutoff);
     sqlite3_bind_int (stmt, 3, RETENTION_BATCH);
-    while (sqlite3_step (stmt) == SQLITE_ROW)
+    while (sqlite3_step (stmt) == SQLITE_ROW) {
       g_ptr_array_add (keys, g_strdup ((const char *) sqlite3_column_text (stmt, 0)));
+      gint64 hour = sqlite3_column_int64 (stmt, 1);
+      g_array_append_val (hours, hour);
+    }
   }
   sqlite3_finalize (stmt);
   if (keys->len == 0) {
     g_ptr_array_unref (keys);
+    g_array_unref (hours);
     return G_SOURCE_CONTINUE;
   }
   Deletion *del = g_new0 (Deletion, 1);
   del->u = upload_ref (u);
   del->keys = keys;
+  del->fragment_hours = hours;
   u->deleting = TRUE;
   delete_next (del);
   return G_SOURCE_CONTINUE;
@@ -685,6 +749,7 @@ media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
     u->s3.access_key_id = g_strdup (c->access_key_id);
     u->s3.secret_access_key = g_strdup (c->secret_access_key);
     u->cancellable = g_cancellable_new ();
+    u->stale_hours = g_array_new (FALSE, FALSE, sizeof (gint64));
     u->next = load_next (owner, c->name);
     if (c->retention_ms > 0)
       u->retention_timer = g_timeout_add (RETENTION_EVERY_MS, on_retention, u);

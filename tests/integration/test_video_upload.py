@@ -131,6 +131,20 @@ class VideoUploadTest(unittest.TestCase):
         self.assertTrue(numbers)
         self.assertGreater(numbers[0], 1)  # the first ones are gone there
         self.assertLessEqual(len(numbers), 8)
+        # The hour's playlist is written again without what went.
+        def playlist_consistent():
+            keys = {k for k, _ in self.s3.objects()}
+            out = os.path.join(self.work, f"down-{time.monotonic_ns()}")
+            self.s3.download(out)
+            for k in keys:
+                if k.endswith("index.m3u8"):
+                    with open(os.path.join(out, k), encoding="utf-8") as f:
+                        listed = re.findall(r"^(\d{12}\.m4s)$", f.read(), re.M)
+                    if not listed or any(os.path.dirname(k) + "/" + n not in keys for n in listed):
+                        return False
+            return True
+        wait_for(playlist_consistent, timeout=30, interval=1,
+                 what="playlists list only fragments still there")
         # ... and still here: the camera keeps 24 hours.
         code, _, cam = d.get_json("/v1/cameras/door")
         self.assertEqual(code, 200)
