@@ -1155,6 +1155,8 @@ delivery_start (StreamDeliveryService *service, const EdgeConfigDelivery *config
     d->subject = nats_subject (config);
     d->jetstream = stream_jetstream_new (config->servers, config->jetstream_stream, d->subject,
                                          (int) config->replicas);
+    stream_jetstream_set_security (d->jetstream, config->tls_ca_file, config->tls_cert_file,
+                                   config->tls_key_file, config->credentials_file);
   }
   d->compression = g_str_equal (config->compression, "gzip")   ? COMPRESSION_GZIP
                    : g_str_equal (config->compression, "zstd") ? COMPRESSION_ZSTD
@@ -1302,7 +1304,8 @@ delivery_config_free (EdgeConfigDelivery *c)
                        &c->bucket, &c->region, &c->access_key_id, &c->secret_access_key, &c->url,
                        &c->access_key, &c->prefix, &c->error_prefix, &c->error_directory,
                        &c->compression, &c->starting_position, &c->transform, &c->servers,
-                       &c->subject, &c->jetstream_stream };
+                       &c->subject, &c->jetstream_stream, &c->tls_ca_file, &c->tls_cert_file,
+                       &c->tls_key_file, &c->credentials_file };
   for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
     g_free (*strings[i]);
   g_free (c);

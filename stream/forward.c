@@ -552,6 +552,8 @@ stream_forward_check_config (const EdgeConfig *config, const char *source, GErro
       subject = expand_subject (c->subject, "source", c->stream);
       if (!g_str_has_prefix (c->servers, "nats://") && !g_str_has_prefix (c->servers, "tls://"))
         problem = "nats needs servers, nats://HOST:PORT[,nats://...]";
+      else if ((c->tls_cert_file[0] != '\0') != (c->tls_key_file[0] != '\0'))
+        problem = "tls_cert_file and tls_key_file go together";
       else if (!subject_valid (subject))
         problem = "subject must be a NATS subject (dot-separated tokens, no spaces or wildcards)";
       else if (c->jetstream_stream[0] &&
@@ -594,6 +596,8 @@ forwarder_start (StreamForwardService *service, const EdgeConfigForwarder *confi
     f->target = expand_subject (config->subject, f->source, config->stream);
     f->jetstream = stream_jetstream_new (config->servers, config->jetstream_stream, f->target,
                                          (int) config->replicas);
+    stream_jetstream_set_security (f->jetstream, config->tls_ca_file, config->tls_cert_file,
+                                   config->tls_key_file, config->credentials_file);
   }
   f->consumer = stream_consumer_start (service->store, config->stream, f->consumer_name,
                                        g_str_equal (config->starting_position, "LATEST")

@@ -29,6 +29,12 @@ void stream_jetstream_message_free (StreamJetStreamMessage *m);
  * ("a,b") with @replicas copies. (transfer full) */
 StreamJetStream *stream_jetstream_new (const char *servers, const char *stream,
                                        const char *subjects, int replicas);
+/* TLS and credentials for the connection (each nullable or ""): CA
+ * certificates to check the servers against, a client certificate and
+ * key, a .creds file. Before the first publish. */
+void stream_jetstream_set_security (StreamJetStream *js, const char *ca_file,
+                                    const char *cert_file, const char *key_file,
+                                    const char *credentials_file);
 /* Drops the caller's reference; publishes under way finish first. */
 void stream_jetstream_free (StreamJetStream *js);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StreamJetStream, stream_jetstream_free)

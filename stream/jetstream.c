@@ -27,6 +27,7 @@ struct _StreamJetStream {
   char *stream;
   char *subjects;
   int replicas;
+  char *ca_file, *cert_file, *key_file, *credentials_file; /* NULL when unset */
   natsConnection *connection; /* under lock, made on first use */
   gboolean stream_ready;      /* under lock */
 };
@@ -76,10 +77,30 @@ stream_jetstream_free (StreamJetStream *js)
     natsConnection_Destroy (js->connection);
   }
   g_mutex_clear (&js->lock);
+  g_free (js->ca_file);
+  g_free (js->cert_file);
+  g_free (js->key_file);
+  g_free (js->credentials_file);
   g_free (js->servers);
   g_free (js->stream);
   g_free (js->subjects);
   g_free (js);
+}
+
+static char *
+nonempty (const char *s)
+{
+  return s && s[0] ? g_strdup (s) : NULL;
+}
+
+void
+stream_jetstream_set_security (StreamJetStream *js, const char *ca_file, const char *cert_file,
+                               const char *key_file, const char *credentials_file)
+{
+  js->ca_file = nonempty (ca_file);
+  js->cert_file = nonempty (cert_file);
+  js->key_file = nonempty (key_file);
+  js->credentials_file = nonempty (credentials_file);
 }
 
 static gboolean
@@ -119,6 +140,14 @@ ensure_connected (StreamJetStream *js, GError **error)
     s = natsOptions_SetReconnectWait (opts, RECONNECT_WAIT_MS);
   if (s == NATS_OK)
     s = natsOptions_SetName (opts, "edged");
+  if (s == NATS_OK && js->ca_file)
+    s = natsOptions_LoadCATrustedCertificates (opts, js->ca_file);
+  if (s == NATS_OK && js->cert_file && js->key_file)
+    s = natsOptions_LoadCertificatesChain (opts, js->cert_file, js->key_file);
+  if (s == NATS_OK && (js->ca_file || js->cert_file))
+    s = natsOptions_SetSecure (opts, true);
+  if (s == NATS_OK && js->credentials_file)
+    s = natsOptions_SetUserCredentialsFromFiles (opts, js->credentials_file, NULL);
   if (s == NATS_OK)
     s = natsConnection_Connect (&js->connection, opts);
   natsOptions_Destroy (opts);

@@ -262,6 +262,10 @@ typedef struct {
   char *subject;          /* nats: {name} and {stream} replaced */
   char *jetstream_stream; /* nats: made if missing; "" to publish only */
   gint64 replicas;
+  char *tls_ca_file;      /* nats */
+  char *tls_cert_file;
+  char *tls_key_file;
+  char *credentials_file;
   char *prefix;
   char *error_prefix;
   char *error_directory;  /* "" for DATA_DIR/delivery-errors/NAME */
@@ -294,6 +298,10 @@ typedef struct {
   char *subject;           /* nats: with {source} and {stream} replaced */
   char *jetstream_stream;  /* nats: made if missing; "" to publish only */
   gint64 replicas;
+  char *tls_ca_file;       /* nats: "" for the system's */
+  char *tls_cert_file;     /* nats: a client certificate, with tls_key_file */
+  char *tls_key_file;
+  char *credentials_file;  /* nats: a .creds file (JWT and seed) */
   char *source;            /* this box's name upstream; "" for the host name */
   gint64 batch_records;
   gboolean ordered;        /* per partition key */

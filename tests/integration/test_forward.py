@@ -20,7 +20,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGECTL, SOURCE_ROOT, Daemon, free_port, wait_for  # noqa: E402
+from edged_harness import (EDGECTL, SOURCE_ROOT, Daemon, free_port, make_certificate,  # noqa: E402
+                           wait_for)
 
 NODE_BIN = os.path.join(SOURCE_ROOT, "tests/node/node_modules/.bin")
 NODE = os.path.join(NODE_BIN, "node")
@@ -178,9 +179,10 @@ cluster {{
             if self.procs[i] and self.procs[i].poll() is None:
                 self.kill(i)
 
-    def read(self, stream):
+    def read(self, stream, *tls):
         r = subprocess.run([NODE, os.path.join(SOURCE_ROOT, "tests/node/jetstream-read.mjs"),
-                            self.servers, stream], capture_output=True, text=True, timeout=120,
+                            self.servers, stream, *tls], capture_output=True, text=True,
+                           timeout=120,
                            cwd=os.path.join(SOURCE_ROOT, "tests/node"))
         assert r.returncode == 0, r.stderr
         return [json.loads(line) for line in r.stdout.splitlines()]
@@ -453,6 +455,54 @@ forwarders:
                  for m in cluster.read("EDGED")]
         self.assertEqual({m["subject"] for m in cluster.read("EDGED")}, {"site.box-7.readings"})
         check_order(self, pairs, range(1000))
+
+
+class JetStreamTlsTest(ForwardCase):
+    def test_tls_and_a_password(self):
+        """A server with TLS and a user: the CA given, records go; without
+        it, the certificate is refused and nothing is checkpointed."""
+        cluster = NatsCluster(self.work)
+        self.addCleanup(cluster.stop)
+        os.makedirs(cluster.dir, exist_ok=True)
+        cert, key = make_certificate(cluster.dir)
+        conf = os.path.join(cluster.dir, "tls.conf")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
+                    f"jetstream {{ store_dir: \"{cluster.dir}/tls\" }}\n"
+                    f"tls {{ cert_file: \"{cert}\"\n key_file: \"{key}\" }}\n"
+                    f"authorization {{ user: edge\n password: s3cret }}\n")
+        cluster.logs[0] = open(os.path.join(cluster.dir, "tls.log"), "ab")
+        cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
+                                            stderr=subprocess.STDOUT)
+        wait_for(lambda: listening(cluster.ports[0]), timeout=30, what="nats-server with TLS")
+        url = f"tls://edge:s3cret@127.0.0.1:{cluster.ports[0]}"
+        d = self.daemon(f"""
+streams:
+  - name: readings
+forwarders:
+  - name: secure
+    stream: readings
+    destination: nats
+    servers: {url}
+    tls_ca_file: {cert}
+    jetstream_stream: SECURE
+  - name: unchecked
+    stream: readings
+    destination: nats
+    servers: {url}
+    subject: other.{{stream}}
+""").start()
+        put(d, "readings", 0, 500)
+        drained(d, "secure", 60, "500 records over TLS")
+        self.assertEqual(forwarder(d, "secure")["forwarded_records"], 500)
+        wait_for(lambda: "last_error" in forwarder(d, "unchecked"), timeout=30,
+                 what="the unchecked certificate refused")
+        st = forwarder(d, "unchecked")
+        self.assertEqual(st["lag_records"], 500)
+        self.assertRegex(st["last_error"], r"(?i)ssl|certificate|tls")
+        msgs = cluster.read("SECURE", cert, "edge", "s3cret")
+        self.assertEqual(sorted(json.loads(base64.b64decode(m["data"]))["n"] for m in msgs),
+                         list(range(500)))
 
 
 class DeliveryToJetStreamTest(ForwardCase):

@@ -2,14 +2,14 @@
 // (nats.js) and prints one JSON line per message: its stream sequence,
 // subject, headers and data (base64). Used by the forwarding tests.
 //
-//   node jetstream-read.mjs SERVERS STREAM
+//   node jetstream-read.mjs SERVERS STREAM [CA_FILE USER PASSWORD]
 //
 // A cluster whose node was just restarted may take a while to answer
 // JetStream API requests (the restarted node catches up, a leader may be
 // elected again): each request is tried again for up to a minute.
 import { connect } from "nats";
 
-const [servers, stream] = process.argv.slice(2);
+const [servers, stream, caFile, user, pass] = process.argv.slice(2);
 
 async function retrying(what, f) {
   const deadline = Date.now() + 60000;
@@ -23,7 +23,8 @@ async function retrying(what, f) {
   }
 }
 
-const nc = await connect({ servers: servers.split(","), timeout: 5000 });
+const nc = await connect({ servers: servers.split(","), timeout: 5000,
+                          ...(caFile ? { tls: { caFile }, user, pass } : {}) });
 const jsm = await retrying("JetStream manager", () => nc.jetstreamManager({ timeout: 10000 }));
 const info = await retrying("stream info", () => jsm.streams.info(stream));
 const total = info.state.messages;
