@@ -41,7 +41,6 @@ static const char *const schema[] = {
 
 struct _MediaUploads {
   MediaService *media;
-  EdgeMetrics *metrics;
   EdgeState *state;
   SoupSession *session;
   GPtrArray *uploads; /* Upload * */
@@ -728,7 +727,6 @@ media_uploads_new (MediaService *media, EdgeGateway *gateway, EdgeState *state,
     return NULL;
   MediaUploads *owner = g_new0 (MediaUploads, 1);
   owner->media = media;
-  owner->metrics = metrics;
   owner->state = state;
   owner->session = soup_session_new_with_options ("timeout", HTTP_TIMEOUT_S, NULL);
   owner->uploads = g_ptr_array_new ();

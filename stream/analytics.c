@@ -20,7 +20,6 @@
 typedef struct _App App;
 
 struct _StreamAnalyticsService {
-  EdgeGateway *gateway;
   StreamStore *store;
   GPtrArray *apps; /* App * */
 };
@@ -370,7 +369,6 @@ stream_analytics_service_new (EdgeGateway *gateway, StreamStore *store, const Ed
     { "GET", "/v1/analytics/{name}", handle_get, "One analytics application", "analytics" },
   };
   g_autoptr (StreamAnalyticsService) service = g_new0 (StreamAnalyticsService, 1);
-  service->gateway = gateway;
   service->store = store;
   service->apps = g_ptr_array_new ();
   for (guint i = 0; i < G_N_ELEMENTS (routes); i++)

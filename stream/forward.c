@@ -37,7 +37,6 @@ typedef enum { DEST_KINESIS, DEST_NATS } Destination;
 typedef struct _Forwarder Forwarder;
 
 struct _StreamForwardService {
-  EdgeGateway *gateway;
   StreamStore *store;
   EdgeMetrics *metrics;
   SoupSession *session;
@@ -762,7 +761,6 @@ stream_forward_service_new (EdgeGateway *gateway, StreamStore *store, const Edge
     { "GET", "/v1/forwarders/{name}", handle_get, "One forwarder", "forwarders" },
   };
   g_autoptr (StreamForwardService) service = g_new0 (StreamForwardService, 1);
-  service->gateway = gateway;
   service->store = store;
   service->metrics = metrics;
   service->session = soup_session_new_with_options ("timeout", HTTP_TIMEOUT_S, NULL);

@@ -32,7 +32,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from procstat import cpu_seconds, free_port, stop_all, wait_http  # noqa: E402
+from procstat import cpu_seconds, free_port, kinesis, start_edged, stop_all, wait_http  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -71,22 +71,7 @@ def s3rver(work):
 
 
 def edged(work, config):
-    port = free_port()
-    path = os.path.join(work, f"edged-{port}.yaml")
-    with open(path, "w") as f:
-        f.write(f"data_dir: {work}/data\nlog:\n  level: warning\ngateway:\n"
-                f"  listen: 127.0.0.1:{port}\n  access_log: false\n{config}")
-    proc = subprocess.Popen([os.path.join(BUILD, "edge", "edged"), "--config", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{port}/healthz")
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def kinesis(url, op, body):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "X-Amz-Target": f"Kinesis_20131202.{op}", "Content-Type": "application/x-amz-json-1.1"})
-    with urllib.request.urlopen(request, timeout=60) as r:
-        return json.load(r)
+    return start_edged(BUILD, work, config)
 
 
 def load(url):
