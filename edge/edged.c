@@ -344,6 +344,7 @@ daemon_start (Daemon *d, GError **error)
     .ws_stall_timeout_ms = c->gateway_ws_stall_timeout_ms,
     .max_connections_per_client = c->gateway_max_connections_per_client,
     .header_timeout_ms = c->gateway_header_timeout_ms,
+    .keepalive_timeout_ms = c->gateway_keepalive_timeout_ms,
     .config = c,
     .state = d->state,
     .metrics = d->metrics,

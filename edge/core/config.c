@@ -770,6 +770,10 @@ static const ConfigKey config_keys[] = {
     "A client must send its request's head within this of connecting, and may not pause "
     "longer than this while sending a body, or is disconnected (slow clients holding "
     "connections open).", NULL },
+  { "gateway.keepalive_timeout", KEY_DURATION, OFF (gateway_keepalive_timeout_ms), "60s", 0,
+    3600 * 1000, NULL,
+    "An HTTP/1.1 connection is kept open between requests for this long; 0s ends every "
+    "connection after its answer. HTTPS connections end after each answer.", NULL },
   { "gateway.auth.enabled", KEY_ENUM, OFF (gateway_auth_enabled), "auto", 0, 0,
     auth_enabled_choices,
     "Ask for credentials on every route: on, off, or auto (on unless gateway.listen is a "
@@ -2081,6 +2085,8 @@ format_value (const void *base, const ConfigKey *k)
     return format_size (*(const gint64 *) field);
   case KEY_DURATION: {
     gint64 v = *(const gint64 *) field;
+    if (v == 0)
+      return g_strdup ("0s");
     if (v % 3600000 == 0)
       return g_strdup_printf ("%" G_GINT64_FORMAT "h", v / 3600000);
     if (v % 60000 == 0)

@@ -376,6 +376,7 @@ typedef struct {
   gint64 gateway_ws_stall_timeout_ms;
   gint64 gateway_max_connections_per_client;
   gint64 gateway_header_timeout_ms;
+  gint64 gateway_keepalive_timeout_ms;
   char *gateway_auth_enabled; /* auto, on, off */
   char *gateway_auth_modes;
   gint64 gateway_auth_session_ttl_ms;

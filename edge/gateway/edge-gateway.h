@@ -51,6 +51,7 @@ typedef struct {
   EdgeMetrics *metrics; /* borrowed; must outlive the gateway */
   gint64 max_connections_per_client;
   gint64 header_timeout_ms; /* a connection's request head must arrive within this */
+  gint64 keepalive_timeout_ms; /* an idle HTTP/1.1 connection is kept this long; 0: never */
   /* Authentication, usage plans and CORS (gateway.auth, gateway.cors):
    * with NULL, every request is let in. @state keeps the API keys. Both
    * borrowed. */

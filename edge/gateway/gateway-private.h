@@ -41,6 +41,7 @@ struct _EdgeGateway {
   EdgeMetrics *metrics;
   gint64 max_connections_per_client;
   gint64 header_timeout_ms;
+  gint64 keepalive_timeout_ms;
   GatewayAuth *auth;        /* NULL: everyone is let in */
   GHashTable *per_client;   /* remote address text -> open connections (GUINT_TO_POINTER) */
   GHashTable *conns;        /* "address#port" -> Conn (gateway.c; borrowed from streams) */

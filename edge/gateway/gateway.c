@@ -22,6 +22,11 @@
 #include <gio/gio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <glib-unix.h>
+#include <glib/gstdio.h>
 
 G_DEFINE_QUARK (edge-gateway-error-quark, edge_gateway_error)
 
@@ -43,9 +48,23 @@ typedef struct {
   char *client; /* the peer's address, for per-client limits */
   char *peer;   /* address and port */
   GSocket *socket;
-  GSource *head_deadline; /* until the first request head is in */
+  GSource *head_deadline; /* until the request head is in */
   gboolean h2;            /* its requests come through gateway-h2.c's replay */
+  /* Kept alive between two requests (conn_idle_begin). */
+  GSource *idle;               /* watches the socket ahead of libsoup */
+  SoupServerMessage *idle_msg; /* the last answered: the handle to end it by */
+  gulong idle_handler;
 } Conn;
+
+/* Plain HTTP/1.1 connections stay open between requests (conn_idle_begin);
+ * TLS ones end after each answer: the watch between requests looks at the
+ * socket's bytes, which under TLS cannot tell a request from the client's
+ * goodbye. */
+static gboolean
+gateway_keeps_alive (EdgeGateway *gateway)
+{
+  return gateway->keepalive_timeout_ms > 0 && gateway->tls_certificate == NULL;
+}
 
 static char *
 peer_key (GSocketAddress *address)
@@ -66,11 +85,14 @@ conn_clear_deadline (Conn *conn)
   }
 }
 
+static void conn_idle_end (Conn *conn);
+
 static void
 conn_free (gpointer data)
 {
   Conn *conn = data;
   conn_clear_deadline (conn);
+  conn_idle_end (conn);
   g_object_unref (conn->socket);
   g_free (conn->client);
   g_free (conn->peer);
@@ -89,6 +111,100 @@ header_timed_out (gpointer data)
   g_clear_pointer (&conn->head_deadline, g_source_unref);
   g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
   return G_SOURCE_REMOVE;
+}
+
+static void
+conn_arm_deadline (Conn *conn)
+{
+  if (conn->gateway->header_timeout_ms <= 0 || conn->head_deadline)
+    return;
+  conn->head_deadline = g_timeout_source_new ((guint) conn->gateway->header_timeout_ms);
+  g_source_set_callback (conn->head_deadline, header_timed_out, conn, NULL);
+  g_source_attach (conn->head_deadline, NULL);
+}
+
+/* ---- kept-alive connections ----
+ *
+ * libsoup 3.2.3 keeps an HTTP/1.1 connection open after an answer only if
+ * its server has a listener of its own (the gateway gives it one nobody can
+ * reach, see unreachable_listener). Once such a connection is idle, libsoup
+ * never lets go of it: a client that closes it leaves the socket and
+ * libsoup's connection behind for good (fixed upstream in November 2022,
+ * "server: do not leak idle connections closed by the client"; not in Debian
+ * 12), and nothing times an idle one out. So between two requests the
+ * gateway watches the socket itself, at a higher priority than libsoup's
+ * own read, which therefore never runs first:
+ *  - the next request's first bytes end the watch (and start the head
+ *    deadline); libsoup reads them on the next turn of the loop;
+ *  - the client's end, an error, or keepalive_timeout of silence end the
+ *    connection, taken back from libsoup through the last answered message
+ *    (soup_server_message_steal_connection) while libsoup still waits for
+ *    a request on it, and closed.
+ * When libsoup ends a connection itself (the request or the answer said
+ * close), the message's "disconnected" ends the watch. */
+
+static void
+conn_idle_end (Conn *conn)
+{
+  if (conn->idle) {
+    g_source_destroy (conn->idle);
+    g_clear_pointer (&conn->idle, g_source_unref);
+  }
+  if (conn->idle_msg) {
+    g_signal_handler_disconnect (conn->idle_msg, conn->idle_handler);
+    g_clear_object (&conn->idle_msg);
+  }
+}
+
+static void
+idle_msg_disconnected (SoupServerMessage *msg, gpointer data)
+{
+  conn_idle_end (data);
+}
+
+/* @condition is 0 when keepalive_timeout has passed. */
+static gboolean
+conn_idle_ready (int fd, GIOCondition condition, gpointer data)
+{
+  Conn *conn = data;
+  if (condition & G_IO_IN) {
+    char byte;
+    gssize n = recv (fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      return G_SOURCE_CONTINUE;
+    if (n > 0) {
+      /* The next request: libsoup takes it from here. */
+      conn_idle_end (conn);
+      conn_arm_deadline (conn);
+      return G_SOURCE_REMOVE;
+    }
+  }
+  /* The client's end, an error, or too long idle. Freeing the stream frees
+   * @conn (connection_gone), so nothing of it is touched after. */
+  g_autoptr (SoupServerMessage) msg = g_object_ref (conn->idle_msg);
+  conn_idle_end (conn);
+  g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
+  if (stream)
+    g_io_stream_close (stream, NULL, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+/* After an answer on a plain HTTP/1.1 connection, which libsoup may keep. */
+static void
+conn_idle_begin (Conn *conn, SoupServerMessage *msg)
+{
+  conn_idle_end (conn);
+  conn->idle_msg = g_object_ref (msg);
+  conn->idle_handler = g_signal_connect (msg, "disconnected", G_CALLBACK (idle_msg_disconnected),
+                                         conn);
+  /* A plain descriptor source: a GSocket source's own timeout would mark
+   * the socket timed out for libsoup's next read. */
+  conn->idle = g_unix_fd_source_new (g_socket_get_fd (conn->socket), G_IO_IN | G_IO_HUP | G_IO_ERR);
+  g_source_set_priority (conn->idle, G_PRIORITY_HIGH);
+  g_source_set_ready_time (conn->idle,
+                           g_get_monotonic_time () + conn->gateway->keepalive_timeout_ms * 1000);
+  g_source_set_callback (conn->idle, (GSourceFunc) (void (*) (void)) conn_idle_ready, conn, NULL);
+  g_source_attach (conn->idle, NULL);
 }
 
 static Conn *
@@ -232,18 +348,28 @@ request_finish_response (EdgeRequest *request)
   }
 }
 
-/* Status and headers every answer has. libsoup 3.2.3 (Debian 12) never
- * closes a kept-alive connection that its client closes while idle (fixed
- * upstream in 2022, "server: do not leak idle connections closed by the
- * client"), and it keeps connections alive only for servers that accept
- * through its own listeners. So every answer ends its connection, which
- * libsoup then closes properly. */
+/* Whether the client said this is its last request on the connection
+ * (libsoup then ends it; the answer says so, as RFC 9112 asks). */
+static gboolean
+request_ends_connection (SoupServerMessage *msg)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  if (soup_message_headers_header_contains (headers, "Connection", "close"))
+    return TRUE;
+  return soup_server_message_get_http_version (msg) == SOUP_HTTP_1_0 &&
+         !soup_message_headers_header_contains (headers, "Connection", "Keep-Alive");
+}
+
+/* Status and headers every answer has. Connections are kept alive only
+ * where the gateway can watch them between requests (plain HTTP/1.1, see
+ * conn_idle_begin); other answers end their connection. */
 static void
 answer_head (EdgeRequest *request, guint status, const char *content_type)
 {
   SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
   soup_server_message_set_status (request->msg, status, NULL);
-  soup_message_headers_replace (headers, "Connection", "close");
+  if (!gateway_keeps_alive (request->gateway) || request_ends_connection (request->msg))
+    soup_message_headers_replace (headers, "Connection", "close");
   if (content_type)
     soup_message_headers_replace (headers, "Content-Type", content_type);
   gateway_auth_decorate (request, content_type);
@@ -1009,6 +1135,11 @@ on_finished (SoupServerMessage *msg, gpointer data)
     return;
   if (request->refused) /* logged when refused */
     return;
+  if (gateway_keeps_alive (request->gateway)) {
+    Conn *conn = conn_of_message (request->gateway, msg);
+    if (conn && !conn->h2)
+      conn_idle_begin (conn, msg);
+  }
   request_log (request, status,
                (gsize) soup_server_message_get_response_body (msg)->length);
   if (request->streaming) {
@@ -1030,6 +1161,13 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
 {
   EdgeGateway *gateway = data;
   EdgeRequest *request = g_new0 (EdgeRequest, 1);
+  if (gateway_keeps_alive (gateway)) {
+    /* A request that was already in libsoup's buffer (pipelined) starts
+     * without the idle watch seeing it. */
+    Conn *conn = conn_of_message (gateway, msg);
+    if (conn)
+      conn_idle_end (conn);
+  }
   request->gateway = gateway;
   request->msg = msg;
   request->start_us = g_get_monotonic_time ();
@@ -1286,11 +1424,7 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
   conn->socket = g_object_ref (socket);
   if (conn->peer == NULL)
     conn->peer = g_strdup_printf ("?%p", (void *) conn);
-  if (gateway->header_timeout_ms > 0) {
-    conn->head_deadline = g_timeout_source_new ((guint) gateway->header_timeout_ms);
-    g_source_set_callback (conn->head_deadline, header_timed_out, conn, NULL);
-    g_source_attach (conn->head_deadline, NULL);
-  }
+  conn_arm_deadline (conn);
 
   if (gateway->tls_certificate == NULL) {
     stream = G_IO_STREAM (connection);
@@ -1298,6 +1432,7 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
     g_hash_table_insert (gateway->streams, stream, conn);
     g_hash_table_replace (gateway->conns, conn->peer, conn);
     gateway->connections++;
+    edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
     client_hold (gateway, client, from_client);
     Sniff *sniff = g_new0 (Sniff, 1);
     sniff->gateway = gateway;
@@ -1319,6 +1454,7 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
     g_hash_table_insert (gateway->streams, stream, conn);
     g_hash_table_replace (gateway->conns, conn->peer, conn);
     gateway->connections++;
+    edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
     client_hold (gateway, client, from_client);
     hs = g_new0 (Handshake, 1);
     hs->gateway = gateway;
@@ -1328,7 +1464,6 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
     g_tls_connection_handshake_async (G_TLS_CONNECTION (stream), G_PRIORITY_DEFAULT,
                                       hs->cancellable, handshake_done, hs);
   }
-  edge_metrics_set (gateway->metrics, "edged_http_connections", "", gateway->connections);
   return TRUE;
 }
 
@@ -1385,6 +1520,7 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
                                             ? options->max_connections_per_client
                                             : gateway->max_connections;
   gateway->header_timeout_ms = options->header_timeout_ms;
+  gateway->keepalive_timeout_ms = options->keepalive_timeout_ms;
   gateway->per_client = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   gateway->body_deadlines = g_hash_table_new (NULL, NULL);
   gateway->router = edge_router_new ();
@@ -1436,6 +1572,43 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
   return g_steal_pointer (&gateway);
 }
 
+/* libsoup 3.2 keeps a connection alive after an answer only if its server
+ * has a listener of its own. The gateway accepts connections itself (for
+ * its limits), so it gives libsoup one that nobody can reach: a Unix socket
+ * whose name is gone as soon as it listens. */
+static gboolean
+unreachable_listener (EdgeGateway *gateway, GError **error)
+{
+  g_autofree char *dir = g_dir_make_tmp ("edged-XXXXXX", error);
+  if (dir == NULL)
+    return FALSE;
+  g_autofree char *path = g_build_filename (dir, "l", NULL);
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd = -1;
+  gboolean ok = strlen (path) < sizeof addr.sun_path;
+  if (ok) {
+    memcpy (addr.sun_path, path, strlen (path) + 1);
+    fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ok = fd >= 0 && bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0 && listen (fd, 1) == 0;
+  }
+  int saved = errno;
+  unlink (path);
+  g_rmdir (dir);
+  if (!ok) {
+    g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_LISTEN,
+                 "cannot make libsoup's listener in %s: %s", dir, g_strerror (saved));
+    if (fd >= 0)
+      close (fd);
+    return FALSE;
+  }
+  g_autoptr (GSocket) socket = g_socket_new_from_fd (fd, error);
+  if (socket == NULL) {
+    close (fd);
+    return FALSE;
+  }
+  return soup_server_listen_socket (gateway->server, socket, 0, error);
+}
+
 gboolean
 edge_gateway_start (EdgeGateway *gateway, GError **error)
 {
@@ -1469,6 +1642,12 @@ edge_gateway_start (EdgeGateway *gateway, GError **error)
     return FALSE;
   }
   gateway->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  if (gateway_keeps_alive (gateway) && !unreachable_listener (gateway, error)) {
+    g_socket_service_stop (gateway->service);
+    g_socket_listener_close (G_SOCKET_LISTENER (gateway->service));
+    g_clear_object (&gateway->service);
+    return FALSE;
+  }
   g_signal_connect (gateway->service, "incoming", G_CALLBACK (on_incoming), gateway);
   g_socket_service_start (gateway->service);
   gateway_ws_start (gateway);

@@ -681,6 +681,7 @@ class Limits(AuthCase):
     extra_gateway = """  max_body_bytes: 64KiB
   max_connections_per_client: 8
   header_timeout: 2s
+  keepalive_timeout: 3s
 """
 
     def raw(self, request, read=True):
@@ -755,6 +756,26 @@ class Limits(AuthCase):
         _, _, metrics = self.d.request("GET", "/metrics", headers=self.admin)
         self.assertRegex(metrics.decode(), r'edged_http_slow_clients_total\{stage="body"\} [1-9]')
 
+    def test_kept_alive_connection_ends(self):
+        answer = f"GET /healthz HTTP/1.1\r\nHost: x\r\nx-api-key: {self.d.admin_key}\r\n\r\n".encode()
+        # Silent after an answer: ended after keepalive_timeout.
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+            s.sendall(answer)
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200 "))
+            started = time.monotonic()
+            while s.recv(65536):
+                pass
+            self.assertTrue(2.5 < time.monotonic() - started < 6, time.monotonic() - started)
+        # The next request's head begun and never ended: header_timeout.
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+            s.sendall(answer)
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200 "))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            started = time.monotonic()
+            while s.recv(65536):
+                pass
+            self.assertTrue(1.5 < time.monotonic() - started < 2.9, time.monotonic() - started)
+
 
 class Tls(AuthCase):
     """HTTPS and WSS with a self-signed certificate, on a listener that is
@@ -782,6 +803,7 @@ streams:
         status, headers, _ = self.d.request("GET", "/v1/streams", headers=self.admin)
         self.assertEqual(status, 200)
         self.assertIn("max-age=", headers["Strict-Transport-Security"])
+        self.assertEqual(headers["Connection"], "close")  # HTTPS: one request a connection
         status, headers, _ = self.d.request("POST", "/v1/login",
                                             body=json.dumps({"key": self.d.admin_key}),
                                             headers={"Content-Type": "application/json"})

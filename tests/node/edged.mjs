@@ -1,5 +1,6 @@
 // Starts the real edged on a free loopback port with its own data directory.
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, writeFileSync, rmSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -43,10 +44,15 @@ export async function startEdged(extraConfig = '', gatewayConfig = '') {
                      { stdio: ['ignore', 'ignore', log] });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`${url}/healthz`);
-      if (r.ok || r.status === 401) break; // 401: up, with authentication on
-    } catch { /* not up yet */ }
+    // On a connection of its own, which ends with the answer: tests that
+    // count the daemon's connections find none left by the start.
+    const status = await new Promise((resolve) => {
+      http.get(`${url}/healthz`, { agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      }).on('error', () => resolve(0));
+    });
+    if (status === 200 || status === 401) break; // 401: up, with authentication on
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
