@@ -49,9 +49,6 @@ CONCURRENCY = int(sys.argv[4]) if len(sys.argv) > 4 else 16
 NODE = os.path.join(ROOT, "tests", "node", "node_modules", ".bin", "node")
 
 
-
-
-
 def load(url, concurrency, seconds):
     r = subprocess.run([NODE, os.path.join(HERE, "load.mjs"), url, str(concurrency),
                         str(seconds)], capture_output=True, text=True, check=True)

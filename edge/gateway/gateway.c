@@ -200,6 +200,8 @@ conn_idle_begin (Conn *conn, SoupServerMessage *msg)
   /* A plain descriptor source: a GSocket source's own timeout would mark
    * the socket timed out for libsoup's next read. */
   conn->idle = g_unix_fd_source_new (g_socket_get_fd (conn->socket), G_IO_IN | G_IO_HUP | G_IO_ERR);
+  /* Set before attaching: on an attached source, GLib 2.74 wakes the loop
+   * (an eventfd write) for each. */
   g_source_set_priority (conn->idle, G_PRIORITY_HIGH);
   g_source_set_ready_time (conn->idle,
                            g_get_monotonic_time () + conn->gateway->keepalive_timeout_ms * 1000);
