@@ -54,6 +54,7 @@ typedef struct {
   GSource *idle;               /* watches the socket ahead of libsoup */
   SoupServerMessage *idle_msg; /* the last answered: the handle to end it by */
   gulong idle_handler;
+  gint64 idle_since;           /* monotonic µs */
 } Conn;
 
 /* Plain HTTP/1.1 connections stay open between requests (conn_idle_begin);
@@ -162,6 +163,41 @@ idle_msg_disconnected (SoupServerMessage *msg, gpointer data)
   conn_idle_end (data);
 }
 
+/* Ends an idle connection: taken back from libsoup, which still waits for
+ * a request on it, and closed. Freeing the stream frees @conn
+ * (connection_gone), so nothing of it may be touched after. */
+static void
+conn_idle_close (Conn *conn)
+{
+  g_autoptr (SoupServerMessage) msg = g_object_ref (conn->idle_msg);
+  conn_idle_end (conn);
+  g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
+  if (stream)
+    g_io_stream_close (stream, NULL, NULL);
+}
+
+/* At a connection limit, the connection idle the longest between requests
+ * gives way to a new one (from @client, or from anyone with NULL): its
+ * client would open another when it needs one. FALSE if none is idle. */
+static gboolean
+gateway_close_idle (EdgeGateway *gateway, const char *client)
+{
+  GHashTableIter iter;
+  gpointer value;
+  Conn *found = NULL;
+  g_hash_table_iter_init (&iter, gateway->streams);
+  while (g_hash_table_iter_next (&iter, NULL, &value)) {
+    Conn *conn = value;
+    if (conn->idle_msg && (client == NULL || g_str_equal (conn->client, client)) &&
+        (found == NULL || conn->idle_since < found->idle_since))
+      found = conn;
+  }
+  if (found == NULL)
+    return FALSE;
+  conn_idle_close (found);
+  return TRUE;
+}
+
 /* @condition is 0 when keepalive_timeout has passed. */
 static gboolean
 conn_idle_ready (int fd, GIOCondition condition, gpointer data)
@@ -179,13 +215,8 @@ conn_idle_ready (int fd, GIOCondition condition, gpointer data)
       return G_SOURCE_REMOVE;
     }
   }
-  /* The client's end, an error, or too long idle. Freeing the stream frees
-   * @conn (connection_gone), so nothing of it is touched after. */
-  g_autoptr (SoupServerMessage) msg = g_object_ref (conn->idle_msg);
-  conn_idle_end (conn);
-  g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
-  if (stream)
-    g_io_stream_close (stream, NULL, NULL);
+  /* The client's end, an error, or too long idle. */
+  conn_idle_close (conn);
   return G_SOURCE_REMOVE;
 }
 
@@ -195,6 +226,7 @@ conn_idle_begin (Conn *conn, SoupServerMessage *msg)
 {
   conn_idle_end (conn);
   conn->idle_msg = g_object_ref (msg);
+  conn->idle_since = g_get_monotonic_time ();
   conn->idle_handler = g_signal_connect (msg, "disconnected", G_CALLBACK (idle_msg_disconnected),
                                          conn);
   /* A plain descriptor source: a GSocket source's own timeout would mark
@@ -1405,18 +1437,22 @@ on_incoming (GSocketService *service, GSocketConnection *connection, GObject *so
   g_autofree char *client = client_of (connection);
   guint from_client = GPOINTER_TO_UINT (g_hash_table_lookup (gateway->per_client, client));
 
-  if (gateway->connections >= (guint) gateway->max_connections) {
+  if (gateway->connections >= (guint) gateway->max_connections &&
+      !gateway_close_idle (gateway, NULL)) {
     edge_metrics_add (gateway->metrics, "edged_http_connections_rejected_total",
                       "reason=\"total\"", 1);
     g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
     return TRUE;
   }
-  if (from_client >= (guint) gateway->max_connections_per_client) {
+  if (from_client >= (guint) gateway->max_connections_per_client &&
+      !gateway_close_idle (gateway, client)) {
     edge_metrics_add (gateway->metrics, "edged_http_connections_rejected_total",
                       "reason=\"per_client\"", 1);
     g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
     return TRUE;
   }
+  /* Again: an idle connection of this client's may have given way. */
+  from_client = GPOINTER_TO_UINT (g_hash_table_lookup (gateway->per_client, client));
   g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
   Conn *conn = g_new0 (Conn, 1);

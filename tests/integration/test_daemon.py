@@ -417,6 +417,37 @@ class Lifecycle(unittest.TestCase):
         self.assertRegex(body.decode(), r'edged_http_connections_rejected_total\{reason="total"\} [1-9]')
         self.assertEqual(d.stop(), 0)
 
+    def test_idle_connections_give_way_at_the_cap(self):
+        d = self.daemon(config="  max_connections: 4\n").start()
+        idle = []
+        for _ in range(4):  # each answered once, then kept alive and idle
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200 "))
+            idle.append(s)
+        newer = []
+        for _ in range(3):  # new clients are served; an idle connection ends for each
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200 "))
+            newer.append(s)
+        ended = 0
+        for s in idle:
+            s.settimeout(0.5)
+            try:
+                while s.recv(4096):
+                    pass
+                ended += 1  # closed by the server
+            except socket.timeout:
+                pass
+            s.close()
+        self.assertEqual(ended, 3)
+        for s in newer:
+            s.close()
+        status, _, body = d.request("GET", "/metrics")
+        self.assertNotRegex(body.decode(), r'edged_http_connections_rejected_total\{reason="total"\} [1-9]')
+        self.assertEqual(d.stop(), 0)
+
     def test_sd_notify(self):
         sock_path = os.path.join(self.tmp, "notify.sock")
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
