@@ -505,6 +505,59 @@ forwarders:
                          list(range(500)))
 
 
+    def test_client_certificate(self):
+        """A server that asks for a client certificate (verify): with
+        tls_cert_file and tls_key_file, records go and are acknowledged;
+        without them, the handshake fails and nothing is checkpointed."""
+        cluster = NatsCluster(self.work)
+        self.addCleanup(cluster.stop)
+        server_dir = os.path.join(cluster.dir, "server")
+        client_dir = os.path.join(cluster.dir, "client")
+        os.makedirs(server_dir)
+        os.makedirs(client_dir)
+        cert, key = make_certificate(server_dir)
+        client_cert, client_key = make_certificate(client_dir)
+        conf = os.path.join(cluster.dir, "mtls.conf")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
+                    f"jetstream {{ store_dir: \"{cluster.dir}/mtls\" }}\n"
+                    f"tls {{ cert_file: \"{cert}\"\n key_file: \"{key}\"\n"
+                    f" ca_file: \"{client_cert}\"\n verify: true }}\n")
+        cluster.logs[0] = open(os.path.join(cluster.dir, "mtls.log"), "ab")
+        cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
+                                            stderr=subprocess.STDOUT)
+        wait_for(lambda: listening(cluster.ports[0]), timeout=30, what="nats-server with mutual TLS")
+        url = f"tls://127.0.0.1:{cluster.ports[0]}"
+        d = self.daemon(f"""
+streams:
+  - name: readings
+forwarders:
+  - name: mutual
+    stream: readings
+    destination: nats
+    servers: {url}
+    tls_ca_file: {cert}
+    tls_cert_file: {client_cert}
+    tls_key_file: {client_key}
+    jetstream_stream: MUTUAL
+  - name: anonymous
+    stream: readings
+    destination: nats
+    servers: {url}
+    tls_ca_file: {cert}
+    subject: other.{{stream}}
+""").start()
+        put(d, "readings", 0, 300)
+        drained(d, "mutual", 60, "300 records with a client certificate")
+        self.assertEqual(forwarder(d, "mutual")["forwarded_records"], 300)
+        wait_for(lambda: "last_error" in forwarder(d, "anonymous"), timeout=30,
+                 what="the connection without a certificate refused")
+        st = forwarder(d, "anonymous")
+        self.assertEqual(st["lag_records"], 300)
+        self.assertEqual(st.get("forwarded_records", 0), 0)
+        self.assertRegex(st["last_error"], r"(?i)connect|tls|ssl|certificate")
+
+
 class DeliveryToJetStreamTest(ForwardCase):
     """A delivery stream's destination nats: each record one message,
     published with the batch's message ids, acknowledged before the
