@@ -26,6 +26,10 @@
 /* Frames in a row that must see something before an event starts: one
  * frame's noise is not an event. */
 #define DETECT_START_FRAMES 2
+/* The branch's first second of pictures (an encoder's first frames at
+ * their roughest, a camera's exposure settling) only shows the detectors
+ * the scene: no event starts in it. */
+#define DETECT_WARMUP_NS GST_SECOND
 /* Recent access units remembered to find a decoded frame's fragment. */
 #define DETECT_RECENT 512
 #define SNAPSHOT_TIMEOUT (2 * GST_SECOND)
@@ -216,7 +220,8 @@ struct _MediaDetect {
   } recent[DETECT_RECENT];
   guint recent_next;
 
-  GArray *states; /* DetectorState, the branch's thread's */
+  GArray *states;           /* DetectorState, the branch's thread's */
+  GstClockTime warmup_end; /* the branch's thread's; 0 before the first frame */
   guint64 frames, dropped; /* atomic */
 };
 
@@ -397,6 +402,9 @@ on_frame (GstAppSink *sink, gpointer data)
   __atomic_add_fetch (&d->frames, 1, __ATOMIC_RELAXED);
   GstClockTime pts = GST_BUFFER_PTS (buffer);
   gint64 ms = (gint64) ((pts + d->base_ns) / GST_MSECOND);
+  if (d->warmup_end == 0)
+    d->warmup_end = pts + DETECT_WARMUP_NS;
+  gboolean warming_up = pts < d->warmup_end;
   guint64 fragment = 0;
   g_mutex_lock (&d->lock);
   for (guint i = 0; i < DETECT_RECENT; i++)
@@ -409,7 +417,8 @@ on_frame (GstAppSink *sink, gpointer data)
     DetectorState *s = &g_array_index (d->states, DetectorState, i);
     MediaDetectorResult r = { 0 };
     s->klass->process (s->detector, &frame, &r);
-    decide (d, s, &r, ms, fragment, sample);
+    if (!warming_up)
+      decide (d, s, &r, ms, fragment, sample);
   }
   gst_video_frame_unmap (&frame);
   return GST_FLOW_OK;
