@@ -1169,11 +1169,6 @@ on_finished (SoupServerMessage *msg, gpointer data)
     return;
   if (request->refused) /* logged when refused */
     return;
-  if (gateway_keeps_alive (request->gateway)) {
-    Conn *conn = conn_of_message (request->gateway, msg);
-    if (conn && !conn->h2)
-      conn_idle_begin (conn, msg);
-  }
   request_log (request, status,
                (gsize) soup_server_message_get_response_body (msg)->length);
   if (request->streaming) {
@@ -1209,6 +1204,28 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
   g_object_set_data_full (G_OBJECT (msg), REQUEST_KEY, request, request_free);
   g_signal_connect (msg, "got-headers", G_CALLBACK (on_got_headers), gateway);
   g_signal_connect (msg, "finished", G_CALLBACK (on_finished), gateway);
+}
+
+/* After every "finished" handler of a message answered whole (a request
+ * that failed is "request-aborted", and its connection ends): a plain
+ * HTTP/1.1 connection that libsoup may keep is watched until its next
+ * request. The watch holds the message, so the bodies go now, as they
+ * would have with the message; only its headers stay. */
+static void
+on_request_finished (SoupServer *server, SoupServerMessage *msg, gpointer data)
+{
+  EdgeGateway *gateway = data;
+  EdgeRequest *request = request_of (msg);
+  if (!gateway_keeps_alive (gateway) || request == NULL || request->refused ||
+      soup_server_message_get_status (msg) == SOUP_STATUS_SWITCHING_PROTOCOLS)
+    return;
+  Conn *conn = conn_of_message (gateway, msg);
+  if (conn == NULL || conn->h2)
+    return;
+  soup_message_body_truncate (soup_server_message_get_request_body (msg));
+  soup_message_body_truncate (soup_server_message_get_response_body (msg));
+  g_object_set_data (G_OBJECT (msg), "edge-body", NULL);
+  conn_idle_begin (conn, msg);
 }
 
 /* Past authentication (so that strangers learn nothing of which routes
@@ -1598,6 +1615,7 @@ edge_gateway_new (const EdgeGatewayOptions *options, GError **error)
   gateway->server = g_object_new (SOUP_TYPE_SERVER, "server-header", "edged/" EDGED_VERSION,
                                   NULL);
   g_signal_connect (gateway->server, "request-started", G_CALLBACK (on_request_started), gateway);
+  g_signal_connect (gateway->server, "request-finished", G_CALLBACK (on_request_finished), gateway);
   soup_server_add_handler (gateway->server, NULL, dispatch, gateway, NULL);
   declare_metrics (gateway->metrics);
   if (options->config) {
