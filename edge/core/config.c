@@ -333,6 +333,21 @@ static const ListSpec websocket_route_list = { websocket_route_keys,
 static const char *const delivery_destinations[] = { "directory", "s3", "http", "nats", NULL };
 static const char *const delivery_compressions[] = { "none", "gzip", "zstd", NULL };
 
+/* The NATS connection's TLS and credentials keys, the same for delivery
+ * streams and forwarders; @OFFSET is the table's offset macro. */
+#define NATS_SECURITY_KEYS(OFFSET)                                                                \
+  { "tls_ca_file", KEY_PATH, OFFSET (tls_ca_file), "", 0, 0, NULL,                               \
+    "nats: the CA certificates (PEM) the servers' certificates are checked against, for "        \
+    "tls:// servers; \"\": the system's.", NULL },                                                \
+  { "tls_cert_file", KEY_PATH, OFFSET (tls_cert_file), "", 0, 0, NULL,                           \
+    "nats: a client certificate (PEM), for servers that verify clients; with tls_key_file.",     \
+    NULL },                                                                                       \
+  { "tls_key_file", KEY_PATH, OFFSET (tls_key_file), "", 0, 0, NULL, "nats: its private key.",   \
+    NULL },                                                                                       \
+  { "credentials_file", KEY_PATH, OFFSET (credentials_file), "", 0, 0, NULL,                     \
+    "nats: a .creds file (user JWT and NKey seed), for servers with decentralised auth.",        \
+    NULL },
+
 #define DOFF(field) G_STRUCT_OFFSET (EdgeConfigDelivery, field)
 
 static const ConfigKey delivery_keys[] = {
@@ -369,17 +384,7 @@ static const ConfigKey delivery_keys[] = {
     NULL },
   { "replicas", KEY_INT, DOFF (replicas), "1", 1, 5, NULL,
     "nats: copies of the JetStream stream when edged makes it.", NULL },
-  { "tls_ca_file", KEY_PATH, DOFF (tls_ca_file), "", 0, 0, NULL,
-    "nats: the CA certificates (PEM) the servers' certificates are checked against, for "
-    "tls:// servers; \"\": the system's.", NULL },
-  { "tls_cert_file", KEY_PATH, DOFF (tls_cert_file), "", 0, 0, NULL,
-    "nats: a client certificate (PEM), for servers that verify clients; with tls_key_file.",
-    NULL },
-  { "tls_key_file", KEY_PATH, DOFF (tls_key_file), "", 0, 0, NULL, "nats: its private key.",
-    NULL },
-  { "credentials_file", KEY_PATH, DOFF (credentials_file), "", 0, 0, NULL,
-    "nats: a .creds file (user JWT and NKey seed), for servers with decentralised auth.",
-    NULL },
+  NATS_SECURITY_KEYS (DOFF)
   { "prefix", KEY_STRING, DOFF (prefix), "", 0, 0, NULL,
     "Key prefix; objects are named PREFIX YYYY/MM/DD/HH/NAME-1-YYYY-MM-DD-HH-MM-SS-UUID (UTC, "
     "from the first record's arrival), as Firehose names them.", NULL },
@@ -440,17 +445,7 @@ static const ConfigKey forwarder_keys[] = {
     "to a stream made upstream.", NULL },
   { "replicas", KEY_INT, FWOFF (replicas), "1", 1, 5, NULL,
     "nats: copies of the JetStream stream when edged makes it.", NULL },
-  { "tls_ca_file", KEY_PATH, FWOFF (tls_ca_file), "", 0, 0, NULL,
-    "nats: the CA certificates (PEM) the servers' certificates are checked against, for "
-    "tls:// servers; \"\": the system's.", NULL },
-  { "tls_cert_file", KEY_PATH, FWOFF (tls_cert_file), "", 0, 0, NULL,
-    "nats: a client certificate (PEM), for servers that verify clients; with tls_key_file.",
-    NULL },
-  { "tls_key_file", KEY_PATH, FWOFF (tls_key_file), "", 0, 0, NULL, "nats: its private key.",
-    NULL },
-  { "credentials_file", KEY_PATH, FWOFF (credentials_file), "", 0, 0, NULL,
-    "nats: a .creds file (user JWT and NKey seed), for servers with decentralised auth.",
-    NULL },
+  NATS_SECURITY_KEYS (FWOFF)
   { "source", KEY_STRING, FWOFF (source), "", 0, 0, NULL,
     "This box's name upstream, in subjects and message ids; \"\": the host name.", NULL },
   { "batch_records", KEY_INT, FWOFF (batch_records), "500", 1, 10000, NULL,

@@ -72,6 +72,7 @@ struct _EdgeRequest {
   char *allow;
   GHashTable *params;
   char *path;
+  char *peer; /* "address#port": the key of its Conn in gateway->conns */
   gint64 start_us;
   gint64 body_limit;
   gint64 body_seen;

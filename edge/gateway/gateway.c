@@ -241,11 +241,12 @@ conn_idle_begin (Conn *conn, SoupServerMessage *msg)
   g_source_attach (conn->idle, NULL);
 }
 
+/* The request's connection, while it is open: found by the peer's address
+ * and port, worked out once when the request started. */
 static Conn *
-conn_of_message (EdgeGateway *gateway, SoupServerMessage *msg)
+conn_of_request (EdgeRequest *request)
 {
-  g_autofree char *key = peer_key (soup_server_message_get_remote_address (msg));
-  return key ? g_hash_table_lookup (gateway->conns, key) : NULL;
+  return request->peer ? g_hash_table_lookup (request->gateway->conns, request->peer) : NULL;
 }
 
 void
@@ -279,6 +280,7 @@ request_free (gpointer data)
   body_deadline_clear (request);
   g_clear_object (&request->socket);
   g_clear_pointer (&request->params, g_hash_table_unref);
+  g_free (request->peer);
   g_free (request->principal);
   g_free (request->key_id);
   g_free (request->auth_query);
@@ -1053,7 +1055,7 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
 
   if (request == NULL)
     return;
-  Conn *conn = conn_of_message (gateway, msg);
+  Conn *conn = conn_of_request (request);
   if (conn && !conn->h2) {
     conn_clear_deadline (conn);
     request->socket = g_object_ref (conn->socket);
@@ -1190,15 +1192,14 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
 {
   EdgeGateway *gateway = data;
   EdgeRequest *request = g_new0 (EdgeRequest, 1);
-  if (gateway_keeps_alive (gateway)) {
-    /* A request that was already in libsoup's buffer (pipelined) starts
-     * without the idle watch seeing it. */
-    Conn *conn = conn_of_message (gateway, msg);
-    if (conn)
-      conn_idle_end (conn);
-  }
   request->gateway = gateway;
   request->msg = msg;
+  request->peer = peer_key (soup_server_message_get_remote_address (msg));
+  /* A request that was already in libsoup's buffer (pipelined) starts
+   * without the idle watch seeing it. */
+  Conn *conn = conn_of_request (request);
+  if (conn)
+    conn_idle_end (conn);
   request->start_us = g_get_monotonic_time ();
   request->body_limit = gateway->max_body_bytes;
   g_object_set_data_full (G_OBJECT (msg), REQUEST_KEY, request, request_free);
@@ -1219,7 +1220,7 @@ on_request_finished (SoupServer *server, SoupServerMessage *msg, gpointer data)
   if (!gateway_keeps_alive (gateway) || request == NULL || request->refused ||
       soup_server_message_get_status (msg) == SOUP_STATUS_SWITCHING_PROTOCOLS)
     return;
-  Conn *conn = conn_of_message (gateway, msg);
+  Conn *conn = conn_of_request (request);
   if (conn == NULL || conn->h2)
     return;
   soup_message_body_truncate (soup_server_message_get_request_body (msg));
@@ -1646,13 +1647,17 @@ unreachable_listener (EdgeGateway *gateway, GError **error)
     memcpy (addr.sun_path, path, strlen (path) + 1);
     fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ok = fd >= 0 && bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0 && listen (fd, 1) == 0;
+  } else {
+    errno = ENAMETOOLONG;
   }
   int saved = errno;
   unlink (path);
   g_rmdir (dir);
   if (!ok) {
     g_set_error (error, EDGE_GATEWAY_ERROR, EDGE_GATEWAY_ERROR_LISTEN,
-                 "cannot make libsoup's listener in %s: %s", dir, g_strerror (saved));
+                 "cannot make libsoup's listener in %s: %s (set TMPDIR to a short, writable "
+                 "directory, or gateway.keepalive_timeout to 0s)",
+                 dir, g_strerror (saved));
     if (fd >= 0)
       close (fd);
     return FALSE;

@@ -157,6 +157,19 @@ cluster {{
             self.start_node(i)
         return self
 
+    def start_single(self, name, extra=""):
+        """A standalone JetStream server in node 0's place, its configuration
+        @extra (TLS, authorization) after the listen and store lines."""
+        os.makedirs(self.dir, exist_ok=True)
+        conf = os.path.join(self.dir, f"{name}.conf")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{self.ports[0]}\n"
+                    f"jetstream {{ store_dir: \"{self.dir}/{name}\" }}\n{extra}")
+        self.logs[0] = open(os.path.join(self.dir, f"{name}.log"), "ab")
+        self.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=self.logs[0],
+                                         stderr=subprocess.STDOUT)
+        wait_for(lambda: listening(self.ports[0]), timeout=30, what=f"nats-server ({name})")
+
     def connected_node(self, pid):
         """The node the process @pid has its client connection to."""
         out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True,
@@ -208,6 +221,12 @@ def drained(d, name, timeout, what):
         wait_for(lambda: forwarder(d, name)["lag_records"] == 0, timeout=timeout, what=what)
     except AssertionError as e:
         raise AssertionError(f"{e}: {forwarder(d, name)}\n{d.log()[-3000:]}") from None
+
+
+def refused(d, name, what):
+    """@name's status once it reports an error (its destination refusing it)."""
+    wait_for(lambda: "last_error" in forwarder(d, name), timeout=30, what=what)
+    return forwarder(d, name)
 
 
 def forwarder(d, name):
@@ -437,17 +456,10 @@ forwarders:
         self.assertIn("connect", st["last_error"])
         d.stop(signal.SIGKILL)
         d.start()
-        os.makedirs(cluster.dir, exist_ok=True)
         # One node alone: its cluster block names routes that are not
         # there, which nats-server tolerates; JetStream needs a quorum, so
         # run it standalone instead.
-        conf = os.path.join(cluster.dir, "single.conf")
-        with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
-                    f"jetstream {{ store_dir: \"{cluster.dir}/single\" }}\n")
-        cluster.logs[0] = open(os.path.join(cluster.dir, "single.log"), "ab")
-        cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
-                                            stderr=subprocess.STDOUT)
+        cluster.start_single("single")
         put(d, "readings", 500, 500)
         drained(d, "fleet", 60, "lag drained once the server came")
         cluster.ports = cluster.ports[:1]
@@ -465,16 +477,8 @@ class JetStreamTlsTest(ForwardCase):
         self.addCleanup(cluster.stop)
         os.makedirs(cluster.dir, exist_ok=True)
         cert, key = make_certificate(cluster.dir)
-        conf = os.path.join(cluster.dir, "tls.conf")
-        with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
-                    f"jetstream {{ store_dir: \"{cluster.dir}/tls\" }}\n"
-                    f"tls {{ cert_file: \"{cert}\"\n key_file: \"{key}\" }}\n"
-                    f"authorization {{ user: edge\n password: s3cret }}\n")
-        cluster.logs[0] = open(os.path.join(cluster.dir, "tls.log"), "ab")
-        cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
-                                            stderr=subprocess.STDOUT)
-        wait_for(lambda: listening(cluster.ports[0]), timeout=30, what="nats-server with TLS")
+        cluster.start_single("tls", f"tls {{ cert_file: \"{cert}\"\n key_file: \"{key}\" }}\n"
+                                    f"authorization {{ user: edge\n password: s3cret }}\n")
         url = f"tls://edge:s3cret@127.0.0.1:{cluster.ports[0]}"
         d = self.daemon(f"""
 streams:
@@ -495,15 +499,12 @@ forwarders:
         put(d, "readings", 0, 500)
         drained(d, "secure", 60, "500 records over TLS")
         self.assertEqual(forwarder(d, "secure")["forwarded_records"], 500)
-        wait_for(lambda: "last_error" in forwarder(d, "unchecked"), timeout=30,
-                 what="the unchecked certificate refused")
-        st = forwarder(d, "unchecked")
+        st = refused(d, "unchecked", "the unchecked certificate refused")
         self.assertEqual(st["lag_records"], 500)
         self.assertRegex(st["last_error"], r"(?i)ssl|certificate|tls")
         msgs = cluster.read("SECURE", cert, "edge", "s3cret")
         self.assertEqual(sorted(json.loads(base64.b64decode(m["data"]))["n"] for m in msgs),
                          list(range(500)))
-
 
     def test_client_certificate(self):
         """A server that asks for a client certificate (verify): with
@@ -517,16 +518,8 @@ forwarders:
         os.makedirs(client_dir)
         cert, key = make_certificate(server_dir)
         client_cert, client_key = make_certificate(client_dir)
-        conf = os.path.join(cluster.dir, "mtls.conf")
-        with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
-                    f"jetstream {{ store_dir: \"{cluster.dir}/mtls\" }}\n"
-                    f"tls {{ cert_file: \"{cert}\"\n key_file: \"{key}\"\n"
-                    f" ca_file: \"{client_cert}\"\n verify: true }}\n")
-        cluster.logs[0] = open(os.path.join(cluster.dir, "mtls.log"), "ab")
-        cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
-                                            stderr=subprocess.STDOUT)
-        wait_for(lambda: listening(cluster.ports[0]), timeout=30, what="nats-server with mutual TLS")
+        cluster.start_single("mtls", f"tls {{ cert_file: \"{cert}\"\n key_file: \"{key}\"\n"
+                                     f" ca_file: \"{client_cert}\"\n verify: true }}\n")
         url = f"tls://127.0.0.1:{cluster.ports[0]}"
         d = self.daemon(f"""
 streams:
@@ -550,9 +543,7 @@ forwarders:
         put(d, "readings", 0, 300)
         drained(d, "mutual", 60, "300 records with a client certificate")
         self.assertEqual(forwarder(d, "mutual")["forwarded_records"], 300)
-        wait_for(lambda: "last_error" in forwarder(d, "anonymous"), timeout=30,
-                 what="the connection without a certificate refused")
-        st = forwarder(d, "anonymous")
+        st = refused(d, "anonymous", "the connection without a certificate refused")
         self.assertEqual(st["lag_records"], 300)
         self.assertEqual(st.get("forwarded_records", 0), 0)
         self.assertRegex(st["last_error"], r"(?i)connect|tls|ssl|certificate")
@@ -566,18 +557,7 @@ class DeliveryToJetStreamTest(ForwardCase):
     def test_records_arrive_once_through_an_outage(self):
         cluster = NatsCluster(self.work)
         self.addCleanup(cluster.stop)
-        os.makedirs(cluster.dir, exist_ok=True)
-        conf = os.path.join(cluster.dir, "single.conf")
-        with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{cluster.ports[0]}\n"
-                    f"jetstream {{ store_dir: \"{cluster.dir}/single\" }}\n")
-
-        def start_server():
-            cluster.logs[0] = open(os.path.join(cluster.dir, "single.log"), "ab")
-            cluster.procs[0] = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=cluster.logs[0],
-                                                stderr=subprocess.STDOUT)
-            wait_for(lambda: listening(cluster.ports[0]), timeout=30, what="nats-server")
-        start_server()
+        cluster.start_single("single")
         d = self.daemon(f"""
 streams:
   - name: readings
@@ -606,7 +586,7 @@ delivery_streams:
         self.assertEqual(delivered()["lag_records"], 1000)  # waiting for acknowledgements
         d.stop(signal.SIGKILL)
         d.start()
-        start_server()
+        cluster.start_single("single")
         wait_for(lambda: delivered()["lag_records"] == 0, timeout=60, what="lag drained")
         self.assertEqual(delivered()["target"], "edged.delivery.to-nats")
         cluster.ports = cluster.ports[:1]
