@@ -5,6 +5,7 @@
  *                destinations
  *   schedule.c   rate() and cron() expressions, and the schedules
  *   routes.c     HTTP API routes (payload format 2.0)
+ *   runtime-http.c  the Runtime API's HTTP/1.1 server, one per environment
  */
 #pragma once
 
@@ -20,6 +21,42 @@ const EdgeConfigFunction *functions_service_function (FunctionsService *service,
                                                       const char *name);
 /* arn:aws:lambda:REGION:ACCOUNT:function:NAME, NULL if none. (transfer none) */
 const char *functions_service_arn (FunctionsService *service, const char *name);
+
+/* ---- runtime-http.c ---- */
+
+typedef struct _FunctionsRuntimeServer FunctionsRuntimeServer;
+typedef struct _FunctionsRuntimeRequest FunctionsRuntimeRequest;
+
+/* A whole request: answer it with functions_runtime_answer, now or later
+ * (until then no other request on its connection is read). */
+typedef void (*FunctionsRuntimeHandler) (FunctionsRuntimeRequest *request, gpointer data);
+/* A request handed over but not answered lost its connection: it is freed
+ * after this returns and must not be answered. */
+typedef void (*FunctionsRuntimeGone) (FunctionsRuntimeRequest *request, gpointer data);
+
+/* An HTTP/1.1 server for one environment's Runtime API on a free loopback
+ * port; bodies over @max_body are not read (the request says so). */
+FunctionsRuntimeServer *functions_runtime_server_new (gsize max_body,
+                                                      FunctionsRuntimeHandler handler,
+                                                      FunctionsRuntimeGone gone, gpointer data,
+                                                      GError **error);
+guint16 functions_runtime_server_port (FunctionsRuntimeServer *server);
+/* Closes every connection; requests not answered are dropped, without
+ * @gone. Accepts NULL. */
+void functions_runtime_server_free (FunctionsRuntimeServer *server);
+
+const char *functions_runtime_request_method (FunctionsRuntimeRequest *request);
+/* The request's path, without its query. */
+const char *functions_runtime_request_path (FunctionsRuntimeRequest *request);
+/* The body; NULL when it was over the limit (and not read). */
+GBytes *functions_runtime_request_body (FunctionsRuntimeRequest *request);
+gboolean functions_runtime_request_too_large (FunctionsRuntimeRequest *request);
+/* Answers @request (which is freed) with @status, a JSON @body (nullable)
+ * and @headers: name, value, ..., NULL (nullable). */
+void functions_runtime_answer (FunctionsRuntimeRequest *request, guint status,
+                               const char *const *headers, GBytes *body);
+void functions_runtime_answer_json (FunctionsRuntimeRequest *request, guint status,
+                                    const char *json);
 
 /* ---- cgroup.c ---- */
 

@@ -72,12 +72,12 @@ struct _Env {
   gboolean spawning;            /* the process is being started, off the main thread */
   Function *fn;
   guint number;
-  SoupServer *server;
+  FunctionsRuntimeServer *runtime;
   char *tmp_dir;
   GSubprocess *process;
   GPid pid;
   gboolean started;             /* has asked for an invocation once */
-  SoupServerMessage *waiting;   /* a parked GET .../next */
+  FunctionsRuntimeRequest *waiting; /* a parked GET .../next */
   Invocation *current;
   guint timeout_source;
   guint idle_source;
@@ -256,22 +256,15 @@ invocation_fail (Invocation *inv, const char *type, const char *format, ...)
 /* ---- the Runtime API (one server per environment) ---- */
 
 static void
-runtime_answer (SoupServerMessage *msg, guint status, const char *json)
-{
-  soup_server_message_set_status (msg, status, NULL);
-  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_COPY, json,
-                                    strlen (json));
-}
-
-static void
-runtime_error (SoupServerMessage *msg, guint status, const char *type, const char *message)
+runtime_error (FunctionsRuntimeRequest *request, guint status, const char *type,
+               const char *message)
 {
   g_autoptr (GString) body = g_string_new ("{\"errorType\":");
   edge_json_append_string (body, type, strlen (type));
   g_string_append (body, ",\"errorMessage\":");
   edge_json_append_string (body, message, strlen (message));
   g_string_append_c (body, '}');
-  runtime_answer (msg, status, body->str);
+  functions_runtime_answer_json (request, status, body->str);
 }
 
 /* Gives @inv to @env's parked request for the next invocation. */
@@ -281,7 +274,7 @@ static void
 hand_over (Env *env, Invocation *inv)
 {
   Function *fn = env->fn;
-  SoupServerMessage *msg = g_steal_pointer (&env->waiting);
+  FunctionsRuntimeRequest *next = g_steal_pointer (&env->waiting);
   g_clear_handle_id (&env->idle_source, g_source_remove);
   env->current = inv;
   inv->handed_us = g_get_monotonic_time ();
@@ -290,20 +283,18 @@ hand_over (Env *env, Invocation *inv)
   gint64 deadline_ms = g_get_real_time () / 1000 + fn->config.timeout_ms;
   char deadline[32];
   g_snprintf (deadline, sizeof deadline, "%" G_GINT64_FORMAT, deadline_ms);
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
-  soup_message_headers_replace (headers, "Lambda-Runtime-Aws-Request-Id", inv->id);
-  soup_message_headers_replace (headers, "Lambda-Runtime-Deadline-Ms", deadline);
-  soup_message_headers_replace (headers, "Lambda-Runtime-Invoked-Function-Arn", fn->arn);
-  g_autofree char *trace = g_strdup_printf ("Root=1-%08x-%08x%08x%08x;Sampled=0",
-                                            (guint) (g_get_real_time () / G_USEC_PER_SEC),
-                                            g_random_int (), g_random_int (), g_random_int ());
-  soup_message_headers_replace (headers, "Lambda-Runtime-Trace-Id", trace);
-  gsize len;
-  const char *data = g_bytes_get_data (inv->payload, &len);
-  soup_server_message_set_status (msg, 200, NULL);
-  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_COPY, data, len);
-  soup_server_message_unpause (msg);
-  g_object_unref (msg);
+  char trace[64];
+  g_snprintf (trace, sizeof trace, "Root=1-%08x-%08x%08x%08x;Sampled=0",
+              (guint) (g_get_real_time () / G_USEC_PER_SEC), g_random_int (), g_random_int (),
+              g_random_int ());
+  const char *const headers[] = {
+    "Lambda-Runtime-Aws-Request-Id", inv->id,
+    "Lambda-Runtime-Deadline-Ms", deadline,
+    "Lambda-Runtime-Invoked-Function-Arn", fn->arn,
+    "Lambda-Runtime-Trace-Id", trace,
+    NULL,
+  };
+  functions_runtime_answer (next, 200, headers, inv->payload);
   env->timeout_source = g_timeout_add ((guint) fn->config.timeout_ms, on_timeout, env);
 }
 
@@ -352,10 +343,10 @@ on_init_timeout (gpointer data)
 /* The invocation @id names, if it is @env's current one; otherwise
  * answers the runtime 400 and returns NULL. */
 static Invocation *
-take_current (Env *env, SoupServerMessage *msg, const char *id)
+take_current (Env *env, FunctionsRuntimeRequest *request, const char *id)
 {
   if (env->current == NULL || !g_str_equal (env->current->id, id)) {
-    runtime_error (msg, 400, "InvalidRequestID", "not an invocation of this environment");
+    runtime_error (request, 400, "InvalidRequestID", "not an invocation of this environment");
     return NULL;
   }
   g_clear_handle_id (&env->timeout_source, g_source_remove);
@@ -390,21 +381,20 @@ drain_output (Env *env)
 }
 
 static void
-on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
-            gpointer data)
+on_runtime (FunctionsRuntimeRequest *request, gpointer data)
 {
   Env *env = data;
-  const char *method = soup_server_message_get_method (msg);
+  const char *method = functions_runtime_request_method (request);
+  const char *path = functions_runtime_request_path (request);
   const char *rest = g_str_has_prefix (path, RUNTIME_PREFIX) ? path + strlen (RUNTIME_PREFIX) : "";
-  SoupMessageBody *request_body = soup_server_message_get_request_body (msg);
 
   if (env->stopping) {
-    runtime_error (msg, 410, "EnvironmentStopping", "this environment is stopping");
+    runtime_error (request, 410, "EnvironmentStopping", "this environment is stopping");
     return;
   }
   if (g_str_equal (rest, "invocation/next") && g_str_equal (method, "GET")) {
     if (env->waiting) {
-      runtime_error (msg, 400, "InvalidRequest", "already waiting for the next invocation");
+      runtime_error (request, 400, "InvalidRequest", "already waiting for the next invocation");
       return;
     }
     if (env->current) {
@@ -417,8 +407,8 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
     if (!env->started)
       g_clear_handle_id (&env->timeout_source, g_source_remove); /* the init limit */
     env->started = TRUE;
-    env->waiting = g_object_ref (msg);
-    soup_server_message_pause (msg);
+    env->waiting = request;
+    g_clear_handle_id (&env->idle_source, g_source_remove);
     env->idle_source = g_timeout_add ((guint) env->fn->config.idle_ms, on_idle, env);
     dispatch (env->fn);
     return;
@@ -426,35 +416,36 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
   if (g_str_equal (method, "POST") && g_str_has_prefix (rest, "invocation/")) {
     const char *id_start = rest + strlen ("invocation/");
     const char *slash = strchr (id_start, '/');
-    if (slash == NULL) {
-      runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
+    gboolean response = slash && g_str_equal (slash, "/response");
+    if (slash == NULL || (!response && !g_str_equal (slash, "/error"))) {
+      runtime_error (request, 404, "NotFound", "unknown Runtime API path");
       return;
     }
     g_autofree char *id = g_strndup (id_start, slash - id_start);
-    gboolean response = g_str_equal (slash, "/response");
-    if (!response && !g_str_equal (slash, "/error")) {
-      runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
-      return;
-    }
     /* What the handler printed before it answered belongs to this
      * invocation (its REPORT, its log tail): take it in first. */
     drain_output (env);
-    Invocation *inv = take_current (env, msg, id);
+    Invocation *inv = take_current (env, request, id);
     if (inv == NULL)
       return;
-    if (request_body->length > FUNCTIONS_MAX_PAYLOAD_BYTES) {
-      runtime_error (msg, 413, "RequestEntityTooLarge", "the response is over 6 MiB");
+    if (functions_runtime_request_too_large (request)) {
       env->current = inv;
       fail_too_large (env);
+      runtime_error (request, 413, "RequestEntityTooLarge", "the response is over 6 MiB");
       return;
     }
-    g_autoptr (GBytes) body = soup_message_body_flatten (request_body);
-    invocation_finish (inv, body, response ? NULL : "Unhandled", NULL);
-    runtime_answer (msg, 202, "{\"status\":\"OK\"}");
+    invocation_finish (inv, functions_runtime_request_body (request),
+                       response ? NULL : "Unhandled", NULL);
+    functions_runtime_answer_json (request, 202, "{\"status\":\"OK\"}");
     return;
   }
   if (g_str_equal (rest, "init/error") && g_str_equal (method, "POST")) {
-    g_autoptr (GBytes) body = soup_message_body_flatten (request_body);
+    GBytes *body = functions_runtime_request_body (request);
+    if (body == NULL) {
+      runtime_error (request, 413, "RequestEntityTooLarge", "the error is over 6 MiB");
+      env_stop (env, TRUE);
+      return;
+    }
     g_warning ("function \"%s\": environment %u failed to start: %.*s", env->fn->config.name,
                env->number, (int) MIN (g_bytes_get_size (body), 500),
                (const char *) g_bytes_get_data (body, NULL));
@@ -462,11 +453,22 @@ on_runtime (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
     Invocation *inv = g_queue_pop_head (&env->fn->queue);
     if (inv)
       invocation_finish (inv, body, "Unhandled", "Runtime.InitError");
-    runtime_answer (msg, 202, "{\"status\":\"OK\"}");
+    functions_runtime_answer_json (request, 202, "{\"status\":\"OK\"}");
     env_stop (env, TRUE);
     return;
   }
-  runtime_error (msg, 404, "NotFound", "unknown Runtime API path");
+  runtime_error (request, 404, "NotFound", "unknown Runtime API path");
+}
+
+/* The runtime hung up while its request for the next invocation waited:
+ * nothing is handed to it until it asks again. Its idle time runs on: one
+ * that never asks again stops as idle. */
+static void
+on_runtime_gone (FunctionsRuntimeRequest *request, gpointer data)
+{
+  Env *env = data;
+  if (env->waiting == request)
+    env->waiting = NULL;
 }
 
 /* Fails @env's invocation for a response over the limit. */
@@ -483,66 +485,6 @@ fail_too_large (Env *env)
 }
 
 static void env_unref (Env *env);
-
-typedef struct {
-  Env *env; /* a reference */
-  gsize seen;
-} BodyCount;
-
-static void
-body_count_free (BodyCount *count)
-{
-  env_unref (count->env);
-  g_free (count);
-}
-
-/* A body sent without a length (chunked) is counted as it comes; past the
- * limit the invocation fails and the connection is closed, so that it is
- * never held whole. */
-static void
-on_runtime_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer data)
-{
-  BodyCount *count = g_object_get_data (G_OBJECT (msg), "edge-body-count");
-  if (count == NULL)
-    return;
-  count->seen += g_bytes_get_size (chunk);
-  if (count->seen <= FUNCTIONS_MAX_PAYLOAD_BYTES)
-    return;
-  if (!count->env->released)
-    fail_too_large (count->env);
-  g_object_ref (msg);
-  GIOStream *stream = soup_server_message_steal_connection (msg);
-  g_object_set_data (G_OBJECT (msg), "edge-body-count", NULL);
-  g_object_unref (msg);
-  if (stream) {
-    g_io_stream_close (stream, NULL, NULL);
-    g_object_unref (stream);
-  }
-}
-
-/* Refuses a body over the limit before it is read (an early handler: it
- * runs once the headers are in). */
-static void
-on_runtime_headers (SoupServer *server, SoupServerMessage *msg, const char *path,
-                    GHashTable *query, gpointer data)
-{
-  Env *env = data;
-  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
-  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED) {
-    BodyCount *count = g_new0 (BodyCount, 1);
-    count->env = env;
-    env->refs++;
-    g_object_set_data_full (G_OBJECT (msg), "edge-body-count", count,
-                            (GDestroyNotify) body_count_free);
-    g_signal_connect (msg, "got-chunk", G_CALLBACK (on_runtime_chunk), NULL);
-    return;
-  }
-  goffset length = soup_message_headers_get_content_length (headers);
-  if (length > FUNCTIONS_MAX_PAYLOAD_BYTES) {
-    fail_too_large (env);
-    runtime_error (msg, 413, "RequestEntityTooLarge", "the body is over 6 MiB");
-  }
-}
 
 /* ---- environments ---- */
 
@@ -580,15 +522,10 @@ env_release (Env *env)
   g_clear_handle_id (&env->timeout_source, g_source_remove);
   g_clear_handle_id (&env->idle_source, g_source_remove);
   g_clear_handle_id (&env->kill_source, g_source_remove);
-  if (env->waiting) {
-    runtime_error (env->waiting, 410, "EnvironmentStopping", "this environment is stopping");
-    soup_server_message_unpause (env->waiting);
-    g_clear_object (&env->waiting);
-  }
-  if (env->server) {
-    soup_server_disconnect (env->server);
-    g_clear_object (&env->server);
-  }
+  if (env->waiting)
+    runtime_error (g_steal_pointer (&env->waiting), 410, "EnvironmentStopping",
+                   "this environment is stopping");
+  g_clear_pointer (&env->runtime, functions_runtime_server_free);
   g_cancellable_cancel (env->cancellable);
   g_clear_object (&env->cancellable);
   g_clear_handle_id (&env->output_source, g_source_remove);
@@ -858,16 +795,13 @@ env_start (Function *fn, GError **error)
   env->partial = g_string_new (NULL);
   env->number = ++fn->next_env;
   env->cancellable = g_cancellable_new ();
-  env->server = soup_server_new ("server-header", "edged-runtime", NULL);
-  soup_server_add_early_handler (env->server, RUNTIME_PREFIX, on_runtime_headers, env, NULL);
-  soup_server_add_handler (env->server, RUNTIME_PREFIX, on_runtime, env, NULL);
-  if (!soup_server_listen_local (env->server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, error)) {
+  env->runtime = functions_runtime_server_new (FUNCTIONS_MAX_PAYLOAD_BYTES, on_runtime,
+                                               on_runtime_gone, env, error);
+  if (env->runtime == NULL) {
     env_release (env);
     return NULL;
   }
-  GSList *uris = soup_server_get_uris (env->server);
-  gint port = uris ? g_uri_get_port (uris->data) : 0;
-  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  guint port = functions_runtime_server_port (env->runtime);
 
   env->tmp_dir = g_strdup_printf ("%s/%s-%u-XXXXXX", service->work_dir, fn->config.name,
                                   env->number);
@@ -883,7 +817,7 @@ env_start (Function *fn, GError **error)
       G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
       G_SUBPROCESS_FLAGS_STDIN_INHERIT);
   const char *path = g_getenv ("PATH");
-  g_autofree char *runtime_api = g_strdup_printf ("127.0.0.1:%d", port);
+  g_autofree char *runtime_api = g_strdup_printf ("127.0.0.1:%u", port);
   g_autofree char *memory = g_strdup_printf ("%" G_GINT64_FORMAT, fn->config.memory_mb);
   g_autofree char *log_group = g_strdup_printf ("/aws/lambda/%s", fn->config.name);
   g_autoptr (GDateTime) now = g_date_time_new_now_utc ();

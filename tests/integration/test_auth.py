@@ -689,6 +689,9 @@ class Limits(AuthCase):
             s.sendall(request)
             if not read:
                 return b""
+            # Nothing more to ask: the answer's end is the connection's, not
+            # the kept-alive connection's idle timeout.
+            s.shutdown(socket.SHUT_WR)
             data = b""
             while True:
                 chunk = s.recv(65536)
