@@ -21,6 +21,8 @@ G_BEGIN_DECLS
 
 /* Largest invocation payload and response (synchronous), as in Lambda. */
 #define FUNCTIONS_MAX_PAYLOAD_BYTES (6 * 1024 * 1024)
+/* X-Amz-Client-Context, base64 (Lambda's limit). */
+#define FUNCTIONS_MAX_CLIENT_CONTEXT 3583
 /* Invocations waiting for an environment, per function, before more are
  * refused with TooManyRequestsException. */
 #define FUNCTIONS_MAX_QUEUED 1000
@@ -105,6 +107,13 @@ gboolean functions_service_start (FunctionsService *service, GError **error);
 gboolean functions_service_invoke (FunctionsService *service, const char *name,
                                    const char *request_id, GBytes *payload,
                                    FunctionsDoneFunc done, gpointer user_data, GError **error);
+/* The same, with the invoking client's context (nullable): a JSON object,
+ * handed to the runtime as Lambda-Runtime-Client-Context. */
+gboolean functions_service_invoke_with_context (FunctionsService *service, const char *name,
+                                                const char *request_id, GBytes *payload,
+                                                const char *client_context,
+                                                FunctionsDoneFunc done, gpointer user_data,
+                                                GError **error);
 
 /* Invokes @name asynchronously (an Event invocation: kept durably before
  * this returns TRUE, retried, sent to its destinations) with @payload, a

@@ -57,6 +57,7 @@ typedef struct {
   char *id;
   Function *fn;
   GBytes *payload;
+  char *client_context; /* nullable: the invoking client's, one line of JSON */
   guint64 cgroup_peak;  /* the environment's group's peak memory at the end, if it has one */
   FunctionsDoneFunc done; /* told the result, once */
   gpointer done_data;
@@ -140,6 +141,7 @@ invocation_free (Invocation *inv)
   if (inv->log)
     g_string_free (inv->log, TRUE);
   g_free (inv->id);
+  g_free (inv->client_context);
   g_clear_pointer (&inv->payload, g_bytes_unref);
   g_free (inv);
 }
@@ -292,6 +294,7 @@ hand_over (Env *env, Invocation *inv)
     "Lambda-Runtime-Deadline-Ms", deadline,
     "Lambda-Runtime-Invoked-Function-Arn", fn->arn,
     "Lambda-Runtime-Trace-Id", trace,
+    inv->client_context ? "Lambda-Runtime-Client-Context" : NULL, inv->client_context,
     NULL,
   };
   functions_runtime_answer (next, 200, headers, inv->payload);
@@ -1015,6 +1018,38 @@ count_throttle (Function *fn)
   }
 }
 
+/* X-Amz-Client-Context: up to 3583 bytes of base64 of a JSON object (the
+ * AWS CLI's --client-context, the SDKs' ClientContext), handed to the
+ * runtime as one line of JSON in *ret (NULL when absent). FALSE when it is
+ * not one (answered 400). */
+static gboolean
+read_client_context (EdgeRequest *request, char **ret)
+{
+  const char *text = edge_request_header (request, "X-Amz-Client-Context");
+  *ret = NULL;
+  if (text == NULL || *text == '\0')
+    return TRUE;
+  gsize len = strlen (text);
+  gboolean valid = len <= FUNCTIONS_MAX_CLIENT_CONTEXT && len % 4 == 0;
+  for (gsize i = 0; valid && i < len; i++)
+    valid = g_ascii_isalnum (text[i]) || text[i] == '+' || text[i] == '/' ||
+            (text[i] == '=' && i >= len - 2 && (i == len - 1 || text[len - 1] == '='));
+  g_autoptr (JsonNode) context = NULL;
+  if (valid) {
+    gsize size;
+    g_autofree guchar *decoded = g_base64_decode (text, &size);
+    context = edge_json_parse ((const char *) decoded, size, size, NULL);
+  }
+  if (context == NULL || !JSON_NODE_HOLDS_OBJECT (context)) {
+    edge_request_respond_rest_error (request, 400, "InvalidRequestContentException",
+                                     "Client context must be a valid Base64-encoded JSON object "
+                                     "of at most %d bytes.", FUNCTIONS_MAX_CLIENT_CONTEXT);
+    return FALSE;
+  }
+  *ret = json_to_string (context, FALSE); /* one line: no newline can reach the header */
+  return TRUE;
+}
+
 static void
 handle_invoke (EdgeRequest *request, gpointer data)
 {
@@ -1051,6 +1086,9 @@ handle_invoke (EdgeRequest *request, gpointer data)
       return;
     }
   }
+  g_autofree char *client_context = NULL;
+  if (!read_client_context (request, &client_context))
+    return;
   if (g_str_equal (type, "DryRun")) {
     edge_request_respond (request, 204, NULL, NULL);
     return;
@@ -1076,8 +1114,10 @@ handle_invoke (EdgeRequest *request, gpointer data)
     edge_request_respond (request, 202, NULL, NULL);
     return;
   }
-  if (!functions_service_invoke (service, fn->config.name, id, payload, on_sync_done, request,
-                                 &error)) {
+  /* The client's context goes to synchronous invocations only, as in
+   * Lambda. */
+  if (!functions_service_invoke_with_context (service, fn->config.name, id, payload,
+                                              client_context, on_sync_done, request, &error)) {
     edge_request_respond_rest_error (request, 429, "TooManyRequestsException", "Rate Exceeded.");
     return;
   }
@@ -1702,6 +1742,16 @@ functions_service_invoke (FunctionsService *service, const char *name, const cha
                           GBytes *payload, FunctionsDoneFunc done, gpointer user_data,
                           GError **error)
 {
+  return functions_service_invoke_with_context (service, name, request_id, payload, NULL, done,
+                                                user_data, error);
+}
+
+gboolean
+functions_service_invoke_with_context (FunctionsService *service, const char *name,
+                                       const char *request_id, GBytes *payload,
+                                       const char *client_context, FunctionsDoneFunc done,
+                                       gpointer user_data, GError **error)
+{
   Function *fn = g_hash_table_lookup (service->functions, name);
   if (fn == NULL) {
     g_set_error (error, FUNCTIONS_ERROR, FUNCTIONS_ERROR_NOT_FOUND, "no function \"%s\"", name);
@@ -1721,6 +1771,7 @@ functions_service_invoke (FunctionsService *service, const char *name, const cha
   inv->id = request_id ? g_strdup (request_id) : g_uuid_string_random ();
   inv->fn = fn;
   inv->payload = g_bytes_ref (payload);
+  inv->client_context = g_strdup (client_context);
   inv->done = done;
   inv->done_data = user_data;
   inv->started_us = g_get_monotonic_time ();

@@ -39,6 +39,7 @@
 #define H2_MAX_HEADER_BYTES (64 * 1024)
 #define H2_WINDOW_BYTES (8 * 1024 * 1024)
 #define H2_READ_BYTES (64 * 1024)
+#define H2_SEND_BYTES (64 * 1024)
 /* Answer bytes held for a client that reads slowly before reading from
  * libsoup stops (and libsoup's own back-pressure takes over). */
 #define H2_PENDING_MAX (1024 * 1024)
@@ -61,6 +62,7 @@ typedef struct {
   int chunk_state;     /* CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, CHUNK_DONE */
   guint64 chunk_left;
   GByteArray *pending; /* body bytes for DATA frames */
+  gsize pending_at;    /* of which this many are sent */
   gboolean body_done;  /* pending holds the rest of the body */
   gboolean deferred;   /* nghttp2 waits for pending */
   gboolean reading;    /* a read from libsoup is under way */
@@ -147,6 +149,7 @@ h2_stream_fail (H2Stream *s, guint status, const char *code, const char *message
   s->headers_sent = TRUE;
   s->body_done = TRUE;
   g_byte_array_set_size (s->pending, 0);
+  s->pending_at = 0;
   g_byte_array_append (s->pending, (const guint8 *) text, (guint) len);
   nghttp2_data_provider provider = { .source.ptr = s, .read_callback = pending_read };
   nghttp2_submit_response (s->conn->session, s->id, nva, G_N_ELEMENTS (nva), &provider);
@@ -164,22 +167,39 @@ connection_specific (const char *name)
 
 static void backend_read (H2Stream *s);
 
-/* DATA for an answer: what has arrived, or wait for more. */
+/* Body bytes waiting for DATA frames. */
+static gsize
+pending_len (H2Stream *s)
+{
+  return s->pending->len - s->pending_at;
+}
+
+/* DATA for an answer: what has arrived, or wait for more. A frame takes
+ * its bytes from the front of pending; they are let go of in bulk, not
+ * moved down after every frame (a 16 KiB frame from a 1 MiB answer moved
+ * the whole rest of it each time). */
 static ssize_t
 pending_read (nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
               uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
   H2Stream *s = source->ptr;
-  gsize n = MIN (length, s->pending->len);
+  gsize n = MIN (length, pending_len (s));
   if (n == 0 && !s->body_done) {
     s->deferred = TRUE;
     return NGHTTP2_ERR_DEFERRED;
   }
-  memcpy (buf, s->pending->data, n);
-  g_byte_array_remove_range (s->pending, 0, (guint) n);
-  if (s->body_done && s->pending->len == 0)
+  memcpy (buf, s->pending->data + s->pending_at, n);
+  s->pending_at += n;
+  if (s->pending_at == s->pending->len) {
+    g_byte_array_set_size (s->pending, 0);
+    s->pending_at = 0;
+  } else if (s->pending_at >= H2_PENDING_MAX / 4 && s->pending_at >= s->pending->len / 2) {
+    g_byte_array_remove_range (s->pending, 0, (guint) s->pending_at);
+    s->pending_at = 0;
+  }
+  if (s->body_done && pending_len (s) == 0)
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-  if (!s->reading && !s->body_done && s->backend && s->pending->len < H2_PENDING_MAX / 2)
+  if (!s->reading && !s->body_done && s->backend && pending_len (s) < H2_PENDING_MAX / 2)
     backend_read (s);
   return (ssize_t) n;
 }
@@ -330,9 +350,9 @@ backend_read_done (GObject *source, GAsyncResult *result, gpointer data)
   }
   if (s->body_done)
     g_clear_object (&s->backend);
-  else if (size > 0 && s->pending->len < H2_PENDING_MAX)
+  else if (size > 0 && pending_len (s) < H2_PENDING_MAX)
     backend_read (s);
-  if (s->deferred && (s->pending->len > 0 || s->body_done)) {
+  if (s->deferred && (pending_len (s) > 0 || s->body_done)) {
     s->deferred = FALSE;
     nghttp2_session_resume_data (s->conn->session, s->id);
   }
@@ -541,7 +561,9 @@ h2_conn_flush (H2Conn *conn)
   if (conn->receiving)
     return; /* h2_conn_io sends once nghttp2 has taken the input */
   while (!conn->dead) {
-    if (conn->out->len == 0) {
+    /* Frames gathered into one send of up to H2_SEND_BYTES, not a system
+     * call for each 16 KiB DATA frame. */
+    while (conn->out->len < H2_SEND_BYTES) {
       const uint8_t *data;
       ssize_t n = nghttp2_session_mem_send (conn->session, &data);
       if (n < 0)
@@ -550,6 +572,8 @@ h2_conn_flush (H2Conn *conn)
         break;
       g_byte_array_append (conn->out, data, (guint) n);
     }
+    if (conn->dead || conn->out->len == 0)
+      break;
     g_autoptr (GError) error = NULL;
     gssize n = g_socket_send (conn->socket, (const char *) conn->out->data, conn->out->len, NULL,
                               &error);

@@ -197,6 +197,28 @@ class Functions(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(body)["event"], {"n": 2})
 
+    def test_client_context(self):
+        # The AWS CLI's --client-context (base64 of a JSON object) reaches the
+        # handler as context.clientContext, through aws-lambda-ric.
+        ctx = {"client": {"installation_id": "cam-7"}, "custom": {"zone": "gate"}, "env": {"x": "y\nz"}}
+        out = os.path.join(self.d.workdir, "ctx.json")
+        r = self.aws("lambda", "invoke", "--function-name", "node", "--client-context",
+                     base64.b64encode(json.dumps(ctx).encode()).decode(), out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            self.assertEqual(json.load(f)["clientContext"], ctx)
+        # Without one, none.
+        status, _, body = self.invoke("node", {})
+        self.assertNotIn("clientContext", json.loads(body))
+        # Not base64 of a JSON object, or too long: refused in Lambda's shape, not run.
+        for bad in ("not base64!", base64.b64encode(b"[1, 2]").decode(), base64.b64encode(b"{").decode(),
+                    base64.b64encode(json.dumps({"k": "v" * 3000}).encode()).decode()):
+            status, headers, body = self.invoke("node", {}, headers={"X-Amz-Client-Context": bad})
+            self.assertEqual(status, 400, bad)
+            self.assertEqual(headers.get("X-Amzn-ErrorType"), "InvalidRequestContentException", body)
+            self.assertIn("Client context must be a valid Base64-encoded JSON object",
+                          json.loads(body)["message"])
+
     def test_node_handler_under_aws_lambda_ric(self):
         status, headers, body = self.invoke("node", {"from": "node"})
         self.assertEqual(status, 200, body)

@@ -15,5 +15,6 @@ export const handler = async (event, context) => {
     memoryLimitInMB: context.memoryLimitInMB,
     invokedFunctionArn: context.invokedFunctionArn,
     remainingMs: context.getRemainingTimeInMillis(),
+    clientContext: context.clientContext,
   };
 };
