@@ -41,6 +41,9 @@ FunctionsRuntimeServer *functions_runtime_server_new (gsize max_body,
                                                       FunctionsRuntimeGone gone, gpointer data,
                                                       GError **error);
 guint16 functions_runtime_server_port (FunctionsRuntimeServer *server);
+/* Serves one connection already made (@fd, non-blocking; the server owns
+ * it): what the listener does with each it accepts. */
+void functions_runtime_server_adopt (FunctionsRuntimeServer *server, int fd);
 /* Closes every connection; requests not answered are dropped, without
  * @gone. Accepts NULL. */
 void functions_runtime_server_free (FunctionsRuntimeServer *server);

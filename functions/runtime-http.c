@@ -634,12 +634,12 @@ functions_runtime_answer (FunctionsRuntimeRequest *request, guint status,
   conn->dispatched = FALSE;
   if (request->close_after)
     conn->closing = TRUE;
-  request_free (request);
   if (long_head) {
     conn_send (conn, long_head->str, long_head->len, body);
     g_string_free (long_head, TRUE);
   } else
     conn_send (conn, head, (gsize) n, body);
+  request_free (request); /* after: @body may be its own */
   /* The next request may be in already (pipelined). Answered from inside
    * the handler, conn_process goes on to it; answered later, it is parsed
    * from the loop, not from inside whatever answered this one. */
@@ -676,16 +676,22 @@ on_accept (gint fd, GIOCondition condition, gpointer data)
     }
     int on = 1;
     setsockopt (client, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    Conn *conn = g_new0 (Conn, 1);
-    conn->refs = 1;
-    conn->server = server;
-    conn->fd = client;
-    conn->in = g_byte_array_new ();
-    conn->out = g_string_new (NULL);
-    g_ptr_array_add (server->conns, conn);
-    conn_rewatch (conn);
+    functions_runtime_server_adopt (server, client);
   }
   return G_SOURCE_CONTINUE;
+}
+
+void
+functions_runtime_server_adopt (FunctionsRuntimeServer *server, int fd)
+{
+  Conn *conn = g_new0 (Conn, 1);
+  conn->refs = 1;
+  conn->server = server;
+  conn->fd = fd;
+  conn->in = g_byte_array_new ();
+  conn->out = g_string_new (NULL);
+  g_ptr_array_add (server->conns, conn);
+  conn_rewatch (conn);
 }
 
 FunctionsRuntimeServer *
