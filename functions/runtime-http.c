@@ -252,6 +252,9 @@ conn_refuse (Conn *conn, guint status, const char *reason)
   conn->closing = TRUE;
   g_clear_pointer (&conn->body, g_byte_array_unref);
   request_free (g_steal_pointer (&conn->request));
+  conn->head_len = 0;
+  conn->body_kind = BODY_NONE;
+  g_byte_array_set_size (conn->in, 0);
   conn_send (conn, head, strlen (head), NULL);
 }
 
@@ -514,9 +517,24 @@ conn_read (Conn *conn)
   /* Unparsed input beyond one request's worth waits: the peer is sending
    * faster than its requests are answered. */
   gsize limit = RUNTIME_HEAD_MAX + conn->server->max_body + 64 * 1024;
+  if (conn->closing) {
+    /* Ending after its answer: what still comes is dropped, and read, so
+     * that the answer is not lost to a reset. */
+    char scratch[RUNTIME_READ_CHUNK];
+    for (int rounds = 0; rounds < 16; rounds++) {
+      ssize_t n = read (conn->fd, scratch, sizeof scratch);
+      if (n > 0 || (n < 0 && errno == EINTR))
+        continue;
+      if (n < 0 && errno == EAGAIN)
+        return TRUE;
+      conn_close (conn);
+      return FALSE;
+    }
+    return TRUE;
+  }
   for (int rounds = 0; rounds < 16; rounds++) {
     gsize want = RUNTIME_READ_CHUNK;
-    if (conn->body_kind == BODY_LENGTH && conn->head_len > 0 && !conn->request->too_large &&
+    if (conn->body_kind == BODY_LENGTH && conn->request && !conn->request->too_large &&
         conn->in->len < conn->head_len + conn->body_length)
       want = MAX (want, conn->head_len + conn->body_length - conn->in->len);
     if (conn->in->len >= limit) {

@@ -28,6 +28,7 @@ import concurrent.futures
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -50,9 +51,39 @@ NODE = os.path.join(ROOT, "tests", "node", "node_modules", ".bin", "node")
 
 
 def load(url, concurrency, seconds):
+    """Runs the load generator; its answer, with the CPU seconds it used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([NODE, os.path.join(HERE, "load.mjs"), url, str(concurrency),
                         str(seconds)], capture_output=True, text=True, check=True)
-    return json.loads(r.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = json.loads(r.stdout)
+    out["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
+
+
+def descendants_cpu(root):
+    """CPU seconds of every process below @root (edged's environments)."""
+    parents, below = {}, set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    for pid in parents:
+        p = pid
+        while p in parents and p != root:
+            p = parents[p]
+        if p == root and pid != root:
+            below.add(pid)
+    total = 0.0
+    for pid in below:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
 
 
 def start_edged(work):
@@ -142,6 +173,7 @@ def main():
     }
     results = {name: {"rps": [], "p50": [], "p99": [], "lat50": [], "lat99": []} for name in targets}
     cpu_per_call, healthz50 = [], []
+    runtime_per_call, load_per_call = [], []
     try:
         for url in targets.values():
             load(url, CONCURRENCY, 2)  # warm: environments started, JIT warm
@@ -149,9 +181,13 @@ def main():
             order = list(targets.items()) if r % 2 == 0 else list(reversed(targets.items()))
             for name, url in order:
                 before = cpu_seconds(edged.pid)
+                runtimes_before = descendants_cpu(edged.pid)
                 out = load(url, CONCURRENCY, SECONDS)
                 if name == "edged":
-                    cpu_per_call.append((cpu_seconds(edged.pid) - before) / max(1, out["requests"]))
+                    calls = max(1, out["requests"])
+                    cpu_per_call.append((cpu_seconds(edged.pid) - before) / calls)
+                    runtime_per_call.append((descendants_cpu(edged.pid) - runtimes_before) / calls)
+                    load_per_call.append(out["cpu"] / calls)
                 results[name]["rps"].append(out["rps"])
                 results[name]["p50"].append(out["p50_ms"])
                 results[name]["p99"].append(out["p99_ms"])
@@ -186,6 +222,13 @@ def main():
           f"{median(s['lat50']):.2f} / {median(s['lat99']):.2f} | {median(e['lat50']) / median(s['lat50']):.2f} |")
     print()
     print(f"- edged's own CPU per invocation: {median(cpu_per_call) * 1e6:.0f} µs")
+    per_call = median(cpu_per_call) + median(runtime_per_call) + median(load_per_call)
+    print(f"- the rest of the machine's CPU per invocation: the Node environments (aws-lambda-ric "
+          f"and the handler) {median(runtime_per_call) * 1e6:.0f} µs, the load generator "
+          f"{median(load_per_call) * 1e6:.0f} µs; with edged's, {per_call * 1e6:.0f} µs: "
+          f"{os.cpu_count()} cores carry at most {os.cpu_count() / per_call:.0f} invocations/s "
+          f"of this load, and {os.cpu_count() / (per_call - median(cpu_per_call)):.0f}/s if edged "
+          f"took no CPU at all")
     print(f"- added latency (route p50 {median(e['lat50']):.3f} ms - /healthz p50 {median(healthz50):.3f} ms): "
           f"{median(e['lat50']) - median(healthz50):.3f} ms")
     print(f"- Runtime API round trip with aws-lambda-ric (REPORT Duration p50 of {len(reports)}): "

@@ -9,7 +9,9 @@
 // kinesalite speaks; one more row is edged with the client as it comes (its
 // default handler: HTTP/2). kinesalite keeps records in memory; edged is
 // measured with durability "none" (acknowledged after write(2): the closest
-// comparison) and "sync" (acknowledged after fdatasync, its default).
+// comparison) and "sync" (acknowledged after fdatasync, its default). The
+// last row is the client against an endpoint that keeps nothing
+// (null-kinesis.mjs): the most records/s this client can move here.
 import { spawn } from 'node:child_process';
 import { readFileSync, mkdtempSync, writeFileSync, rmSync, openSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -74,6 +76,16 @@ async function startKinesalite() {
   return { name: 'kinesalite', http1: true, url, proc, stop: () => proc.kill('SIGKILL') };
 }
 
+// The client's ceiling: an endpoint that keeps nothing (null-kinesis.mjs).
+async function startNull(recordBytes, records) {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [join(root, 'bench/streams/null-kinesis.mjs'), String(port),
+    String(recordBytes), String(records), String(SHARDS)], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(url);
+  return { name: 'null server (the client alone)', http1: true, url, proc, stop: () => proc.kill('SIGKILL') };
+}
+
 function client(url, http1) {
   return new KinesisClient({
     endpoint: url, region: 'us-east-1', maxAttempts: 10,
@@ -129,7 +141,8 @@ const results = {};
 for (let run = 0; run < RUNS; run++) {
   for (const [recordBytes, records] of [[100, 100000], [1024, 50000]]) {
     const h2 = async () => ({ ...(await startEdged('none')), name: 'edged (none, HTTP/2)', http1: false });
-    for (const start of [() => startKinesalite(), () => startEdged('none'), () => startEdged('sync'), h2]) {
+    for (const start of [() => startKinesalite(), () => startEdged('none'), () => startEdged('sync'), h2,
+                         () => startNull(recordBytes, records)]) {
       const server = await start();
       try {
         const r = await measure(server, recordBytes, records);
