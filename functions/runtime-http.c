@@ -592,7 +592,7 @@ conn_rewatch (Conn *conn)
   if (conn->watch && conn->watched == want)
     return;
   g_clear_handle_id (&conn->watch, g_source_remove);
-  conn->watch = g_unix_fd_add (conn->fd, want, on_conn_io, conn);
+  conn->watch = edge_fd_watch (G_PRIORITY_DEFAULT, conn->fd, want, on_conn_io, conn, NULL);
   conn->watched = want;
 }
 
@@ -737,7 +737,7 @@ functions_runtime_server_new (gsize max_body, FunctionsRuntimeHandler handler,
   server->gone = gone;
   server->data = data;
   server->conns = g_ptr_array_new ();
-  server->accept_watch = g_unix_fd_add (fd, G_IO_IN, on_accept, server);
+  server->accept_watch = edge_fd_watch (G_PRIORITY_DEFAULT, fd, G_IO_IN, on_accept, server, NULL);
   return server;
 }
 

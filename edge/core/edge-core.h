@@ -11,6 +11,7 @@
 #pragma once
 
 #include <glib.h>
+#include <glib-unix.h>
 #include <sqlite3.h>
 
 G_BEGIN_DECLS
@@ -494,6 +495,20 @@ void edge_log_init (void);
 /* Sets the lowest level written: "error", "warning", "info" or "debug".
  * Returns FALSE for an unknown name. Any thread. */
 gboolean edge_log_set_level (const char *level);
+
+/* ------------------------------------------------------------------------ */
+/* Watching descriptors on the main loop                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A source watching @fd for @condition, not attached, that does not wake
+ * the loop each time it is dispatched (loop.c). (transfer full) */
+GSource *edge_fd_source_new (int fd, GIOCondition condition);
+/* g_unix_fd_add_full with such a source, on the thread-default context. */
+guint edge_fd_watch (gint priority, int fd, GIOCondition condition, GUnixFDSourceFunc func,
+                     gpointer data, GDestroyNotify notify);
+/* The same for a source made elsewhere (a GSocket's): call before
+ * attaching it. */
+void edge_source_quiet (GSource *source);
 
 /* ------------------------------------------------------------------------ */
 /* Data directory                                                           */

@@ -588,6 +588,7 @@ h2_conn_flush (H2Conn *conn)
   }
   if (!conn->dead && conn->out->len > 0 && conn->write_source == NULL) {
     conn->write_source = g_socket_create_source (conn->socket, G_IO_OUT, NULL);
+    edge_source_quiet (conn->write_source);
     g_source_set_callback (conn->write_source, (GSourceFunc) (void (*) (void)) h2_conn_writable,
                            conn, NULL);
     g_source_attach (conn->write_source, NULL);
@@ -682,6 +683,7 @@ gateway_h2_serve (EdgeGateway *gateway, GSocketConnection *connection)
   g_ptr_array_add (gateway->h2_conns, conn);
 
   conn->source = g_socket_create_source (conn->socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+  edge_source_quiet (conn->source);
   g_source_set_callback (conn->source, (GSourceFunc) (void (*) (void)) h2_conn_io, conn, NULL);
   g_source_attach (conn->source, NULL);
   h2_conn_flush (conn);

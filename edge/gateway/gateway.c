@@ -231,7 +231,7 @@ conn_idle_begin (Conn *conn, SoupServerMessage *msg)
                                          conn);
   /* A plain descriptor source: a GSocket source's own timeout would mark
    * the socket timed out for libsoup's next read. */
-  conn->idle = g_unix_fd_source_new (g_socket_get_fd (conn->socket), G_IO_IN | G_IO_HUP | G_IO_ERR);
+  conn->idle = edge_fd_source_new (g_socket_get_fd (conn->socket), G_IO_IN | G_IO_HUP | G_IO_ERR);
   /* Set before attaching: on an attached source, GLib 2.74 wakes the loop
    * (an eventfd write) for each. */
   g_source_set_priority (conn->idle, G_PRIORITY_HIGH);
@@ -479,6 +479,7 @@ edge_request_stream_begin (EdgeRequest *request, guint status, const char *conte
   GSocket *socket = request->socket;
   if (socket) {
     request->hangup = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+    edge_source_quiet (request->hangup);
     g_source_set_callback (request->hangup, (GSourceFunc) (void (*) (void)) on_stream_hangup,
                            request, NULL);
     g_source_attach (request->hangup, NULL);

@@ -690,8 +690,12 @@ class Limits(AuthCase):
             if not read:
                 return b""
             # Nothing more to ask: the answer's end is the connection's, not
-            # the kept-alive connection's idle timeout.
-            s.shutdown(socket.SHUT_WR)
+            # the kept-alive connection's idle timeout. (A request refused
+            # before it was all sent may have ended the connection already.)
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
             data = b""
             while True:
                 chunk = s.recv(65536)
