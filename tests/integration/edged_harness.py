@@ -97,9 +97,21 @@ class Daemon:
 
     def wait_exit(self, timeout=15):
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         finally:
             self.stderr.close()
+        # Under AddressSanitizer, the leak checker at exit can itself crash
+        # while it stops the process's threads ("Tracer caught signal 11",
+        # seen once with OpenCV's and GStreamer's threads about): the check
+        # did not run, which says nothing of edged. A leak it found, or any
+        # other report, still fails.
+        log = self.log()
+        if (status == -signal.SIGABRT and "LeakSanitizer has encountered a fatal error" in log
+                and "Tracer caught signal" in log and "detected memory leaks" not in log
+                and "SUMMARY:" not in log):
+            sys.stderr.write("edged_harness: the leak checker crashed at exit; no leak check\n")
+            return 0
+        return status
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc and self.proc.poll() is None:
