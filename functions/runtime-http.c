@@ -81,7 +81,7 @@ struct _Conn {
   GByteArray *body;        /* BODY_CHUNKED: the chunks so far */
   gsize parsed;            /* BODY_CHUNKED: bytes of in consumed after the head */
   gboolean chunks_done;    /* the last chunk came; trailers follow */
-  gboolean continue_sent;
+  gsize head_scanned;      /* bytes of in searched for the head's end, without finding it */
 };
 
 struct _FunctionsRuntimeServer {
@@ -348,7 +348,6 @@ conn_parse_head (Conn *conn)
   conn->body_length = 0;
   conn->parsed = 0;
   conn->chunks_done = FALSE;
-  conn->continue_sent = FALSE;
   if (encoding) {
     if (length || http10 || !value_has_token (encoding, encoding_len, "chunked")) {
       conn_refuse (conn, 400, "a body with both a length and chunks, or unknown coding");
@@ -374,7 +373,6 @@ conn_parse_head (Conn *conn)
   const char *expect = head_find (headers, end, "Expect", &len);
   if (expect && conn->body_kind != BODY_NONE && !request->too_large &&
       value_has_token (expect, len, "100-continue")) {
-    conn->continue_sent = TRUE;
     static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
     conn_send (conn, go_on, sizeof go_on - 1, NULL);
   }
@@ -460,6 +458,31 @@ conn_dispatch (Conn *conn, gsize consumed)
   server->handler (request, server->data);
 }
 
+/* The length of the head at the start of conn->in, up to and with its
+ * blank line; 0 while it is not all in. Each byte is searched once, however
+ * many reads a long head takes. */
+static gsize
+conn_find_head_end (Conn *conn)
+{
+  const guint8 *data = conn->in->data;
+  gsize len = conn->in->len;
+  for (gsize i = conn->head_scanned; i + 1 < len; i++) {
+    const guint8 *nl = memchr (data + i, '\n', len - 1 - i);
+    if (nl == NULL)
+      break;
+    i = (gsize) (nl - data);
+    if (nl[1] == '\n')
+      return i + 2;
+    if (nl[1] == '\r' && i + 2 < len && nl[2] == '\n')
+      return i + 3;
+    if (nl[1] == '\r' && i + 2 == len)
+      break; /* "\n\r" at the end: the "\n" may still come */
+  }
+  /* The last two bytes may begin the blank line: searched again next time. */
+  conn->head_scanned = len >= 2 ? len - 2 : 0;
+  return 0;
+}
+
 /* Parses what has been read into a request, and hands it over once whole. */
 static void
 conn_process (Conn *conn)
@@ -472,21 +495,18 @@ conn_process (Conn *conn)
       guint skip = 0;
       while (skip < conn->in->len && (conn->in->data[skip] == '\r' || conn->in->data[skip] == '\n'))
         skip++;
-      if (skip > 0)
+      if (skip > 0) {
         g_byte_array_remove_range (conn->in, 0, skip);
-      const guint8 *blank = NULL;
-      for (gsize i = 0; i + 1 < conn->in->len && blank == NULL; i++)
-        if (conn->in->data[i] == '\n' &&
-            (conn->in->data[i + 1] == '\n' ||
-             (conn->in->data[i + 1] == '\r' && i + 2 < conn->in->len &&
-              conn->in->data[i + 2] == '\n')))
-          blank = conn->in->data + i;
-      if (blank == NULL) {
+        conn->head_scanned = 0;
+      }
+      gsize head_len = conn_find_head_end (conn);
+      if (head_len == 0) {
         if (conn->in->len > RUNTIME_HEAD_MAX)
           conn_refuse (conn, 431, "the request's head is too long");
         break;
       }
-      conn->head_len = (gsize) (blank - conn->in->data) + (blank[1] == '\n' ? 2 : 3);
+      conn->head_len = head_len;
+      conn->head_scanned = 0;
       if (!conn_parse_head (conn))
         break;
     }
@@ -592,7 +612,7 @@ conn_rewatch (Conn *conn)
   if (conn->watch && conn->watched == want)
     return;
   g_clear_handle_id (&conn->watch, g_source_remove);
-  conn->watch = edge_fd_watch (G_PRIORITY_DEFAULT, conn->fd, want, on_conn_io, conn, NULL);
+  conn->watch = edge_fd_watch (conn->fd, want, on_conn_io, conn, NULL);
   conn->watched = want;
 }
 
@@ -737,7 +757,7 @@ functions_runtime_server_new (gsize max_body, FunctionsRuntimeHandler handler,
   server->gone = gone;
   server->data = data;
   server->conns = g_ptr_array_new ();
-  server->accept_watch = edge_fd_watch (G_PRIORITY_DEFAULT, fd, G_IO_IN, on_accept, server, NULL);
+  server->accept_watch = edge_fd_watch (fd, G_IO_IN, on_accept, server, NULL);
   return server;
 }
 

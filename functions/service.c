@@ -694,8 +694,8 @@ read_output (Env *env)
   int fd = g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (env->output));
   g_unix_set_fd_nonblocking (fd, TRUE, NULL);
   env->refs++;
-  env->output_source = edge_fd_watch (G_PRIORITY_DEFAULT, fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
-                                      on_output_ready, env, env_unref_notify);
+  env->output_source = edge_fd_watch (fd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_output_ready, env,
+                                      env_unref_notify);
 }
 
 /* In the child, before exec: a process group of its own, and the memory

@@ -286,8 +286,7 @@ line_open (Line *l)
     int level = hw_gpio_get (l->line, NULL);
     hw_debounce_init (&l->debounce, parse_edges (l->in->edges), l->in->debounce_ms * 1000000,
                       MAX (level, 0));
-    l->watch = edge_fd_watch (G_PRIORITY_DEFAULT, hw_gpio_fd (l->line), G_IO_IN, on_edges, l,
-                              NULL);
+    l->watch = edge_fd_watch (hw_gpio_fd (l->line), G_IO_IN, on_edges, l, NULL);
   }
   g_message ("gpio \"%s\": %s line %u of %s", l->name, l->output ? "output" : "input",
              hw_gpio_offset (l->line), l->chip);

@@ -503,9 +503,10 @@ gboolean edge_log_set_level (const char *level);
 /* A source watching @fd for @condition, not attached, that does not wake
  * the loop each time it is dispatched (loop.c). (transfer full) */
 GSource *edge_fd_source_new (int fd, GIOCondition condition);
-/* g_unix_fd_add_full with such a source, on the thread-default context. */
-guint edge_fd_watch (gint priority, int fd, GIOCondition condition, GUnixFDSourceFunc func,
-                     gpointer data, GDestroyNotify notify);
+/* g_unix_fd_add_full with such a source (default priority), on the
+ * thread-default context. */
+guint edge_fd_watch (int fd, GIOCondition condition, GUnixFDSourceFunc func, gpointer data,
+                     GDestroyNotify notify);
 /* The same for a source made elsewhere (a GSocket's): call before
  * attaching it. */
 void edge_source_quiet (GSource *source);

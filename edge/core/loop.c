@@ -29,12 +29,10 @@ edge_fd_source_new (int fd, GIOCondition condition)
 }
 
 guint
-edge_fd_watch (gint priority, int fd, GIOCondition condition, GUnixFDSourceFunc func,
-               gpointer data, GDestroyNotify notify)
+edge_fd_watch (int fd, GIOCondition condition, GUnixFDSourceFunc func, gpointer data,
+               GDestroyNotify notify)
 {
   GSource *source = edge_fd_source_new (fd, condition);
-  if (priority != G_PRIORITY_DEFAULT)
-    g_source_set_priority (source, priority);
   g_source_set_callback (source, (GSourceFunc) (void (*) (void)) func, data, notify);
   guint id = g_source_attach (source, g_main_context_get_thread_default ());
   g_source_unref (source);
