@@ -57,6 +57,7 @@ struct _MediaRtpDepay {
   gboolean in_frame;
   guint32 frame_time;
   gboolean keyframe;
+  gboolean have_slice; /* a picture's slice is in it */
   gboolean damaged;
   gsize fragment_at; /* where the NAL unit being reassembled starts; NO_FRAGMENT */
 
@@ -248,6 +249,7 @@ frame_reset (MediaRtpDepay *d)
   g_byte_array_set_size (d->frame, 0);
   d->in_frame = FALSE;
   d->keyframe = FALSE;
+  d->have_slice = FALSE;
   d->damaged = FALSE;
   d->fragment_at = NO_FRAGMENT;
 }
@@ -313,7 +315,18 @@ nal_complete (MediaRtpDepay *d, gsize at)
     return;
   }
   edge_put_be32 (d->frame->data + at, (guint32) len);
-  if (d->codec == MEDIA_CODEC_H264 ? type == 5 : type >= 16 && type <= 21)
+  gboolean h264 = d->codec == MEDIA_CODEC_H264;
+  if (h264 ? type >= 1 && type <= 5 : type <= 31) {
+    /* A picture's first slice says so in the first bit after the NAL
+     * header (first_mb_in_slice 0; first_slice_segment_in_pic_flag). An
+     * access unit whose first slice is a later one lost its head: a
+     * client that joins a stream between an encoder's slices gets the
+     * bottom of a keyframe, which decodes to a smear. */
+    if (!d->have_slice && (len <= header || !(nal[header] & 0x80)))
+      d->damaged = TRUE;
+    d->have_slice = TRUE;
+  }
+  if (h264 ? type == 5 : type >= 16 && type <= 21)
     d->keyframe = TRUE;
   keep_parameter_set (d, nal, len);
 }

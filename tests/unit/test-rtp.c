@@ -84,17 +84,27 @@ send_packet (Sender *s, guint32 time, gboolean marker, const guint8 *payload, gs
   s->sequence++;
 }
 
-/* A slice NAL unit of @len bytes: header @header, then a counting pattern. */
+/* A slice NAL unit of @len bytes: header @header, then a counting pattern
+ * whose first bit says whether it is its picture's first slice
+ * (first_mb_in_slice 0 is the one bit 1). */
 static GByteArray *
-make_nal (guint8 header, gsize len)
+make_slice (guint8 header, gsize len, gboolean first)
 {
   GByteArray *nal = g_byte_array_sized_new ((guint) len);
   g_byte_array_append (nal, &header, 1);
   for (gsize i = 1; i < len; i++) {
     guint8 b = (guint8) (i * 13 + header);
+    if (i == 1)
+      b = first ? (guint8) (b | 0x80) : (guint8) (b & 0x7f);
     g_byte_array_append (nal, &b, 1);
   }
   return nal;
+}
+
+static GByteArray *
+make_nal (guint8 header, gsize len)
+{
+  return make_slice (header, len, TRUE);
 }
 
 /* Sends @nal as FU-A packets of at most @piece payload bytes. */
@@ -210,7 +220,7 @@ test_h264_packets (void **state)
   /* Frame 2: two single-NAL slices, no marker; frame 3's first packet (a
    * new timestamp) closes it. */
   g_autoptr (GByteArray) p1 = make_nal (0x41, 300);
-  g_autoptr (GByteArray) p2 = make_nal (0x41, 200);
+  g_autoptr (GByteArray) p2 = make_slice (0x41, 200, FALSE);
   send_packet (&s, 6000, FALSE, p1->data, p1->len);
   send_packet (&s, 6000, FALSE, p2->data, p2->len);
   assert_int_equal (c->frames->len, 1);
@@ -270,6 +280,54 @@ test_h264_loss (void **state)
   collected_free (c);
 }
 
+/* A client that joins a stream between an encoder's slices (a shared
+ * camera stream, an encoder that cuts each picture into slices) first
+ * gets the bottom of a picture. Its first slice missing, it would decode
+ * to a smear: it goes, and so does what follows until a whole keyframe,
+ * in H.264 and in H.265. */
+static void
+test_joined_mid_picture (void **state)
+{
+  (void) state;
+  Collected *c = collected_new ();
+  g_autofree char *fmtp = h264_fmtp ();
+  g_autoptr (MediaRtpDepay) d = media_rtp_depay_new (MEDIA_CODEC_H264, fmtp, collect, c, NULL);
+  Sender s = { d, 40000 };
+  g_autoptr (GByteArray) idr_top = make_slice (0x65, 2000, TRUE);
+  g_autoptr (GByteArray) idr_bottom = make_slice (0x65, 2000, FALSE);
+  g_autoptr (GByteArray) delta_top = make_slice (0x41, 300, TRUE);
+  g_autoptr (GByteArray) delta_bottom = make_slice (0x41, 300, FALSE);
+  /* The keyframe's second slice, in pieces: the first never came. */
+  send_fu_a (&s, 0, TRUE, idr_bottom, 700);
+  send_packet (&s, 3000, FALSE, delta_top->data, delta_top->len);
+  send_packet (&s, 3000, TRUE, delta_bottom->data, delta_bottom->len);
+  assert_int_equal (c->frames->len, 0);
+  assert_int_equal (media_rtp_depay_dropped (d), 2);
+  /* The next whole keyframe, both slices, comes through. */
+  send_fu_a (&s, 6000, FALSE, idr_top, 700);
+  send_fu_a (&s, 6000, TRUE, idr_bottom, 700);
+  assert_int_equal (c->frames->len, 1);
+  assert_true (g_array_index (c->keyframes, gboolean, 0));
+  const guint8 *want[] = { idr_top->data, idr_bottom->data };
+  const gsize want_lens[] = { idr_top->len, idr_bottom->len };
+  assert_frame (g_ptr_array_index (c->frames, 0), want, want_lens, 2);
+
+  /* H.265: an IDR_N_LP slice segment that is not its picture's first. */
+  Collected *c5 = collected_new ();
+  g_autoptr (MediaRtpDepay) d5 = media_rtp_depay_new (MEDIA_CODEC_H265, h265_fmtp, collect, c5,
+                                                      NULL);
+  Sender s5 = { d5, 9 };
+  static const guint8 later[] = { 20 << 1, 1, 0x12, 0x34 }, first[] = { 20 << 1, 1, 0x92, 0x34 };
+  send_packet (&s5, 0, TRUE, later, sizeof later);
+  assert_int_equal (c5->frames->len, 0);
+  send_packet (&s5, 3000, TRUE, first, sizeof first);
+  assert_int_equal (c5->frames->len, 1);
+  assert_true (g_array_index (c5->keyframes, gboolean, 0));
+  assert_int_equal (media_rtp_depay_dropped (d5), 1);
+  collected_free (c5);
+  collected_free (c);
+}
+
 /* Padding and header extensions are stepped over; a frame larger than the
  * limit is dropped rather than gathered without bound. */
 static void
@@ -279,7 +337,7 @@ test_h264_padding_extension_and_limit (void **state)
   Collected *c = collected_new ();
   g_autofree char *fmtp = h264_fmtp ();
   g_autoptr (MediaRtpDepay) d = media_rtp_depay_new (MEDIA_CODEC_H264, fmtp, collect, c, NULL);
-  static const guint8 idr[] = { 0x65, 0x11, 0x22, 0x33 };
+  static const guint8 idr[] = { 0x65, 0x91, 0x22, 0x33 };
   guint8 p[12 + 8 + sizeof idr + 3] = { 0xb0, 0x80 | 96, 0, 1 }; /* P and X set */
   edge_put_be32 (p + 4, 500);
   p[12] = 0xbe;
@@ -338,7 +396,7 @@ test_h265 (void **state)
   static const guint8 idr_header[2] = { 19 << 1, 1 };
   g_byte_array_append (idr, idr_header, 2);
   for (guint i = 0; i < 2500; i++) {
-    guint8 b = (guint8) (i * 7);
+    guint8 b = (guint8) (i == 0 ? 0x80 : i * 7); /* the picture's first slice */
     g_byte_array_append (idr, &b, 1);
   }
   for (gsize at = 2; at < idr->len; at += 1000) {
@@ -348,7 +406,7 @@ test_h265 (void **state)
     memcpy (buf + 3, idr->data + at, n);
     send_packet (&s, 90000, at + n == idr->len, buf, n + 3);
   }
-  static const guint8 t1[] = { 1 << 1, 1, 0xaa, 0xbb }, t2[] = { 1 << 1, 1, 0xcc };
+  static const guint8 t1[] = { 1 << 1, 1, 0xaa, 0xbb }, t2[] = { 1 << 1, 1, 0x4c };
   guint8 ap[2 + 2 + sizeof t1 + 2 + sizeof t2] = { 48 << 1, 1, 0, sizeof t1 };
   memcpy (ap + 4, t1, sizeof t1);
   ap[4 + sizeof t1 + 1] = sizeof t2;
@@ -397,6 +455,7 @@ main (void)
     cmocka_unit_test (test_h264_track_from_sdp),
     cmocka_unit_test (test_h264_packets),
     cmocka_unit_test (test_h264_loss),
+    cmocka_unit_test (test_joined_mid_picture),
     cmocka_unit_test (test_h264_padding_extension_and_limit),
     cmocka_unit_test (test_refused_modes),
     cmocka_unit_test (test_h265),
