@@ -767,8 +767,8 @@ static const ConfigKey config_keys[] = {
     "connections open).", NULL },
   { "gateway.keepalive_timeout", KEY_DURATION, OFF (gateway_keepalive_timeout_ms), "60s", 0,
     3600 * 1000, NULL,
-    "An HTTP/1.1 connection is kept open between requests for this long; 0s ends every "
-    "connection after its answer. HTTPS connections end after each answer.", NULL },
+    "An HTTP/1.1 connection (plain or HTTPS) is kept open between requests for this long; 0s "
+    "ends every connection after its answer.", NULL },
   { "gateway.auth.enabled", KEY_ENUM, OFF (gateway_auth_enabled), "auto", 0, 0,
     auth_enabled_choices,
     "Ask for credentials on every route: on, off, or auto (on unless gateway.listen is a "

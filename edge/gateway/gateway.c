@@ -57,14 +57,12 @@ typedef struct {
   gint64 idle_since;           /* monotonic µs */
 } Conn;
 
-/* Plain HTTP/1.1 connections stay open between requests (conn_idle_begin);
- * TLS ones end after each answer: the watch between requests looks at the
- * socket's bytes, which under TLS cannot tell a request from the client's
- * goodbye. */
+/* HTTP/1.1 connections, plain and TLS, stay open between requests
+ * (conn_idle_begin). */
 static gboolean
 gateway_keeps_alive (EdgeGateway *gateway)
 {
-  return gateway->keepalive_timeout_ms > 0 && gateway->tls_certificate == NULL;
+  return gateway->keepalive_timeout_ms > 0;
 }
 
 static char *
@@ -198,17 +196,39 @@ gateway_close_idle (EdgeGateway *gateway, const char *client)
   return TRUE;
 }
 
+/* The smallest TLS record an HTTP request can come in: a 27-byte request
+ * head ("GET / HTTP/1.1\r\nHost: x\r\n\r\n") under TLS 1.3 is 5 + 27 + 1
+ * + 16 bytes; a closing alert is 24 (TLS 1.3) or 31 (TLS 1.2, AES-GCM). */
+#define TLS_REQUEST_RECORD_MIN 40
+
+/* Whether the bytes waiting on an idle TLS connection (@head, @n of them,
+ * peeked) can start a request. Under TLS the socket's bytes are records,
+ * and libsoup must not be the one to read the client's goodbye (a
+ * close_notify alert before its end of stream): libsoup 3.2.3 would then
+ * keep the connection for good. A request comes as application data (or
+ * a handshake, for a renegotiation) in a record larger than any alert;
+ * the rest (an alert, a record too short for a request, a header cut in
+ * two, which TLS libraries do not send) ends the connection. */
+static gboolean
+tls_request_waiting (const guint8 *head, gssize n)
+{
+  if (n < 5)
+    return FALSE;
+  gsize record = 5 + ((gsize) head[3] << 8 | head[4]);
+  return head[0] == 0x16 || (head[0] == 0x17 && record >= TLS_REQUEST_RECORD_MIN);
+}
+
 /* @condition is 0 when keepalive_timeout has passed. */
 static gboolean
 conn_idle_ready (int fd, GIOCondition condition, gpointer data)
 {
   Conn *conn = data;
   if (condition & G_IO_IN) {
-    char byte;
-    gssize n = recv (fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    guint8 head[5];
+    gssize n = recv (fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       return G_SOURCE_CONTINUE;
-    if (n > 0) {
+    if (n > 0 && (conn->gateway->tls_certificate == NULL || tls_request_waiting (head, n))) {
       /* The next request: libsoup takes it from here. */
       conn_idle_end (conn);
       conn_arm_deadline (conn);
@@ -220,7 +240,7 @@ conn_idle_ready (int fd, GIOCondition condition, gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* After an answer on a plain HTTP/1.1 connection, which libsoup may keep. */
+/* After an answer on an HTTP/1.1 connection, which libsoup may keep. */
 static void
 conn_idle_begin (Conn *conn, SoupServerMessage *msg)
 {
@@ -397,7 +417,7 @@ request_ends_connection (SoupServerMessage *msg)
 }
 
 /* Status and headers every answer has. Connections are kept alive only
- * where the gateway can watch them between requests (plain HTTP/1.1, see
+ * where the gateway can watch them between requests (HTTP/1.1, see
  * conn_idle_begin); other answers end their connection. */
 static void
 answer_head (EdgeRequest *request, guint status, const char *content_type)
@@ -1209,7 +1229,7 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
 }
 
 /* After every "finished" handler of a message answered whole (a request
- * that failed is "request-aborted", and its connection ends): a plain
+ * that failed is "request-aborted", and its connection ends): an
  * HTTP/1.1 connection that libsoup may keep is watched until its next
  * request. The watch holds the message, so the bodies go now, as they
  * would have with the message; only its headers stay. */
