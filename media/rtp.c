@@ -316,9 +316,10 @@ nal_complete (MediaRtpDepay *d, gsize at)
   }
   edge_put_be32 (d->frame->data + at, (guint32) len);
   gboolean h264 = d->codec == MEDIA_CODEC_H264;
-  if (h264 ? type >= 1 && type <= 5 : type <= 31) {
+  if (h264 ? type == 1 || type == 2 || type == 5 : type <= 31) {
     /* A picture's first slice says so in the first bit after the NAL
-     * header (first_mb_in_slice 0; first_slice_segment_in_pic_flag). An
+     * header (first_mb_in_slice 0; first_slice_segment_in_pic_flag; a
+     * slice header opens these types, not data partitions B and C). An
      * access unit whose first slice is a later one lost its head: a
      * client that joins a stream between an encoder's slices gets the
      * bottom of a keyframe, which decodes to a smear. */
