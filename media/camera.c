@@ -497,7 +497,9 @@ fragmenter_push (MediaCamera *camera, const Frame *frame)
   }
   if (!f->session_started) {
     /* The session is anchored at the wall-clock time its first frame
-     * entered (captured, for a local camera; received, for RTSP). */
+     * entered (captured, for a local camera; received, for RTSP), and its
+     * pictures are a new start for the detectors. */
+    media_detect_source_restarted (camera->detect);
     f->session_started = TRUE;
     f->first_dts = frame->dts;
     f->session_base = MAX ((guint64) (frame->entered_us / 1000) * (MEDIA_TIMESCALE / 1000),

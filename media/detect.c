@@ -27,8 +27,10 @@
  * frame's noise is not an event. */
 #define DETECT_START_FRAMES 2
 /* The branch's first second of pictures (an encoder's first frames at
- * their roughest, a camera's exposure settling) only shows the detectors
- * the scene: no event starts in it. */
+ * their roughest, a camera's exposure settling), and the first second
+ * after the source comes back (the scene may have changed meanwhile: no
+ * motion was seen), only show the detectors the scene: no event starts in
+ * it. */
 #define DETECT_WARMUP_NS GST_SECOND
 /* Recent access units remembered to find a decoded frame's fragment. */
 #define DETECT_RECENT 512
@@ -206,10 +208,14 @@ struct _MediaDetect {
   GstElement *pipeline;
   GstAppSrc *src;
   guint bus_watch;
-  GMutex lock; /* caps, waiting_for_keyframe, recent */
+  GMutex lock; /* caps, waiting_for_keyframe, recent, rewarm */
   GBytes *codec_private;
   gboolean h265;
   gboolean waiting_for_keyframe;
+  /* The source restarted: the next access unit pushed starts a warm-up,
+   * from its picture (rewarm_pts) on. */
+  gboolean rewarm_next, rewarm_pending;
+  GstClockTime rewarm_pts;
   gboolean codec_warned;
   /* Buffers carry time since @base_ns (the first access unit, less a
    * second): videorate counts from the segment start, 0. */
@@ -402,9 +408,6 @@ on_frame (GstAppSink *sink, gpointer data)
   __atomic_add_fetch (&d->frames, 1, __ATOMIC_RELAXED);
   GstClockTime pts = GST_BUFFER_PTS (buffer);
   gint64 ms = (gint64) ((pts + d->base_ns) / GST_MSECOND);
-  if (d->warmup_end == 0)
-    d->warmup_end = pts + DETECT_WARMUP_NS;
-  gboolean warming_up = pts < d->warmup_end;
   guint64 fragment = 0;
   g_mutex_lock (&d->lock);
   for (guint i = 0; i < DETECT_RECENT; i++)
@@ -412,7 +415,13 @@ on_frame (GstAppSink *sink, gpointer data)
       fragment = d->recent[i].fragment;
       break;
     }
+  gboolean restarted = d->rewarm_pending && pts >= d->rewarm_pts;
+  if (restarted)
+    d->rewarm_pending = FALSE;
   g_mutex_unlock (&d->lock);
+  if (d->warmup_end == 0 || restarted)
+    d->warmup_end = pts + DETECT_WARMUP_NS;
+  gboolean warming_up = pts < d->warmup_end;
   for (guint i = 0; i < d->states->len; i++) {
     DetectorState *s = &g_array_index (d->states, DetectorState, i);
     MediaDetectorResult r = { 0 };
@@ -567,6 +576,11 @@ media_detect_push (MediaDetect *d, gboolean h265, GBytes *codec_private, const g
   if (d->base_ns == 0)
     d->base_ns = gst_util_uint64_scale (decode_90k, GST_SECOND, 90000) - GST_SECOND;
   GstClockTime pts = gst_util_uint64_scale (pts_90k, GST_SECOND, 90000) - d->base_ns;
+  if (d->rewarm_next) {
+    d->rewarm_next = FALSE;
+    d->rewarm_pending = TRUE;
+    d->rewarm_pts = pts;
+  }
   d->recent[d->recent_next].pts = pts;
   d->recent[d->recent_next].fragment = fragment;
   d->recent_next = (d->recent_next + 1) % DETECT_RECENT;
@@ -580,6 +594,16 @@ media_detect_push (MediaDetect *d, gboolean h265, GBytes *codec_private, const g
     GST_BUFFER_FLAG_SET (buffer, GST_BUFFER_FLAG_DELTA_UNIT);
   gst_app_src_push_buffer (src, buffer);
   gst_object_unref (src);
+}
+
+void
+media_detect_source_restarted (MediaDetect *d)
+{
+  if (d == NULL)
+    return;
+  g_mutex_lock (&d->lock);
+  d->rewarm_next = TRUE;
+  g_mutex_unlock (&d->lock);
 }
 
 guint64

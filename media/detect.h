@@ -84,6 +84,11 @@ MediaDetect *media_detect_new (const EdgeConfigCamera *config, GMainContext *con
 void media_detect_push (MediaDetect *detect, gboolean h265, GBytes *codec_private,
                         const guint8 *data, gsize size, gboolean keyframe, guint64 decode_90k,
                         guint64 pts_90k, guint64 fragment);
+/* The camera's source started again (after a loss, or a file's loop): the
+ * pictures from the next access unit on are a new start, which the
+ * detectors look at for the warm-up time before any event starts in them,
+ * as at the first. Accepts NULL. */
+void media_detect_source_restarted (MediaDetect *detect);
 /* Frames decoded and examined, and access units dropped for being behind;
  * 0 for NULL (no detectors). */
 guint64 media_detect_frames (MediaDetect *detect);

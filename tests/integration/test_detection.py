@@ -1,6 +1,7 @@
 """Detection against a camera the test steers (tests/rtsp-server.c's "scene":
 a square that stands still or moves on command): motion events start within
-2 s of the motion and none come from a still scene; an excluded zone
+2 s of the motion and none come from a still scene, nor from a scene that
+changed while the camera was away; an excluded zone
 suppresses them; a function subscribed to the events stream runs with each
 event and fetches its snapshot and clip; bad detection settings are refused
 with the setting named."""
@@ -29,6 +30,11 @@ class Scene:
 
     def __init__(self):
         self.port = free_port()
+        self.start()
+
+    def start(self):
+        """Starts the camera (again, on the same port), its square still at
+        its first place."""
         self.proc = subprocess.Popen([RTSP_SERVER, str(self.port), "15", "320", "240", "15", "300"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True,
@@ -216,6 +222,35 @@ cameras:
 
         # A clean stop (under the sanitizers: nothing leaked).
         self.assertEqual(self.d.stop(), 0, self.d.log()[-6000:])
+
+
+    def test_a_scene_changed_while_the_camera_was_away_is_no_motion(self):
+        # The square moves to another place and stays there: one event.
+        wait_for(lambda: self.d.get_json("/v1/cameras/door")[2]["detection"]["framesExamined"] >= 20,
+                 what="the detector looking")
+        self.scene.command("move")
+        wait_for(lambda: self.events("door"), timeout=10, interval=0.05, what="a motion event")
+        time.sleep(1.5)
+        self.scene.command("still")
+        wait_for(lambda: all(e["end_ms"] for e in self.events("door")), timeout=10,
+                 what="the event ending")
+        moved = len(self.events("door"))
+        # The camera goes away and comes back with the square at its first
+        # place: nothing was seen moving, so no event (the first second
+        # back only shows the detector the scene, as at the start).
+        restarts = self.d.get_json("/v1/cameras/door")[2]["restarts"]
+        self.scene.stop()
+        self.scene.start()
+        wait_for(lambda: self.d.get_json("/v1/cameras/door")[2]["restarts"] > restarts,
+                 timeout=20, what="the camera reconnecting")
+        examined = self.d.get_json("/v1/cameras/door")[2]["detection"]["framesExamined"]
+        wait_for(lambda: self.d.get_json("/v1/cameras/door")[2]["detection"]["framesExamined"]
+                 >= examined + 15, timeout=20, what="the detector looking again")
+        self.assertEqual(len(self.events("door")), moved, self.events("door"))
+        # And motion after it is motion again.
+        self.scene.command("move")
+        wait_for(lambda: len(self.events("door")) > moved, timeout=10, interval=0.05,
+                 what="a motion event after the camera came back")
 
 
 @unittest.skipIf(os.environ.get("EDGED_TESTS_SKIP_SLOW"),
