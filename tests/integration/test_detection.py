@@ -1,10 +1,10 @@
 """Detection against a camera the test steers (tests/rtsp-server.c's "scene":
 a square that stands still or moves on command): motion events start within
 2 s of the motion and none come from a still scene, nor from a scene that
-changed while the camera was away; an excluded zone
-suppresses them; a function subscribed to the events stream runs with each
-event and fetches its snapshot and clip; bad detection settings are refused
-with the setting named."""
+changed while the camera was away; an excluded zone suppresses them; a
+function subscribed to the events stream runs with each event and fetches
+its snapshot and clip; bad detection settings are refused with the setting
+named."""
 
 import json
 import os
