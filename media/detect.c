@@ -213,8 +213,8 @@ struct _MediaDetect {
   gboolean h265;
   gboolean waiting_for_keyframe;
   /* The source restarted: the next access unit pushed starts a warm-up,
-   * from its picture (rewarm_pts) on. */
-  gboolean rewarm_next, rewarm_pending;
+   * from its picture (rewarm_pts; GST_CLOCK_TIME_NONE: none waits) on. */
+  gboolean rewarm_next;
   GstClockTime rewarm_pts;
   gboolean codec_warned;
   /* Buffers carry time since @base_ns (the first access unit, less a
@@ -415,9 +415,9 @@ on_frame (GstAppSink *sink, gpointer data)
       fragment = d->recent[i].fragment;
       break;
     }
-  gboolean restarted = d->rewarm_pending && pts >= d->rewarm_pts;
+  gboolean restarted = d->rewarm_pts != GST_CLOCK_TIME_NONE && pts >= d->rewarm_pts;
   if (restarted)
-    d->rewarm_pending = FALSE;
+    d->rewarm_pts = GST_CLOCK_TIME_NONE;
   g_mutex_unlock (&d->lock);
   if (d->warmup_end == 0 || restarted)
     d->warmup_end = pts + DETECT_WARMUP_NS;
@@ -470,6 +470,7 @@ media_detect_new (const EdgeConfigCamera *config, GMainContext *context, MediaEv
     return NULL;
   MediaDetect *d = g_new0 (MediaDetect, 1);
   d->refs = 1;
+  d->rewarm_pts = GST_CLOCK_TIME_NONE;
   d->camera = g_strdup (config->name);
   d->context = g_main_context_ref (context);
   d->func = func;
@@ -578,7 +579,6 @@ media_detect_push (MediaDetect *d, gboolean h265, GBytes *codec_private, const g
   GstClockTime pts = gst_util_uint64_scale (pts_90k, GST_SECOND, 90000) - d->base_ns;
   if (d->rewarm_next) {
     d->rewarm_next = FALSE;
-    d->rewarm_pending = TRUE;
     d->rewarm_pts = pts;
   }
   d->recent[d->recent_next].pts = pts;

@@ -190,6 +190,23 @@ class Daemon:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def assert_kept_alive(case, d, path, headers=None, n=5):
+    """Asks @d for @path @n times on one connection: each answer is 200 and
+    keeps the connection (no Connection header), and all came on the same
+    socket. Returns the connection, still open."""
+    c = d.connection()
+    ports = set()
+    for _ in range(n):
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        case.assertEqual(r.status, 200)
+        case.assertIsNone(r.getheader("Connection"))
+        r.read()
+        ports.add(c.sock.getsockname()[1])
+    case.assertEqual(len(ports), 1, "each request took a new connection")
+    return c
+
+
 def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
     """@predicate's first true value, polled every @interval seconds; fails
     the test after @timeout seconds."""

@@ -16,7 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from edged_harness import EDGECTL, EDGED, Daemon, camera_env, free_port, make_certificate, run  # noqa: E402
+from edged_harness import (EDGECTL, EDGED, Daemon, assert_kept_alive, camera_env, free_port,  # noqa: E402
+                           make_certificate, run)
 
 
 class RunningDaemon(unittest.TestCase):
@@ -165,17 +166,7 @@ class RunningDaemon(unittest.TestCase):
         # Requests on one connection reuse it; connections that clients leave
         # after a kept-alive answer do not pile up (Debian 12's libsoup alone
         # would keep each one's socket for good).
-        c = self.d.connection()
-        ports = set()
-        for _ in range(5):
-            c.request("GET", "/healthz")
-            r = c.getresponse()
-            self.assertEqual(r.status, 200)
-            self.assertIsNone(r.getheader("Connection"))
-            r.read()
-            ports.add(c.sock.getsockname()[1])
-        self.assertEqual(len(ports), 1, "each request took a new connection")
-        c.close()
+        assert_kept_alive(self, self.d, "/healthz").close()
         time.sleep(0.3)
         before = self.open_fds()
         for _ in range(300):
