@@ -227,11 +227,19 @@ functions_iso_time (gint64 ms)
 char *
 functions_apigw_time (gint64 ms)
 {
-  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (ms / 1000);
-  return g_strdup_printf ("%02d/%s/%04d:%02d:%02d:%02d +0000", g_date_time_get_day_of_month (t),
-                          months[g_date_time_get_month (t) - 1], g_date_time_get_year (t),
-                          g_date_time_get_hour (t), g_date_time_get_minute (t),
-                          g_date_time_get_second (t));
+  /* Every event of a route has one: made once a second. */
+  static _Thread_local gint64 cached_s = -1;
+  static _Thread_local char cached[32];
+  gint64 s = ms / 1000;
+  if (s != cached_s) {
+    g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (s);
+    g_snprintf (cached, sizeof cached, "%02d/%s/%04d:%02d:%02d:%02d +0000",
+                g_date_time_get_day_of_month (t), months[g_date_time_get_month (t) - 1],
+                g_date_time_get_year (t), g_date_time_get_hour (t), g_date_time_get_minute (t),
+                g_date_time_get_second (t));
+    cached_s = s;
+  }
+  return g_strdup (cached);
 }
 
 static GBytes *
@@ -389,102 +397,272 @@ answer_message (EdgeRequest *request, guint status, const char *message)
   edge_request_respond (request, status, "application/json", body);
 }
 
-/* A header value from a response object: strings, numbers and booleans. */
-static char *
-header_value (JsonNode *node)
+/* ---- the function's answer, read as API Gateway reads it ----
+ *
+ * One pass over the JSON without a tree (every answer of every route comes
+ * through here). Members are taken as a JSON object keeps them: the last of
+ * a repeated name counts. A response object is malformed when statusCode is
+ * not an integer from 100 to 599, a header value is not a string, number or
+ * boolean (or is no valid header), a cookie is not a string, or the body is
+ * neither a string nor null; headers that are no object and cookies that
+ * are no array are left out, as API Gateway leaves them. */
+
+typedef struct {
+  gboolean has_status;  /* an object with a statusCode: a response object */
+  gint64 status;        /* -1: not an integer */
+  GPtrArray *headers;   /* name, value, name, value...; NULL when malformed */
+  GPtrArray *cookies;   /* NULL when malformed */
+  GString *body;        /* NULL: none (absent or null) */
+  gboolean body_valid;
+  gboolean base64;
+} Answer;
+
+static void
+answer_clear (Answer *a)
 {
-  if (!JSON_NODE_HOLDS_VALUE (node))
-    return NULL;
-  switch (json_node_get_value_type (node)) {
-  case G_TYPE_STRING:
-    return g_strdup (json_node_get_string (node));
-  case G_TYPE_INT64:
-    return g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (node));
-  case G_TYPE_DOUBLE: {
-    char buf[G_ASCII_DTOSTR_BUF_SIZE];
-    return g_strdup (g_ascii_dtostr (buf, sizeof buf, json_node_get_double (node)));
-  }
-  case G_TYPE_BOOLEAN:
-    return g_strdup (json_node_get_boolean (node) ? "true" : "false");
-  default:
-    return NULL;
-  }
+  g_clear_pointer (&a->headers, g_ptr_array_unref);
+  g_clear_pointer (&a->cookies, g_ptr_array_unref);
+  if (a->body)
+    g_string_free (g_steal_pointer (&a->body), TRUE);
 }
 
 static gboolean
-valid_header (const char *name, const char *value)
+valid_header (const char *name, const char *value, gsize value_len)
 {
   if (name[0] == '\0')
     return FALSE;
   for (const char *p = name; *p; p++)
     if (!g_ascii_isalnum (*p) && strchr ("!#$%&'*+-.^_`|~", *p) == NULL)
       return FALSE;
-  return strpbrk (value, "\r\n") == NULL;
+  for (gsize i = 0; i < value_len; i++)
+    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+      return FALSE;
+  return TRUE;
 }
 
-/* Sends the function's response object; FALSE if it is not a valid one. */
 static gboolean
-respond_object (EdgeRequest *request, JsonObject *object)
+is_member (const char *name, gsize len, const char *wanted)
 {
-  JsonNode *status_node = json_object_get_member (object, "statusCode");
-  if (!JSON_NODE_HOLDS_VALUE (status_node) ||
-      json_node_get_value_type (status_node) != G_TYPE_INT64)
-    return FALSE;
-  gint64 status = json_node_get_int (status_node);
-  if (status < 100 || status > 599)
+  return len == strlen (wanted) && memcmp (name, wanted, len) == 0;
+}
+
+/* A number as API Gateway writes it in a header: integers as they are,
+ * others in their shortest round-trip form. */
+static char *
+number_text (const char *text, gsize len)
+{
+  g_autofree char *s = g_strndup (text, len);
+  if (strpbrk (s, ".eE") == NULL)
+    return g_strdup_printf ("%" G_GINT64_FORMAT, g_ascii_strtoll (s, NULL, 10));
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  return g_strdup (g_ascii_dtostr (buf, sizeof buf, g_ascii_strtod (s, NULL)));
+}
+
+/* A header's value (string, number or boolean), or NULL past any other
+ * value (skipped). */
+static char *
+read_header_value (EdgeJsonReader *r)
+{
+  const char *text;
+  gsize len;
+  switch (edge_json_reader_peek (r)) {
+  case EDGE_JSON_STRING:
+    return edge_json_reader_read_string (r, &text, &len) ? g_strndup (text, len) : NULL;
+  case EDGE_JSON_NUMBER:
+    return edge_json_reader_read_number (r, &text, &len) ? number_text (text, len) : NULL;
+  case EDGE_JSON_TRUE:
+  case EDGE_JSON_FALSE: {
+    gboolean yes = edge_json_reader_peek (r) == EDGE_JSON_TRUE;
+    return edge_json_reader_skip (r) ? g_strdup (yes ? "true" : "false") : NULL;
+  }
+  default:
+    edge_json_reader_skip (r);
+    return NULL;
+  }
+}
+
+static void
+read_headers (EdgeJsonReader *r, Answer *a)
+{
+  g_clear_pointer (&a->headers, g_ptr_array_unref);
+  if (edge_json_reader_peek (r) != EDGE_JSON_OBJECT) {
+    a->headers = g_ptr_array_new_with_free_func (g_free);
+    edge_json_reader_skip (r);
+    return;
+  }
+  /* Collected by name, the last of a repeated one counting. */
+  g_autoptr (GPtrArray) pairs = g_ptr_array_new_with_free_func (g_free);
+  gboolean valid = TRUE;
+  const char *name;
+  gsize name_len;
+  edge_json_reader_enter_object (r);
+  while (edge_json_reader_next_member (r, &name, &name_len)) {
+    char *key = memchr (name, '\0', name_len) ? NULL : g_strndup (name, name_len);
+    char *value = read_header_value (r);
+    if (key == NULL || value == NULL || !valid_header (key, value, strlen (value))) {
+      valid = FALSE;
+      g_free (key);
+      g_free (value);
+      continue;
+    }
+    for (guint i = 0; i < pairs->len; i += 2)
+      if (g_str_equal (pairs->pdata[i], key)) {
+        g_ptr_array_remove_range (pairs, i, 2);
+        break;
+      }
+    g_ptr_array_add (pairs, key);
+    g_ptr_array_add (pairs, value);
+  }
+  if (valid)
+    a->headers = g_steal_pointer (&pairs);
+}
+
+static void
+read_cookies (EdgeJsonReader *r, Answer *a)
+{
+  g_clear_pointer (&a->cookies, g_ptr_array_unref);
+  g_autoptr (GPtrArray) cookies = g_ptr_array_new_with_free_func (g_free);
+  if (edge_json_reader_peek (r) != EDGE_JSON_ARRAY) {
+    a->cookies = g_steal_pointer (&cookies);
+    edge_json_reader_skip (r);
+    return;
+  }
+  gboolean valid = TRUE;
+  edge_json_reader_enter_array (r);
+  while (edge_json_reader_next_element (r)) {
+    const char *text;
+    gsize len;
+    if (edge_json_reader_peek (r) != EDGE_JSON_STRING) {
+      edge_json_reader_skip (r);
+      valid = FALSE;
+    } else if (edge_json_reader_read_string (r, &text, &len) &&
+               valid_header ("Set-Cookie", text, len)) {
+      g_ptr_array_add (cookies, g_strndup (text, len));
+    } else {
+      valid = FALSE;
+    }
+  }
+  if (valid)
+    a->cookies = g_steal_pointer (&cookies);
+}
+
+static void
+read_body (EdgeJsonReader *r, Answer *a)
+{
+  if (a->body)
+    g_string_free (g_steal_pointer (&a->body), TRUE);
+  a->body_valid = TRUE;
+  const char *text;
+  gsize len;
+  switch (edge_json_reader_peek (r)) {
+  case EDGE_JSON_STRING:
+    if (edge_json_reader_read_string (r, &text, &len))
+      a->body = g_string_new_len (text, (gssize) len);
+    break;
+  case EDGE_JSON_NULL:
+    edge_json_reader_skip (r);
+    break;
+  default:
+    a->body_valid = FALSE;
+    edge_json_reader_skip (r);
+    break;
+  }
+}
+
+/* statusCode's value: a status, or -1 for anything but an integer from 100
+ * to 999 (skipped). */
+static gint64
+read_status (EdgeJsonReader *r)
+{
+  const char *text;
+  gsize len;
+  if (edge_json_reader_peek (r) != EDGE_JSON_NUMBER) {
+    edge_json_reader_skip (r);
+    return -1;
+  }
+  if (!edge_json_reader_read_number (r, &text, &len) || len != 3)
+    return -1;
+  gint64 status = 0;
+  for (gsize i = 0; i < len; i++) {
+    if (!g_ascii_isdigit (text[i]))
+      return -1;
+    status = status * 10 + (text[i] - '0');
+  }
+  return status;
+}
+
+/* Reads @data into @a; FALSE if it is not JSON. */
+static gboolean
+read_answer (const char *data, gsize len, Answer *a)
+{
+  EdgeJsonReader r;
+  const char *name;
+  gsize name_len;
+
+  *a = (Answer){ .status = -1, .body_valid = TRUE };
+  a->headers = g_ptr_array_new_with_free_func (g_free);
+  a->cookies = g_ptr_array_new_with_free_func (g_free);
+  edge_json_reader_init (&r, data, len);
+  if (edge_json_reader_peek (&r) == EDGE_JSON_OBJECT) {
+    edge_json_reader_enter_object (&r);
+    while (edge_json_reader_next_member (&r, &name, &name_len)) {
+      if (is_member (name, name_len, "statusCode")) {
+        a->has_status = TRUE;
+        a->status = read_status (&r);
+      } else if (is_member (name, name_len, "headers")) {
+        read_headers (&r, a);
+      } else if (is_member (name, name_len, "cookies")) {
+        read_cookies (&r, a);
+      } else if (is_member (name, name_len, "body")) {
+        read_body (&r, a);
+      } else if (is_member (name, name_len, "isBase64Encoded")) {
+        a->base64 = edge_json_reader_peek (&r) == EDGE_JSON_TRUE;
+        edge_json_reader_skip (&r);
+      } else {
+        edge_json_reader_skip (&r);
+      }
+    }
+  } else {
+    edge_json_reader_skip (&r);
+  }
+  gboolean json = r.error == NULL && edge_json_reader_finish (&r);
+  edge_json_reader_clear (&r);
+  return json;
+}
+
+/* Sends a response object; FALSE if it is not a valid one. */
+static gboolean
+respond_answer (EdgeRequest *request, Answer *a)
+{
+  if (a->status < 100 || a->status > 599 || a->headers == NULL || a->cookies == NULL ||
+      !a->body_valid)
     return FALSE;
   SoupMessageHeaders *out =
       soup_server_message_get_response_headers (edge_request_message (request));
-  JsonNode *headers = json_object_get_member (object, "headers");
-  char *content_type = NULL;
-  if (headers && JSON_NODE_HOLDS_OBJECT (headers)) {
-    JsonObjectIter iter;
-    const char *name;
-    JsonNode *node;
-    json_object_iter_init (&iter, json_node_get_object (headers));
-    while (json_object_iter_next (&iter, &name, &node)) {
-      g_autofree char *value = header_value (node);
-      if (value == NULL || !valid_header (name, value))
-        return FALSE;
-      if (g_ascii_strcasecmp (name, "Content-Type") == 0) {
-        g_free (content_type);
-        content_type = g_steal_pointer (&value);
-      } else if (g_ascii_strcasecmp (name, "Content-Length") != 0 &&
-                 g_ascii_strcasecmp (name, "Transfer-Encoding") != 0 &&
-                 g_ascii_strcasecmp (name, "Connection") != 0) {
-        soup_message_headers_append (out, name, value);
-      }
-    }
+  const char *content_type = NULL;
+  for (guint i = 0; i < a->headers->len; i += 2) {
+    const char *name = a->headers->pdata[i], *value = a->headers->pdata[i + 1];
+    if (g_ascii_strcasecmp (name, "Content-Type") == 0)
+      content_type = value;
+    else if (g_ascii_strcasecmp (name, "Content-Length") != 0 &&
+             g_ascii_strcasecmp (name, "Transfer-Encoding") != 0 &&
+             g_ascii_strcasecmp (name, "Connection") != 0)
+      soup_message_headers_append (out, name, value);
   }
-  g_autofree char *type = content_type;
-  JsonNode *cookies = json_object_get_member (object, "cookies");
-  if (cookies && JSON_NODE_HOLDS_ARRAY (cookies)) {
-    JsonArray *array = json_node_get_array (cookies);
-    for (guint i = 0; i < json_array_get_length (array); i++) {
-      JsonNode *cookie = json_array_get_element (array, i);
-      if (!JSON_NODE_HOLDS_VALUE (cookie) || json_node_get_value_type (cookie) != G_TYPE_STRING ||
-          !valid_header ("Set-Cookie", json_node_get_string (cookie)))
-        return FALSE;
-      soup_message_headers_append (out, "Set-Cookie", json_node_get_string (cookie));
-    }
-  }
-  JsonNode *body_node = json_object_get_member (object, "body");
+  for (guint i = 0; i < a->cookies->len; i++)
+    soup_message_headers_append (out, "Set-Cookie", a->cookies->pdata[i]);
   g_autoptr (GBytes) body = NULL;
-  if (body_node && !JSON_NODE_HOLDS_NULL (body_node)) {
-    if (!JSON_NODE_HOLDS_VALUE (body_node) ||
-        json_node_get_value_type (body_node) != G_TYPE_STRING)
-      return FALSE;
-    const char *text = json_node_get_string (body_node);
-    if (json_object_get_boolean_member_with_default (object, "isBase64Encoded", FALSE)) {
-      gsize len;
-      guchar *decoded = g_base64_decode (text, &len);
-      body = g_bytes_new_take (decoded, len);
-    } else {
-      body = g_bytes_new (text, strlen (text));
-    }
+  if (a->body && a->base64) {
+    gsize len;
+    guchar *decoded = g_base64_decode (a->body->str, &len);
+    body = g_bytes_new_take (decoded, len);
+  } else if (a->body) {
+    gsize len = a->body->len;
+    body = g_bytes_new_take (g_string_free (g_steal_pointer (&a->body), FALSE), len);
   }
-  edge_request_respond (request, (guint) status,
-                        type ? type : (body ? "text/plain; charset=utf-8" : NULL), body);
+  edge_request_respond (request, (guint) a->status,
+                        content_type ? content_type : (body ? "text/plain; charset=utf-8" : NULL),
+                        body);
   return TRUE;
 }
 
@@ -511,23 +689,19 @@ on_route_done (const FunctionsResult *result, gpointer data)
   } else {
     gsize len;
     const char *raw = g_bytes_get_data (result->payload, &len);
-    g_autoptr (JsonNode) root = edge_json_parse (raw, len, FUNCTIONS_MAX_PAYLOAD_BYTES, NULL);
-    if (root == NULL) {
+    Answer answer;
+    if (!read_answer (raw, len, &answer)) {
       g_warning ("route \"%s\": function \"%s\" answered something that is not JSON",
                  call->route->key, call->route->function);
       answer_message (request, 500, "Internal Server Error");
-    } else if (JSON_NODE_HOLDS_OBJECT (root) &&
-               json_object_has_member (json_node_get_object (root), "statusCode")) {
-      if (!respond_object (request, json_node_get_object (root))) {
-        g_warning ("route \"%s\": function \"%s\" answered a malformed response object",
-                   call->route->key, call->route->function);
-        soup_message_headers_clear (
-            soup_server_message_get_response_headers (edge_request_message (request)));
-        answer_message (request, 500, "Internal Server Error");
-      }
-    } else {
+    } else if (!answer.has_status) {
       edge_request_respond (request, 200, "application/json", result->payload);
+    } else if (!respond_answer (request, &answer)) {
+      g_warning ("route \"%s\": function \"%s\" answered a malformed response object",
+                 call->route->key, call->route->function);
+      answer_message (request, 500, "Internal Server Error");
     }
+    answer_clear (&answer);
   }
   call_free (call);
 }
@@ -548,7 +722,7 @@ static void
 handle_route (EdgeRequest *request, gpointer data)
 {
   FunctionsRoute *route = data;
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   g_autoptr (GBytes) event = request_event (route, request, id);
   if (g_bytes_get_size (event) > FUNCTIONS_MAX_PAYLOAD_BYTES) {
     answer_message (request, 413, "Request Entity Too Large");

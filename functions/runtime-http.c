@@ -662,8 +662,12 @@ functions_runtime_answer (FunctionsRuntimeRequest *request, guint status,
                       request->close_after ? "Connection: close\r\n" : "");
   if (headers && headers[0]) {
     long_head = g_string_new_len (head, n);
-    for (guint i = 0; headers[i] && headers[i + 1]; i += 2)
-      g_string_append_printf (long_head, "%s: %s\r\n", headers[i], headers[i + 1]);
+    for (guint i = 0; headers[i] && headers[i + 1]; i += 2) {
+      g_string_append (long_head, headers[i]);
+      g_string_append_len (long_head, ": ", 2);
+      g_string_append (long_head, headers[i + 1]);
+      g_string_append_len (long_head, "\r\n", 2);
+    }
     g_string_append (long_head, "\r\n");
   } else
     n += g_snprintf (head + n, sizeof head - (gsize) n, "\r\n");

@@ -451,7 +451,7 @@ scheduled_event (FunctionsSchedule *schedule, gint64 at_s)
     return g_bytes_new (schedule->input, strlen (schedule->input));
   g_autoptr (GDateTime) at = g_date_time_new_from_unix_utc (at_s);
   g_autofree char *time = g_date_time_format (at, "%Y-%m-%dT%H:%M:%SZ");
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   GString *out = g_string_new ("{\"version\":\"0\",\"id\":");
   edge_json_append_string (out, id, strlen (id));
   g_string_append (out, ",\"detail-type\":\"Scheduled Event\",\"source\":\"aws.events\","
@@ -474,7 +474,7 @@ on_fire (gpointer data)
     return G_SOURCE_REMOVE;
   }
   g_autoptr (GBytes) event = scheduled_event (schedule, schedule->next_s);
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   g_autoptr (GError) error = NULL;
   if (functions_async_enqueue (schedule->async, schedule->function, id, event, &error))
     g_info ("schedule \"%s\": invoking \"%s\" (%s)", schedule->name, schedule->function, id);

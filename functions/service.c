@@ -172,7 +172,8 @@ function_logf (Function *fn, Invocation *inv, const char *format, ...)
   va_start (args, format);
   g_autofree char *text = g_strdup_vprintf (format, args);
   va_end (args);
-  g_message ("function \"%s\": %s", fn->config.name, text);
+  if (edge_log_enabled (G_LOG_LEVEL_MESSAGE))
+    g_message ("function \"%s\": %s", fn->config.name, text);
   keep_log_line (fn, inv, text, strlen (text));
 }
 
@@ -1094,7 +1095,7 @@ handle_invoke (EdgeRequest *request, gpointer data)
     return;
   }
   g_autoptr (GBytes) payload = len > 0 ? g_bytes_ref (body) : g_bytes_new_static ("{}", 2);
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   g_autoptr (GError) error = NULL;
   if (event) {
     /* Kept durably before it is acknowledged. */
@@ -1768,7 +1769,7 @@ functions_service_invoke_with_context (FunctionsService *service, const char *na
     return FALSE;
   }
   Invocation *inv = g_new0 (Invocation, 1);
-  inv->id = request_id ? g_strdup (request_id) : g_uuid_string_random ();
+  inv->id = request_id ? g_strdup (request_id) : edge_uuid_random ();
   inv->fn = fn;
   inv->payload = g_bytes_ref (payload);
   inv->client_context = g_strdup (client_context);
@@ -1961,7 +1962,7 @@ functions_service_invoke_async (FunctionsService *service, const char *name, GBy
                  "invocation", g_bytes_get_size (payload), FUNCTIONS_MAX_EVENT_BYTES);
     return FALSE;
   }
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   return functions_async_enqueue (service->async, name, id, payload, error);
 }
 

@@ -107,7 +107,7 @@ event_begin (Connection *c, const char *route_key, const char *event_type, const
 {
   gint64 now = g_get_real_time () / 1000;
   g_autofree char *time = functions_apigw_time (now);
-  g_autofree char *message_id = g_uuid_string_random ();
+  g_autofree char *message_id = edge_uuid_random ();
   GString *out = g_string_new ("{\"requestContext\":{");
   append_member (out, "routeKey", route_key);
   if (g_str_equal (event_type, "MESSAGE"))
@@ -257,7 +257,7 @@ on_ws_message (EdgeWsPeer *peer, GBytes *message, gboolean binary, gpointer data
       function = routed;
     }
   }
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   g_autoptr (GBytes) event = simple_event (c, route_key, "MESSAGE", id, message, binary);
   g_autoptr (GError) error = NULL;
   if (!functions_service_invoke (c->api->ws->service, function, id, event, on_message_done,
@@ -291,7 +291,7 @@ on_ws_close (EdgeWsPeer *peer, gpointer data)
   c->gone = TRUE;
   g_hash_table_remove (ws->connections, c->id);
   if (c->api->config.disconnect[0]) {
-    g_autofree char *id = g_uuid_string_random ();
+    g_autofree char *id = edge_uuid_random ();
     g_autoptr (GBytes) event = simple_event (c, "$disconnect", "DISCONNECT", id, NULL, FALSE);
     if (!functions_service_invoke (ws->service, c->api->config.disconnect, id, event,
                                    on_disconnect_done, connection_ref (c), NULL))
@@ -377,7 +377,7 @@ on_ws_accept (EdgeRequest *request, gpointer data)
     connection_unref (c);
     return;
   }
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   g_autoptr (GBytes) event = connect_event (c, request, id);
   Connecting *connecting = g_new0 (Connecting, 1);
   connecting->connection = c;

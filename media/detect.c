@@ -387,7 +387,7 @@ decide (MediaDetect *d, DetectorState *s, const MediaDetectorResult *r, gint64 m
     return;
   s->active = TRUE;
   g_free (s->id);
-  s->id = g_uuid_string_random ();
+  s->id = edge_uuid_random ();
   g_autoptr (GBytes) snapshot = snapshot_jpeg (sample);
   emit (d, s, MEDIA_EVENT_START, r, snapshot);
 }

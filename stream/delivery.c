@@ -109,7 +109,7 @@ object_key (const char *prefix, const char *name, gint64 arrival_ms, const char 
   g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (arrival_ms / 1000);
   g_autofree char *hour = g_date_time_format (t, "%Y/%m/%d/%H/");
   g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%d-%H-%M-%S");
-  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *uuid = edge_uuid_random ();
   return g_strdup_printf ("%s%s%s-1-%s-%s%s", prefix, hour, name, stamp, uuid, suffix);
 }
 
@@ -668,7 +668,7 @@ attempt (Delivery *d)
   j->compression = d->compression;
   j->records = g_ptr_array_ref (b->records);
   j->arrivals = g_array_ref (b->arrivals);
-  j->request_id = g_uuid_string_random ();
+  j->request_id = edge_uuid_random ();
   if (d->destination == DEST_DIRECTORY)
     j->path = g_build_filename (d->config->directory, b->key, NULL);
   GTask *task = g_task_new (NULL, NULL, body_ready, delivery_ref (d));
@@ -800,7 +800,7 @@ transform_event (Transform *t)
 {
   Delivery *d = t->d;
   g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autofree char *invocation = g_uuid_string_random ();
+  g_autofree char *invocation = edge_uuid_random ();
   g_autofree char *arn = g_strdup_printf ("arn:aws:firehose:us-east-1:000000000000:"
                                           "deliverystream/%s", d->config->name);
   json_builder_begin_object (b);

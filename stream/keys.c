@@ -92,12 +92,27 @@ parse_u128 (const char *text, u128 *ret)
   return TRUE;
 }
 
+/* MD5, fetched once: given EVP_md5 (), OpenSSL 3 fetches the algorithm
+ * again for every digest, which costs more than hashing a partition key. */
+static const EVP_MD *
+md5 (void)
+{
+  static gsize fetched = 0;
+  if (g_once_init_enter (&fetched)) {
+    EVP_MD *md = EVP_MD_fetch (NULL, "MD5", NULL);
+    if (md == NULL)
+      g_error ("OpenSSL offers no MD5, which Kinesis partition keys are hashed with");
+    g_once_init_leave (&fetched, (gsize) md);
+  }
+  return (const EVP_MD *) fetched;
+}
+
 StreamHashKey
 stream_hash_key_for_partition_key (const char *key, gsize len)
 {
   StreamHashKey out;
   unsigned int n = 16;
-  EVP_Digest (key, len, out.bytes, &n, EVP_md5 (), NULL);
+  EVP_Digest (key, len, out.bytes, &n, md5 (), NULL);
   return out;
 }
 

@@ -688,7 +688,7 @@ stream_store_create (StreamStore *store, const char *name, guint shard_count,
                      const StreamSettings *settings, GError **error)
 {
   StreamSettings defaults;
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = edge_uuid_random ();
   Stream *s;
   sqlite3_stmt *stmt;
 

@@ -55,6 +55,15 @@ edge_get_be64 (const guint8 *p)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Identifiers                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", as
+ * g_uuid_string_random makes one but without printf: request ids are made
+ * at the rate of requests. */
+char *edge_uuid_random (void);
+
+/* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -496,6 +505,10 @@ void edge_log_init (void);
  * Returns FALSE for an unknown name. Any thread. */
 gboolean edge_log_set_level (const char *level);
 
+/* Whether a message at @level would be written: for callers that would
+ * otherwise format lines, at a rate, only for them to be dropped. */
+gboolean edge_log_enabled (GLogLevelFlags level);
+
 /* ------------------------------------------------------------------------ */
 /* Watching descriptors on the main loop                                    */
 /* ------------------------------------------------------------------------ */
@@ -730,6 +743,9 @@ gboolean edge_json_reader_next_element (EdgeJsonReader *r);
  * NUL-terminated, pointing into the document or into the reader (then valid
  * until the next value is read). */
 gboolean edge_json_reader_read_string (EdgeJsonReader *r, const char **ret, gsize *ret_len);
+/* A number value as it stands in the document (the JSON number grammar),
+ * not NUL-terminated. */
+gboolean edge_json_reader_read_number (EdgeJsonReader *r, const char **ret, gsize *ret_len);
 /* For callers that scan a string's characters themselves (a base64 decoder
  * that decodes as it scans): the first character after the opening quote,
  * or NULL (the next value is no string). Having seen only printable ASCII

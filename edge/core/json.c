@@ -345,6 +345,19 @@ skip_number (EdgeJsonReader *r)
   return TRUE;
 }
 
+gboolean
+edge_json_reader_read_number (EdgeJsonReader *r, const char **ret, gsize *ret_len)
+{
+  if (edge_json_reader_peek (r) != EDGE_JSON_NUMBER)
+    return fail (r, "expected a number");
+  const char *start = r->p;
+  if (!skip_number (r))
+    return FALSE;
+  *ret = start;
+  *ret_len = (gsize) (r->p - start);
+  return TRUE;
+}
+
 static gboolean
 skip_literal (EdgeJsonReader *r, const char *word)
 {

@@ -50,6 +50,14 @@ edge_log_set_level (const char *level)
   return FALSE;
 }
 
+gboolean
+edge_log_enabled (GLogLevelFlags level)
+{
+  /* Levels are bit flags ordered from ERROR (most severe) to DEBUG. */
+  return (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL)) ||
+         (level & G_LOG_LEVEL_MASK) <= (GLogLevelFlags) g_atomic_int_get (&min_level);
+}
+
 static const char *
 level_name (GLogLevelFlags level, int *ret_priority)
 {
@@ -85,9 +93,7 @@ edge_log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, 
   const char *name;
   GString *line;
 
-  /* Levels are bit flags ordered from ERROR (most severe) to DEBUG. */
-  if ((level & G_LOG_LEVEL_MASK) > (GLogLevelFlags) g_atomic_int_get (&min_level) &&
-      !(level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL)))
+  if (!edge_log_enabled (level))
     return G_LOG_WRITER_HANDLED;
 
   for (gsize i = 0; i < n_fields; i++) {

@@ -85,6 +85,7 @@ struct _EdgeRequest {
   GSource *hangup; /* watches the client's socket while streaming */
   GSource *body_deadline; /* while the body comes: reset by each chunk */
   GSocket *socket;        /* the client's, when it is ours to watch (not HTTP/2's) */
+  gboolean corked;        /* TCP_CORK on it until libsoup has written the answer */
   EdgeRequestGoneFunc gone;
   gpointer gone_data;
   /* Set by authentication (auth.c). */

@@ -293,10 +293,28 @@ body_deadline_clear (EdgeRequest *request)
   }
 }
 
+/* An answer given whole leaves in as few TCP segments as it fits in.
+ * libsoup writes its head and each part of its body with a send of its
+ * own, and with TCP_NODELAY (set on every connection, on_incoming) each
+ * would leave as a segment of its own and wake the client by itself. So
+ * the socket is corked from the answer until libsoup has written it
+ * (on_finished); answers that stream are not corked. */
+static void
+request_cork (EdgeRequest *request, gboolean cork)
+{
+  if (request->socket == NULL || request->corked == cork)
+    return;
+  int value = cork;
+  if (setsockopt (g_socket_get_fd (request->socket), IPPROTO_TCP, TCP_CORK, &value,
+                  sizeof value) == 0)
+    request->corked = cork;
+}
+
 static void
 request_free (gpointer data)
 {
   EdgeRequest *request = data;
+  request_cork (request, FALSE);
   body_deadline_clear (request);
   g_clear_object (&request->socket);
   g_clear_pointer (&request->params, g_hash_table_unref);
@@ -397,6 +415,7 @@ request_finish_response (EdgeRequest *request)
 {
   g_return_if_fail (!request->responded);
   request->responded = TRUE;
+  request_cork (request, TRUE);
   if (request->paused) {
     request->paused = FALSE;
     soup_server_message_unpause (request->msg);
@@ -1172,9 +1191,12 @@ request_log (EdgeRequest *request, guint status, gsize bytes)
   double seconds = (g_get_monotonic_time () - request->start_us) / 1e6;
   const char *method = method_label (soup_server_message_get_method (msg));
   g_autofree char *route = edge_metrics_escape_label (gateway_route_label (request));
-  g_autofree char *labels = g_strdup_printf ("method=\"%s\",route=\"%s\",code=\"%u\"", method,
-                                             route, status);
-  g_autofree char *latency_labels = g_strdup_printf ("method=\"%s\",route=\"%s\"", method, route);
+  char code[16];
+  g_snprintf (code, sizeof code, "%u", status);
+  /* Put together without printf: this runs for every request. */
+  g_autofree char *latency_labels = g_strconcat ("method=\"", method, "\",route=\"", route, "\"",
+                                                 NULL);
+  g_autofree char *labels = g_strconcat (latency_labels, ",code=\"", code, "\"", NULL);
 
   edge_metrics_add (gateway->metrics, "edged_http_requests_total", labels, 1);
   edge_metrics_observe (gateway->metrics, "edged_http_request_duration_seconds", latency_labels,
@@ -1188,7 +1210,10 @@ on_finished (SoupServerMessage *msg, gpointer data)
 {
   EdgeRequest *request = request_of (msg);
   guint status = soup_server_message_get_status (msg);
-  if (request == NULL || status == SOUP_STATUS_SWITCHING_PROTOCOLS)
+  if (request == NULL)
+    return;
+  request_cork (request, FALSE);
+  if (status == SOUP_STATUS_SWITCHING_PROTOCOLS)
     return;
   if (request->refused) /* logged when refused */
     return;

@@ -16,6 +16,7 @@ from edged_harness import Daemon  # noqa: E402
 
 ROOT = os.environ.get("EDGED_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 NODE_RIC = os.path.join(ROOT, "tests", "functions", "node", "bootstrap")
+MIRROR = os.path.join(ROOT, "tests", "functions", "mirror", "bootstrap")
 
 CONFIG = f"""functions:
   - name: api
@@ -142,6 +143,97 @@ class Routes(unittest.TestCase):
         self.assertEqual([r[0] for r in results], [201] * 60)
         self.assertEqual(sorted(json.loads(r[2])["pathParameters"]["id"] for r in results),
                          sorted(str(n) for n in range(60)))
+
+
+class Answers(unittest.TestCase):
+    """How a route reads what its function answers, byte for byte as the
+    function sent it: the function here answers with the request's body."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(config=f"""functions:
+  - name: mirror
+    bootstrap: {MIRROR}
+routes:
+  - route: POST /mirror
+    function: mirror
+""").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.d.stop() == 0, cls.d.log()[-3000:]
+        cls.d.cleanup()
+
+    def answer(self, raw):
+        """What a client sees when the function answers @raw."""
+        conn = self.d.connection(timeout=30)
+        try:
+            conn.request("POST", "/mirror", body=raw.encode() if isinstance(raw, str) else raw,
+                         headers={"Content-Type": "application/octet-stream"})
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()
+        finally:
+            conn.close()
+
+    def assert_internal_error(self, raw):
+        status, headers, body = self.answer(raw)
+        self.assertEqual((status, json.loads(body)), (500, {"message": "Internal Server Error"}),
+                         raw)
+        self.assertTrue(headers["Apigw-Requestid"], raw)
+
+    def test_response_object(self):
+        status, headers, body = self.answer(
+            '{"statusCode": 201, "headers": {"X-Num": 3, "X-Float": 1.50, "X-Big": 1e3, '
+            '"X-Yes": true, "X-Str": "s", "Content-Length": "1", "Connection": "close"}, '
+            '"cookies": ["a=1; Path=/", "b=2"], "body": "hi \\u00e9"}')
+        self.assertEqual(status, 201)
+        self.assertEqual((headers["X-Num"], headers["X-Float"], headers["X-Big"], headers["X-Yes"],
+                          headers["X-Str"]), ("3", "1.5", "1000", "true", "s"))
+        self.assertEqual(headers.get_all("Set-Cookie"), ["a=1; Path=/", "b=2"])
+        self.assertEqual(headers["Content-Type"], "text/plain; charset=utf-8")
+        self.assertEqual(headers["Content-Length"], str(len("hi é".encode())))
+        self.assertIsNone(headers["Connection"])
+        self.assertEqual(body, "hi é".encode())
+        # The content type, named in any case; the last of a repeated member counts.
+        status, headers, body = self.answer(
+            '{"statusCode": 500, "body": "first", "headers": {"content-TYPE": "text/csv"}, '
+            '"statusCode": 202, "body": "second"}')
+        self.assertEqual((status, headers["Content-Type"], body), (202, "text/csv", b"second"))
+        # No body, or a null one.
+        for raw in ('{"statusCode": 204}', '{"statusCode": 204, "body": null}'):
+            status, _, body = self.answer(raw)
+            self.assertEqual((status, body), (204, b""), raw)
+        # Binary, with isBase64Encoded before or after the body; a body holding U+0000.
+        status, _, body = self.answer('{"body": "AAEC/w==", "isBase64Encoded": true, '
+                                      '"statusCode": 200}')
+        self.assertEqual((status, body), (200, b"\x00\x01\x02\xff"))
+        status, _, body = self.answer('{"statusCode": 200, "body": "a\\u0000b"}')
+        self.assertEqual((status, body), (200, b"a\x00b"))
+        # Headers that are no object and cookies that are no array are left out.
+        status, headers, body = self.answer('{"statusCode": 200, "headers": "x", "cookies": {}, '
+                                            '"body": "ok"}')
+        self.assertEqual((status, headers.get_all("Set-Cookie"), body), (200, None, b"ok"))
+
+    def test_other_json_is_the_body(self):
+        for raw in ('[1, 2]', '"text"', '{"a": {"statusCode": 200}}', '42', 'null'):
+            status, headers, body = self.answer(raw)
+            self.assertEqual((status, headers["Content-Type"], body),
+                             (200, "application/json", raw.encode()), raw)
+
+    def test_malformed_answers(self):
+        for raw in ('{"statusCode": 600}', '{"statusCode": 99}', '{"statusCode": 200.0}',
+                    '{"statusCode": "200"}', '{"statusCode": null}',
+                    '{"statusCode": 200, "headers": {"X": "a\\r\\nb"}}',
+                    '{"statusCode": 200, "headers": {"X": null}}',
+                    '{"statusCode": 200, "headers": {"X": ["a"]}}',
+                    '{"statusCode": 200, "headers": {"bad name": "v"}}',
+                    '{"statusCode": 200, "cookies": [1]}', '{"statusCode": 200, "body": 5}',
+                    '{"statusCode": 200, "body": {"a": 1}}'):
+            self.assert_internal_error(raw)
+        # Not JSON at all.
+        for raw in ('hello', '{"body": "a\nb"}', '{"statusCode": 200} x', '{"statusCode": 200',
+                    b'"\xff"', ''):
+            self.assert_internal_error(raw)
 
 
 class BadRoutes(unittest.TestCase):

@@ -188,6 +188,52 @@ test_append_string (void **state)
   }
 }
 
+static void
+test_read_number (void **state)
+{
+  (void) state;
+  const char *text = "[0, -12.5e+3, 7 ,\"8\"]";
+  static const char *const want[] = { "0", "-12.5e+3", "7" };
+  EdgeJsonReader r;
+  const char *value;
+  gsize len;
+  edge_json_reader_init (&r, text, strlen (text));
+  assert_true (edge_json_reader_enter_array (&r));
+  for (gsize i = 0; i < G_N_ELEMENTS (want); i++) {
+    assert_true (edge_json_reader_next_element (&r));
+    assert_true (edge_json_reader_read_number (&r, &value, &len));
+    assert_int_equal (len, strlen (want[i]));
+    assert_memory_equal (value, want[i], len);
+  }
+  /* A string is no number. */
+  assert_true (edge_json_reader_next_element (&r));
+  assert_false (edge_json_reader_read_number (&r, &value, &len));
+  assert_non_null (strstr (r.error, "expected a number at byte 17"));
+  edge_json_reader_clear (&r);
+}
+
+/* Not JSON, but as small: the request ids. */
+static void
+test_uuid (void **state)
+{
+  (void) state;
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint i = 0; i < 10000; i++) {
+    char *id = edge_uuid_random ();
+    assert_int_equal (strlen (id), 36);
+    for (gsize j = 0; j < 36; j++) {
+      if (j == 8 || j == 13 || j == 18 || j == 23)
+        assert_int_equal (id[j], '-');
+      else
+        assert_non_null (strchr ("0123456789abcdef", id[j]));
+    }
+    assert_int_equal (id[14], '4');               /* version 4 */
+    assert_non_null (strchr ("89ab", id[19]));   /* the RFC 4122 variant */
+    assert_true (g_uuid_string_is_valid (id));
+    assert_true (g_hash_table_add (seen, id));   /* no repeats */
+  }
+}
+
 int
 main (void)
 {
@@ -196,6 +242,8 @@ main (void)
     cmocka_unit_test (test_nesting_limit),
     cmocka_unit_test (test_walk_and_unescape),
     cmocka_unit_test (test_append_string),
+    cmocka_unit_test (test_read_number),
+    cmocka_unit_test (test_uuid),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
