@@ -1401,6 +1401,23 @@ route (Stream *s, const StreamHashKey *key)
   g_assert_not_reached (); /* the open shards cover the key space */
 }
 
+/* The ordinal of the stream's only open shard, or -1 when it has several:
+ * with one, every key goes there and none needs hashing. */
+static gint64
+only_open_shard (Stream *s)
+{
+  gint64 found = -1;
+  for (guint i = 0; i < s->info.shards->len; i++) {
+    StreamShardInfo *info = g_ptr_array_index (s->info.shards, i);
+    if (info->closed)
+      continue;
+    if (found >= 0)
+      return -1;
+    found = info->ordinal;
+  }
+  return found;
+}
+
 gboolean
 stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *records, guint n,
                   StreamPutFunc func, gpointer user_data, GError **error)
@@ -1450,12 +1467,18 @@ stream_store_put (StreamStore *store, const char *name, const StreamPutRecord *r
   request->user_data = user_data;
   jobs = g_new0 (Job *, s->shards->len);
   gint64 now_us = g_get_monotonic_time ();
+  gint64 only = only_open_shard (s);
   for (guint i = 0; i < n; i++) {
     gsize key_len = strlen (records[i].partition_key);
-    StreamHashKey key = records[i].explicit_hash_key
-                            ? *records[i].explicit_hash_key
-                            : stream_hash_key_for_partition_key (records[i].partition_key, key_len);
-    guint32 ordinal = route (s, &key);
+    guint32 ordinal;
+    if (only >= 0) {
+      ordinal = (guint32) only;
+    } else {
+      StreamHashKey key = records[i].explicit_hash_key ? *records[i].explicit_hash_key
+                                                       : stream_hash_key_for_partition_key (
+                                                             records[i].partition_key, key_len);
+      ordinal = route (s, &key);
+    }
     Shard *shard = g_ptr_array_index (s->shards, ordinal);
     if (!shard_admit (&s->limit, shard, g_bytes_get_size (records[i].data) + key_len, now_us)) {
       const StreamShardInfo *info = g_ptr_array_index (s->info.shards, ordinal);

@@ -75,6 +75,28 @@ peer_key (GSocketAddress *address)
   return g_strdup_printf ("%s#%u", host, g_inet_socket_address_get_port (inet));
 }
 
+/* The peer key of a request's connection. libsoup hands every request of
+ * a connection the same address object, which keeps the key once made. */
+static char *
+message_peer_key (SoupServerMessage *msg)
+{
+  static GQuark quark;
+  if (G_UNLIKELY (quark == 0))
+    quark = g_quark_from_static_string ("edge-peer-key");
+  GSocketAddress *address = soup_server_message_get_remote_address (msg);
+  if (address == NULL)
+    return NULL;
+  const char *key = g_object_get_qdata (G_OBJECT (address), quark);
+  if (key == NULL) {
+    char *made = peer_key (address);
+    if (made == NULL)
+      return NULL;
+    g_object_set_qdata_full (G_OBJECT (address), quark, made, g_free);
+    key = made;
+  }
+  return g_strdup (key);
+}
+
 static void
 conn_clear_deadline (Conn *conn)
 {
@@ -1240,7 +1262,7 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
   EdgeRequest *request = g_new0 (EdgeRequest, 1);
   request->gateway = gateway;
   request->msg = msg;
-  request->peer = peer_key (soup_server_message_get_remote_address (msg));
+  request->peer = message_peer_key (msg);
   /* A request that was already in libsoup's buffer (pipelined) starts
    * without the idle watch seeing it. */
   Conn *conn = conn_of_request (request);
