@@ -12,6 +12,14 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <tmmintrin.h>
+#define BASE64_SSSE3 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define BASE64_NEON 1
+#endif
+
 void
 kinesis_fault_clear (KinesisFault *fault)
 {
@@ -42,6 +50,11 @@ set_fault (KinesisFault *fault, const char *type, const char *format, ...)
 static const char base64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static guint32 base64_tables[4][256];
+#ifdef BASE64_SSSE3
+/* Whether the processor has SSSE3, for sixteen characters at a time; set
+ * with the tables. */
+static gboolean base64_ssse3;
+#endif
 
 static void
 base64_tables_init (void)
@@ -54,9 +67,103 @@ base64_tables_init (void)
     for (guint32 i = 0; i < 64; i++)
       for (int t = 0; t < 4; t++)
         base64_tables[t][(guchar) base64_alphabet[i]] = i << (18 - 6 * t);
+#ifdef BASE64_SSSE3
+    __builtin_cpu_init ();
+    base64_ssse3 = __builtin_cpu_supports ("ssse3");
+#endif
     g_once_init_leave (&done, 1);
   }
 }
+
+#ifdef BASE64_NEON
+/* Sixty-four characters into forty-eight bytes, in vector registers, while
+ * every character is in the alphabet; returns how many characters it took
+ * (a multiple of sixty-four). The same tables as the SSSE3 code below (see
+ * there); the load spreads each quad's four characters over four vectors
+ * and the store gathers three vectors' bytes back into place. */
+static gsize
+decode_blocks_neon (const guchar *in, gsize len, guint8 *out)
+{
+  static const guint8 lo_bits[16] = { 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                      0x11, 0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a };
+  static const guint8 hi_bits[16] = { 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08,
+                                      0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10 };
+  static const guint8 add[16] = { 0, 16, 19, 4, (guint8) -65, (guint8) -65, (guint8) -71,
+                                  (guint8) -71, 0, 0, 0, 0, 0, 0, 0, 0 };
+  const uint8x16_t lut_lo = vld1q_u8 (lo_bits), lut_hi = vld1q_u8 (hi_bits);
+  const uint8x16_t lut_add = vld1q_u8 (add);
+  gsize i = 0;
+  for (; i + 64 <= len; i += 64) {
+    uint8x16x4_t c = vld4q_u8 (in + i);
+    uint8x16_t bad = vdupq_n_u8 (0), six[4];
+    for (int k = 0; k < 4; k++) {
+      uint8x16_t hi = vshrq_n_u8 (c.val[k], 4);
+      uint8x16_t lo = vandq_u8 (c.val[k], vdupq_n_u8 (0x0f));
+      bad = vorrq_u8 (bad, vandq_u8 (vqtbl1q_u8 (lut_lo, lo), vqtbl1q_u8 (lut_hi, hi)));
+      uint8x16_t slash = vceqq_u8 (c.val[k], vdupq_n_u8 ('/'));
+      six[k] = vaddq_u8 (c.val[k], vqtbl1q_u8 (lut_add, vaddq_u8 (hi, slash)));
+    }
+    if (vmaxvq_u8 (bad) != 0)
+      break;
+    uint8x16x3_t bytes;
+    bytes.val[0] = vorrq_u8 (vshlq_n_u8 (six[0], 2), vshrq_n_u8 (six[1], 4));
+    bytes.val[1] = vorrq_u8 (vshlq_n_u8 (six[1], 4), vshrq_n_u8 (six[2], 2));
+    bytes.val[2] = vorrq_u8 (vshlq_n_u8 (six[2], 6), six[3]);
+    vst3q_u8 (out, bytes);
+    out += 48;
+  }
+  return i;
+}
+#endif
+
+#ifdef BASE64_SSSE3
+/* Sixteen characters into twelve bytes, in vector registers, while every
+ * character is in the alphabet; returns how many characters it took (a
+ * multiple of sixteen). Each character's two nibbles index two tables of
+ * bit sets whose AND is zero only for the alphabet's characters; the high
+ * nibble (less one for '/') then says what to add to make its six bits,
+ * and two multiply-adds and a shuffle pack the bits into bytes. The scalar
+ * loop takes over at the first block with anything else in it (padding,
+ * the closing quote, an escape, a bad character). */
+__attribute__ ((target ("ssse3"))) static gsize
+decode_blocks_ssse3 (const guchar *in, gsize len, guint8 *out)
+{
+  /* Bit sets of the low nibbles outside each high nibble's characters:
+   * 0x01 "+/" (high 2), 0x02 "0-9" (3), 0x04 "A-O", "a-o" (4, 6), 0x08
+   * "P-Z", "p-z" (5, 7), 0x10 always (the other high nibbles). */
+  const __m128i lut_lo = _mm_setr_epi8 (0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                        0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a);
+  const __m128i lut_hi = _mm_setr_epi8 (0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10,
+                                        0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10);
+  /* By high nibble, '/' as 1: '/' + 16 = 63, '+' + 19 = 62, '0' + 4 = 52,
+   * 'A' - 65 = 0, 'a' - 71 = 26. */
+  const __m128i lut_add = _mm_setr_epi8 (0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m128i nibble = _mm_set1_epi8 (0x0f);
+  const __m128i zero = _mm_setzero_si128 ();
+  /* The three bytes of each 32-bit lane, big end first, then nothing. */
+  const __m128i pack = _mm_setr_epi8 (2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+  gsize i = 0;
+  for (; i + 16 <= len; i += 16) {
+    __m128i c = _mm_loadu_si128 ((const __m128i *) (in + i));
+    __m128i hi = _mm_and_si128 (_mm_srli_epi32 (c, 4), nibble);
+    __m128i lo = _mm_and_si128 (c, nibble);
+    __m128i bad = _mm_and_si128 (_mm_shuffle_epi8 (lut_lo, lo), _mm_shuffle_epi8 (lut_hi, hi));
+    if (_mm_movemask_epi8 (_mm_cmpeq_epi8 (bad, zero)) != 0xffff)
+      break;
+    __m128i slash = _mm_cmpeq_epi8 (c, _mm_set1_epi8 ('/'));
+    __m128i bits = _mm_add_epi8 (c, _mm_shuffle_epi8 (lut_add, _mm_add_epi8 (hi, slash)));
+    /* Pairs of six bits into twelve, pairs of twelve into twenty-four. */
+    __m128i twelve = _mm_maddubs_epi16 (bits, _mm_set1_epi32 (0x01400140));
+    __m128i lanes = _mm_madd_epi16 (twelve, _mm_set1_epi32 (0x00011000));
+    __m128i bytes = _mm_shuffle_epi8 (lanes, pack);
+    _mm_storel_epi64 ((__m128i *) out, bytes);
+    guint32 last = (guint32) _mm_cvtsi128_si32 (_mm_srli_si128 (bytes, 8));
+    memcpy (out + 8, &last, 4);
+    out += 12;
+  }
+  return i;
+}
+#endif
 
 /* Decodes whole unpadded quads from @in while they last; returns how many
  * characters it took (a multiple of four). */
@@ -66,6 +173,15 @@ decode_quads (const guchar *in, gsize len, guint8 *out)
   const guint32 *t0 = base64_tables[0], *t1 = base64_tables[1];
   const guint32 *t2 = base64_tables[2], *t3 = base64_tables[3];
   gsize i = 0;
+#if defined(BASE64_SSSE3)
+  if (base64_ssse3) {
+    i = decode_blocks_ssse3 (in, len, out);
+    out += i / 4 * 3;
+  }
+#elif defined(BASE64_NEON)
+  i = decode_blocks_neon (in, len, out);
+  out += i / 4 * 3;
+#endif
   for (; i + 4 <= len; i += 4) {
     guint32 q = t0[in[i]] | t1[in[i + 1]] | t2[in[i + 2]] | t3[in[i + 3]];
     if (q & BASE64_BAD)
@@ -128,6 +244,69 @@ base64_pairs_init (void)
   }
 }
 
+#ifdef BASE64_SSSE3
+/* Twelve bytes into sixteen characters, in vector registers, while sixteen
+ * bytes can be loaded; returns how many bytes it took (a multiple of
+ * twelve). Each three bytes are spread over a 32-bit lane, a multiply by a
+ * power of two moves each six bits into a byte of its own, and the byte's
+ * range (A-Z, a-z, 0-9, +, /) says what to add to make its character. */
+__attribute__ ((target ("ssse3"))) static gsize
+encode_blocks_ssse3 (const guint8 *in, gsize len, char *out)
+{
+  const __m128i spread = _mm_setr_epi8 (1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10);
+  /* By range: 26-51 (0), 52-61 (1-10), 62 (11), 63 (12), 0-25 (13). */
+  const __m128i lut_add = _mm_setr_epi8 (71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16,
+                                         65, 0, 0);
+  gsize i = 0;
+  for (; i + 16 <= len; i += 12) {
+    __m128i lanes = _mm_shuffle_epi8 (_mm_loadu_si128 ((const __m128i *) (in + i)), spread);
+    /* Sixes 1 and 3 of each lane to the bottom of their 16 bits; 2 and 4
+     * to the top of their low byte's neighbour. */
+    __m128i odd = _mm_mulhi_epu16 (_mm_and_si128 (lanes, _mm_set1_epi32 (0x0fc0fc00)),
+                                   _mm_set1_epi32 (0x04000040));
+    __m128i even = _mm_mullo_epi16 (_mm_and_si128 (lanes, _mm_set1_epi32 (0x003f03f0)),
+                                    _mm_set1_epi32 (0x01000010));
+    __m128i sixes = _mm_or_si128 (odd, even);
+    __m128i range = _mm_subs_epu8 (sixes, _mm_set1_epi8 (51));
+    __m128i upper = _mm_cmpgt_epi8 (_mm_set1_epi8 (26), sixes);
+    range = _mm_or_si128 (range, _mm_and_si128 (upper, _mm_set1_epi8 (13)));
+    __m128i chars = _mm_add_epi8 (sixes, _mm_shuffle_epi8 (lut_add, range));
+    _mm_storeu_si128 ((__m128i *) out, chars);
+    out += 16;
+  }
+  return i;
+}
+#endif
+
+#ifdef BASE64_NEON
+/* Forty-eight bytes into sixty-four characters, in vector registers: the
+ * load spreads each three bytes over three vectors, shifts cut them into
+ * four sixes, a table lookup makes the characters and the store
+ * interleaves them. Returns how many bytes it took (a multiple of 48). */
+static gsize
+encode_blocks_neon (const guint8 *in, gsize len, char *out)
+{
+  const uint8x16x4_t alphabet = vld1q_u8_x4 ((const guint8 *) base64_alphabet);
+  const uint8x16_t six_bits = vdupq_n_u8 (63);
+  gsize i = 0;
+  for (; i + 48 <= len; i += 48) {
+    uint8x16x3_t b = vld3q_u8 (in + i);
+    uint8x16x4_t chars;
+    chars.val[0] = vshrq_n_u8 (b.val[0], 2);
+    chars.val[1] = vorrq_u8 (vshlq_n_u8 (b.val[0], 4), vshrq_n_u8 (b.val[1], 4));
+    chars.val[2] = vorrq_u8 (vshlq_n_u8 (b.val[1], 2), vshrq_n_u8 (b.val[2], 6));
+    chars.val[1] = vandq_u8 (chars.val[1], six_bits);
+    chars.val[2] = vandq_u8 (chars.val[2], six_bits);
+    chars.val[3] = vandq_u8 (b.val[2], six_bits);
+    for (int k = 0; k < 4; k++)
+      chars.val[k] = vqtbl4q_u8 (alphabet, chars.val[k]);
+    vst4q_u8 ((guint8 *) out, chars);
+    out += 64;
+  }
+  return i;
+}
+#endif
+
 gsize
 kinesis_encode_base64 (const guint8 *data, gsize len, char *out)
 {
@@ -135,6 +314,16 @@ kinesis_encode_base64 (const guint8 *data, gsize len, char *out)
   char *o = out;
   gsize i = 0;
   base64_pairs_init ();
+#if defined(BASE64_SSSE3)
+  base64_tables_init ();
+  if (base64_ssse3) {
+    i = encode_blocks_ssse3 (data, len, out);
+    o += i / 3 * 4;
+  }
+#elif defined(BASE64_NEON)
+  i = encode_blocks_neon (data, len, out);
+  o += i / 3 * 4;
+#endif
   /* Six bytes at a time from one eight-byte load, while eight remain. */
   for (; i + 8 <= len; i += 6) {
     guint64 v;
@@ -629,13 +818,31 @@ kinesis_append_child_shards (GString *out, const StreamInfo *info, const StreamS
   g_string_append_len (out, text, (gssize) len);
 }
 
+/* @ms as seconds with three decimals, "1764494400.123", without printf
+ * (GetRecords writes one per record). */
+static void
+append_seconds (GString *out, gint64 ms)
+{
+  char text[32];
+  char *p = text + sizeof text;
+  guint64 v = ms < 0 ? 0 : (guint64) ms;
+  for (int i = 0; i < 3; i++, v /= 10)
+    *--p = (char) ('0' + v % 10);
+  *--p = '.';
+  do {
+    *--p = (char) ('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  g_string_append_len (out, p, text + sizeof text - p);
+}
+
 void
 kinesis_append_record (GString *out, guint32 ordinal, const StreamRecord *r)
 {
   g_string_append (out, "{\"SequenceNumber\":");
   kinesis_append_sequence (out, ordinal, r->number);
-  g_string_append_printf (out, ",\"ApproximateArrivalTimestamp\":%" G_GINT64_FORMAT ".%03d",
-                          r->arrival_ms / 1000, (int) (r->arrival_ms % 1000));
+  g_string_append (out, ",\"ApproximateArrivalTimestamp\":");
+  append_seconds (out, r->arrival_ms);
   g_string_append (out, ",\"Data\":");
   append_base64 (out, r->data);
   g_string_append (out, ",\"PartitionKey\":");

@@ -214,6 +214,87 @@ test_base64 (void **state)
   }
 }
 
+/* A GetRecords record as the answer writes it. */
+static void
+test_append_record (void **state)
+{
+  (void) state;
+  static const struct {
+    gint64 ms;
+    const char *want;
+  } times[] = { { 1764494400123, "1764494400.123" }, { 1764494400005, "1764494400.005" },
+                { 42, "0.042" }, { 0, "0.000" } };
+  for (gsize i = 0; i < G_N_ELEMENTS (times); i++) {
+    g_autoptr (GBytes) data = g_bytes_new_static ("ABC", 3);
+    StreamRecord r = { .number = 7, .arrival_ms = times[i].ms, .partition_key = (char *) "k\"1",
+                       .data = data };
+    g_autoptr (GString) out = g_string_new (NULL);
+    kinesis_append_record (out, 2, &r);
+    char seq[STREAM_SEQUENCE_MAX_LEN + 1];
+    stream_sequence_format_to (2, 7, seq);
+    g_autofree char *want = g_strdup_printf (
+        "{\"SequenceNumber\":\"%s\",\"ApproximateArrivalTimestamp\":%s,\"Data\":\"QUJD\","
+        "\"PartitionKey\":\"k\\\"1\",\"EncryptionType\":\"KMS\"}",
+        seq, times[i].want);
+    assert_string_equal (out->str, want);
+  }
+}
+
+/* Long and short data, every length to 400 bytes, both ways (the vector
+ * code takes blocks of twelve bytes and sixteen characters, the rest is
+ * scalar), against GLib's. */
+static void
+test_base64_lengths (void **state)
+{
+  (void) state;
+  guint8 data[400], back[400];
+  char text[540];
+  for (guint len = 0; len <= sizeof data; len++) {
+    for (guint i = 0; i < len; i++)
+      data[i] = (guint8) g_random_int ();
+    g_autofree char *want = g_base64_encode (data, len);
+    gsize n = kinesis_encode_base64 (data, len, text);
+    assert_int_equal (n, strlen (want));
+    assert_memory_equal (text, want, n);
+    assert_int_equal (kinesis_decode_base64 (text, n, back), len);
+    assert_memory_equal (back, data, len);
+  }
+}
+
+/* Each of the 256 byte values at each place of a text (the last quad
+ * apart, where '=' may be): decoded only when it is in the alphabet, and
+ * then as GLib decodes it. */
+static void
+test_base64_every_byte (void **state)
+{
+  (void) state;
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  guint8 data[72], out[72];
+  for (guint i = 0; i < sizeof data; i++)
+    data[i] = (guint8) g_random_int ();
+  g_autofree char *text = g_base64_encode (data, sizeof data);
+  gsize len = strlen (text);
+  for (gsize at = 0; at + 4 < len; at++) {
+    char original = text[at];
+    for (guint b = 0; b < 256; b++) {
+      text[at] = (char) b;
+      gboolean valid = b != 0 && strchr (alphabet, (int) b) != NULL;
+      gssize n = kinesis_decode_base64 (text, len, out);
+      if (!valid) {
+        if (n != -1)
+          fail_msg ("byte 0x%02x at %zu: decoded", b, at);
+        continue;
+      }
+      gsize want_len;
+      g_autofree guchar *want = g_base64_decode (text, &want_len);
+      assert_int_equal (n, want_len);
+      assert_memory_equal (out, want, want_len);
+    }
+    text[at] = original;
+  }
+}
+
 /* Every data length (and so every padding), each through the in-place
  * decoder and, escaped as some encoders do ("\/"), through the general one. */
 static void
@@ -224,8 +305,8 @@ test_data_round_trip (void **state)
   for (int escaped = 0; escaped < 2; escaped++) {
     g_autoptr (GString) body = g_string_new ("{\"StreamName\": \"s\", \"Records\": [");
     g_autoptr (GPtrArray) originals = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-    for (guint len = 0; len < 80; len++) {
-      guint8 data[80];
+    for (guint len = 0; len < 200; len++) {
+      guint8 data[200];
       for (guint i = 0; i < len; i++)
         data[i] = (guint8) g_random_int ();
       if (len > 0)
@@ -246,7 +327,7 @@ test_data_round_trip (void **state)
       gsize len;
       const guint8 *data = g_bytes_get_data (g_ptr_array_index (originals, i), &len);
       g_autofree char *want = g_base64_encode (data, len);
-      char got[128];
+      char got[300];
       assert_int_equal (kinesis_encode_base64 (data, len, got), strlen (want));
       assert_memory_equal (got, want, strlen (want));
     }
@@ -296,6 +377,9 @@ main (void)
     cmocka_unit_test (test_refusals),
     cmocka_unit_test (test_limits),
     cmocka_unit_test (test_base64),
+    cmocka_unit_test (test_base64_lengths),
+    cmocka_unit_test (test_append_record),
+    cmocka_unit_test (test_base64_every_byte),
     cmocka_unit_test (test_data_round_trip),
     cmocka_unit_test (test_event_stream),
   };
