@@ -35,32 +35,56 @@ from_u128 (u128 v, guint8 b[16])
 /* Decimal digits of @v into @out (room for 40), NUL-terminated; returns
  * the length. Works in 19-digit chunks so that only the first two steps
  * divide 128-bit numbers. */
+/* "00" to "99": the digits of a number two at a time. */
+static const char digit_pairs[] =
+    "0001020304050607080910111213141516171819"
+    "2021222324252627282930313233343536373839"
+    "4041424344454647484950515253545556575859"
+    "6061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Writes @p's decimal digits to end just before @end, at least @width of
+ * them (zeros in front); returns where they begin. */
+static char *
+digits_before (guint64 p, char *end, int width)
+{
+  char *q = end;
+  while (p >= 100) {
+    q -= 2;
+    memcpy (q, digit_pairs + (p % 100) * 2, 2);
+    p /= 100;
+  }
+  if (p >= 10) {
+    q -= 2;
+    memcpy (q, digit_pairs + p * 2, 2);
+  } else {
+    *--q = (char) ('0' + p);
+  }
+  while (end - q < width)
+    *--q = '0';
+  return q;
+}
+
 static gsize
 format_u128_to (u128 v, char out[40])
 {
+  /* In chunks of 19 digits, least significant first: one 128-bit
+   * division each, the digits then in 64 bits, two at a time. */
   const guint64 chunk = 10000000000000000000ull; /* 10^19 */
-  guint64 parts[3];
-  int n_parts = 0;
-  do {
-    parts[n_parts++] = (guint64) (v % chunk);
-    v /= chunk;
-  } while (v > 0);
-  gsize len = 0;
-  for (int i = n_parts - 1; i >= 0; i--) {
-    char digits[20];
-    int n = 0;
-    guint64 p = parts[i];
-    do {
-      digits[n++] = (char) ('0' + (int) (p % 10));
-      p /= 10;
-    } while (p > 0);
-    /* Inner chunks keep their leading zeros. */
-    if (i != n_parts - 1)
-      while (n < 19)
-        digits[n++] = '0';
-    while (n > 0)
-      out[len++] = digits[--n];
+  char text[40];
+  char *p = text + sizeof text;
+  for (;;) {
+    u128 q = v / chunk;
+    guint64 part = (guint64) (v - q * chunk);
+    if (q == 0) {
+      p = digits_before (part, p, 1);
+      break;
+    }
+    p = digits_before (part, p, 19);
+    v = q;
   }
+  gsize len = (gsize) (text + sizeof text - p);
+  memcpy (out, p, len);
   out[len] = '\0';
   return len;
 }

@@ -195,17 +195,24 @@ read_string (EdgeJsonReader *r, GString **scratch, const char **ret, gsize *ret_
 
   while (r->p < r->end) {
     /* Eight plain characters at a time: none is '"', '\\', below 0x20 or
-     * above 0x7f (the word tricks find a zero byte without false reports). */
+     * above 0x7f. The word tricks mark such bytes; a mark may be false
+     * above a true one (a borrow carries up), never below, so the lowest
+     * mark is the first character that is not plain, and the ones before
+     * it are skipped with the word. */
     if (out == NULL)
       while (r->end - r->p >= 8) {
         const guint64 ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
         guint64 w, quote, backslash;
         memcpy (&w, r->p, 8);
+        w = GUINT64_FROM_LE (w); /* the first character in the low byte */
         quote = w ^ (ones * '"');
         backslash = w ^ (ones * '\\');
-        if ((((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
-             ((w - ones * 0x20) & ~w) | w) & high)
+        guint64 marks = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+                         ((w - ones * 0x20) & ~w) | w) & high;
+        if (marks) {
+          r->p += __builtin_ctzll (marks) / 8;
           break;
+        }
         r->p += 8;
       }
     if (r->p >= r->end)

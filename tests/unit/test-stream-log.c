@@ -35,8 +35,28 @@ test_hash_keys (void **state)
     assert_true (stream_hash_key_parse (md5[i].decimal, &parsed));
     assert_int_equal (stream_hash_key_compare (&k, &parsed), 0);
   }
+  /* Any 128-bit key, with zeros anywhere, formats to what parses back,
+   * without leading zeros. */
+  for (guint i = 0; i < 20000; i++) {
+    StreamHashKey r, back;
+    for (guint j = 0; j < 16; j++) {
+      guint32 x = g_random_int ();
+      r.bytes[j] = (guint8) (x % 5 == 0 ? 0 : x >> 8); /* many zero bytes */
+    }
+    guint top = g_random_int_range (0, 17); /* and numbers of every size */
+    memset (r.bytes, 0, top);
+    g_autofree char *text = stream_hash_key_format (&r);
+    assert_true (text[0] != '0' || text[1] == '\0');
+    assert_true (stream_hash_key_parse (text, &back));
+    assert_int_equal (stream_hash_key_compare (&r, &back), 0);
+  }
   StreamHashKey k;
   assert_true (stream_hash_key_parse ("340282366920938463463374607431768211455", &k));
+  g_autofree char *max = stream_hash_key_format (&k);
+  assert_string_equal (max, "340282366920938463463374607431768211455");
+  assert_true (stream_hash_key_parse ("10000000000000000000", &k)); /* 10^19: a chunk's edge */
+  g_autofree char *edge = stream_hash_key_format (&k);
+  assert_string_equal (edge, "10000000000000000000");
   assert_false (stream_hash_key_parse ("340282366920938463463374607431768211456", &k));
   assert_false (stream_hash_key_parse ("-1", &k));
   assert_false (stream_hash_key_parse ("12a", &k));
