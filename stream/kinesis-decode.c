@@ -587,6 +587,25 @@ decode_single (Decoder *d)
   return TRUE;
 }
 
+/* "records.N.member.", the place an error message names: made for every
+ * record, so without printf. */
+static void
+record_place (char where[32], guint n)
+{
+  char digits[12];
+  int len = 0;
+  do {
+    digits[len++] = (char) ('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  char *p = where;
+  memcpy (p, "records.", 8);
+  p += 8;
+  while (len > 0)
+    *p++ = digits[--len];
+  memcpy (p, ".member.", sizeof ".member.");
+}
+
 static gboolean
 decode_records (Decoder *d)
 {
@@ -600,8 +619,8 @@ decode_records (Decoder *d)
                         "1 validation error detected: Value at 'records' failed to satisfy "
                         "constraint: Member must have length less than or equal to %d",
                         KINESIS_PUT_RECORDS_MAX);
-    char where[48];
-    g_snprintf (where, sizeof where, "records.%u.member.", records->len + 1);
+    char where[32];
+    record_place (where, records->len + 1);
     EdgeJsonToken token = edge_json_reader_peek (&d->json);
     if (token == EDGE_JSON_NONE) {
       edge_json_reader_skip (&d->json); /* names the error */

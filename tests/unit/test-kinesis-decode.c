@@ -85,6 +85,9 @@ typedef struct {
   const char *message; /* a part of it */
 } Refusal;
 
+/* A good record, for bodies that need many. */
+#define R "{\"PartitionKey\": \"a\", \"Data\": \"YQ==\"}, "
+
 static const Refusal refusals[] = {
   { "", FALSE, "SerializationException", "not a JSON object" },
   { "[]", FALSE, "SerializationException", "must be a JSON object" },
@@ -101,6 +104,8 @@ static const Refusal refusals[] = {
     "ValidationException", "Value null at 'records.2.member.partitionKey'" },
   { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": null}]}", FALSE, "ValidationException",
     "Value null at 'records.1.member.data'" },
+  { "{\"Records\": [" R R R R R R R R R R R "{\"PartitionKey\": \"a\", \"Data\": \"YQ=\"}]}",
+    FALSE, "SerializationException", "records.12.member.data is not valid base64" },
   { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": 12}]}", FALSE, "SerializationException",
     "Data must be a string" },
   { "{\"Records\": [{\"PartitionKey\": \"a\", \"Data\": \"YQ=\"}]}", FALSE,
