@@ -50,48 +50,42 @@ set_fault (KinesisFault *fault, const char *type, const char *format, ...)
 static const char base64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static guint32 base64_tables[4][256];
-#ifdef BASE64_SSSE3
-/* Whether the processor has SSSE3, for sixteen characters at a time; set
- * with the tables. */
-static gboolean base64_ssse3;
-#endif
 
-static void
-base64_tables_init (void)
-{
-  static gsize done = 0;
-  if (g_once_init_enter (&done)) {
-    for (int t = 0; t < 4; t++)
-      for (int c = 0; c < 256; c++)
-        base64_tables[t][c] = BASE64_BAD;
-    for (guint32 i = 0; i < 64; i++)
-      for (int t = 0; t < 4; t++)
-        base64_tables[t][(guchar) base64_alphabet[i]] = i << (18 - 6 * t);
-#ifdef BASE64_SSSE3
-    __builtin_cpu_init ();
-    base64_ssse3 = __builtin_cpu_supports ("ssse3");
+/* Vector code for long strings where the processor has it, chosen with the
+ * tables (NULL otherwise): each takes whole blocks while it can and returns
+ * how much of @in it took; the scalar code does the rest. */
+static gsize (*decode_blocks) (const guchar *in, gsize len, guint8 *out);
+static gsize (*encode_blocks) (const guint8 *in, gsize len, char *out);
+
+#if defined(BASE64_SSSE3) || defined(BASE64_NEON)
+/* Decoding in vector registers tells the alphabet from everything else by
+ * each character's two nibbles: they index two tables of bit sets whose
+ * AND is zero only for the alphabet's characters. The bits stand for the
+ * low nibbles outside each high nibble's characters: 0x01 "+/" (high 2),
+ * 0x02 "0-9" (3), 0x04 "A-O", "a-o" (4, 6), 0x08 "P-Z", "p-z" (5, 7), 0x10
+ * always (the other high nibbles). */
+static const guint8 base64_lo_bits[16] = { 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                           0x11, 0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a };
+static const guint8 base64_hi_bits[16] = { 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08,
+                                           0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10 };
+/* Then the high nibble (less one for '/') says what to add to make the
+ * six bits: '/' + 16 = 63, '+' + 19 = 62, '0' + 4 = 52, 'A' - 65 = 0,
+ * 'a' - 71 = 26. */
+static const guint8 base64_add[16] = { 0, 16, 19, 4, (guint8) -65, (guint8) -65, (guint8) -71,
+                                       (guint8) -71, 0, 0, 0, 0, 0, 0, 0, 0 };
 #endif
-    g_once_init_leave (&done, 1);
-  }
-}
 
 #ifdef BASE64_NEON
 /* Sixty-four characters into forty-eight bytes, in vector registers, while
  * every character is in the alphabet; returns how many characters it took
- * (a multiple of sixty-four). The same tables as the SSSE3 code below (see
- * there); the load spreads each quad's four characters over four vectors
- * and the store gathers three vectors' bytes back into place. */
+ * (a multiple of sixty-four). The load spreads each quad's four characters
+ * over four vectors and the store gathers three vectors' bytes back into
+ * place. */
 static gsize
 decode_blocks_neon (const guchar *in, gsize len, guint8 *out)
 {
-  static const guint8 lo_bits[16] = { 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-                                      0x11, 0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a };
-  static const guint8 hi_bits[16] = { 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08,
-                                      0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10 };
-  static const guint8 add[16] = { 0, 16, 19, 4, (guint8) -65, (guint8) -65, (guint8) -71,
-                                  (guint8) -71, 0, 0, 0, 0, 0, 0, 0, 0 };
-  const uint8x16_t lut_lo = vld1q_u8 (lo_bits), lut_hi = vld1q_u8 (hi_bits);
-  const uint8x16_t lut_add = vld1q_u8 (add);
+  const uint8x16_t lut_lo = vld1q_u8 (base64_lo_bits), lut_hi = vld1q_u8 (base64_hi_bits);
+  const uint8x16_t lut_add = vld1q_u8 (base64_add);
   gsize i = 0;
   for (; i + 64 <= len; i += 64) {
     uint8x16x4_t c = vld4q_u8 (in + i);
@@ -119,25 +113,15 @@ decode_blocks_neon (const guchar *in, gsize len, guint8 *out)
 #ifdef BASE64_SSSE3
 /* Sixteen characters into twelve bytes, in vector registers, while every
  * character is in the alphabet; returns how many characters it took (a
- * multiple of sixteen). Each character's two nibbles index two tables of
- * bit sets whose AND is zero only for the alphabet's characters; the high
- * nibble (less one for '/') then says what to add to make its six bits,
- * and two multiply-adds and a shuffle pack the bits into bytes. The scalar
- * loop takes over at the first block with anything else in it (padding,
- * the closing quote, an escape, a bad character). */
+ * multiple of sixteen). Two multiply-adds and a shuffle pack the six bits
+ * into bytes. The scalar loop takes over at the first block with anything
+ * else in it (padding, the closing quote, an escape, a bad character). */
 __attribute__ ((target ("ssse3"))) static gsize
 decode_blocks_ssse3 (const guchar *in, gsize len, guint8 *out)
 {
-  /* Bit sets of the low nibbles outside each high nibble's characters:
-   * 0x01 "+/" (high 2), 0x02 "0-9" (3), 0x04 "A-O", "a-o" (4, 6), 0x08
-   * "P-Z", "p-z" (5, 7), 0x10 always (the other high nibbles). */
-  const __m128i lut_lo = _mm_setr_epi8 (0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-                                        0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a);
-  const __m128i lut_hi = _mm_setr_epi8 (0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10,
-                                        0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10);
-  /* By high nibble, '/' as 1: '/' + 16 = 63, '+' + 19 = 62, '0' + 4 = 52,
-   * 'A' - 65 = 0, 'a' - 71 = 26. */
-  const __m128i lut_add = _mm_setr_epi8 (0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m128i lut_lo = _mm_loadu_si128 ((const __m128i *) base64_lo_bits);
+  const __m128i lut_hi = _mm_loadu_si128 ((const __m128i *) base64_hi_bits);
+  const __m128i lut_add = _mm_loadu_si128 ((const __m128i *) base64_add);
   const __m128i nibble = _mm_set1_epi8 (0x0f);
   const __m128i zero = _mm_setzero_si128 ();
   /* The three bytes of each 32-bit lane, big end first, then nothing. */
@@ -164,85 +148,6 @@ decode_blocks_ssse3 (const guchar *in, gsize len, guint8 *out)
   return i;
 }
 #endif
-
-/* Decodes whole unpadded quads from @in while they last; returns how many
- * characters it took (a multiple of four). */
-static gsize
-decode_quads (const guchar *in, gsize len, guint8 *out)
-{
-  const guint32 *t0 = base64_tables[0], *t1 = base64_tables[1];
-  const guint32 *t2 = base64_tables[2], *t3 = base64_tables[3];
-  gsize i = 0;
-#if defined(BASE64_SSSE3)
-  if (base64_ssse3) {
-    i = decode_blocks_ssse3 (in, len, out);
-    out += i / 4 * 3;
-  }
-#elif defined(BASE64_NEON)
-  i = decode_blocks_neon (in, len, out);
-  out += i / 4 * 3;
-#endif
-  for (; i + 4 <= len; i += 4) {
-    guint32 q = t0[in[i]] | t1[in[i + 1]] | t2[in[i + 2]] | t3[in[i + 3]];
-    if (q & BASE64_BAD)
-      break;
-    out[0] = (guint8) (q >> 16);
-    out[1] = (guint8) (q >> 8);
-    out[2] = (guint8) q;
-    out += 3;
-  }
-  return i;
-}
-
-/* The last quad, which may end in one or two '='; bytes written, or -1. */
-static gssize
-decode_last_quad (const guchar *in, guint8 *out)
-{
-  guint pad = in[3] != '=' ? 0 : in[2] != '=' ? 1 : 2;
-  guint32 q = base64_tables[0][in[0]] | base64_tables[1][in[1]] |
-              (pad < 2 ? base64_tables[2][in[2]] : 0) | (pad < 1 ? base64_tables[3][in[3]] : 0);
-  if (q & BASE64_BAD)
-    return -1;
-  out[0] = (guint8) (q >> 16);
-  if (pad < 2)
-    out[1] = (guint8) (q >> 8);
-  if (pad < 1)
-    out[2] = (guint8) q;
-  return 3 - pad;
-}
-
-gssize
-kinesis_decode_base64 (const char *text, gsize len, guint8 *out)
-{
-  const guchar *in = (const guchar *) text;
-  base64_tables_init ();
-  if (len % 4 != 0)
-    return -1;
-  if (len == 0)
-    return 0;
-  gsize done = decode_quads (in, len - 4, out);
-  if (done != len - 4)
-    return -1;
-  gssize last = decode_last_quad (in + done, out + done / 4 * 3);
-  return last < 0 ? -1 : (gssize) (done / 4 * 3) + last;
-}
-
-/* Encoding: a table of every pair of base64 characters for 12 bits, so
- * that three bytes become four characters with two lookups. */
-static guint16 base64_pairs[4096];
-
-static void
-base64_pairs_init (void)
-{
-  static gsize done = 0;
-  if (g_once_init_enter (&done)) {
-    for (guint i = 0; i < 4096; i++) {
-      char pair[2] = { base64_alphabet[i >> 6], base64_alphabet[i & 63] };
-      memcpy (&base64_pairs[i], pair, 2);
-    }
-    g_once_init_leave (&done, 1);
-  }
-}
 
 #ifdef BASE64_SSSE3
 /* Twelve bytes into sixteen characters, in vector registers, while sixteen
@@ -307,6 +212,105 @@ encode_blocks_neon (const guint8 *in, gsize len, char *out)
 }
 #endif
 
+static void
+base64_tables_init (void)
+{
+  static gsize done = 0;
+  if (g_once_init_enter (&done)) {
+    for (int t = 0; t < 4; t++)
+      for (int c = 0; c < 256; c++)
+        base64_tables[t][c] = BASE64_BAD;
+    for (guint32 i = 0; i < 64; i++)
+      for (int t = 0; t < 4; t++)
+        base64_tables[t][(guchar) base64_alphabet[i]] = i << (18 - 6 * t);
+#if defined(BASE64_SSSE3)
+    __builtin_cpu_init ();
+    if (__builtin_cpu_supports ("ssse3")) {
+      decode_blocks = decode_blocks_ssse3;
+      encode_blocks = encode_blocks_ssse3;
+    }
+#elif defined(BASE64_NEON)
+    decode_blocks = decode_blocks_neon;
+    encode_blocks = encode_blocks_neon;
+#endif
+    g_once_init_leave (&done, 1);
+  }
+}
+
+/* Decodes whole unpadded quads from @in while they last; returns how many
+ * characters it took (a multiple of four). */
+static gsize
+decode_quads (const guchar *in, gsize len, guint8 *out)
+{
+  const guint32 *t0 = base64_tables[0], *t1 = base64_tables[1];
+  const guint32 *t2 = base64_tables[2], *t3 = base64_tables[3];
+  gsize i = 0;
+  if (decode_blocks) {
+    i = decode_blocks (in, len, out);
+    out += i / 4 * 3;
+  }
+  for (; i + 4 <= len; i += 4) {
+    guint32 q = t0[in[i]] | t1[in[i + 1]] | t2[in[i + 2]] | t3[in[i + 3]];
+    if (q & BASE64_BAD)
+      break;
+    out[0] = (guint8) (q >> 16);
+    out[1] = (guint8) (q >> 8);
+    out[2] = (guint8) q;
+    out += 3;
+  }
+  return i;
+}
+
+/* The last quad, which may end in one or two '='; bytes written, or -1. */
+static gssize
+decode_last_quad (const guchar *in, guint8 *out)
+{
+  guint pad = in[3] != '=' ? 0 : in[2] != '=' ? 1 : 2;
+  guint32 q = base64_tables[0][in[0]] | base64_tables[1][in[1]] |
+              (pad < 2 ? base64_tables[2][in[2]] : 0) | (pad < 1 ? base64_tables[3][in[3]] : 0);
+  if (q & BASE64_BAD)
+    return -1;
+  out[0] = (guint8) (q >> 16);
+  if (pad < 2)
+    out[1] = (guint8) (q >> 8);
+  if (pad < 1)
+    out[2] = (guint8) q;
+  return 3 - pad;
+}
+
+gssize
+kinesis_decode_base64 (const char *text, gsize len, guint8 *out)
+{
+  const guchar *in = (const guchar *) text;
+  base64_tables_init ();
+  if (len % 4 != 0)
+    return -1;
+  if (len == 0)
+    return 0;
+  gsize done = decode_quads (in, len - 4, out);
+  if (done != len - 4)
+    return -1;
+  gssize last = decode_last_quad (in + done, out + done / 4 * 3);
+  return last < 0 ? -1 : (gssize) (done / 4 * 3) + last;
+}
+
+/* Encoding: a table of every pair of base64 characters for 12 bits, so
+ * that three bytes become four characters with two lookups. */
+static guint16 base64_pairs[4096];
+
+static void
+base64_pairs_init (void)
+{
+  static gsize done = 0;
+  if (g_once_init_enter (&done)) {
+    for (guint i = 0; i < 4096; i++) {
+      char pair[2] = { base64_alphabet[i >> 6], base64_alphabet[i & 63] };
+      memcpy (&base64_pairs[i], pair, 2);
+    }
+    g_once_init_leave (&done, 1);
+  }
+}
+
 gsize
 kinesis_encode_base64 (const guint8 *data, gsize len, char *out)
 {
@@ -314,16 +318,11 @@ kinesis_encode_base64 (const guint8 *data, gsize len, char *out)
   char *o = out;
   gsize i = 0;
   base64_pairs_init ();
-#if defined(BASE64_SSSE3)
   base64_tables_init ();
-  if (base64_ssse3) {
-    i = encode_blocks_ssse3 (data, len, out);
+  if (encode_blocks) {
+    i = encode_blocks (data, len, out);
     o += i / 3 * 4;
   }
-#elif defined(BASE64_NEON)
-  i = encode_blocks_neon (data, len, out);
-  o += i / 3 * 4;
-#endif
   /* Six bytes at a time from one eight-byte load, while eight remain. */
   for (; i + 8 <= len; i += 6) {
     guint64 v;

@@ -9,15 +9,16 @@
 #
 #   bench/functions/route-instructions.sh [BUILD_DIR] [FEW] [MANY]
 #
-# Needs valgrind, python3 and `npm ci` in tests/node.
+# Needs valgrind, curl, python3 and `npm ci` in tests/node.
 set -euo pipefail
 build=$(realpath "${1:-build}")
 few=${2:-200}
 many=${3:-1200}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 pid=
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+. "$root/bench/callgrind.sh"
 
 cp "$root/bench/functions/handler.mjs" "$work/handler.mjs"
 cat > "$work/bootstrap" <<SH
@@ -26,52 +27,31 @@ exec $root/tests/node/node_modules/.bin/node $root/tests/node/node_modules/aws-l
 SH
 chmod +x "$work/bootstrap"
 
-# Total instructions of a daemon that served @1 requests.
+# The instructions of a daemon that served @1 requests.
 count() {
-  local port
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  rm -rf "$work/data"
-  cat > "$work/edged.yaml" <<YAML
-data_dir: $work/data
-log:
-  level: warning
-gateway:
-  listen: 127.0.0.1:$port
-  access_log: false
-functions:
+  callgrind_start "$build" "$work" "functions:
   - name: bench
     bootstrap: $work/bootstrap
     handler: handler.handler
 routes:
   - route: GET /bench
-    function: bench
-YAML
-  valgrind --tool=callgrind --callgrind-out-file="$work/out" "$build/edge/edged" \
-    --config "$work/edged.yaml" 2> "$work/valgrind.log" &
-  pid=$!
-  python3 - "$port" "$1" <<'PY' || { cat "$work/valgrind.log" >&2; exit 1; }
-import http.client, sys, time
+    function: bench"
+  python3 - "$port" "$1" <<'PY'
+import http.client, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
-for _ in range(300):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request("GET", "/healthz")
-        if c.getresponse().read() is not None:
-            break
-    except OSError:
-        time.sleep(0.2)
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 for _ in range(n):
     c.request("GET", "/bench")
     r = c.getresponse()
     r.read()
     assert r.status == 200, r.status
 PY
-  kill -INT "$pid"
-  wait "$pid" || true
-  callgrind_annotate "$work/out" | awk '/PROGRAM TOTALS/ && !n++ { gsub(",", "", $1); print $1 }'
+  callgrind_stop "$work"
 }
 
-a=$(count "$few")
-b=$(count "$many")
-echo "instructions: $few requests $a, $many requests $b"
+count "$few"
+a=$instructions
+count "$many"
+b=$instructions
+echo "instructions: $few requests $(thousands "$a"), $many requests $(thousands "$b")"
 echo "per invocation: $(( (b - a) / (many - few) ))"

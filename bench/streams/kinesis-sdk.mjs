@@ -165,3 +165,17 @@ for (const [key, rs] of Object.entries(results)) {
               `${median(rs.map((r) => r.putCpuUs)).toFixed(1)} | ${median(rs.map((r) => r.putClientCpuUs)).toFixed(1)} | ${Math.round(median(rs.map((r) => r.get))).toLocaleString('en')} | ` +
               `${median(rs.map((r) => r.getCpuUs)).toFixed(1)} |`);
 }
+// The ratios, from the unrounded medians: records/s as a multiple of
+// kinesalite's, server CPU per record as a fraction of it.
+const med = (key, field) => median(results[key].map((r) => r[field]));
+console.log('\n| record | server | PutRecords records/s | server CPU per record (put) | GetRecords records/s | server CPU per record (get) |');
+console.log('|---|---|---|---|---|---|');
+for (const bytes of [100, 1024]) {
+  const k = `kinesalite ${bytes} B`;
+  for (const name of ['edged (none)', 'edged (sync)', 'null server (the client alone)']) {
+    const e = `${name} ${bytes} B`;
+    const cpu = (field) => (name.startsWith('null') ? '' : `1/${(med(k, field) / med(e, field)).toFixed(1)}`);
+    console.log(`| ${bytes} B | ${name} | ${(med(e, 'put') / med(k, 'put')).toFixed(1)}× | ${cpu('putCpuUs')} | ` +
+                `${(med(e, 'get') / med(k, 'get')).toFixed(1)}× | ${cpu('getCpuUs')} |`);
+  }
+}

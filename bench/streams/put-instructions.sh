@@ -11,35 +11,24 @@ set -euo pipefail
 build=${1:-build}
 bytes=${2:-100}
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pid=
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+. "$(dirname "$0")/../callgrind.sh"
+
 python3 - "$bytes" > "$work/body.json" <<'PY'
 import base64, json, sys
 data = base64.b64encode(b"a" * int(sys.argv[1])).decode()
 print(json.dumps({"StreamName": "bench",
                   "Records": [{"Data": data, "PartitionKey": f"k{i}"} for i in range(500)]}))
 PY
-cat > "$work/edged.yaml" <<YAML
-data_dir: $work/data
-log:
-  level: warning
-gateway:
-  listen: 127.0.0.1:$port
-  access_log: false
-streams:
+callgrind_start "$build" "$work" "streams:
   - name: bench
     shards: 4
-    durability: none
-YAML
-valgrind --tool=callgrind --callgrind-out-file="$work/out" "$build/edge/edged" \
-  --config "$work/edged.yaml" 2> "$work/valgrind.log" &
-pid=$!
-for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+    durability: none"
 for _ in $(seq 40); do
   curl -sf -o /dev/null -H 'X-Amz-Target: Kinesis_20131202.PutRecords' \
     -H 'Content-Type: application/x-amz-json-1.1' --data-binary @"$work/body.json" \
     "http://127.0.0.1:$port/"
 done
-kill -INT "$pid"
-wait "$pid" || true
-callgrind_annotate "$work/out" | awk '/PROGRAM TOTALS/ && !n++ { print "instructions:", $1 }'
+callgrind_stop "$work"
+echo "instructions: $(thousands "$instructions")"
