@@ -8,6 +8,9 @@
 #       waits for it; sets $port and $pid
 #   callgrind_stop WORK_DIR
 #       stops it; sets $instructions to its total
+#   put_records_body BYTES
+#       prints a PutRecords body of 500 records of BYTES bytes for the
+#       stream "bench"
 
 callgrind_start() {
   local build=$1 work=$2 tail=$3
@@ -46,4 +49,13 @@ callgrind_stop() {
 # 1234567 as 1,234,567.
 thousands() {
   python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$1"
+}
+
+put_records_body() {
+  python3 - "$1" <<'PY'
+import base64, json, sys
+data = base64.b64encode(b"a" * int(sys.argv[1])).decode()
+print(json.dumps({"StreamName": "bench",
+                  "Records": [{"Data": data, "PartitionKey": f"k{i}"} for i in range(500)]}))
+PY
 }

@@ -17,12 +17,7 @@ pid=
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 . "$(dirname "$0")/../callgrind.sh"
 
-python3 - "$bytes" > "$work/body.json" <<'PY'
-import base64, json, sys
-data = base64.b64encode(b"a" * int(sys.argv[1])).decode()
-print(json.dumps({"StreamName": "bench",
-                  "Records": [{"Data": data, "PartitionKey": f"k{i}"} for i in range(500)]}))
-PY
+put_records_body "$bytes" > "$work/body.json"
 
 # The instructions of a daemon that took the puts and read everything @1 times.
 count() {
