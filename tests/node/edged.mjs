@@ -1,7 +1,7 @@
 // Starts the real edged on a free loopback port with its own data directory.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, writeFileSync, rmSync, openSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,10 +58,22 @@ export async function startEdged(extraConfig = '', gatewayConfig = '') {
   return {
     url, port, proc, dir,
     async stop() {
-      const exited = new Promise((r) => proc.once('exit', (code) => r(code)));
+      const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
       proc.kill('SIGTERM');
-      const code = await exited;
+      const { code, signal } = await exited;
+      const log = readFileSync(join(dir, 'edged.log'), 'utf8');
       rmSync(dir, { recursive: true, force: true });
+      // Under AddressSanitizer the leak checker at exit can itself crash while it stops the
+      // process's threads ("Tracer caught signal"): the check did not run, which says nothing
+      // of edged (tests/integration/edged_harness.py decides the same). A leak it found, or
+      // any other report, still fails.
+      if (signal === 'SIGABRT' && log.includes('LeakSanitizer has encountered a fatal error') &&
+          log.includes('Tracer caught signal') && !log.includes('detected memory leaks') &&
+          !log.includes('SUMMARY:')) {
+        console.error('edged.mjs: the leak checker crashed at exit; no leak check');
+        return 0;
+      }
+      if (code !== 0) console.error(`edged exited with ${code ?? signal}; its log ends:\n${log.slice(-4000)}`);
       return code;
     },
   };
