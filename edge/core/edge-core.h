@@ -523,6 +523,14 @@ guint edge_fd_watch (int fd, GIOCondition condition, GUnixFDSourceFunc func, gpo
 /* The same for a source made elsewhere (a GSocket's): call before
  * attaching it. */
 void edge_source_quiet (GSource *source);
+/* A source, not attached, whose callback runs once @ready_time
+ * (g_get_monotonic_time's clock) has come. To wait again, the callback
+ * sets a later ready time and returns G_SOURCE_CONTINUE: a deadline that
+ * moves often (each chunk of a body) is better kept as a time the
+ * callback checks, since GLib 2.74 wakes the loop (an eventfd write) each
+ * time an attached source's ready time is changed from outside it.
+ * (transfer full) */
+GSource *edge_deadline_source_new (gint64 ready_time);
 
 /* ------------------------------------------------------------------------ */
 /* Data directory                                                           */

@@ -38,3 +38,21 @@ edge_fd_watch (int fd, GIOCondition condition, GUnixFDSourceFunc func, gpointer 
   g_source_unref (source);
   return id;
 }
+
+static gboolean
+deadline_dispatch (GSource *source, GSourceFunc callback, gpointer data)
+{
+  g_source_set_ready_time (source, -1);
+  return callback (data);
+}
+
+static GSourceFuncs deadline_funcs = { .dispatch = deadline_dispatch };
+
+GSource *
+edge_deadline_source_new (gint64 ready_time)
+{
+  GSource *source = g_source_new (&deadline_funcs, sizeof (GSource));
+  g_source_set_name (source, "edge deadline");
+  g_source_set_ready_time (source, ready_time);
+  return source;
+}

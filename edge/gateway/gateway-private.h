@@ -83,7 +83,8 @@ struct _EdgeRequest {
   gboolean streaming, stream_ended, held;
   gsize stream_queued;
   GSource *hangup; /* watches the client's socket while streaming */
-  GSource *body_deadline; /* while the body comes: reset by each chunk */
+  GSource *body_deadline; /* while the body comes: fires header_timeout after its last chunk */
+  gint64 body_last_us;    /* when the last chunk came */
   GSocket *socket;        /* the client's, when it is ours to watch (not HTTP/2's) */
   gboolean corked;        /* TCP_CORK on it until libsoup has written the answer */
   EdgeRequestGoneFunc gone;

@@ -1063,11 +1063,18 @@ request_refuse (EdgeRequest *request, guint status, const char *code, const char
 }
 
 /* A client that stops sending mid-body for gateway.header_timeout is cut
- * off, as one that never finishes its head is. */
+ * off, as one that never finishes its head is. Chunks only note when they
+ * came (a body of megabytes comes in hundreds of them); the deadline,
+ * when it comes, moves itself to header_timeout after the last one. */
 static gboolean
 body_timed_out (gpointer data)
 {
   EdgeRequest *request = data;
+  gint64 due = request->body_last_us + request->gateway->header_timeout_ms * 1000;
+  if (g_get_monotonic_time () < due) {
+    g_source_set_ready_time (request->body_deadline, due);
+    return G_SOURCE_CONTINUE;
+  }
   GSocket *socket = request->socket;
   g_hash_table_remove (request->gateway->body_deadlines, request);
   g_clear_pointer (&request->body_deadline, g_source_unref);
@@ -1091,8 +1098,7 @@ on_got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer data)
 {
   EdgeRequest *request = request_of (msg);
   if (request && request->body_deadline)
-    g_source_set_ready_time (request->body_deadline,
-                             g_get_monotonic_time () + request->gateway->header_timeout_ms * 1000);
+    request->body_last_us = g_get_monotonic_time ();
   if (request == NULL || request->responded)
     return;
   request->body_seen += g_bytes_get_size (chunk);
@@ -1145,7 +1151,9 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
       (encoding != SOUP_ENCODING_CONTENT_LENGTH ||
        soup_message_headers_get_content_length (headers) > 0) &&
       encoding != SOUP_ENCODING_NONE) {
-    request->body_deadline = g_timeout_source_new ((guint) gateway->header_timeout_ms);
+    request->body_last_us = g_get_monotonic_time ();
+    request->body_deadline =
+        edge_deadline_source_new (request->body_last_us + gateway->header_timeout_ms * 1000);
     g_source_set_callback (request->body_deadline, body_timed_out, request, NULL);
     g_source_attach (request->body_deadline, NULL);
     g_hash_table_add (gateway->body_deadlines, request);

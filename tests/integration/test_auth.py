@@ -763,6 +763,27 @@ class Limits(AuthCase):
         _, _, metrics = self.d.request("GET", "/metrics", headers=self.admin)
         self.assertRegex(metrics.decode(), r'edged_http_slow_clients_total\{stage="body"\} [1-9]')
 
+    def test_slow_but_steady_body_is_taken(self):
+        # header_timeout bounds the silence between a body's chunks, not the whole body:
+        # 3.6 s of body, a piece every 0.6 s, against a timeout of 2 s.
+        name = "steady"
+        body = json.dumps({"name": name, "shards": 1}).encode()
+        body += b" " * (12 - len(body) % 12)
+        head = (f"POST /v1/streams HTTP/1.1\r\nHost: x\r\nx-api-key: {self.d.admin_key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        piece = len(body) // 6
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+            s.sendall(head)
+            started = time.monotonic()
+            for i in range(6):
+                time.sleep(0.6)
+                s.sendall(body[i * piece:(i + 1) * piece])
+            answer = s.recv(4096)
+            self.assertGreater(time.monotonic() - started, 3)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 201"), answer[:200])
+        status, _, listed = self.d.request("GET", "/v1/streams", headers=self.admin)
+        self.assertIn(name, [s["name"] for s in json.loads(listed)["streams"]])
+
     def test_kept_alive_connection_ends(self):
         answer = f"GET /healthz HTTP/1.1\r\nHost: x\r\nx-api-key: {self.d.admin_key}\r\n\r\n".encode()
         # Silent after an answer: ended after keepalive_timeout.
