@@ -222,22 +222,28 @@ gateway_close_idle (EdgeGateway *gateway, const char *client)
  * head ("GET / HTTP/1.1\r\nHost: x\r\n\r\n") under TLS 1.3 is 5 + 27 + 1
  * + 16 bytes; a closing alert is 24 (TLS 1.3) or 31 (TLS 1.2, AES-GCM). */
 #define TLS_REQUEST_RECORD_MIN 40
+/* A TLS 1.3 KeyUpdate: 5 + a 5-byte handshake message + 1 + 16. */
+#define TLS13_KEY_UPDATE_RECORD 27
 
 /* Whether the bytes waiting on an idle TLS connection (@head, @n of them,
  * peeked) can start a request. Under TLS the socket's bytes are records,
  * and libsoup must not be the one to read the client's goodbye (a
  * close_notify alert before its end of stream): libsoup 3.2.3 would then
  * keep the connection for good. A request comes as application data (or
- * a handshake, for a renegotiation) in a record larger than any alert;
- * the rest (an alert, a record too short for a request, a header cut in
- * two, which TLS libraries do not send) ends the connection. */
+ * a handshake, for a renegotiation) in a record larger than any alert, or
+ * after a TLS 1.3 KeyUpdate, which a client may send at any time and
+ * which then goes to libsoup's TLS layer like a request (the head deadline
+ * then runs). Anything followed by more records is not a goodbye either.
+ * The rest (a lone alert, a record too short for a request, a header cut
+ * in two, which TLS libraries do not send) ends the connection. */
 static gboolean
 tls_request_waiting (const guint8 *head, gssize n)
 {
   if (n < 5)
     return FALSE;
   gsize record = 5 + ((gsize) head[3] << 8 | head[4]);
-  return head[0] == 0x16 || (head[0] == 0x17 && record >= TLS_REQUEST_RECORD_MIN);
+  return head[0] == 0x16 || (gsize) n > record ||
+         (head[0] == 0x17 && (record >= TLS_REQUEST_RECORD_MIN || record == TLS13_KEY_UPDATE_RECORD));
 }
 
 /* @condition is 0 when keepalive_timeout has passed. */
@@ -246,7 +252,7 @@ conn_idle_ready (int fd, GIOCondition condition, gpointer data)
 {
   Conn *conn = data;
   if (condition & G_IO_IN) {
-    guint8 head[5];
+    guint8 head[64];
     gssize n = recv (fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       return G_SOURCE_CONTINUE;

@@ -887,6 +887,44 @@ streams:
         for c in held:
             c.close()
 
+    def test_key_update_on_an_idle_connection(self):
+        # A TLS 1.3 client may update its keys at any time, idle or not: the
+        # connection stays, and the next request on it is answered.
+        # (openssl s_client sends a KeyUpdate for a line "k".)
+        client = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{self.d.port}", "-tls1_3", "-crlf",
+             "-servername", "localhost"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        answers = []
+        reader = threading.Thread(target=lambda: answers.append(client.stdout.read()))
+        reader.start()
+
+        def send(data):
+            try:
+                client.stdin.write(data)
+                client.stdin.flush()
+            except BrokenPipeError:
+                pass  # the connection ended: the answers below tell
+
+        try:
+            request = f"GET /healthz HTTP/1.1\nHost: x\nx-api-key: {self.d.admin_key}\n\n".encode()
+            send(request)
+            time.sleep(0.8)  # answered, and idle since
+            send(b"k\n")
+            time.sleep(0.8)
+            send(request)
+            time.sleep(0.8)
+        finally:
+            try:
+                client.stdin.close()
+            except BrokenPipeError:
+                pass
+            reader.join(timeout=10)
+            client.wait(timeout=10)
+        out = answers[0].decode(errors="replace")
+        self.assertIn("KEYUPDATE", out)
+        self.assertEqual(out.count("HTTP/1.1 200 OK"), 2, out[-2000:])
+
     def test_plaintext_refused(self):
         with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
