@@ -28,7 +28,8 @@ static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", 
 
 /* Paths edged serves itself, which routes may not take. */
 static const char *const reserved_prefixes[] = { "/v1/", "/2015-03-31/", "/2018-06-01/",
-                                                 "/healthz", "/metrics", NULL };
+                                                 "/2019-09-25/", "/2019-09-30/", "/healthz",
+                                                 "/metrics", NULL };
 
 struct _FunctionsRoute {
   FunctionsService *service;

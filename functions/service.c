@@ -1149,8 +1149,101 @@ function_configuration (Function *fn)
   json_builder_add_string_value (b, "Active");
   json_builder_set_member_name (b, "PackageType");
   json_builder_add_string_value (b, "Zip");
+  json_builder_set_member_name (b, "Architectures");
+  json_builder_begin_array (b);
+#if defined(__aarch64__)
+  json_builder_add_string_value (b, "arm64");
+#else
+  json_builder_add_string_value (b, "x86_64");
+#endif
+  json_builder_end_array (b);
+  if (fn->config.environment[0]) {
+    json_builder_set_member_name (b, "Environment");
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "Variables");
+    json_builder_begin_object (b);
+    for (char **e = fn->config.environment; *e; e++) {
+      const char *eq = strchr (*e, '=');
+      g_autofree char *name = g_strndup (*e, eq ? (gsize) (eq - *e) : strlen (*e));
+      json_builder_set_member_name (b, name);
+      json_builder_add_string_value (b, eq ? eq + 1 : "");
+    }
+    json_builder_end_object (b);
+    json_builder_end_object (b);
+  }
   json_builder_end_object (b);
   return json_builder_get_root (b);
+}
+
+/* GetFunctionConfiguration: what GetFunction calls Configuration. */
+static void
+handle_get_configuration (EdgeRequest *request, gpointer data)
+{
+  Function *fn = request_function (data, request);
+  if (fn == NULL)
+    return;
+  g_autoptr (JsonNode) root = function_configuration (fn);
+  edge_request_respond_json (request, 200, root);
+}
+
+/* GetFunctionConcurrency: the function's concurrency, which edged always
+ * reserves (an environment per concurrent invocation, up to it). */
+static void
+handle_get_concurrency (EdgeRequest *request, gpointer data)
+{
+  Function *fn = request_function (data, request);
+  if (fn == NULL)
+    return;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "ReservedConcurrentExecutions");
+  json_builder_add_int_value (b, fn->config.concurrency);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
+}
+
+static void
+add_destination (JsonBuilder *b, const char *name, const char *destination)
+{
+  if (destination == NULL || destination[0] == '\0')
+    return;
+  g_autofree char *arn =
+      g_str_has_prefix (destination, "arn:")
+          ? g_strdup (destination)
+          : g_strconcat ("arn:aws:kinesis:" FUNCTIONS_REGION ":" FUNCTIONS_ACCOUNT ":stream/",
+                         destination, NULL);
+  json_builder_set_member_name (b, name);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Destination");
+  json_builder_add_string_value (b, arn);
+  json_builder_end_object (b);
+}
+
+/* GetFunctionEventInvokeConfig: how Event invocations are retried and where
+ * their records go. */
+static void
+handle_get_event_invoke_config (EdgeRequest *request, gpointer data)
+{
+  Function *fn = request_function (data, request);
+  if (fn == NULL)
+    return;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "FunctionArn");
+  json_builder_add_string_value (b, fn->arn);
+  json_builder_set_member_name (b, "MaximumRetryAttempts");
+  json_builder_add_int_value (b, fn->config.max_retry_attempts);
+  json_builder_set_member_name (b, "MaximumEventAgeInSeconds");
+  json_builder_add_int_value (b, fn->config.max_event_age_ms / 1000);
+  json_builder_set_member_name (b, "DestinationConfig");
+  json_builder_begin_object (b);
+  add_destination (b, "OnSuccess", fn->config.on_success);
+  add_destination (b, "OnFailure", fn->config.on_failure);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  edge_request_respond_json (request, 200, root);
 }
 
 static void
@@ -2053,6 +2146,15 @@ functions_service_new (EdgeGateway *gateway, EdgeMetrics *metrics, EdgeState *st
       EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/functions/{name}", handle_get_function,
       "A function's configuration (Lambda GetFunction)", "functions", 0, EDGE_ERRORS_AWS_REST },
+    { "GET", "/2015-03-31/functions/{name}/configuration", handle_get_configuration,
+      "A function's configuration alone (Lambda GetFunctionConfiguration)", "functions", 0,
+      EDGE_ERRORS_AWS_REST },
+    { "GET", "/2019-09-30/functions/{name}/concurrency", handle_get_concurrency,
+      "A function's concurrency (Lambda GetFunctionConcurrency)", "functions", 0,
+      EDGE_ERRORS_AWS_REST },
+    { "GET", "/2019-09-25/functions/{name}/event-invoke-config", handle_get_event_invoke_config,
+      "How Event invocations are retried and where they go (Lambda "
+      "GetFunctionEventInvokeConfig)", "functions", 0, EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/functions/", handle_list_functions,
       "The functions (Lambda ListFunctions)", "functions", 0, EDGE_ERRORS_AWS_REST },
     { "GET", "/2015-03-31/event-source-mappings/", handle_list_mappings,

@@ -152,6 +152,21 @@ class Functions(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         config = json.loads(r.stdout)["Configuration"]
         self.assertEqual((config["Timeout"], config["MemorySize"]), (1, 256))
+        self.assertEqual(config["Environment"]["Variables"], {"GREETING": "hi there", "LANG": "C"})
+        r = self.aws("lambda", "get-function-configuration", "--function-name", "echo")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        alone = json.loads(r.stdout)
+        self.assertEqual(alone["FunctionArn"],
+                         "arn:aws:lambda:us-east-1:000000000000:function:echo")
+        self.assertEqual((alone["Timeout"], alone["MemorySize"], alone["Handler"]),
+                         (1, 256, "echo.handler"))
+        self.assertEqual(alone["Environment"], config["Environment"])
+        r = self.aws("lambda", "get-function-concurrency", "--function-name", "echo")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"ReservedConcurrentExecutions": 10})
+        r = self.aws("lambda", "get-function-configuration", "--function-name", "nope")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("ResourceNotFoundException", r.stderr)
 
     def test_handler_error(self):
         out = os.path.join(self.d.workdir, "error.json")

@@ -89,6 +89,25 @@ class Async(unittest.TestCase):
     def records(self, stream):
         return [json.loads(r["Data"]) for r in self.d.stream_records(stream)]
 
+    def test_event_invoke_config(self):
+        def get(name):
+            r = subprocess.run([AWS, "--endpoint-url", self.d.url, "lambda",
+                                "get-function-event-invoke-config", "--function-name", name],
+                               capture_output=True, text=True, timeout=60, env=self.aws_env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)
+        stream = "arn:aws:kinesis:us-east-1:000000000000:stream/"
+        worker = get("worker")
+        self.assertEqual(worker["FunctionArn"], "arn:aws:lambda:us-east-1:000000000000:function:worker")
+        self.assertEqual((worker["MaximumRetryAttempts"], worker["MaximumEventAgeInSeconds"]),
+                         (2, 6 * 3600))
+        self.assertEqual(worker["DestinationConfig"], {"OnSuccess": {"Destination": stream + "done"},
+                                                       "OnFailure": {"Destination": stream + "failed"}})
+        once = get("once")
+        self.assertEqual(once["MaximumRetryAttempts"], 0)
+        self.assertEqual(once["DestinationConfig"], {"OnFailure": {"Destination": stream + "failed"}})
+        self.assertEqual(get("slow")["DestinationConfig"], {})
+
     def test_aws_cli_event_success_goes_to_on_success(self):
         out = os.path.join(self.d.workdir, "out.json")
         r = subprocess.run([AWS, "--endpoint-url", self.d.url, "lambda", "invoke",
