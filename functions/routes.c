@@ -345,7 +345,7 @@ request_event (FunctionsRoute *route, EdgeRequest *request, const char *request_
   member_string (out, "stage", "$default");
   member_string (out, "time", time);
   member (out, "timeEpoch");
-  g_string_append_printf (out, "%" G_GINT64_FORMAT, g_get_real_time () / 1000);
+  edge_string_append_fixed (out, (guint64) (g_get_real_time () / 1000), 0);
   g_string_append_c (out, '}');
 
   GHashTable *params = edge_request_params (request);

@@ -162,19 +162,14 @@ keep_log_line (Function *fn, Invocation *inv, const char *text, gsize len)
     g_string_erase (inv->log, 0, (gssize) (inv->log->len - FUNCTIONS_LOG_TAIL_BYTES));
 }
 
-static void function_logf (Function *fn, Invocation *inv, const char *format, ...)
-    G_GNUC_PRINTF (3, 4);
-
+/* One of edged's own lines about @inv (START, END, REPORT, errors), to the
+ * daemon's log as well as the function's. */
 static void
-function_logf (Function *fn, Invocation *inv, const char *format, ...)
+function_log_line (Function *fn, Invocation *inv, const char *text, gsize len)
 {
-  va_list args;
-  va_start (args, format);
-  g_autofree char *text = g_strdup_vprintf (format, args);
-  va_end (args);
   if (edge_log_enabled (G_LOG_LEVEL_MESSAGE))
     g_message ("function \"%s\": %s", fn->config.name, text);
-  keep_log_line (fn, inv, text, strlen (text));
+  keep_log_line (fn, inv, text, len);
 }
 
 /* Peak resident memory of @pid in MiB (what REPORT calls Max Memory
@@ -201,14 +196,25 @@ invocation_finish (Invocation *inv, GBytes *body, const char *function_error,
   Function *fn = inv->fn;
   gint64 now = g_get_monotonic_time ();
   if (inv->handed_us) {
-    double ms = (now - inv->handed_us) / 1000.0;
-    function_logf (fn, inv, "END RequestId: %s", inv->id);
-    function_logf (fn, inv,
-                   "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\t"
-                   "Memory Size: %" G_GINT64_FORMAT " MB\tMax Memory Used: %u MB",
-                   inv->id, ms, MAX (1.0, ceil (ms)), fn->config.memory_mb,
-                   inv->cgroup_peak ? (guint) (inv->cgroup_peak / (1024 * 1024))
-                                    : peak_memory_mb (inv->pid));
+    guint64 us = (guint64) MAX (now - inv->handed_us, 0);
+    g_autofree char *end = g_strconcat ("END RequestId: ", inv->id, NULL);
+    function_log_line (fn, inv, end, strlen (end));
+    /* Put together without printf: this runs for every invocation. */
+    g_autoptr (GString) report = g_string_new ("REPORT RequestId: ");
+    g_string_append (report, inv->id);
+    g_string_append (report, "\tDuration: ");
+    edge_string_append_fixed (report, (us + 5) / 10, 2);
+    g_string_append (report, " ms\tBilled Duration: ");
+    edge_string_append_fixed (report, MAX ((us + 999) / 1000, 1), 0);
+    g_string_append (report, " ms\tMemory Size: ");
+    edge_string_append_fixed (report, (guint64) fn->config.memory_mb, 0);
+    g_string_append (report, " MB\tMax Memory Used: ");
+    edge_string_append_fixed (report,
+                              inv->cgroup_peak ? inv->cgroup_peak / (1024 * 1024)
+                                               : peak_memory_mb (inv->pid),
+                              0);
+    g_string_append (report, " MB");
+    function_log_line (fn, inv, report->str, report->len);
   }
   EdgeMetrics *metrics = fn->service->metrics;
   if (metrics) {
@@ -283,7 +289,8 @@ hand_over (Env *env, Invocation *inv)
   env->current = inv;
   inv->handed_us = g_get_monotonic_time ();
   inv->pid = env->pid;
-  function_logf (fn, inv, "START RequestId: %s Version: $LATEST", inv->id);
+  g_autofree char *start = g_strconcat ("START RequestId: ", inv->id, " Version: $LATEST", NULL);
+  function_log_line (fn, inv, start, strlen (start));
   gint64 deadline_ms = g_get_real_time () / 1000 + fn->config.timeout_ms;
   char deadline[32];
   g_snprintf (deadline, sizeof deadline, "%" G_GINT64_FORMAT, deadline_ms);

@@ -836,31 +836,13 @@ kinesis_append_child_shards (GString *out, const StreamInfo *info, const StreamS
   g_string_append_len (out, text, (gssize) len);
 }
 
-/* @ms as seconds with three decimals, "1764494400.123", without printf
- * (GetRecords writes one per record). */
-static void
-append_seconds (GString *out, gint64 ms)
-{
-  char text[32];
-  char *p = text + sizeof text;
-  guint64 v = ms < 0 ? 0 : (guint64) ms;
-  for (int i = 0; i < 3; i++, v /= 10)
-    *--p = (char) ('0' + v % 10);
-  *--p = '.';
-  do {
-    *--p = (char) ('0' + v % 10);
-    v /= 10;
-  } while (v > 0);
-  g_string_append_len (out, p, text + sizeof text - p);
-}
-
 void
 kinesis_append_record (GString *out, guint32 ordinal, const StreamRecord *r)
 {
   g_string_append (out, "{\"SequenceNumber\":");
   kinesis_append_sequence (out, ordinal, r->number);
   g_string_append (out, ",\"ApproximateArrivalTimestamp\":");
-  append_seconds (out, r->arrival_ms);
+  edge_string_append_fixed (out, r->arrival_ms < 0 ? 0 : (guint64) r->arrival_ms, 3);
   g_string_append (out, ",\"Data\":");
   append_base64 (out, r->data);
   g_string_append (out, ",\"PartitionKey\":");

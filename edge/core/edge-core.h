@@ -769,6 +769,11 @@ gboolean edge_json_reader_finish (EdgeJsonReader *r);
 
 /* Appends @s (@len bytes of UTF-8) as a quoted JSON string. */
 void edge_json_append_string (GString *out, const char *s, gsize len);
+/* Appends @value / 10^@decimals in decimal with @decimals digits after the
+ * point (none, and no point, for 0): 1764494400123 with 3 is
+ * "1764494400.123". Without printf, for what is written per record or per
+ * request. @decimals is at most 18. */
+void edge_string_append_fixed (GString *out, guint64 value, guint decimals);
 
 /* ------------------------------------------------------------------------ */
 /* Metrics registry (Prometheus text exposition)                            */

@@ -463,3 +463,20 @@ edge_json_append_string (GString *out, const char *s, gsize len)
   g_string_append_len (out, s + start, (gssize) (len - start));
   g_string_append_c (out, '"');
 }
+
+void
+edge_string_append_fixed (GString *out, guint64 value, guint decimals)
+{
+  char text[48];
+  char *p = text + sizeof text;
+  g_return_if_fail (decimals <= 18);
+  for (guint i = 0; i < decimals; i++, value /= 10)
+    *--p = (char) ('0' + value % 10);
+  if (decimals > 0)
+    *--p = '.';
+  do {
+    *--p = (char) ('0' + value % 10);
+    value /= 10;
+  } while (value > 0);
+  g_string_append_len (out, p, text + sizeof text - p);
+}

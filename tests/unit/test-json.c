@@ -234,6 +234,33 @@ test_uuid (void **state)
   }
 }
 
+/* Fixed-point decimals without printf, against printf's own text. */
+static void
+test_append_fixed (void **state)
+{
+  static const guint64 values[] = { 0, 1, 9, 10, 99, 100, 999, 1000, 1005, 123456,
+                                    1764494400123, G_MAXINT64, G_MAXUINT64 };
+  for (gsize i = 0; i < G_N_ELEMENTS (values); i++)
+    for (guint d = 0; d <= 4; d++) {
+      g_autoptr (GString) got = g_string_new ("x");
+      edge_string_append_fixed (got, values[i], d);
+      guint64 scale = 1;
+      for (guint k = 0; k < d; k++)
+        scale *= 10;
+      g_autofree char *want =
+          d == 0 ? g_strdup_printf ("x%" G_GUINT64_FORMAT, values[i])
+                 : g_strdup_printf ("x%" G_GUINT64_FORMAT ".%0*" G_GUINT64_FORMAT,
+                                    values[i] / scale, (int) d, values[i] % scale);
+      assert_string_equal (got->str, want);
+    }
+  g_autoptr (GString) seconds = g_string_new (NULL);
+  edge_string_append_fixed (seconds, 1764494400123, 3);
+  assert_string_equal (seconds->str, "1764494400.123");
+  g_autoptr (GString) small = g_string_new (NULL);
+  edge_string_append_fixed (small, 5, 2);
+  assert_string_equal (small->str, "0.05");
+}
+
 int
 main (void)
 {
@@ -244,6 +271,7 @@ main (void)
     cmocka_unit_test (test_append_string),
     cmocka_unit_test (test_read_number),
     cmocka_unit_test (test_uuid),
+    cmocka_unit_test (test_append_fixed),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
