@@ -246,9 +246,8 @@ functions_apigw_time (gint64 ms)
 static GBytes *
 request_event (FunctionsRoute *route, EdgeRequest *request, const char *request_id)
 {
-  SoupServerMessage *msg = edge_request_message (request);
-  GUri *uri = soup_server_message_get_uri (msg);
-  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  GUri *uri = edge_request_uri (request);
+  SoupMessageHeaders *headers = edge_request_headers (request);
   /* libsoup hands over the path decoded: encoded again, as it came
    * (a %2F in it was a separator to the router too). */
   g_autofree char *raw_path = g_uri_escape_string (g_uri_get_path (uri), "/!$&'()*+,;=:@", FALSE);
@@ -313,8 +312,8 @@ request_event (FunctionsRoute *route, EdgeRequest *request, const char *request_
                                        strcspn (host ? host : "localhost", ":"));
   g_autofree char *prefix = g_strndup (domain, strcspn (domain, "."));
   const char *user_agent = soup_message_headers_get_one (headers, "User-Agent");
-  const char *source = soup_server_message_get_remote_host (msg);
-  SoupHTTPVersion version = soup_server_message_get_http_version (msg);
+  const char *source = edge_request_remote_host (request);
+  SoupHTTPVersion version = edge_request_http_version (request);
   g_autofree char *time = functions_apigw_time (g_get_real_time () / 1000);
   member (out, "requestContext");
   g_string_append_c (out, '{');
@@ -639,7 +638,7 @@ respond_answer (EdgeRequest *request, Answer *a)
       !a->body_valid)
     return FALSE;
   SoupMessageHeaders *out =
-      soup_server_message_get_response_headers (edge_request_message (request));
+      edge_request_response_headers (request);
   const char *content_type = NULL;
   for (guint i = 0; i < a->headers->len; i += 2) {
     const char *name = a->headers->pdata[i], *value = a->headers->pdata[i + 1];
@@ -730,7 +729,7 @@ handle_route (EdgeRequest *request, gpointer data)
     return;
   }
   SoupMessageHeaders *headers =
-      soup_server_message_get_response_headers (edge_request_message (request));
+      edge_request_response_headers (request);
   soup_message_headers_replace (headers, "Apigw-Requestid", id);
   Call *call = g_new0 (Call, 1);
   call->route = route;

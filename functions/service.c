@@ -1002,7 +1002,7 @@ on_sync_done (const FunctionsResult *result, gpointer data)
     return;
   }
   SoupMessageHeaders *headers =
-      soup_server_message_get_response_headers (edge_request_message (request));
+      edge_request_response_headers (request);
   soup_message_headers_replace (headers, "X-Amz-Executed-Version", "$LATEST");
   soup_message_headers_replace (headers, "X-Amzn-RequestId", result->request_id);
   if (result->function_error)
@@ -1118,7 +1118,7 @@ handle_invoke (EdgeRequest *request, gpointer data)
       return;
     }
     SoupMessageHeaders *headers =
-        soup_server_message_get_response_headers (edge_request_message (request));
+        edge_request_response_headers (request);
     soup_message_headers_replace (headers, "X-Amzn-RequestId", id);
     edge_request_respond (request, 202, NULL, NULL);
     return;

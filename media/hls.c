@@ -74,7 +74,7 @@ static void
 respond_playlist (EdgeRequest *request, GBytes *text)
 {
   SoupMessageHeaders *headers =
-      soup_server_message_get_response_headers (edge_request_message (request));
+      edge_request_response_headers (request);
   soup_message_headers_replace (headers, "Cache-Control", "no-cache");
   edge_request_respond (request, 200, "application/vnd.apple.mpegurl", text);
 }
@@ -151,7 +151,7 @@ object_read_done (GPtrArray *fragments, GBytes *init, GError *error, gpointer da
                                 "%s", gone ? "no longer recorded" : "the recording does not open");
   } else {
     SoupMessageHeaders *headers =
-        soup_server_message_get_response_headers (edge_request_message (r->request));
+        edge_request_response_headers (r->request);
     /* Recorded media never changes under its name. */
     soup_message_headers_replace (headers, "Cache-Control", "max-age=86400, immutable");
     edge_request_respond (r->request, 200, "video/mp4",
@@ -233,7 +233,7 @@ clip_done (GBytes *clip, GError *error, gpointer data)
     return;
   }
   SoupMessageHeaders *headers =
-      soup_server_message_get_response_headers (edge_request_message (request));
+      edge_request_response_headers (request);
   soup_message_headers_replace (headers, "Content-Disposition", "attachment; filename=\"clip.mp4\"");
   edge_request_respond (request, 200, "video/mp4", clip);
 }

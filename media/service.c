@@ -777,8 +777,7 @@ char *
 media_request_base_url (EdgeRequest *request)
 {
   const char *host = edge_request_header (request, "Host");
-  SoupServerMessage *msg = edge_request_message (request);
-  GUri *uri = soup_server_message_get_uri (msg);
+  GUri *uri = edge_request_uri (request);
   const char *scheme = g_uri_get_scheme (uri) ? g_uri_get_scheme (uri) : "http";
   if (host == NULL || host[0] == '\0' || strpbrk (host, "/\\ \"<>") != NULL)
     return g_strdup_printf ("%s://%s:%d", scheme, g_uri_get_host (uri), g_uri_get_port (uri));

@@ -515,7 +515,7 @@ refuse (EdgeRequest *request, Deny deny, gint64 retry_after_s, const char *forma
   va_start (args, format);
   g_autofree char *message = g_strdup_vprintf (format, args);
   va_end (args);
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
+  SoupMessageHeaders *headers = request->response_headers;
   EdgeErrorShape shape = request->route ? request->route->errors : EDGE_ERRORS_EDGED;
   guint status = kinds[deny].status;
 
@@ -564,7 +564,7 @@ refuse (EdgeRequest *request, Deny deny, gint64 retry_after_s, const char *forma
   if (status == 401 && accept && strstr (accept, "text/html") &&
       g_str_equal (edge_request_method (request), "GET")) {
     /* A browser on a page: to the login page, and back. */
-    const char *query = g_uri_get_query (soup_server_message_get_uri (request->msg));
+    const char *query = g_uri_get_query (request->uri);
     g_autofree char *back = query ? g_strconcat (request->path, "?", query, NULL)
                                   : g_strdup (request->path);
     g_autofree char *next = g_uri_escape_string (back, "/", FALSE);
@@ -787,7 +787,7 @@ check_sigv4 (GatewayAuth *auth, EdgeRequest *request, const char *header)
   }
   if (ok) {
     ok = FALSE;
-    SoupMessageHeaders *headers = soup_server_message_get_request_headers (request->msg);
+    SoupMessageHeaders *headers = request->request_headers;
     SoupMessageHeadersIter iter;
     const char *name, *value;
     g_autoptr (GArray) list = g_array_new (FALSE, FALSE, sizeof (EdgeSigv4Header));
@@ -802,7 +802,7 @@ check_sigv4 (GatewayAuth *auth, EdgeRequest *request, const char *header)
     char payload_hash[65];
     const char *claimed = edge_request_header (request, "X-Amz-Content-Sha256");
     edge_sigv4_sha256_hex (body_data ? body_data : "", body_len, payload_hash);
-    GUri *uri = soup_server_message_get_uri (request->msg);
+    GUri *uri = request->uri;
     g_autofree char *canonical = NULL;
     if (claimed && !g_str_equal (claimed, "UNSIGNED-PAYLOAD") &&
         g_ascii_strcasecmp (claimed, payload_hash) != 0) {
@@ -915,7 +915,7 @@ authorizer_done (gboolean allow, const char *context, gpointer data)
     g_hash_table_replace (auth->authorizer_cache, g_steal_pointer (&call->identity), answer);
   else
     authorizer_answer_free (answer);
-  g_object_unref (call->request->msg);
+  gateway_request_unref (call->request);
   g_free (call->identity);
   g_free (call);
 }
@@ -938,14 +938,14 @@ authorizer_event (EdgeRequest *request, const char *identity)
   edge_json_append_string (out, route_key, strlen (route_key));
   g_string_append (out, ",\"rawPath\":");
   edge_json_append_string (out, request->path, strlen (request->path));
-  const char *query = g_uri_get_query (soup_server_message_get_uri (request->msg));
+  const char *query = g_uri_get_query (request->uri);
   g_string_append (out, ",\"rawQueryString\":");
   edge_json_append_string (out, query ? query : "", query ? strlen (query) : 0);
   g_string_append (out, ",\"headers\":{");
   SoupMessageHeadersIter iter;
   const char *name, *value;
   gboolean first = TRUE;
-  soup_message_headers_iter_init (&iter, soup_server_message_get_request_headers (request->msg));
+  soup_message_headers_iter_init (&iter, request->request_headers);
   while (soup_message_headers_iter_next (&iter, &name, &value)) {
     g_autofree char *lower = g_ascii_strdown (name, -1);
     if (!first)
@@ -955,7 +955,7 @@ authorizer_event (EdgeRequest *request, const char *identity)
     g_string_append_c (out, ':');
     edge_json_append_string (out, value, strlen (value));
   }
-  const char *peer = soup_server_message_get_remote_host (request->msg);
+  const char *peer = edge_request_remote_host (request);
   g_string_append (out, "},\"requestContext\":{\"http\":{\"method\":");
   edge_json_append_string (out, method, strlen (method));
   g_string_append (out, ",\"path\":");
@@ -994,7 +994,7 @@ check_authorizer (GatewayAuth *auth, EdgeRequest *request, EdgeGatewayContinueFu
   call->request = request;
   call->identity = g_strdup (identity);
   call->next = next;
-  g_object_ref (request->msg);
+  gateway_request_ref (request);
   edge_request_pause (request);
   g_autoptr (GBytes) event = authorizer_event (request, identity);
   auth->authorizer (auth->authorizer_function, event, authorizer_done, call,
@@ -1127,7 +1127,7 @@ void
 gateway_auth_decorate (EdgeRequest *request, const char *content_type)
 {
   GatewayAuth *auth = request->gateway->auth;
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
+  SoupMessageHeaders *headers = request->response_headers;
   soup_message_headers_replace (headers, "X-Content-Type-Options", "nosniff");
   soup_message_headers_replace (headers, "Referrer-Policy", "no-referrer");
   soup_message_headers_replace (headers, "X-Frame-Options", "DENY");
@@ -1164,7 +1164,7 @@ gateway_auth_preflight (EdgeRequest *request)
   const char *method = edge_request_header (request, "Access-Control-Request-Method");
   if (!g_str_equal (edge_request_method (request), "OPTIONS") || origin == NULL || method == NULL)
     return FALSE;
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
+  SoupMessageHeaders *headers = request->response_headers;
   if (auth == NULL || !origin_allowed (auth, origin)) {
     edge_request_respond_error (request, SOUP_STATUS_FORBIDDEN, "CorsRefused",
                                 "origin %s is not in gateway.cors.allow_origins", origin);
@@ -1189,7 +1189,7 @@ set_session_cookie (EdgeRequest *request, const char *value, gint64 max_age_s)
   g_autofree char *cookie = g_strdup_printf (
       SESSION_COOKIE "=%s; Path=/; Max-Age=%" G_GINT64_FORMAT "; HttpOnly; SameSite=Strict%s",
       value, max_age_s, auth->tls ? "; Secure" : "");
-  soup_message_headers_append (soup_server_message_get_response_headers (request->msg),
+  soup_message_headers_append (request->response_headers,
                                "Set-Cookie", cookie);
 }
 

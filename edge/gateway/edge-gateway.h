@@ -177,6 +177,16 @@ GHashTable *edge_request_params (EdgeRequest *request);
 /* A query parameter; NULL if absent. */
 const char *edge_request_query (EdgeRequest *request, const char *name);
 const char *edge_request_header (EdgeRequest *request, const char *name);
+/* Every header of the request. */
+SoupMessageHeaders *edge_request_headers (EdgeRequest *request);
+/* The answer's headers, for a handler to add to before it responds. */
+SoupMessageHeaders *edge_request_response_headers (EdgeRequest *request);
+/* The request's URI: its path and query as sent (percent-encoded). */
+GUri *edge_request_uri (EdgeRequest *request);
+/* The client's address, as text. */
+const char *edge_request_remote_host (EdgeRequest *request);
+/* SOUP_HTTP_1_0, SOUP_HTTP_1_1 or SOUP_HTTP_2_0. */
+SoupHTTPVersion edge_request_http_version (EdgeRequest *request);
 /* The whole body (already bounded by the route's limit). */
 GBytes *edge_request_body (EdgeRequest *request);
 /* Parses the body as JSON through the checked entry point (size, depth,
@@ -197,7 +207,8 @@ char *edge_request_aws_region (EdgeRequest *request);
 /* @object's member @name if it is a string; NULL when absent or another
  * type. Accepts a NULL @object. (transfer none) */
 const char *edge_json_member_string (JsonObject *object, const char *name);
-/* The underlying libsoup message, for handlers that need more. */
+/* The underlying libsoup message, for WebSocket handlers; NULL for a
+ * request that came over HTTP/2, which the gateway serves itself. */
 SoupServerMessage *edge_request_message (EdgeRequest *request);
 
 /* Responses. Each handler calls exactly one of these, before returning or,

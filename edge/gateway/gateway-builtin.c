@@ -324,7 +324,7 @@ serve_web_file (EdgeRequest *request, EdgeGateway *gateway, const char *name)
     edge_request_respond_error (request, SOUP_STATUS_NOT_FOUND, "NotFound", "no file %s", name);
     return;
   }
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
+  SoupMessageHeaders *headers = request->response_headers;
   soup_message_headers_replace (headers, "Cache-Control", "no-cache");
   soup_message_headers_replace (headers, "X-Content-Type-Options", "nosniff");
   edge_request_respond (request, SOUP_STATUS_OK, content_type_for (name), body);

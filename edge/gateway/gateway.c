@@ -40,23 +40,6 @@ static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 /* ---- the connections accepted ---- */
 
-/* One accepted TCP connection (plain or TLS), found by the stream libsoup
- * got (gateway->streams) or by its peer's address and port
- * (gateway->conns): libsoup tells a request's peer, not its socket. */
-typedef struct {
-  EdgeGateway *gateway;
-  char *client; /* the peer's address, for per-client limits */
-  char *peer;   /* address and port */
-  GSocket *socket;
-  GSource *head_deadline; /* until the request head is in */
-  gboolean h2;            /* its requests come through gateway-h2.c's replay */
-  /* Kept alive between two requests (conn_idle_begin). */
-  GSource *idle;               /* watches the socket ahead of libsoup */
-  SoupServerMessage *idle_msg; /* the last answered: the handle to end it by */
-  gulong idle_handler;
-  gint64 idle_since;           /* monotonic µs */
-} Conn;
-
 /* HTTP/1.1 connections, plain and TLS, stay open between requests
  * (conn_idle_begin). */
 static gboolean
@@ -104,6 +87,12 @@ conn_clear_deadline (Conn *conn)
     g_source_destroy (conn->head_deadline);
     g_clear_pointer (&conn->head_deadline, g_source_unref);
   }
+}
+
+void
+gateway_conn_clear_head_deadline (Conn *conn)
+{
+  conn_clear_deadline (conn);
 }
 
 static void conn_idle_end (Conn *conn);
@@ -208,13 +197,17 @@ gateway_close_idle (EdgeGateway *gateway, const char *client)
   g_hash_table_iter_init (&iter, gateway->streams);
   while (g_hash_table_iter_next (&iter, NULL, &value)) {
     Conn *conn = value;
-    if (conn->idle_msg && (client == NULL || g_str_equal (conn->client, client)) &&
+    gboolean idle = conn->idle_msg || (conn->h1 && gateway_h1_idle (conn->h1));
+    if (idle && (client == NULL || g_str_equal (conn->client, client)) &&
         (found == NULL || conn->idle_since < found->idle_since))
       found = conn;
   }
   if (found == NULL)
     return FALSE;
-  conn_idle_close (found);
+  if (found->h1)
+    gateway_h1_close (found->h1);
+  else
+    conn_idle_close (found);
   return TRUE;
 }
 
@@ -344,6 +337,16 @@ request_free (gpointer data)
   EdgeRequest *request = data;
   request_cork (request, FALSE);
   body_deadline_clear (request);
+  g_clear_pointer (&request->query_form, g_hash_table_unref);
+  if (request->msg == NULL) { /* HTTP/2's: its own */
+    g_free ((char *) request->method);
+    g_clear_pointer (&request->uri, g_uri_unref);
+    g_clear_pointer (&request->request_headers, soup_message_headers_unref);
+    g_clear_pointer (&request->response_headers, soup_message_headers_unref);
+    g_free (request->remote_host);
+    g_clear_pointer (&request->body, g_bytes_unref);
+    g_clear_pointer (&request->parts, g_ptr_array_unref);
+  }
   g_clear_object (&request->socket);
   g_clear_pointer (&request->params, g_hash_table_unref);
   g_free (request->peer);
@@ -365,7 +368,7 @@ request_of (SoupServerMessage *msg)
 const char *
 edge_request_method (EdgeRequest *request)
 {
-  return soup_server_message_get_method (request->msg);
+  return request->method;
 }
 
 const char *
@@ -389,31 +392,56 @@ edge_request_params (EdgeRequest *request)
 const char *
 edge_request_query (EdgeRequest *request, const char *name)
 {
-  const char *query = g_uri_get_query (soup_server_message_get_uri (request->msg));
-  g_autoptr (GHashTable) form = NULL;
-  if (query == NULL)
-    return NULL;
-  /* Parsed per call: handlers ask for one or two parameters. The value is
-   * kept on the request so that the returned pointer stays valid. */
-  form = soup_form_decode (query);
-  const char *value = g_hash_table_lookup (form, name);
-  if (value == NULL)
-    return NULL;
-  g_autofree char *key = g_strconcat ("edge-query-", name, NULL);
-  g_object_set_data_full (G_OBJECT (request->msg), key, g_strdup (value), g_free);
-  return g_object_get_data (G_OBJECT (request->msg), key);
+  if (request->query_form == NULL) {
+    const char *query = request->uri ? g_uri_get_query (request->uri) : NULL;
+    request->query_form = query ? soup_form_decode (query)
+                                : g_hash_table_new (g_str_hash, g_str_equal);
+  }
+  return g_hash_table_lookup (request->query_form, name);
 }
 
 const char *
 edge_request_header (EdgeRequest *request, const char *name)
 {
-  return soup_message_headers_get_one (soup_server_message_get_request_headers (request->msg),
-                                       name);
+  return soup_message_headers_get_one (request->request_headers, name);
+}
+
+SoupMessageHeaders *
+edge_request_headers (EdgeRequest *request)
+{
+  return request->request_headers;
+}
+
+SoupMessageHeaders *
+edge_request_response_headers (EdgeRequest *request)
+{
+  return request->response_headers;
+}
+
+GUri *
+edge_request_uri (EdgeRequest *request)
+{
+  return request->uri;
+}
+
+const char *
+edge_request_remote_host (EdgeRequest *request)
+{
+  return request->msg ? soup_server_message_get_remote_host (request->msg) : request->remote_host;
+}
+
+SoupHTTPVersion
+edge_request_http_version (EdgeRequest *request)
+{
+  return request->msg ? soup_server_message_get_http_version (request->msg)
+                      : request->transport->version;
 }
 
 GBytes *
 edge_request_body (EdgeRequest *request)
 {
+  if (request->msg == NULL)
+    return request->body;
   SoupMessageBody *body = soup_server_message_get_request_body (request->msg);
   GBytes *bytes = soup_message_body_flatten (body);
   /* flatten returns a new reference; keep it with the message. */
@@ -429,13 +457,32 @@ edge_request_message (EdgeRequest *request)
 }
 
 void
+gateway_request_ref (EdgeRequest *request)
+{
+  if (request->msg)
+    g_object_ref (request->msg);
+  else
+    request->refs++;
+}
+
+void
+gateway_request_unref (EdgeRequest *request)
+{
+  if (request->msg)
+    g_object_unref (request->msg);
+  else if (--request->refs == 0)
+    request_free (request);
+}
+
+void
 edge_request_pause (EdgeRequest *request)
 {
   if (request->paused)
     return;
   request->paused = TRUE;
-  g_object_ref (request->msg);
-  soup_server_message_pause (request->msg);
+  gateway_request_ref (request);
+  if (request->msg)
+    soup_server_message_pause (request->msg);
 }
 
 static void
@@ -443,11 +490,22 @@ request_finish_response (EdgeRequest *request)
 {
   g_return_if_fail (!request->responded);
   request->responded = TRUE;
+  if (request->msg == NULL) {
+    /* The transport may be done with the request before this returns. */
+    gateway_request_ref (request);
+    request->transport->respond (request);
+    if (request->paused) {
+      request->paused = FALSE;
+      gateway_request_unref (request);
+    }
+    gateway_request_unref (request);
+    return;
+  }
   request_cork (request, TRUE);
   if (request->paused) {
     request->paused = FALSE;
     soup_server_message_unpause (request->msg);
-    g_object_unref (request->msg);
+    gateway_request_unref (request);
   }
 }
 
@@ -469,10 +527,14 @@ request_ends_connection (SoupServerMessage *msg)
 static void
 answer_head (EdgeRequest *request, guint status, const char *content_type)
 {
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
-  soup_server_message_set_status (request->msg, status, NULL);
-  if (!gateway_keeps_alive (request->gateway) || request_ends_connection (request->msg))
-    soup_message_headers_replace (headers, "Connection", "close");
+  SoupMessageHeaders *headers = request->response_headers;
+  if (request->msg == NULL) {
+    request->status = status;
+  } else {
+    soup_server_message_set_status (request->msg, status, NULL);
+    if (!gateway_keeps_alive (request->gateway) || request_ends_connection (request->msg))
+      soup_message_headers_replace (headers, "Connection", "close");
+  }
   if (content_type)
     soup_message_headers_replace (headers, "Content-Type", content_type);
   gateway_auth_decorate (request, content_type);
@@ -525,9 +587,23 @@ edge_request_stream_begin (EdgeRequest *request, guint status, const char *conte
                            EdgeRequestGoneFunc gone, gpointer user_data)
 {
   SoupServerMessage *msg = request->msg;
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  SoupMessageHeaders *headers = request->response_headers;
   g_return_if_fail (!request->responded);
   answer_head (request, status, content_type);
+  if (msg == NULL) {
+    request->streaming = TRUE;
+    request->responded = TRUE;
+    request->gone = gone;
+    request->gone_data = user_data;
+    /* Held until the stream closes (gateway_request_stream_closed). */
+    request->held = TRUE;
+    if (request->paused)
+      request->paused = FALSE;
+    else
+      gateway_request_ref (request);
+    request->transport->stream_begin (request);
+    return;
+  }
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
   soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
   g_signal_connect (msg, "wrote-body-data", G_CALLBACK (on_wrote_body_data), NULL);
@@ -560,6 +636,10 @@ edge_request_stream_write (EdgeRequest *request, GBytes *bytes)
   if (request->stream_ended)
     return; /* the client is gone; its gone function is on its way out */
   request->stream_queued += g_bytes_get_size (bytes);
+  if (request->msg == NULL) {
+    request->transport->stream_write (request, bytes);
+    return;
+  }
   soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg), bytes);
   soup_server_message_unpause (request->msg);
 }
@@ -578,9 +658,22 @@ edge_request_stream_end (EdgeRequest *request)
     return;
   request->stream_ended = TRUE;
   request->gone = NULL;
+  if (request->msg == NULL) {
+    request->transport->stream_end (request);
+    return;
+  }
   stream_stop_watching (request);
   soup_message_body_complete (soup_server_message_get_response_body (request->msg));
   soup_server_message_unpause (request->msg);
+}
+
+static void
+request_append_body (EdgeRequest *request, GBytes *bytes)
+{
+  if (request->msg)
+    soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg), bytes);
+  else
+    g_ptr_array_add (request->parts, g_bytes_ref (bytes));
 }
 
 void
@@ -589,8 +682,7 @@ edge_request_respond_parts (EdgeRequest *request, guint status, const char *cont
 {
   answer_head (request, status, content_type);
   for (guint i = 0; i < parts->len; i++)
-    soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg),
-                                    g_ptr_array_index (parts, i));
+    request_append_body (request, g_ptr_array_index (parts, i));
   request_finish_response (request);
 }
 
@@ -599,7 +691,7 @@ edge_request_respond (EdgeRequest *request, guint status, const char *content_ty
 {
   answer_head (request, status, body ? content_type : NULL);
   if (body != NULL)
-    soup_message_body_append_bytes (soup_server_message_get_response_body (request->msg), body);
+    request_append_body (request, body);
   request_finish_response (request);
 }
 
@@ -835,8 +927,7 @@ edge_request_respond_rest_error (EdgeRequest *request, guint status, const char 
   g_autoptr (GString) text = g_string_new ("{\"message\":");
   edge_json_append_string (text, message, strlen (message));
   g_string_append_c (text, '}');
-  soup_message_headers_replace (soup_server_message_get_response_headers (request->msg),
-                                "X-Amzn-ErrorType", type);
+  soup_message_headers_replace (request->response_headers, "X-Amzn-ErrorType", type);
   g_autoptr (GBytes) body = g_bytes_new (text->str, text->len);
   edge_request_respond (request, status, "application/json", body);
 }
@@ -859,8 +950,7 @@ edge_request_respond_amz_error (EdgeRequest *request, guint status, const char *
   json_builder_add_string_value (b, message);
   json_builder_end_object (b);
   g_autoptr (JsonNode) root = json_builder_get_root (b);
-  soup_message_headers_replace (soup_server_message_get_response_headers (request->msg),
-                                "x-amzn-ErrorType", type);
+  soup_message_headers_replace (request->response_headers, "x-amzn-ErrorType", type);
   gsize len;
   char *text = edge_json_to_string (root, &len);
   g_autoptr (GBytes) body = g_bytes_new_take (text, len);
@@ -953,7 +1043,7 @@ static const char *
 method_label (const char *method)
 {
   static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
-  for (gsize i = 0; i < G_N_ELEMENTS (known); i++)
+  for (gsize i = 0; method && i < G_N_ELEMENTS (known); i++)
     if (g_str_equal (method, known[i]))
       return known[i];
   return "OTHER";
@@ -1116,16 +1206,41 @@ on_got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer data)
   }
 }
 
+/* The route for @request's method and path, and the body limit that
+ * follows from it. */
+static void
+request_match (EdgeRequest *request)
+{
+  EdgeGateway *gateway = request->gateway;
+  GatewayRoute *route = NULL;
+  request->path = g_strdup (g_uri_get_path (request->uri));
+  request->match = edge_router_match (gateway->router, request->method, request->path,
+                                      (gpointer *) &route, &request->params, &request->allow);
+  request->route = route;
+  request->body_limit = route && route->max_body_bytes > 0 ? route->max_body_bytes
+                                                           : gateway->max_body_bytes;
+}
+
+static gboolean
+headers_too_many (SoupMessageHeaders *headers)
+{
+  guint n_fields = 0;
+  SoupMessageHeadersIter iter;
+  const char *name, *value;
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    n_fields++;
+  return n_fields > EDGE_GATEWAY_MAX_HEADER_FIELDS;
+}
+
+#define TOO_MANY_FIELDS_MESSAGE "more than " G_STRINGIFY (EDGE_GATEWAY_MAX_HEADER_FIELDS) " header fields"
+
 static void
 on_got_headers (SoupServerMessage *msg, gpointer data)
 {
   EdgeGateway *gateway = data;
   EdgeRequest *request = request_of (msg);
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
-  GatewayRoute *route = NULL;
-  guint n_fields = 0;
-  SoupMessageHeadersIter iter;
-  const char *name, *value;
 
   if (request == NULL)
     return;
@@ -1134,21 +1249,12 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
     conn_clear_deadline (conn);
     request->socket = g_object_ref (conn->socket);
   }
-  request->path = g_strdup (g_uri_get_path (soup_server_message_get_uri (msg)));
-  request->match = edge_router_match (gateway->router, soup_server_message_get_method (msg),
-                                      request->path, (gpointer *) &route, &request->params,
-                                      &request->allow);
-  request->route = route;
-  request->body_limit = route && route->max_body_bytes > 0 ? route->max_body_bytes
-                                                           : gateway->max_body_bytes;
+  request->method = soup_server_message_get_method (msg);
+  request->uri = soup_server_message_get_uri (msg);
+  request_match (request);
 
-  soup_message_headers_iter_init (&iter, headers);
-  while (soup_message_headers_iter_next (&iter, &name, &value))
-    n_fields++;
-  if (n_fields > EDGE_GATEWAY_MAX_HEADER_FIELDS) {
-    g_autofree char *message = g_strdup_printf ("more than %d header fields",
-                                                EDGE_GATEWAY_MAX_HEADER_FIELDS);
-    request_refuse (request, 431, "HeadersTooLarge", message);
+  if (headers_too_many (headers)) {
+    request_refuse (request, 431, "HeadersTooLarge", TOO_MANY_FIELDS_MESSAGE);
     return;
   }
 
@@ -1195,27 +1301,28 @@ on_got_headers (SoupServerMessage *msg, gpointer data)
 static void
 access_log (EdgeRequest *request, guint status, gsize bytes, double seconds)
 {
-  SoupServerMessage *msg = request->msg;
-  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
-  const char *peer = soup_server_message_get_remote_host (msg);
+  SoupMessageHeaders *headers = request->request_headers;
+  const char *peer = edge_request_remote_host (request);
   const char *referer = soup_message_headers_get_one (headers, "Referer");
   const char *agent = soup_message_headers_get_one (headers, "User-Agent");
-  GUri *uri = soup_server_message_get_uri (msg);
-  const char *query = g_uri_get_query (uri);
+  const char *query = request->uri ? g_uri_get_query (request->uri) : NULL;
   g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
   g_autofree char *when = g_date_time_format (now, "%d/%b/%Y:%H:%M:%S +0000");
   g_autoptr (GString) line = g_string_new (NULL);
   g_autofree char *user = request->principal ? g_strescape (request->principal, NULL) : NULL;
   g_autofree char *target = g_strescape (request->path ? request->path : "?", NULL);
   g_string_append_printf (line, "%s - %s [%s] \"%s %s", peer ? peer : "-", user ? user : "-", when,
-                          soup_server_message_get_method (msg), target);
+                          request->method ? request->method : "-", target);
   /* The token a browser passes in the query is a credential: not logged. */
   if (query && !strstr (query, "token="))
     g_string_append_printf (line, "?%s", query);
   g_autofree char *ref = referer ? g_strescape (referer, NULL) : NULL;
   g_autofree char *ua = agent ? g_strescape (agent, NULL) : NULL;
-  g_string_append_printf (line, " HTTP/1.1\" %u %zu \"%s\" \"%s\" %.3f", status, bytes,
-                          ref ? ref : "-", ua ? ua : "-", seconds);
+  g_string_append_printf (line, " %s\" %u %zu \"%s\" \"%s\" %.3f",
+                          edge_request_http_version (request) == SOUP_HTTP_2_0 ? "HTTP/2.0"
+                                                                                : "HTTP/1.1",
+                          status, bytes, ref ? ref : "-",
+                          ua ? ua : "-", seconds);
   g_log ("access", G_LOG_LEVEL_INFO, "%s", line->str);
 }
 
@@ -1223,9 +1330,8 @@ static void
 request_log (EdgeRequest *request, guint status, gsize bytes)
 {
   EdgeGateway *gateway = request->gateway;
-  SoupServerMessage *msg = request->msg;
   double seconds = (g_get_monotonic_time () - request->start_us) / 1e6;
-  const char *method = method_label (soup_server_message_get_method (msg));
+  const char *method = method_label (request->method);
   g_autofree char *route = edge_metrics_escape_label (gateway_route_label (request));
   char code[16];
   g_snprintf (code, sizeof code, "%u", status);
@@ -1253,6 +1359,10 @@ on_finished (SoupServerMessage *msg, gpointer data)
     return;
   if (request->refused) /* logged when refused */
     return;
+  if (request->method == NULL) { /* libsoup refused its head itself */
+    request->method = soup_server_message_get_method (msg);
+    request->uri = soup_server_message_get_uri (msg);
+  }
   request_log (request, status,
                (gsize) soup_server_message_get_response_body (msg)->length);
   if (request->streaming) {
@@ -1276,6 +1386,8 @@ on_request_started (SoupServer *server, SoupServerMessage *msg, gpointer data)
   EdgeRequest *request = g_new0 (EdgeRequest, 1);
   request->gateway = gateway;
   request->msg = msg;
+  request->request_headers = soup_server_message_get_request_headers (msg);
+  request->response_headers = soup_server_message_get_response_headers (msg);
   request->peer = message_peer_key (msg);
   /* A request that was already in libsoup's buffer (pipelined) starts
    * without the idle watch seeing it. */
@@ -1316,7 +1428,6 @@ on_request_finished (SoupServer *server, SoupServerMessage *msg, gpointer data)
 static void
 dispatch_route (EdgeRequest *request)
 {
-  SoupServerMessage *msg = request->msg;
   const char *method = edge_request_method (request);
   switch (request->match) {
   case EDGE_ROUTER_NOT_FOUND:
@@ -1324,8 +1435,7 @@ dispatch_route (EdgeRequest *request)
                                 method, request->path);
     return;
   case EDGE_ROUTER_METHOD_NOT_ALLOWED:
-    soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow",
-                                  request->allow);
+    soup_message_headers_replace (request->response_headers, "Allow", request->allow);
     edge_request_respond_error (request, SOUP_STATUS_METHOD_NOT_ALLOWED, "MethodNotAllowed",
                                 "%s is not allowed on %s (allowed: %s)", method, request->path,
                                 request->allow);
@@ -1334,7 +1444,12 @@ dispatch_route (EdgeRequest *request)
     break;
   }
   if (request->route->ws_open != NULL) {
-    gateway_ws_upgrade (request->gateway, request);
+    if (request->msg == NULL)
+      edge_request_respond_error (request, SOUP_STATUS_BAD_REQUEST, "WebSocketRequired",
+                                  "%s is a WebSocket endpoint, served over HTTP/1.1",
+                                  request->path);
+    else
+      gateway_ws_upgrade (request->gateway, request);
     return;
   }
   request->route->handler (request, request->route->user_data);
@@ -1356,6 +1471,131 @@ dispatch (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTab
   if (gateway_auth_preflight (request))
     return;
   gateway_auth_check (request, dispatch_route);
+}
+
+/* ---- requests the gateway read itself (gateway-h2.c, gateway-http1.c) ---- */
+
+EdgeRequest *
+gateway_request_new (EdgeGateway *gateway, const GatewayTransport *transport, gpointer link,
+                     const char *method, GUri *uri, SoupMessageHeaders *headers,
+                     const char *remote_host)
+{
+  EdgeRequest *request = g_new0 (EdgeRequest, 1);
+  request->gateway = gateway;
+  request->transport = transport;
+  request->link = link;
+  request->refs = 1;
+  request->method = g_strdup (method);
+  request->uri = g_uri_ref (uri);
+  request->request_headers = soup_message_headers_ref (headers);
+  request->response_headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
+  request->remote_host = g_strdup (remote_host);
+  request->parts = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  request->start_us = g_get_monotonic_time ();
+  request->body_limit = gateway->max_body_bytes;
+  return request;
+}
+
+void
+gateway_request_set_body (EdgeRequest *request, GBytes *body)
+{
+  g_clear_pointer (&request->body, g_bytes_unref);
+  request->body = g_bytes_ref (body);
+}
+
+void
+gateway_request_match (EdgeRequest *request)
+{
+  if (request->path == NULL)
+    request_match (request);
+}
+
+gboolean
+gateway_request_too_many_fields (EdgeRequest *request)
+{
+  return headers_too_many (request->request_headers);
+}
+
+/* The checks libsoup's requests pass as their head and body come
+ * (on_got_headers), on a request that came whole; then authentication and
+ * the route. */
+void
+gateway_request_start (EdgeRequest *request)
+{
+  EdgeGateway *gateway = request->gateway;
+  gateway_request_match (request);
+  /* Answers may come, and the transport be done with the request, before
+   * the handler returns. */
+  gateway_request_ref (request);
+  if (headers_too_many (request->request_headers)) {
+    edge_request_respond_error (request, 431, "HeadersTooLarge", TOO_MANY_FIELDS_MESSAGE);
+  } else if ((gint64) g_bytes_get_size (request->body) > request->body_limit) {
+    edge_metrics_add (gateway->metrics, "edged_http_body_rejected_total", "", 1);
+    edge_request_respond_error (request, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "PayloadTooLarge",
+                                "request body of %zu bytes is larger than the limit of "
+                                "%" G_GINT64_FORMAT " bytes",
+                                g_bytes_get_size (request->body), request->body_limit);
+  } else if (!gateway_auth_preflight (request)) {
+    gateway_auth_check (request, dispatch_route);
+  }
+  gateway_request_unref (request);
+}
+
+void
+gateway_request_done (EdgeRequest *request)
+{
+  if (request->responded) {
+    gsize bytes = 0;
+    for (guint i = 0; i < request->parts->len; i++)
+      bytes += g_bytes_get_size (g_ptr_array_index (request->parts, i));
+    request_log (request, request->status, bytes);
+  }
+  if (request->streaming) {
+    EdgeRequestGoneFunc gone = request->gone;
+    request->gone = NULL;
+    request->stream_ended = TRUE;
+    if (gone)
+      gone (request->gone_data);
+    if (request->held) {
+      request->held = FALSE;
+      gateway_request_unref (request);
+    }
+  }
+  gateway_request_unref (request);
+}
+
+const char *
+gateway_http_date (void)
+{
+  static char text[64];
+  static gint64 made_s = -1;
+  gint64 now_s = g_get_real_time () / G_USEC_PER_SEC;
+  if (now_s != made_s) {
+    g_autoptr (GDateTime) now = g_date_time_new_from_unix_utc (now_s);
+    g_autofree char *date = soup_date_time_to_string (now, SOUP_DATE_HTTP);
+    g_strlcpy (text, date, sizeof text);
+    made_s = now_s;
+  }
+  return text;
+}
+
+GUri *
+gateway_uri_decoded (GUri *uri)
+{
+  g_autofree char *path = g_uri_unescape_string (g_uri_get_path (uri), NULL);
+  if (path == NULL || strstr (path, "/../") || g_str_has_suffix (path, "/.."))
+    return NULL;
+  return soup_uri_copy (uri, SOUP_URI_PATH, path, SOUP_URI_NONE);
+}
+
+static void hand_to_soup (EdgeGateway *gateway, GIOStream *stream, GSocketConnection *connection);
+
+void
+gateway_conn_to_soup (EdgeGateway *gateway, Conn *conn, GSocketConnection *connection)
+{
+  /* Its next request's head must come in time, as a new connection's. */
+  conn_arm_deadline (conn);
+  hand_to_soup (gateway, G_IO_STREAM (connection), connection);
 }
 
 /* ---- connections ---- */
@@ -1483,9 +1723,12 @@ sniff_check (Sniff *sniff)
   }
   if (h2 && n == H2_PREFACE_LEN)
     gateway_conn_speaks_h2 (sniff->gateway, sniff->connection);
+  Conn *conn = g_hash_table_lookup (sniff->gateway->streams, sniff->connection);
   if (h2 && n == H2_PREFACE_LEN)
     gateway_h2_serve (sniff->gateway, sniff->connection);
-  else
+  else if (conn && n > 0)
+    gateway_h1_serve (sniff->gateway, conn, sniff->connection);
+  else /* nothing yet but the end, or an error: libsoup's to end */
     hand_to_soup (sniff->gateway, G_IO_STREAM (sniff->connection), sniff->connection);
   sniff_free (sniff);
   return G_SOURCE_REMOVE;
@@ -1830,6 +2073,19 @@ edge_gateway_free (EdgeGateway *gateway)
     g_clear_object (&gateway->service);
   }
   gateway_ws_stop (gateway);
+  if (gateway->streams) {
+    /* The connections served here end now: gathered first, since each
+     * leaves the table as it ends. */
+    g_autoptr (GPtrArray) h1 = g_ptr_array_new ();
+    GHashTableIter iter;
+    gpointer value;
+    g_hash_table_iter_init (&iter, gateway->streams);
+    while (g_hash_table_iter_next (&iter, NULL, &value))
+      if (((Conn *) value)->h1)
+        g_ptr_array_add (h1, ((Conn *) value)->h1);
+    for (guint i = 0; i < h1->len; i++)
+      gateway_h1_close (g_ptr_array_index (h1, i));
+  }
   if (gateway->h2_conns) {
     gateway_h2_stop (gateway);
     g_clear_pointer (&gateway->h2_conns, g_ptr_array_unref);

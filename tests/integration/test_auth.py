@@ -260,7 +260,7 @@ streams:
         if path == "/" and method == "POST":
             answer = json.loads(body)
             self.assertIn(answer["__type"], AWS_TYPES, where)
-        elif path.startswith("/2015-03-31/") or path.startswith("/@connections/") or (
+        elif path.startswith(("/2015-03-31/", "/2019-09-25/", "/2019-09-30/", "/@connections/")) or (
                 method == "POST" and path[1:] in KVS_OPERATIONS):
             self.assertIn(headers.get("X-Amzn-ErrorType"), AWS_TYPES, where)
             self.assertIn("message", json.loads(body), where)

@@ -193,6 +193,43 @@ class RunningDaemon(unittest.TestCase):
         statuses = re.findall(rb"HTTP/1.1 (\d{3}) ", data)
         self.assertEqual(statuses, [b"200", b"404", b"200"], data[:400])
 
+    def test_requests_libsoup_takes_midway_through_a_connection(self):
+        # Plain requests are read by the gateway itself; a chunked body, an
+        # Expect: 100-continue or HTTP/1.0 goes to libsoup, on the same
+        # connection, and what follows is answered there too.
+        body = json.dumps({"name": "midway", "shards": 1}).encode()
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = recv_until(s, b'"status":"ok"')
+            s.sendall(b"POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+            second = recv_until(s, b"midway")
+            s.sendall(b"POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+            continued = recv_until(s, b"\r\n\r\n")
+            self.assertTrue(continued.startswith(b"HTTP/1.1 100 Continue"), continued)
+            s.sendall(b"{}")
+            third = recv_until(s, b"}}")
+            s.sendall(b"GET /v1/streams/midway HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            fourth = recv_all(s)
+        self.assertRegex(first, rb"^HTTP/1.1 200 ")
+        self.assertRegex(second, rb"^HTTP/1.1 201 ")
+        self.assertRegex(third, rb"^HTTP/1.1 400 ")
+        self.assertRegex(fourth, rb"^HTTP/1.1 200 ")
+        self.assertIn(b'"name":"midway"', fourth.replace(b" ", b""))
+
+    def test_answers_without_a_body(self):
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=5) as s:
+            s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = recv_all(s)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        self.assertGreater(length, 0)  # the GET's length, without its body
+        self.assertTrue(rest.startswith(b"HTTP/1.1 200 "), rest[:100])  # the next answer at once
+        self.assertTrue(rest.endswith(b"}"), rest[-100:])
+
     def test_connection_close_and_http_1_0_end_the_connection(self):
         for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                         b"GET /healthz HTTP/1.0\r\n\r\n"):
@@ -264,6 +301,26 @@ class RunningDaemon(unittest.TestCase):
         self.assertRegex(self.d.log(), r'INFO  access: 127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:[\d:]{8} '
                                        r'\+0000\] "GET /healthz\?probe=1 HTTP/1\.1" 200 \d+ "-" "-" '
                                        r'\d+\.\d{3}')
+
+
+def recv_until(s, marker):
+    """What comes on @s up to and including @marker (or the end)."""
+    data = b""
+    s.settimeout(5)
+    while marker not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recv_all(s):
+    data = b""
+    s.settimeout(5)
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
 
 
 def recv_response(s, limit=1 << 20):
