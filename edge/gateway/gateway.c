@@ -1347,6 +1347,23 @@ request_log (EdgeRequest *request, guint status, gsize bytes)
     access_log (request, status, bytes, seconds);
 }
 
+/* A streamed answer is over, however it ended: its producer hears of a
+ * client gone (once, if it had not ended it), and stream_begin's hold on
+ * the request is let go. */
+static void
+request_stream_over (EdgeRequest *request)
+{
+  EdgeRequestGoneFunc gone = request->gone;
+  request->gone = NULL;
+  request->stream_ended = TRUE;
+  if (gone)
+    gone (request->gone_data);
+  if (request->held) {
+    request->held = FALSE;
+    gateway_request_unref (request);
+  }
+}
+
 static void
 on_finished (SoupServerMessage *msg, gpointer data)
 {
@@ -1367,15 +1384,7 @@ on_finished (SoupServerMessage *msg, gpointer data)
                (gsize) soup_server_message_get_response_body (msg)->length);
   if (request->streaming) {
     stream_stop_watching (request);
-    EdgeRequestGoneFunc gone = request->gone;
-    request->gone = NULL;
-    request->stream_ended = TRUE;
-    if (gone)
-      gone (request->gone_data);
-    if (request->held) {
-      request->held = FALSE;
-      g_object_unref (msg); /* the emission holds its own reference */
-    }
+    request_stream_over (request); /* the emission holds a reference of its own */
   }
 }
 
@@ -1550,17 +1559,8 @@ gateway_request_done (EdgeRequest *request)
       bytes += g_bytes_get_size (g_ptr_array_index (request->parts, i));
     request_log (request, request->status, bytes);
   }
-  if (request->streaming) {
-    EdgeRequestGoneFunc gone = request->gone;
-    request->gone = NULL;
-    request->stream_ended = TRUE;
-    if (gone)
-      gone (request->gone_data);
-    if (request->held) {
-      request->held = FALSE;
-      gateway_request_unref (request);
-    }
-  }
+  if (request->streaming)
+    request_stream_over (request);
   gateway_request_unref (request);
 }
 
