@@ -394,36 +394,28 @@ h1_io (H1Conn *h1, GIOCondition condition)
   case H1_BODY:
     h1_read_body (h1);
     return;
-  case H1_STREAMING: {
-    /* The client has nothing to send during an event stream: readable
-     * means it has gone (or broken the protocol), as libsoup's requests
-     * are watched (gateway.c). */
-    char byte;
-    gssize n = recv (h1->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-      return;
+  case H1_STREAMING:
+  case H1_BUSY:
+  case H1_WRITING:
+    break;
+  }
+  /* A request is under way: bytes now are the next request, come early
+   * (pipelined), or the end of what the client sends, which may still read
+   * the answer (a half close, after which the connection ends). During an
+   * event stream the client has nothing to send: readable means it has
+   * gone (or broken the protocol), as libsoup's requests are watched
+   * (gateway.c). */
+  char byte;
+  gssize n = recv (h1->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return;
+  if (n < 0 || h1->state == H1_STREAMING) {
     h1_close (h1);
     return;
   }
-  case H1_BUSY:
-  case H1_WRITING: {
-    /* The next request, come early (pipelined), or the end of what the
-     * client sends: it may still read the answer (a half close), which
-     * then ends the connection. */
-    char byte;
-    gssize n = recv (h1->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-      return;
-    if (n < 0) {
-      h1_close (h1);
-      return;
-    }
-    if (n == 0)
-      h1->close_after = TRUE;
-    h1_reading (h1, FALSE); /* looked at again once this one is answered */
-    return;
-  }
-  }
+  if (n == 0)
+    h1->close_after = TRUE;
+  h1_reading (h1, FALSE); /* looked at again once this one is answered */
 }
 
 /* ---- writing the answer ---- */
